@@ -1,0 +1,57 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# Everything installs into the repo: node_modules/ (Foundry, solcjs, Uniswap artifacts) and .venv/.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+NODE_STAMP := node_modules/.keeper-installed
+VENV_STAMP := $(VENV)/.keeper-installed
+FORGE = $(firstword $(wildcard node_modules/@foundry-rs/forge-*/bin/forge))
+CONTRACTS_STAMP := contracts/out/.keeper-built
+CONTRACT_SOURCES := $(shell find contracts/src contracts/test -name '*.sol' 2>/dev/null) contracts/foundry.toml
+
+.PHONY: all install build demo test test-contracts test-python lint typecheck clean
+
+all: build
+
+install: $(NODE_STAMP) $(VENV_STAMP)
+
+# npm ci installs exactly what package-lock.json pins; the Foundry binaries come inside
+# the platform packages, so no install script has to download anything.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@test -n "$$(ls node_modules/@foundry-rs/forge-*/bin/forge 2>/dev/null)" || { echo "forge binary missing from node_modules"; exit 1; }
+	touch $@
+
+$(VENV_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+build: $(CONTRACTS_STAMP)
+
+$(CONTRACTS_STAMP): $(NODE_STAMP) $(CONTRACT_SOURCES)
+	cd contracts && ../$(FORGE) build --quiet
+	touch $@
+
+demo: install build
+	$(PY) -m deploy.demo
+
+lint: $(VENV_STAMP)
+	$(VENV)/bin/ruff check keeper deploy tests
+	$(VENV)/bin/ruff format --check keeper deploy tests
+
+typecheck: $(VENV_STAMP)
+	$(VENV)/bin/mypy
+
+test-contracts: build
+	cd contracts && ../$(FORGE) test
+
+test-python: install build
+	$(PY) -m pytest
+
+test: lint typecheck test-contracts test-python
+
+clean:
+	rm -rf contracts/out contracts/cache .pytest_cache .mypy_cache .ruff_cache
