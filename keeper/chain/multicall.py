@@ -1,0 +1,58 @@
+"""Batch many contract reads into one eth_call through Multicall3.aggregate3."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.types import BlockIdentifier, TxParams
+
+from keeper.chain.abi import AbiFunction, Multicall3
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    target: str
+    fn: AbiFunction
+    args: tuple[Any, ...] = ()
+    allow_failure: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    ok: bool
+    values: tuple[Any, ...]  # decoded outputs; empty when the call failed or did not decode
+    raw: bytes
+
+
+class MulticallError(RuntimeError):
+    """The aggregate call itself failed (node error or a required call reverted)."""
+
+
+def aggregate(
+    w3: Web3, multicall: str, calls: list[Call], block: BlockIdentifier = "latest"
+) -> list[CallResult]:
+    """Run every call in one eth_call at one block; failures of allow_failure calls are data."""
+    encoded = [(Web3.to_checksum_address(c.target), c.allow_failure, c.fn.calldata(*c.args)) for c in calls]
+    tx: TxParams = {
+        "to": Web3.to_checksum_address(multicall),
+        "data": HexBytes(Multicall3.aggregate3.calldata(encoded)),
+    }
+    try:
+        raw = w3.eth.call(tx, block_identifier=block)
+    except Exception as exc:
+        raise MulticallError(f"Multicall3.aggregate3 at {multicall} failed: {exc}") from exc
+    (results,) = Multicall3.aggregate3.decode_output(bytes(raw))
+    out: list[CallResult] = []
+    for call, (ok, data) in zip(calls, results, strict=True):
+        if not ok:
+            out.append(CallResult(False, (), bytes(data)))
+            continue
+        try:
+            out.append(CallResult(True, call.fn.decode_output(bytes(data)), bytes(data)))
+        except Exception:
+            # A contract answering with the wrong shape (no code, other ABI) is a failed read.
+            out.append(CallResult(False, (), bytes(data)))
+    return out

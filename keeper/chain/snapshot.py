@@ -1,0 +1,199 @@
+"""Read everything a tick decides on in one Multicall3 round trip, and quote legs in a second.
+
+The state read (block, feeds, balances, vault config) is one eth_call whatever the number
+of assets. Quotes need the leg sizes, which need the prices, so they are a second
+aggregate3 call pinned to the same block, made only when the policy wants to trade: the
+request count per tick stays constant (1 idle, 2 when planning).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from web3 import Web3
+from web3.types import BlockIdentifier
+
+from keeper.chain.abi import Erc20, Feed, Multicall3, QuoterV2, V2Router, Vault
+from keeper.chain.multicall import Call, CallResult, aggregate
+from keeper.manifest import Manifest
+from keeper.model import AssetConfig, AssetState, FeedRound, GasInfo, Quote, Snapshot, VaultLimits, Venue
+
+V3_FEE_TIERS = (100, 500, 3000, 10_000)
+
+
+class SnapshotError(RuntimeError):
+    """The vault's state could not be read (as opposed to one feed failing, which is data)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChainState:
+    """A snapshot plus the chain facts that are not the pure core's business."""
+
+    snapshot: Snapshot
+    keeper_balance_wei: int
+    vault_keeper: str
+
+
+def asset_configs(
+    manifest: Manifest, bounds: dict[str, tuple[Decimal, Decimal]] | None = None
+) -> tuple[AssetConfig, ...]:
+    bounds = bounds or {}
+    return tuple(
+        AssetConfig(
+            symbol=a.symbol,
+            token=a.token,
+            decimals=a.decimals,
+            feed=a.feed,
+            feed_decimals=a.feed_decimals,
+            heartbeat_s=a.heartbeat_s,
+            target_bps=a.target_bps,
+            pool_fee=a.pool_fee or 3000,
+            min_price_usd=bounds[a.symbol][0] if a.symbol in bounds else None,
+            max_price_usd=bounds[a.symbol][1] if a.symbol in bounds else None,
+        )
+        for a in manifest.assets
+    )
+
+
+class SnapshotReader:
+    """Builds the call list once per manifest; `read()` is then one eth_call."""
+
+    _HEAD = 10  # calls before the per-asset block
+
+    def __init__(
+        self,
+        w3: Web3,
+        manifest: Manifest,
+        configs: Sequence[AssetConfig],
+        keeper_address: str,
+        sequencer_feed: str | None = None,
+    ) -> None:
+        self._w3 = w3
+        self._m = manifest
+        self._configs = tuple(configs)
+        self._quote_symbol = next(a.symbol for a in manifest.assets if a.token == manifest.quote_asset)
+        mc, vault = manifest.multicall3, manifest.vault
+        self._calls: list[Call] = [
+            Call(mc, Multicall3.block_number, allow_failure=False),
+            Call(mc, Multicall3.block_timestamp, allow_failure=False),
+            Call(mc, Multicall3.chain_id, allow_failure=False),
+            Call(mc, Multicall3.basefee),
+            Call(mc, Multicall3.eth_balance, (keeper_address,)),
+            Call(vault, Vault.get_assets),
+            Call(vault, Vault.get_limits),
+            Call(vault, Vault.paused),
+            Call(vault, Vault.last_rebalance),
+            Call(vault, Vault.keeper),
+        ]
+        for cfg in self._configs:
+            self._calls += [
+                Call(cfg.feed, Feed.latest_round_data),
+                Call(cfg.feed, Feed.decimals),
+                Call(cfg.token, Erc20.balance_of, (vault,)),
+            ]
+        self._sequencer = sequencer_feed
+        if sequencer_feed:
+            self._calls.append(Call(sequencer_feed, Feed.latest_round_data))
+
+    @property
+    def call_count(self) -> int:
+        return len(self._calls)
+
+    def read(self, block: BlockIdentifier = "latest") -> ChainState:
+        results = aggregate(self._w3, self._m.multicall3, self._calls, block)
+        head = results[: self._HEAD]
+        (block_number,), (timestamp,), (chain_id,) = (r.values for r in head[:3])
+        basefee = head[3].values[0] if head[3].ok else 0
+        keeper_balance = head[4].values[0] if head[4].ok else 0
+        for name, result in zip(
+            ("getAssets", "getLimits", "paused", "lastRebalance", "keeper"), head[5:], strict=True
+        ):
+            if not result.ok:
+                raise SnapshotError(
+                    f"vault {self._m.vault}.{name}() failed at block {block_number}: is the manifest's "
+                    "vault address right, and is it a RebalancingVault?"
+                )
+        (onchain_assets,) = head[5].values
+        self._check_assets_match(onchain_assets)
+        ((max_slip, max_loss, cooldown, max_steps),) = head[6].values
+        assets: list[AssetState] = []
+        base = self._HEAD
+        for i, cfg in enumerate(self._configs):
+            rnd, dec, bal = results[base + 3 * i : base + 3 * i + 3]
+            onchain_heartbeat = int(onchain_assets[i][2])
+            # The vault's heartbeat is the one its guard enforces: plan with it.
+            cfg_now = replace(cfg, heartbeat_s=onchain_heartbeat, target_bps=int(onchain_assets[i][3]))
+            assets.append(AssetState(cfg_now, int(bal.values[0]) if bal.ok else 0, _feed_round(rnd, dec)))
+        sequencer = None
+        if self._sequencer:
+            seq = results[-1]
+            sequencer = _feed_round(seq, None)
+        snapshot = Snapshot(
+            block_number=int(block_number),
+            timestamp=int(timestamp),
+            chain_id=int(chain_id),
+            assets=tuple(assets),
+            quote_symbol=self._quote_symbol,
+            limits=VaultLimits(int(max_slip), int(max_loss), int(cooldown), int(max_steps)),
+            vault_paused=bool(head[7].values[0]),
+            last_rebalance_ts=int(head[8].values[0]),
+            sequencer=sequencer,
+            gas=GasInfo(base_fee_wei=int(basefee), priority_fee_wei=0),
+        )
+        return ChainState(snapshot, int(keeper_balance), Web3.to_checksum_address(head[9].values[0]))
+
+    def _check_assets_match(self, onchain: Sequence[tuple[str, str, int, int]]) -> None:
+        ours = [(c.token, c.feed) for c in self._configs]
+        theirs = [(Web3.to_checksum_address(t), Web3.to_checksum_address(f)) for t, f, _, _ in onchain]
+        if ours != theirs:
+            raise SnapshotError(
+                f"manifest assets {ours} do not match the vault's getAssets() {theirs}: regenerate the "
+                "manifest for this vault"
+            )
+
+    def quote(self, snapshot: Snapshot, legs: Iterable[tuple[str, str, int]]) -> tuple[Quote, ...]:
+        """Quote each (token_in, token_out, amount_in) on every V3 fee tier and V2, at the
+        snapshot's block; a venue with no pool comes back with amount_out None."""
+        uni = self._m.uniswap
+        plan: list[tuple[Quote, Call]] = []
+        for token_in, token_out, amount_in in legs:
+            for fee in V3_FEE_TIERS:
+                q = Quote(Venue.V3, uni.v3_swap_router, fee, token_in, token_out, amount_in, None)
+                call = Call(
+                    uni.v3_quoter,
+                    QuoterV2.quote_exact_input_single,
+                    ((token_in, token_out, amount_in, fee, 0),),
+                )
+                plan.append((q, call))
+            q = Quote(Venue.V2, uni.v2_router, 0, token_in, token_out, amount_in, None)
+            plan.append(
+                (q, Call(uni.v2_router, V2Router.get_amounts_out, (amount_in, [token_in, token_out])))
+            )
+        if not plan:
+            return ()
+        results = aggregate(self._w3, self._m.multicall3, [c for _, c in plan], snapshot.block_number)
+        return tuple(
+            replace(q, amount_out=_quoted_out(q, r)) for (q, _), r in zip(plan, results, strict=True)
+        )
+
+
+def _quoted_out(q: Quote, r: CallResult) -> int | None:
+    if not r.ok:
+        return None
+    out = r.values[0][-1] if q.venue is Venue.V2 else r.values[0]
+    return int(out) if int(out) > 0 else None
+
+
+def _feed_round(rnd: CallResult, dec: CallResult | None) -> FeedRound:
+    if not rnd.ok or (dec is not None and not dec.ok):
+        return FeedRound.reverted()
+    round_id, answer, started_at, updated_at, _answered_in_round = rnd.values
+    return FeedRound(
+        round_id=int(round_id),
+        answer=int(answer),
+        started_at=int(started_at),
+        updated_at=int(updated_at),
+        decimals=int(dec.values[0]) if dec is not None else 0,
+    )

@@ -1,0 +1,178 @@
+"""`keeper run | once | check | status`: the operator's entry points.
+
+Every user-caused failure (config, manifest, unreachable node, wrong chain) ends with one
+clear message on stderr and exit code 2, never a traceback; a failed check exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+
+from keeper import __version__
+from keeper.chain.abi import Vault
+from keeper.chain.rpc import RpcError
+from keeper.chain.snapshot import SnapshotError
+from keeper.daemon import Daemon
+from keeper.log import configure_logging, get_logger
+from keeper.manifest import ManifestError
+from keeper.metrics import MetricsServer
+from keeper.model import ValidPrice
+from keeper.oracle import validate_snapshot
+from keeper.portfolio import portfolio_state
+from keeper.runtime import Runtime, build_runtime
+from keeper.settings import ConfigError, Settings, load_settings
+
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+
+log = get_logger("keeper.cli")
+
+
+def _runtime(overrides: dict[str, object] | None = None) -> tuple[Settings, Runtime]:
+    settings = load_settings(**(overrides or {}))
+    configure_logging(settings.log_format, settings.log_level)
+    return settings, build_runtime(settings)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings, rt = _runtime()
+    server = None
+    if settings.metrics_port:
+        server = MetricsServer(rt.metrics, rt.health, settings.metrics_host, settings.metrics_port).start()
+        log.info("metrics_listening", host=settings.metrics_host, port=server.port)
+    log.info(
+        "keeper_starting",
+        version=__version__,
+        vault=rt.manifest.vault,
+        chain_id=rt.manifest.chain_id,
+        paused=settings.paused,
+        dry_run=settings.dry_run or rt.account is None,
+        keeper=rt.account.address if rt.account else None,
+    )
+    try:
+        Daemon(rt.keeper.tick, settings.interval_s).run()
+    finally:
+        if server is not None:
+            server.stop()
+    return 0
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    overrides: dict[str, object] = {"dry_run": True} if args.dry_run else {}
+    _, rt = _runtime(overrides)
+    report = rt.keeper.tick()
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2, default=str))
+    else:
+        print(f"{report.result}: {report.reason}: {report.message}")
+        if report.tx and report.tx.get("hash"):
+            print(f"tx {report.tx['hash']}")
+    return 0 if report.result != "error" else EXIT_CHECK_FAILED
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings, rt = _runtime()
+    w3, m = rt.w3, rt.manifest
+    results: list[tuple[bool, str]] = [(True, f"config valid; RPC {settings.rpc_url or m.rpc_url} answers")]
+    results.append((True, f"chain id {w3.eth.chain_id} matches"))
+    contracts = {
+        "vault": m.vault,
+        "multicall3": m.multicall3,
+        "v3_swap_router": m.uniswap.v3_swap_router,
+        "v3_quoter": m.uniswap.v3_quoter,
+        "v2_router": m.uniswap.v2_router,
+        **{f"{a.symbol} token": a.token for a in m.assets},
+        **{f"{a.symbol} feed": a.feed for a in m.assets},
+    }
+    for name, address in contracts.items():
+        has_code = len(w3.eth.get_code(address)) > 0  # type: ignore[arg-type]
+        results.append((has_code, f"{name} {address} {'has code' if has_code else 'has NO code'}"))
+    if rt.account is None:
+        results.append(
+            (False, "no signing key (KEEPER_PRIVATE_KEY or KEEPER_PRIVATE_KEY_FILE): dry mode only")
+        )
+    else:
+        (onchain_keeper,) = Vault.keeper.decode_output(
+            bytes(w3.eth.call({"to": m.vault, "data": Vault.keeper.calldata()}))
+        )
+        is_keeper = onchain_keeper.lower() == rt.account.address.lower()
+        results.append(
+            (
+                is_keeper,
+                f"key {rt.account.address} {'is' if is_keeper else 'is NOT'} the vault's keeper ({onchain_keeper})",
+            )
+        )
+        balance = Decimal(w3.eth.get_balance(rt.account.address)) / Decimal(10**18)
+        enough = balance >= settings.min_gas_balance_eth
+        results.append(
+            (
+                enough,
+                f"gas balance {balance:.6f} {'>=' if enough else '<'} minimum {settings.min_gas_balance_eth}",
+            )
+        )
+    for ok, line in results:
+        print(f"{'ok  ' if ok else 'FAIL'} {line}")
+    return 0 if all(ok for ok, _ in results) else EXIT_CHECK_FAILED
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    _, rt = _runtime()
+    chain = rt.keeper.reader.read()
+    snap = chain.snapshot
+    prices = validate_snapshot(snap, rt.keeper.config.rules)
+    valid = {s: p for s, p in prices.items() if isinstance(p, ValidPrice)}
+    print(f"vault {rt.manifest.vault} at block {snap.block_number}  paused={snap.vault_paused}")
+    print(f"{'asset':<8}{'price USD':>14}{'age s':>8}{'weight %':>10}{'target %':>10}{'drift %':>9}  oracle")
+    state = portfolio_state(snap.assets, valid) if len(valid) == len(snap.assets) else None
+    for i, asset in enumerate(snap.assets):
+        p = prices[asset.symbol]
+        age = snap.timestamp - asset.round.updated_at
+        price = f"{p.usd:,.4f}" if isinstance(p, ValidPrice) else "-"
+        verdict = "ok" if isinstance(p, ValidPrice) else f"REJECTED: {p.message}"
+        if state is not None:
+            w, t = state.weights_bps[i], state.targets_bps[i]
+            print(
+                f"{asset.symbol:<8}{price:>14}{age:>8}{w / 100:>10.2f}{t / 100:>10.2f}{(w - t) / 100:>+9.2f}  {verdict}"
+            )
+        else:
+            print(
+                f"{asset.symbol:<8}{price:>14}{age:>8}{'-':>10}{asset.config.target_bps / 100:>10.2f}{'-':>9}  {verdict}"
+            )
+    if state is not None:
+        print(f"total drift {state.drift_bps / 100:.2f}%  value {state.total_usd18 / 10**18:,.2f} USD")
+    print(f"last rebalance {snap.last_rebalance_ts or 'never'}  cooldown {snap.limits.cooldown_s}s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keeper", description="On-chain portfolio rebalancing keeper.")
+    parser.add_argument("--version", action="version", version=f"keeper {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the daemon (ticks every KEEPER_INTERVAL_S)").set_defaults(func=cmd_run)
+    once = sub.add_parser("once", help="run one tick")
+    once.add_argument("--dry-run", action="store_true", help="plan and simulate, never sign or send")
+    once.add_argument("--json", action="store_true", help="print the whole decision as JSON")
+    once.set_defaults(func=cmd_once)
+    sub.add_parser("check", help="preflight: config, RPC, chain id, code, keeper role, gas").set_defaults(
+        func=cmd_check
+    )
+    sub.add_parser("status", help="weights and drift now, as a table").set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (ConfigError, ManifestError, RpcError, SnapshotError) as exc:
+        print(f"keeper: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Turning a plan into one signed, simulated, sent and confirmed vault transaction."""

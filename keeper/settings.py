@@ -1,0 +1,228 @@
+"""Runtime configuration: KEEPER_* environment variables, an optional TOML file, defaults.
+
+Precedence: environment > TOML file (KEEPER_CONFIG_FILE) > defaults. The signing key is a
+secret: it comes from KEEPER_PRIVATE_KEY or from a file named by KEEPER_PRIVATE_KEY_FILE
+(Docker secrets style) and is never rendered by repr, logs, errors or metrics.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from keeper.policy import PolicyConfig, parse_policy_config
+
+ENV_PREFIX = "KEEPER_"
+CONFIG_FILE_ENV = "KEEPER_CONFIG_FILE"
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message has one line per offending field."""
+
+
+class PriceBounds(BaseModel):
+    """Sane USD bounds for one feed: a price outside them is refused, never traded on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_usd: Decimal = Field(gt=0)
+    max_usd: Decimal = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PriceBounds:
+        if self.min_usd >= self.max_usd:
+            raise ValueError(f"min_usd ({self.min_usd}) must be below max_usd ({self.max_usd})")
+        return self
+
+
+Bps = Annotated[int, Field(ge=0, le=10_000)]
+
+
+class Settings(BaseSettings):
+    """Every knob of the keeper. Field names map to KEEPER_<NAME> environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
+    )
+
+    # --- where the chain is ---
+    manifest: Path = Field(
+        default=Path("var/manifest.json"),
+        description="Path of the deployment manifest (addresses of vault, feeds, Uniswap, Multicall3).",
+    )
+    rpc_url: str | None = Field(
+        default=None, description="JSON-RPC endpoint; defaults to the manifest's rpc_url."
+    )
+    chain_id: int | None = Field(
+        default=None,
+        description="Expected chain id; defaults to the manifest's. A node on another chain is refused.",
+    )
+    rpc_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one RPC request.")
+
+    # --- signing ---
+    private_key: SecretStr | None = Field(
+        default=None, description="Keeper signing key (hex). Without a key the keeper runs in dry mode."
+    )
+    private_key_file: Path | None = Field(
+        default=None,
+        description="File holding the signing key (Docker secret); used when PRIVATE_KEY is unset.",
+    )
+
+    # --- operation ---
+    paused: bool = Field(default=False, description="Read, validate and export metrics, but never send.")
+    dry_run: bool = Field(default=False, description="Plan and simulate every tick but never sign or send.")
+    interval_s: float = Field(default=60.0, gt=0, description="Seconds between ticks.")
+    tick_timeout_s: float = Field(default=120.0, gt=0, description="A tick running longer is abandoned.")
+    receipt_timeout_s: float = Field(default=90.0, gt=0, description="How long to wait for a receipt.")
+    deadline_s: int = Field(
+        default=300, gt=0, description="Rebalance deadline, seconds after the block time."
+    )
+
+    # --- oracle ---
+    staleness_margin_s: int = Field(
+        default=0, ge=0, description="Extra seconds allowed beyond each feed's heartbeat."
+    )
+    price_bounds: dict[str, PriceBounds] = Field(
+        default_factory=dict,
+        description='Per-asset sane price bounds, JSON: {"WETH": {"min_usd": 100, "max_usd": 100000}}.',
+    )
+    sequencer_feed: str | None = Field(
+        default=None, description="L2 sequencer uptime feed address; unset on L1."
+    )
+    sequencer_grace_s: int = Field(default=3600, ge=0, description="Seconds after the sequencer is back up.")
+
+    # --- decision ---
+    policy: dict[str, Any] = Field(
+        default_factory=lambda: {"kind": "threshold", "abs_band_bps": 200, "rel_band": "0.25"},
+        description='Trigger policy, JSON: {"kind": "threshold", "abs_band_bps": 200} (kinds: keeper.policy).',
+    )
+    slippage_bps: Bps = Field(
+        default=50, description="Keeper's slippage tolerance on the oracle price for each minAmountOut."
+    )
+    max_quote_deviation_bps: Bps = Field(
+        default=200, description="A pool quote further than this from the oracle is treated as manipulated."
+    )
+    min_trade_usd: Decimal = Field(default=Decimal(100), ge=0, description="Legs smaller than this are dust.")
+    max_cost_usd: Decimal = Field(default=Decimal(5000), ge=0, description="Most a rebalance may cost, USD.")
+    max_cost_bps: Bps = Field(default=100, description="Most a rebalance may cost, bps of traded value.")
+    native_symbol: str | None = Field(
+        default="WETH", description="Asset whose feed prices the native gas token (for the cost gate)."
+    )
+    max_fee_gwei: Decimal = Field(
+        default=Decimal(300), gt=0, description="Never pay a maxFeePerGas above this."
+    )
+    priority_fee_gwei: Decimal = Field(default=Decimal("1.5"), ge=0, description="Priority fee (tip).")
+    min_gas_balance_eth: Decimal = Field(
+        default=Decimal("0.05"), ge=0, description="Below this native balance `check` fails and alerts fire."
+    )
+
+    # --- observability ---
+    metrics_host: str = Field(default="127.0.0.1", description="Bind address of /metrics and /healthz.")
+    metrics_port: int = Field(
+        default=9108, ge=0, le=65535, description="Port of /metrics and /healthz (0: off)."
+    )
+    health_max_age_s: float = Field(
+        default=300.0, gt=0, description="/healthz answers 503 when the last good tick is older than this."
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: console on a TTY, JSON lines otherwise."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
+
+    @field_validator("rpc_url")
+    @classmethod
+    def _rpc_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("policy")
+    @classmethod
+    def _known_policy(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            parse_policy_config(value)
+        except ValidationError as exc:
+            details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"policy {value.get('kind')!r}: {details}") from None
+        return value
+
+    def policy_config(self) -> PolicyConfig:
+        return parse_policy_config(self.policy)
+
+    @model_validator(mode="after")
+    def _key_from_file(self) -> Settings:
+        if self.private_key is None and self.private_key_file is not None:
+            try:
+                text = self.private_key_file.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"private_key_file {self.private_key_file}: {exc.strerror}") from None
+            object.__setattr__(self, "private_key", SecretStr(text))
+        if self.private_key is not None:
+            raw = self.private_key.get_secret_value().removeprefix("0x")
+            if len(raw) != 64 or any(c not in "0123456789abcdefABCDEF" for c in raw):
+                # Never echo the value: say only what shape is expected.
+                raise ValueError("private key must be 32 bytes of hex (64 hex digits, optional 0x)")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @property
+    def has_key(self) -> bool:
+        return self.private_key is not None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings, turning pydantic's report into one readable line per bad field."""
+    config_file = os.environ.get(CONFIG_FILE_ENV)
+    if config_file and not Path(config_file).is_file():
+        raise ConfigError(f"{CONFIG_FILE_ENV}={config_file}: no such file; fix the path or unset it")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    lines = ["invalid keeper configuration:"]
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        field = loc[0] if loc else ""
+        env_name = f"{ENV_PREFIX}{field.upper()}" if field else "(settings)"
+        detail = ".".join(loc[1:])
+        where = f"{env_name}{'.' + detail if detail else ''}"
+        lines.append(f"  {where}: {error['msg']}")
+    return "\n".join(lines)

@@ -1,0 +1,307 @@
+"""One tick: read once, decide in pure code, then act, and record why at every exit.
+
+    snapshot (1 eth_call) -> validate prices -> drift -> policy -> plan -> quotes (1 eth_call)
+    -> re-plan on quotes -> guards (pause, key, role) -> simulate + estimate -> cost gate
+    -> sign -> send -> receipt
+
+Every exit produces a TickReport with a result and a reason code; the same report feeds
+the log, the metrics and `keeper once --json`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from keeper.chain.snapshot import SnapshotReader
+from keeper.costs import CostBudget, CostEstimate, GasModel, estimate_costs
+from keeper.execution import sender
+from keeper.execution.sender import PreparedTx, SimulationRevertError, TxOutcome
+from keeper.log import get_logger
+from keeper.manifest import Manifest
+from keeper.metrics import HealthState, KeeperMetrics
+from keeper.model import GasInfo, LegKind, Plan, PriceResult, Snapshot, ValidPrice
+from keeper.oracle import OracleRules, validate_snapshot
+from keeper.planner import PlannerParams, plan
+from keeper.policy import Policy, PolicyContext, PolicyDecision
+from keeper.portfolio import PortfolioState, portfolio_state
+from keeper.report import TickReport
+
+log = get_logger("keeper.tick")
+
+# Direct seller->buyer pairs quoted per tick; bounded so the quote call stays one eth_call
+# of sane gas however many assets the vault holds.
+MAX_DIRECT_CANDIDATES = 3
+
+
+class TickTimeoutError(RuntimeError):
+    pass
+
+
+@dataclass
+class TickBudget:
+    """Cooperative tick timeout: checked between phases, never after a transaction is sent."""
+
+    timeout_s: float
+    started: float = field(default_factory=time.monotonic)
+
+    def check(self, phase: str) -> None:
+        elapsed = time.monotonic() - self.started
+        if elapsed > self.timeout_s:
+            raise TickTimeoutError(f"tick exceeded {self.timeout_s:.0f}s before {phase} ({elapsed:.1f}s)")
+
+
+@dataclass
+class TickConfig:
+    rules: OracleRules
+    planner: PlannerParams
+    budget: CostBudget
+    native_symbol: str | None
+    paused: bool
+    dry_run: bool
+    deadline_s: int
+    tick_timeout_s: float
+    receipt_timeout_s: float
+    priority_fee_gwei: Decimal
+    max_fee_gwei: Decimal
+
+
+class Keeper:
+    """The tick and the state carried between ticks (policy memory, counters)."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        manifest: Manifest,
+        reader: SnapshotReader,
+        policy: Policy[Any],
+        config: TickConfig,
+        metrics: KeeperMetrics,
+        health: HealthState,
+        account: LocalAccount | None,
+    ) -> None:
+        self.w3 = w3
+        self.manifest = manifest
+        self.reader = reader
+        self.policy = policy
+        self.config = config
+        self.metrics = metrics
+        self.health = health
+        self.account = account
+        self.policy_memory: Any = policy.initial_memory()
+        self._tick_ids = itertools.count(1)
+        metrics.paused.labels(source="env").set(1 if config.paused else 0)
+
+    # ----------------------------------------------------------------------------------
+    def tick(self, send: bool = True) -> TickReport:
+        tick_id = next(self._tick_ids)
+        budget = TickBudget(self.config.tick_timeout_s)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(tick_id=tick_id)
+        report = TickReport(tick_id=tick_id, send_enabled=send and not self.config.dry_run)
+        try:
+            self._run(report, budget, send and not self.config.dry_run)
+        except Exception as exc:
+            report.finish("error", "tick_error", f"{type(exc).__name__}: {exc}")
+            log.error("tick_failed", error=report.message)
+        finally:
+            report.duration_s = time.monotonic() - budget.started
+            self._record(report)
+            structlog.contextvars.clear_contextvars()
+        return report
+
+    def _run(self, report: TickReport, budget: TickBudget, send: bool) -> None:
+        chain = self.reader.read()
+        snap = chain.snapshot
+        structlog.contextvars.bind_contextvars(block=snap.block_number)
+        report.observe_chain(chain, self.manifest)
+        prices = validate_snapshot(snap, self.config.rules)
+        report.observe_prices(snap, prices)
+        valid = {s: p for s, p in prices.items() if isinstance(p, ValidPrice)}
+        if len(valid) == len(snap.assets):
+            state = portfolio_state(snap.assets, valid)
+            report.observe_portfolio(state)
+        else:
+            state = None
+        if snap.vault_paused:
+            self.metrics.paused.labels(source="vault").set(1)
+            report.finish("skipped", "vault_paused", "the vault is paused by its guardian or owner")
+            return
+        self.metrics.paused.labels(source="vault").set(0)
+        if state is None:
+            bad = [p for p in prices.values() if not isinstance(p, ValidPrice)]
+            report.finish("skipped", "price_rejected", "; ".join(getattr(p, "message", str(p)) for p in bad))
+            return
+
+        decision = self._decide(snap, state, valid)
+        report.observe_policy(decision)
+        if not decision.should_rebalance:
+            # A "no" advances the policy's memory (e.g. the calendar's last check); a "yes"
+            # advances it only once mined, so a trade that did not happen is asked again.
+            self.policy_memory = decision.memory
+            report.finish("skipped", f"policy_{decision.code}", decision.message)
+            return
+
+        budget.check("planning")
+        the_plan = self._plan_with_quotes(snap, prices, decision)
+        report.observe_plan(the_plan)
+        if the_plan.refusal is not None:
+            report.finish("skipped", f"plan_{the_plan.refusal.code}", the_plan.refusal.message)
+            return
+        if not the_plan.legs:
+            reasons = "; ".join(s.message for s in the_plan.skipped) or "no leg worth trading"
+            report.finish("skipped", "plan_empty", reasons)
+            return
+
+        if self.config.paused:
+            report.finish("skipped", "paused", "KEEPER_PAUSED is set: planned, not sent")
+            return
+        if self.account is None:
+            report.finish("dry_run", "no_key", "no signing key configured: dry mode, nothing sent")
+            return
+        if chain.vault_keeper != self.account.address:
+            report.finish(
+                "skipped",
+                "not_keeper",
+                f"key {self.account.address} is not the vault's keeper ({chain.vault_keeper}); not sending",
+            )
+            return
+
+        budget.check("simulation")
+        deadline = snap.timestamp + self.config.deadline_s
+        calldata = sender.rebalance_calldata([s.as_abi_tuple() for s in the_plan.steps], deadline)
+        try:
+            prepared = sender.prepare(
+                self.w3,
+                self.account.address,
+                self.manifest.vault,
+                calldata,
+                self.config.priority_fee_gwei,
+                self.config.max_fee_gwei,
+            )
+        except SimulationRevertError as exc:
+            report.finish("skipped", "simulation_reverted", str(exc.error or exc.raw))
+            return
+        report.observe_prepared(prepared, deadline)
+
+        cost = self._cost(the_plan, prepared, valid)
+        if cost is not None:
+            report.observe_cost(cost)
+            if not cost.ok:
+                report.finish("skipped", f"cost_{cost.verdict}", cost.reason)
+                return
+        if prepared.fees.over_cap:
+            report.finish(
+                "skipped",
+                "fee_above_cap",
+                f"maxFeePerGas {prepared.fees.max_fee_wei} wei above the cap {prepared.fees.cap_wei} wei: waiting",
+            )
+            return
+        worst_gas_wei = prepared.gas_limit * prepared.fees.max_fee_wei
+        if chain.keeper_balance_wei < worst_gas_wei:
+            report.finish(
+                "skipped",
+                "gas_balance_low",
+                f"keeper balance {chain.keeper_balance_wei} wei < {worst_gas_wei} wei needed for gas",
+            )
+            return
+        if not send:
+            report.finish("dry_run", "dry_run", "simulation passed; dry run: not signed, not sent")
+            return
+
+        budget.check("signing")
+        sent = sender.sign_and_send(self.w3, self.account, self.manifest.vault, prepared, snap.chain_id)
+        report.observe_sent(sent)
+        log.info("rebalance_sent", tx=sent.tx_hash, nonce=sent.nonce, steps=len(the_plan.legs))
+        outcome = sender.wait_for_outcome(
+            self.w3, sent, self.account.address, self.manifest.vault, self.config.receipt_timeout_s
+        )
+        self._finish_outcome(report, outcome, decision)
+
+    # ----------------------------------------------------------------------------------
+    def _decide(
+        self, snap: Snapshot, state: PortfolioState, valid: dict[str, ValidPrice]
+    ) -> PolicyDecision[Any]:
+        ctx: PolicyContext[Any] = PolicyContext(
+            now_s=snap.timestamp,
+            last_rebalance_s=snap.last_rebalance_ts,
+            cooldown_s=snap.limits.cooldown_s,
+            portfolio=state,
+            memory=self.policy_memory,
+            prices_usd={s: p.usd for s, p in valid.items()},
+        )
+        return self.policy.decide(ctx)
+
+    def _plan_with_quotes(
+        self, snap: Snapshot, prices: dict[str, PriceResult], decision: PolicyDecision[Any]
+    ) -> Plan:
+        """Plan at oracle prices, quote the legs at their exact sizes, then plan on the quotes."""
+        first = plan(snap, prices, decision.target_weights_bps, self.config.planner)
+        if not first.actionable:
+            return first
+        wanted = [(leg.step.token_in, leg.step.token_out, leg.step.amount_in) for leg in first.legs]
+        sells = sorted(
+            (leg for leg in first.legs if leg.kind is LegKind.SELL_TO_HUB),
+            key=lambda leg: -leg.value_in_usd18,
+        )[:MAX_DIRECT_CANDIDATES]
+        buys = sorted(
+            (leg for leg in first.legs if leg.kind is LegKind.BUY_FROM_HUB),
+            key=lambda leg: -leg.value_in_usd18,
+        )[:MAX_DIRECT_CANDIDATES]
+        wanted += [(s.step.token_in, b.step.token_out, s.step.amount_in) for s in sells for b in buys]
+        quotes = self.reader.quote(snap, wanted)
+        return plan(replace(snap, quotes=quotes), prices, decision.target_weights_bps, self.config.planner)
+
+    def _cost(
+        self, the_plan: Plan, prepared: PreparedTx, valid: dict[str, ValidPrice]
+    ) -> CostEstimate | None:
+        native = valid.get(self.config.native_symbol) if self.config.native_symbol else None
+        if native is None:
+            return None
+        gas = GasInfo(prepared.fees.base_fee_wei, prepared.fees.max_priority_fee_wei)
+        return estimate_costs(
+            the_plan,
+            gas,
+            native,
+            GasModel(base_units=prepared.gas_estimate, per_swap_units=0),
+            self.config.budget,
+        )
+
+    def _finish_outcome(self, report: TickReport, outcome: TxOutcome, decision: PolicyDecision[Any]) -> None:
+        report.observe_outcome(outcome)
+        self.metrics.gas_used.inc(outcome.gas_used)
+        self.metrics.gas_paid_wei.inc(outcome.paid_wei)
+        if outcome.status == 1:
+            self.policy_memory = decision.memory
+            self.metrics.rebalances.labels(outcome="mined").inc()
+            report.finish("rebalanced", "rebalanced", f"rebalanced in {outcome.tx_hash}")
+        else:
+            self.metrics.rebalances.labels(outcome="reverted").inc()
+            report.finish("reverted", "onchain_revert", f"reverted on chain: {outcome.revert or 'unknown'}")
+
+    def _record(self, report: TickReport) -> None:
+        m = self.metrics
+        m.ticks.labels(result=report.result).inc()
+        m.tick_duration_seconds.set(report.duration_s)
+        if report.result not in ("rebalanced",):
+            m.skips.labels(reason=report.reason).inc()
+        if report.result != "error":
+            # A tick that read the chain and decided is progress, whatever it decided.
+            self.health.mark_success()
+            m.last_success_timestamp.set(time.time())
+        report.export(m)
+        log.info(
+            "tick",
+            result=report.result,
+            reason=report.reason,
+            message=report.message,
+            drift_bps=report.total_drift_bps,
+            tx=report.tx.get("hash") if report.tx else None,
+        )
