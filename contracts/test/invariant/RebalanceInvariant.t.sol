@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {IRebalancingVault} from "../../src/interfaces/IRebalancingVault.sol";
+import {MisbehavingRouter} from "../mocks/MisbehavingRouter.sol";
+import {MockRouter} from "../mocks/MockRouter.sol";
+import {VaultFixture} from "../utils/VaultFixture.sol";
+import {RebalanceHandler} from "./RebalanceHandler.sol";
+
+/// @notice Whatever the keeper sends, whatever the routers do and however prices move, an
+/// accepted rebalance never loses more than maxLossBps of oracle value, never increases drift,
+/// never leaves the keeper holding tokens and never leaves an allowance behind.
+contract RebalanceInvariantTest is VaultFixture {
+    struct FuzzSelector {
+        address addr;
+        bytes4[] selectors;
+    }
+
+    RebalanceHandler internal handler;
+    MockRouter internal liar;
+    MockRouter internal stingy;
+
+    function setUp() public {
+        _deployWorld();
+        liar = new MisbehavingRouter(MisbehavingRouter.Mode.IgnoreMinimum, vault);
+        _wireRouter(liar);
+        _allow(address(liar));
+        stingy = new MisbehavingRouter(MisbehavingRouter.Mode.PullLess, vault);
+        _wireRouter(stingy);
+        _allow(address(stingy));
+        handler = new RebalanceHandler(vault, tokens, feeds, router, liar, stingy);
+        vm.startPrank(owner);
+        vault.setKeeper(address(handler));
+        // A short cooldown so a 32-call run sees several accepted batches, and a loss limit below
+        // the slippage limit so that batches passing every step check can still fail ValueLoss.
+        vault.setLimits(IRebalancingVault.Limits(MAX_SLIPPAGE_BPS, 10, 300, MAX_STEPS));
+        vm.stopPrank();
+    }
+
+    function targetContracts() public view returns (address[] memory targets) {
+        targets = new address[](1);
+        targets[0] = address(handler);
+    }
+
+    function targetSelectors() public view returns (FuzzSelector[] memory selectors) {
+        bytes4[] memory fns = new bytes4[](5);
+        fns[0] = RebalanceHandler.rebalance.selector;
+        fns[1] = RebalanceHandler.rebalance.selector; // listed twice: rebalance is the point
+        fns[2] = RebalanceHandler.movePrice.selector;
+        fns[3] = RebalanceHandler.passTime.selector;
+        fns[4] = RebalanceHandler.keeperTriesAdmin.selector;
+        selectors = new FuzzSelector[](1);
+        selectors[0] = FuzzSelector(address(handler), fns);
+    }
+
+    function invariant_noAcceptedBatchLosesMoreThanMaxLoss() public view {
+        vm.assertEq(handler.lossViolations(), 0, "an accepted batch lost more than maxLossBps");
+    }
+
+    function invariant_noAcceptedBatchIncreasesDrift() public view {
+        vm.assertEq(handler.driftIncreases(), 0, "an accepted batch increased drift");
+    }
+
+    function invariant_keeperNeverHoldsTokens() public view {
+        for (uint256 i = 0; i < 4; i++) {
+            vm.assertEq(tokens[i].balanceOf(address(handler)), 0, "keeper holds a token");
+        }
+        vm.assertEq(handler.adminBreaches(), 0, "keeper used an owner-only function");
+    }
+
+    function invariant_noAllowanceOutlivesACall() public view {
+        for (uint256 i = 0; i < 4; i++) {
+            vm.assertEq(tokens[i].allowance(address(vault), address(router)), 0, "allowance to honest router");
+            vm.assertEq(tokens[i].allowance(address(vault), address(liar)), 0, "allowance to lying router");
+            vm.assertEq(tokens[i].allowance(address(vault), address(stingy)), 0, "allowance to stingy router");
+        }
+    }
+
+    function invariant_vaultValueMatchesHandComputation() public view {
+        vm.assertEq(handler.valueMismatches(), 0, "vault totalValue disagrees with the hand computation");
+    }
+}
