@@ -17,10 +17,12 @@ all: build
 
 install: $(NODE_STAMP) $(VENV_STAMP)
 
-# npm ci installs exactly what package-lock.json pins; the Foundry binaries come inside
-# the platform packages, so no install script has to download anything.
+# Installs the versions package-lock.json pins; the Foundry binaries come inside the
+# platform packages, so no install script downloads anything. Not `npm ci`: the registry
+# here serves only this platform's Foundry package, so the lock cannot list the others
+# and `npm ci` refuses it as out of sync.
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm install --no-audit --no-fund --no-save --loglevel=error
 	@test -n "$$(ls node_modules/@foundry-rs/forge-*/bin/forge 2>/dev/null)" || { echo "forge binary missing from node_modules"; exit 1; }
 	touch $@
 
