@@ -41,8 +41,8 @@ demo: install build
 	$(PY) -m deploy.demo
 
 lint: $(VENV_STAMP)
-	$(VENV)/bin/ruff check keeper deploy tests
-	$(VENV)/bin/ruff format --check keeper deploy tests
+	$(VENV)/bin/ruff check keeper deploy tests bench
+	$(VENV)/bin/ruff format --check keeper deploy tests bench
 
 typecheck: $(VENV_STAMP)
 	$(VENV)/bin/mypy

@@ -180,7 +180,9 @@ def separate_swaps_gas(w3: Web3, manifest: Any, steps: list[dict[str, Any]]) -> 
         else:
             router = w3.eth.contract(address=step["router"], abi=V2_ROUTER_ABI)
             path = [step["token_in"], step["token_out"]]
-            tx = router.functions.swapExactTokensForTokens(amount, 0, path, mm, deadline).transact({"from": mm})
+            tx = router.functions.swapExactTokensForTokens(amount, 0, path, mm, deadline).transact(
+                {"from": mm}
+            )
         receipt = w3.eth.wait_for_transaction_receipt(tx)
         assert receipt["status"] == 1, f"separate swap reverted: {step}"
         swaps += receipt["gasUsed"]
@@ -245,7 +247,9 @@ def bench_size(n_assets: int, repeat: int, workdir: Path) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="2,8,32", help="asset counts, comma-separated")
     parser.add_argument("--repeat", type=int, default=200, help="decision-time samples per size")
     args = parser.parse_args()
@@ -257,7 +261,9 @@ def main() -> int:
     print("\nRPC requests per tick (idle = no trade; dry = plan+simulate; sent = full rebalance)")
     print(f"{'assets':>6} {'idle':>5} {'dry':>5} {'sent':>5}   sent breakdown")
     for r in rows:
-        print(f"{r['assets']:>6} {r['idle_requests']:>5} {r['dry_requests']:>5} {r['sent_requests']:>5}   {r['sent_breakdown']}")
+        print(
+            f"{r['assets']:>6} {r['idle_requests']:>5} {r['dry_requests']:>5} {r['sent_requests']:>5}   {r['sent_breakdown']}"
+        )
     print("\nDecision time (pure core: validate + drift + policy + plan, median) and full tick wall time")
     print(f"{'assets':>6} {'decide ms':>10} {'tick s':>8}")
     for r in rows:
@@ -269,7 +275,7 @@ def main() -> int:
     )
     for r in rows:
         print(
-            f"{r['assets']:>6} {r['swaps']:>5} {str(r['swaps'] <= r['assets'] - 1):>6} {r['turnover_ratio']:>13.4f} "
+            f"{r['assets']:>6} {r['swaps']:>5} {r['swaps'] <= r['assets'] - 1!s:>6} {r['turnover_ratio']:>13.4f} "
             f"{str(r['drift_before']) + '->' + str(r['drift_after']):>12} {r['batched_gas']:>12} {r['separate_gas']:>10} "
             f"{r['separate_gas_with_approvals']:>12} {r['batched_gas'] / r['separate_gas_with_approvals']:>17.3f}"
         )

@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
 
+    @field_validator("native_symbol", "sequencer_feed", "rpc_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("rpc_url")
     @classmethod
     def _rpc_scheme(cls, value: str | None) -> str | None:

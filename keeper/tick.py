@@ -121,6 +121,14 @@ class Keeper:
         chain = self.reader.read()
         snap = chain.snapshot
         structlog.contextvars.bind_contextvars(block=snap.block_number)
+        if snap.chain_id != self.manifest.chain_id:
+            # A load balancer can swap the node under us: never act on another chain's state.
+            report.finish(
+                "error",
+                "wrong_chain",
+                f"node answered for chain {snap.chain_id}, expected {self.manifest.chain_id}",
+            )
+            return
         report.observe_chain(chain, self.manifest)
         prices = validate_snapshot(snap, self.config.rules)
         report.observe_prices(snap, prices)
@@ -158,6 +166,17 @@ class Keeper:
         if not the_plan.legs:
             reasons = "; ".join(s.message for s in the_plan.skipped) or "no leg worth trading"
             report.finish("skipped", "plan_empty", reasons)
+            return
+        if the_plan.expected_drift_bps >= the_plan.drift_before_bps:
+            # Legs that leave the drift where it was (e.g. buys paid from an underweight hub
+            # when the sell that should fund them was skipped) cost fees and impact for nothing.
+            skipped = "; ".join(s.message for s in the_plan.skipped)
+            report.finish(
+                "skipped",
+                "plan_no_improvement",
+                f"plan leaves drift at {the_plan.expected_drift_bps} bps (was {the_plan.drift_before_bps}): "
+                f"not worth a transaction{'; ' + skipped if skipped else ''}",
+            )
             return
 
         if self.config.paused:
@@ -303,5 +322,9 @@ class Keeper:
             reason=report.reason,
             message=report.message,
             drift_bps=report.total_drift_bps,
+            weights_bps=report.weights_bps,
+            steps=len(report.plan["steps"]) if report.plan else 0,
             tx=report.tx.get("hash") if report.tx else None,
+            gas_used=report.tx.get("gas_used") if report.tx else None,
+            duration_s=round(report.duration_s, 3),
         )

@@ -38,6 +38,11 @@ def connect(url: str, timeout_s: float = 10.0, on_request: Callable[[str], None]
     """A Web3 bound to `url`; raises RpcError with a clear message when the node does not answer."""
     provider = CountingHTTPProvider(url, timeout_s, on_request)
     w3 = Web3(provider)
+    # web3's validation layer asks eth_chainId before every call and its ENS layer may
+    # resolve names; the keeper checks the chain id itself (at start and in every snapshot)
+    # and uses addresses only, so both would only add requests.
+    for name in ("validation", "ens_name_to_address"):
+        w3.middleware_onion.remove(name)
     try:
         w3.eth.chain_id  # noqa: B018 - the cheapest call that proves the node answers
     except Exception as exc:

@@ -1,0 +1,112 @@
+"""Rebalance when any asset leaves its band (or total drift passes a threshold).
+
+An asset's band is the tighter of an absolute band (bps of weight) and a relative band
+(fraction of its target), the "5/25" rule: a 40% asset with 500 bps / 0.25 bands may move
+500 bps, a 4% asset only 100 bps. Comparisons are exact; being on the band edge is inside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from typing import Literal
+
+from pydantic import Field
+
+from keeper.policy.base import (
+    DecisionCode,
+    PolicyContext,
+    PolicyDecision,
+    decision,
+    empty_vault,
+    honour_cooldown,
+)
+from keeper.policy.registry import PolicyConfig, register_policy
+from keeper.portfolio import PortfolioState
+
+
+@dataclass(frozen=True, slots=True)
+class Breach:
+    symbol: str
+    weight_bps: Fraction
+    target_bps: int
+    band_bps: Fraction
+
+    def describe(self) -> str:
+        return (
+            f"{self.symbol} weight {float(self.weight_bps):.2f} bps vs target {self.target_bps} "
+            f"(off by {float(abs(self.weight_bps - self.target_bps)):.2f} > band {float(self.band_bps):.2f})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdPolicy:
+    abs_band_bps: int | None = 500
+    rel_band: Decimal | None = Decimal("0.25")
+    abs_band_bps_by_asset: Mapping[str, int] = field(default_factory=dict)
+    total_drift_bps: int | None = None  # trigger when the vault's drift is above this
+
+    def initial_memory(self) -> None:
+        return None
+
+    def band_bps(self, symbol: str, target_bps: int) -> Fraction | None:
+        """The asset's band, or None when no per-asset band is configured."""
+        bands: list[Fraction] = []
+        abs_band = self.abs_band_bps_by_asset.get(symbol, self.abs_band_bps)
+        if abs_band is not None:
+            bands.append(Fraction(abs_band))
+        if self.rel_band is not None:
+            bands.append(Fraction(self.rel_band) * target_bps)
+        return min(bands) if bands else None
+
+    def breaches(self, portfolio: PortfolioState) -> tuple[Breach, ...]:
+        found: list[Breach] = []
+        weights = portfolio.exact_weights_bps
+        for sym, w, t, dev in zip(
+            portfolio.symbols, weights, portfolio.targets_bps, portfolio.deviations_bps, strict=True
+        ):
+            band = self.band_bps(sym, t)
+            if band is not None and abs(dev) > band:
+                found.append(Breach(sym, w, t, band))
+        return tuple(found)
+
+    def evaluate(self, portfolio: PortfolioState) -> tuple[bool, str, str]:
+        """(trigger, code, message) of the band test alone; shared with the hybrid policy."""
+        found = self.breaches(portfolio)
+        if found:
+            return True, DecisionCode.BAND_BREACH, "; ".join(b.describe() for b in found)
+        drift = portfolio.drift_bps
+        if self.total_drift_bps is not None and drift > self.total_drift_bps:
+            return True, DecisionCode.TOTAL_DRIFT_BREACH, f"drift {drift} bps > {self.total_drift_bps} bps"
+        return False, DecisionCode.WITHIN_BANDS, f"all assets within bands; drift {drift} bps"
+
+    def decide(self, ctx: PolicyContext[None]) -> PolicyDecision[None]:
+        if (empty := empty_vault(ctx)) is not None:
+            return empty
+        should, code, message = self.evaluate(ctx.portfolio)
+        return honour_cooldown(ctx, decision(ctx, should, code, message, None))
+
+
+class BandFields(PolicyConfig):
+    abs_band_bps: int | None = Field(default=500, ge=0, le=10_000)
+    rel_band: Decimal | None = Field(default=Decimal("0.25"), ge=0)
+    abs_band_bps_by_asset: dict[str, int] = Field(default_factory=dict)
+    total_drift_bps: int | None = Field(default=None, ge=0, le=20_000)
+
+    def threshold(self) -> ThresholdPolicy:
+        return ThresholdPolicy(
+            abs_band_bps=self.abs_band_bps,
+            rel_band=self.rel_band,
+            abs_band_bps_by_asset=dict(self.abs_band_bps_by_asset),
+            total_drift_bps=self.total_drift_bps,
+        )
+
+
+@register_policy("threshold")
+class ThresholdConfig(BandFields):
+    kind: Literal["threshold"] = "threshold"
+
+    def build(self) -> ThresholdPolicy:
+        return self.threshold()
