@@ -93,7 +93,11 @@ class Settings(BaseSettings):
     paused: bool = Field(default=False, description="Read, validate and export metrics, but never send.")
     dry_run: bool = Field(default=False, description="Plan and simulate every tick but never sign or send.")
     interval_s: float = Field(default=60.0, gt=0, description="Seconds between ticks.")
-    tick_timeout_s: float = Field(default=120.0, gt=0, description="A tick running longer is abandoned.")
+    tick_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A tick past this is abandoned at its next checkpoint (never once a tx is sent).",
+    )
     receipt_timeout_s: float = Field(default=90.0, gt=0, description="How long to wait for a receipt.")
     deadline_s: int = Field(
         default=300, gt=0, description="Rebalance deadline, seconds after the block time."
