@@ -154,10 +154,12 @@ VAULT_ERRORS: tuple[AbiError, ...] = (
         "ValueLoss", ("uint256", "uint256", "uint256"), ("value_before", "value_after", "min_value_after")
     ),
     AbiError("DriftIncreased", ("uint256", "uint256"), ("drift_before_bps", "drift_after_bps")),
+    AbiError("InputOverspent", ("uint256", "uint256", "uint256"), ("step_index", "spent", "amount_in")),
     AbiError("BadTargets", ("uint256",), ("sum_bps",)),
     AbiError("BadLimits"),
     AbiError("BadConfig", ("string",), ("reason",)),
     AbiError("ReentrancyGuardReentrantCall"),
+    AbiError("SafeERC20FailedOperation", ("address",), ("token",)),
     # Solidity's built-ins, for reverts that bubble up from routers and feeds.
     AbiError("Error", ("string",), ("message",)),
     AbiError("Panic", ("uint256",), ("code",)),
