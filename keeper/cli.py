@@ -130,7 +130,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     state = portfolio_state(snap.assets, valid) if len(valid) == len(snap.assets) else None
     for i, asset in enumerate(snap.assets):
         p = prices[asset.symbol]
-        age = snap.timestamp - asset.round.updated_at
+        age = str(snap.timestamp - asset.round.updated_at) if asset.round.call_ok else "-"
         price = f"{p.usd:,.4f}" if isinstance(p, ValidPrice) else "-"
         verdict = "ok" if isinstance(p, ValidPrice) else f"REJECTED: {p.message}"
         if state is not None:

@@ -73,6 +73,7 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
         settings.sequencer_feed,
     )
     config = TickConfig(
+        chain_id=settings.chain_id or manifest.chain_id,
         rules=OracleRules(
             staleness_margin_s=settings.staleness_margin_s,
             require_sequencer=settings.sequencer_feed is not None,

@@ -8,6 +8,8 @@ secret: it comes from KEEPER_PRIVATE_KEY or from a file named by KEEPER_PRIVATE_
 from __future__ import annotations
 
 import os
+import re
+import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,6 +27,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -54,6 +57,14 @@ class PriceBounds(BaseModel):
 
 
 Bps = Annotated[int, Field(ge=0, le=10_000)]
+
+# Never echo a key, not even a malformed one: say only what shape is expected.
+KEY_SHAPE = "private key must be 32 bytes of hex (64 hex digits, optional 0x)"
+
+
+def _is_key_hex(value: str) -> bool:
+    raw = value.removeprefix("0x")
+    return len(raw) == 64 and all(c in "0123456789abcdefABCDEF" for c in raw)
 
 
 class Settings(BaseSettings):
@@ -179,19 +190,26 @@ class Settings(BaseSettings):
     def policy_config(self) -> PolicyConfig:
         return parse_policy_config(self.policy)
 
+    @field_validator("private_key")
+    @classmethod
+    def _key_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        # A field validator, so the error names KEEPER_PRIVATE_KEY and is reported together
+        # with the other fields' errors (a model validator runs only once they all pass).
+        if value is not None and not _is_key_hex(value.get_secret_value()):
+            raise ValueError(KEY_SHAPE)
+        return value
+
     @model_validator(mode="after")
     def _key_from_file(self) -> Settings:
         if self.private_key is None and self.private_key_file is not None:
+            where = f"{ENV_PREFIX}PRIVATE_KEY_FILE={self.private_key_file}"
             try:
                 text = self.private_key_file.read_text().strip()
             except OSError as exc:
-                raise ValueError(f"private_key_file {self.private_key_file}: {exc.strerror}") from None
+                raise ValueError(f"{where}: {exc.strerror}") from None
+            if not _is_key_hex(text):
+                raise ValueError(f"{where}: the file's {KEY_SHAPE}")
             object.__setattr__(self, "private_key", SecretStr(text))
-        if self.private_key is not None:
-            raw = self.private_key.get_secret_value().removeprefix("0x")
-            if len(raw) != 64 or any(c not in "0123456789abcdefABCDEF" for c in raw):
-                # Never echo the value: say only what shape is expected.
-                raise ValueError("private key must be 32 bytes of hex (64 hex digits, optional 0x)")
         return self
 
     @classmethod
@@ -223,6 +241,15 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
+    except SettingsError as exc:
+        # pydantic-settings decodes dict fields (policy, price_bounds) as JSON before validation.
+        match = re.search(r'field "(\w+)"', str(exc))
+        name = f"{ENV_PREFIX}{match.group(1).upper()}" if match else "a KEEPER_* variable"
+        raise ConfigError(
+            f"invalid keeper configuration:\n  {name}: not valid JSON ({exc.__cause__})"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{CONFIG_FILE_ENV}={config_file}: not valid TOML: {exc}") from None
 
 
 def format_validation_error(exc: ValidationError) -> str:
@@ -233,5 +260,7 @@ def format_validation_error(exc: ValidationError) -> str:
         env_name = f"{ENV_PREFIX}{field.upper()}" if field else "(settings)"
         detail = ".".join(loc[1:])
         where = f"{env_name}{'.' + detail if detail else ''}"
-        lines.append(f"  {where}: {error['msg']}")
+        msg = error["msg"].removeprefix("Value error, ")
+        # Errors of the whole model (the key file) name their variable in the message.
+        lines.append(f"  {where}: {msg}" if field else f"  {msg}")
     return "\n".join(lines)

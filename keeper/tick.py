@@ -60,6 +60,7 @@ class TickBudget:
 
 @dataclass
 class TickConfig:
+    chain_id: int
     rules: OracleRules
     planner: PlannerParams
     budget: CostBudget
