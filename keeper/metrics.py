@@ -68,6 +68,37 @@ class KeeperMetrics:
         self.rpc_requests = Counter(
             "keeper_rpc_requests", "JSON-RPC requests sent, by method.", ["method"], registry=r
         )
+        # Transaction lifecycle, budgets and the breaker (keeper.execution).
+        self.pending_transactions = Gauge(
+            "keeper_pending_transactions", "Rebalance transactions sent and not yet final.", registry=r
+        )
+        self.oldest_pending_age_seconds = Gauge(
+            "keeper_oldest_pending_tx_age_seconds",
+            "Age of the oldest unfinished transaction (0: none).",
+            registry=r,
+        )
+        self.tx_replacements = Counter(
+            "keeper_tx_replacements", "Same-nonce fee replacements sent.", registry=r
+        )
+        self.tx_cancellations = Counter(
+            "keeper_tx_cancellations", "Same-nonce zero-value cancellations sent.", registry=r
+        )
+        self.reorgs = Counter("keeper_reorgs", "Receipts that disappeared in a reorg.", registry=r)
+        self.breaker_open = Gauge(
+            "keeper_breaker_open", "1 while the circuit breaker stops sending.", registry=r
+        )
+        self.budget_used_ratio = Gauge(
+            "keeper_budget_used_ratio",
+            "Share of today's budget used, by budget (gas, slippage).",
+            ["budget"],
+            registry=r,
+        )
+        self.rpc_endpoint_healthy = Gauge(
+            "keeper_rpc_endpoint_healthy",
+            "1 when the RPC endpoint passes its health checks.",
+            ["endpoint"],
+            registry=r,
+        )
         self.paused.labels(source="env").set(0)
         self.paused.labels(source="vault").set(0)
 
