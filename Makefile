@@ -11,7 +11,7 @@ FORGE = $(firstword $(wildcard node_modules/@foundry-rs/forge-*/bin/forge))
 CONTRACTS_STAMP := contracts/out/.keeper-built
 CONTRACT_SOURCES := $(shell find contracts/src contracts/test -name '*.sol' 2>/dev/null) contracts/foundry.toml
 
-.PHONY: all install build demo test test-contracts test-python lint typecheck clean
+.PHONY: all install build demo test test-contracts test-python lint typecheck clean ops-tools
 
 all: build
 
@@ -50,7 +50,18 @@ typecheck: $(VENV_STAMP)
 test-contracts: build
 	cd contracts && ../$(FORGE) test
 
-test-python: install build
+# tests/ops run `promtool check/test rules` and a real Prometheus server: Debian's `prometheus`
+# package brings both (the only thing installed outside the repo; apt, as root or with sudo).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+ops-tools:
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
+	  echo "installing Debian's prometheus package (server and promtool) for tests/ops"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	fi
+
+test-python: install build ops-tools
 	$(PY) -m pytest
 
 test: lint typecheck test-contracts test-python

@@ -14,18 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from eth_utils.address import to_checksum_address
+from keeper_process import REPO_ROOT
 
 from deploy import artifacts
 from deploy.accounts import KEEPER, OWNER
 from deploy.chain import contract_at
-from deploy.world import write_manifest
 from keeper.runtime import Runtime, build_runtime
 from keeper.settings import load_settings
 
 if TYPE_CHECKING:
     from conftest import Chain
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 KEEPER_KEY = KEEPER.private_key
 # The owner administers the vault but does not hold the keeper role: the key the keeper must
 # refuse to send with.
@@ -39,24 +38,11 @@ def clear_keeper_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def fork_manifest(chain: Chain, directory: Path) -> Path:
-    """The fork's manifest (rpc_url = the fork) written where settings can point at it."""
-    path = directory / "manifest.json"
-    write_manifest(chain.manifest, path)
-    return path
-
-
 def runtime(manifest: Path, **overrides: Any) -> Runtime:
-    """The keeper built in-process as `keeper once` builds it, with settings overrides."""
+    """The keeper built in-process as `keeper once` builds it, with settings overrides; its
+    journal sits next to the manifest (one per test: the fork is reverted between tests)."""
+    overrides.setdefault("journal_path", Path(manifest).parent / "journal.sqlite3")
     return build_runtime(load_settings(manifest=manifest, metrics_port=0, **overrides))
-
-
-def keeper_env(manifest: Path | str, **variables: str) -> dict[str, str]:
-    """A subprocess environment: this one minus every KEEPER_* variable, plus the given ones."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEPER_")}
-    env["KEEPER_MANIFEST"] = str(manifest)
-    env.update(variables)
-    return env
 
 
 def run_keeper(env: dict[str, str], *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:

@@ -7,30 +7,18 @@ work after the test like any other; the daemon is stopped before that revert run
 
 from __future__ import annotations
 
-import json
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 from keeper_helpers import (
     KEEPER_KEY,
-    REPO_ROOT,
     Observed,
-    fork_manifest,
-    keeper_env,
     nonce,
     rebalanced_events,
     vault_drift_bps,
 )
-from prometheus_client.parser import text_string_to_metric_families
+from keeper_process import STOP_WITHIN_S, Daemon
 
 from deploy.accounts import KEEPER
 from deploy.market import move_price
@@ -40,113 +28,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
-WAIT_S = 30.0
-STOP_WITHIN_S = 5.0
 MIN_TICKS = 3  # "several": the ticks after the rebalance must find nothing to do
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class Daemon:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = int(env["KEEPER_METRICS_PORT"])
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "keeper", "run"],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,  # a file, not a TTY: the logs must be JSON lines
-            cwd=REPO_ROOT,
-            env=env,
-        )
-
-    def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
-                return int(r.status), r.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
-
-    def scrape(self) -> dict[str, float]:
-        """Samples as 'name{label="value",...}' -> value."""
-        _, text = self.get("/metrics")
-        samples: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
-                samples[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
-        return samples
-
-    def wait_for(self, done: Callable[[dict[str, float]], bool], what: str) -> dict[str, float]:
-        deadline = time.monotonic() + WAIT_S
-        last: dict[str, float] = {}
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"keeper run exited with {self.process.returncode}:\n{self.logs_text()}")
-            try:
-                last = self.scrape()
-            except OSError:  # not listening yet
-                last = {}
-            if last and done(last):
-                return last
-            time.sleep(0.2)
-        pytest.fail(f"timed out waiting for {what}; last scrape {last}\n{self.logs_text()}")
-
-    def terminate(self) -> tuple[int, float]:
-        """SIGTERM; (exit code, seconds to exit)."""
-        started = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=STOP_WITHIN_S * 3)
-        return code, time.monotonic() - started
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
-
-    def logs_text(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def log_lines(self) -> list[dict[str, Any]]:
-        lines = [line for line in self.logs_text().splitlines() if line.strip()]
-        parsed: list[dict[str, Any]] = []
-        for line in lines:
-            try:
-                parsed.append(json.loads(line))
-            except json.JSONDecodeError:
-                pytest.fail(f"log line is not JSON: {line!r}")
-        return parsed
-
-
-@pytest.fixture
-def start_daemon(chain: Chain, tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
-    """Start `keeper run` on the fork; every daemon is stopped before the fork is reverted."""
-    manifest = fork_manifest(chain, tmp_path)
-    started: list[Daemon] = []
-
-    def start(**variables: str) -> Daemon:
-        env = keeper_env(manifest, KEEPER_INTERVAL_S="1", KEEPER_METRICS_PORT=str(_free_port()), **variables)
-        daemon = Daemon(env, tmp_path / f"daemon-{len(started)}.log")
-        started.append(daemon)
-        return daemon
-
-    try:
-        yield start
-    finally:
-        for daemon in started:
-            daemon.stop()
 
 
 def _ticks(samples: dict[str, float]) -> float:

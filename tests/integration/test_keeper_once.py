@@ -21,8 +21,6 @@ from keeper_helpers import (
     NOT_KEEPER,
     Observed,
     clear_keeper_env,
-    fork_manifest,
-    keeper_env,
     nonce,
     once_json,
     rebalanced_events,
@@ -31,6 +29,7 @@ from keeper_helpers import (
     vault_drift_bps,
     vault_weights,
 )
+from keeper_process import fork_manifest, keeper_env
 from web3 import Web3
 
 from deploy.accounts import GUARDIAN, KEEPER
