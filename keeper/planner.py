@@ -469,7 +469,7 @@ def _materialise(
     buys = [(i, a) for i, a in sized if i.kind is LegKind.BUY_FROM_HUB]
 
     legs: list[PlannedLeg] = []
-    dust: list[SkippedLeg] = []
+    dust: list[SkippedLeg] = []  # legs dropped at this size: dust, or a quote no longer in bounds
 
     def add(batch: Sequence[tuple[_Intent, int]]) -> None:
         for intent, amount_in in batch:
@@ -479,6 +479,19 @@ def _materialise(
                 dust.append(
                     _skip(
                         intent.src, intent.dst, leg.value_in_usd18, SkipReason.DUST, "too small after sizing"
+                    )
+                )
+            elif leg.quoted_out is not None and not _within(
+                leg.quoted_out, leg.implied_out, params.max_quote_deviation_bps
+            ):
+                # The route was checked at full size; a scaled-down leg is re-checked at its own size.
+                dust.append(
+                    _skip(
+                        intent.src,
+                        intent.dst,
+                        leg.value_in_usd18,
+                        SkipReason.QUOTE_DEVIATION,
+                        f"quote {leg.deviation_bps} bps from the oracle at the scaled-down size",
                     )
                 )
             else:

@@ -301,17 +301,19 @@ def test_direct_pairing_invariants(data: tuple[Case, int, int, int], exec_points
     check_invariants(case, p, exec_points)
     if LegKind.DIRECT in kinds:
         assert len(p.legs) == 1  # the pair is matched; hub and bystander are on target
-    # Direct only when it beats the two hub legs (1 bps of slack for scaling and the product term).
-    if p.legs and not p.skipped and off_direct > off_sell + off_buy + 1:
+    # Direct only when it beats the two hub legs. Slack: the product term (< 1 bps) and raw-unit
+    # rounding of the quotes (one unit of a 6-decimal token at <= 1e5 USD on a >= 100 USD leg).
+    if p.legs and not p.skipped and off_direct > off_sell + off_buy + 15:
         assert kinds == [LegKind.DIRECT]
-    if off_direct < off_sell + off_buy - 1:
+    if off_direct < off_sell + off_buy - 15:
         assert LegKind.DIRECT not in kinds
 
 
 @PROPS
 @given(case=cases())
 def test_planning_at_config_targets_with_full_quotes_reaches_them(case: Case) -> None:
-    """With every hub leg quoted fairly and no dust/step limits, drift goes (near) to zero."""
+    """Unquoted legs on the default route, zero tolerance, no dust or step limits: drift goes
+    (near) to zero, except where raw-unit rounding of lumpy tokens makes any trade a loss."""
     snap = case.snap
     targets = snap.config_targets_bps
     roomy = Snapshot(
@@ -327,12 +329,14 @@ def test_planning_at_config_targets_with_full_quotes_reaches_them(case: Case) ->
         slippage_bps=0, max_quote_deviation_bps=0, min_trade_usd=Decimal(0), default_v3_router=V3_ROUTER
     )
     p = plan(roomy, case.prices, targets, params)
+    # Only raw-unit rounding stops an exact landing: tiny or lumpy (0-decimal) tokens can't hit target.
+    coarse = any(a.config.decimals == 0 for a in snap.assets) or p.value_before_usd18 <= 10**6 * USD18
     if p.refusal is not None:
-        assert p.refusal.code is RefusalCode.EMPTY_VAULT
+        assert p.refusal.code is RefusalCode.EMPTY_VAULT or (
+            p.refusal.code is RefusalCode.DRIFT_WOULD_INCREASE and (coarse or p.drift_before_bps <= 1)
+        )
         return
     assert all(leg.unquoted for leg in p.legs)
     assert p.expected_drift_bps <= p.drift_before_bps
-    # Only raw-unit rounding stops an exact landing: tiny or lumpy (0-decimal) tokens can't hit target.
-    lumpy = any(a.config.decimals == 0 for a in snap.assets)
-    if not lumpy and p.value_before_usd18 > 10**6 * USD18:
+    if not coarse:
         assert p.expected_drift_bps <= 1
