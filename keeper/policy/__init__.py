@@ -25,10 +25,14 @@ from keeper.policy.registry import (
 from keeper.policy.threshold import Breach, ThresholdConfig, ThresholdPolicy
 
 __all__ = [
+    "AdaptiveConfig",
+    "AdaptivePolicy",
     "Breach",
     "CalendarConfig",
     "CalendarMemory",
     "CalendarPolicy",
+    "CostAwareConfig",
+    "CostAwarePolicy",
     "DecisionCode",
     "HybridConfig",
     "HybridMemory",
@@ -39,6 +43,7 @@ __all__ = [
     "PolicyDecision",
     "ThresholdConfig",
     "ThresholdPolicy",
+    "VolMemory",
     "build_policy",
     "context_for",
     "honour_cooldown",
@@ -46,3 +51,5 @@ __all__ = [
     "register_policy",
     "registered_kinds",
 ]
+from keeper.policy.adaptive import AdaptiveConfig, AdaptivePolicy, VolMemory
+from keeper.policy.cost_aware import CostAwareConfig, CostAwarePolicy

@@ -1,0 +1,189 @@
+"""Backtest benchmark (not a test): prints figures, asserts nothing.
+
+1. Speed: one year of 5-minute steps (105,120) for the 8-asset built-in universe, per policy
+   (the daemon's policy and planner code; the planner runs only on steps the policy trades).
+2. Frontier: the built-in scenario set (calm, trend, regimes, jumps, crash, depeg) swept over
+   each policy's parameters; per policy the cost vs tracking-error frontier, and the headline:
+   the cost-aware policy's cost at the tracking error of the best fixed-threshold policy (the
+   cheapest threshold setting whose tracking error is within a budget, --te-budget-bps, as a
+   rebalancing mandate is written), as a ratio; and that ratio along the threshold frontier.
+
+The cost gate (KEEPER_MAX_COST_*) is opened here so the figures measure the policies: left at
+its defaults, policies that keep asking (calendar, hybrid) re-plan on every tick until a trade
+is cheap enough, exactly as the daemon does, which is slower to simulate.
+
+Run: .venv/bin/python bench/bench_backtest.py [--days 365] [--frontier-days 180] [--workers 2]
+     [--out var/backtest-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from keeper.backtest.config import cost_aware_params, simple_setup
+from keeper.backtest.engine import BacktestSetup, prepare, run_backtest
+from keeper.backtest.generate import generate, scenario, scenario_set, universe_targets
+from keeper.backtest.market import load_calibration
+from keeper.backtest.progress import ProgressBar
+from keeper.backtest.report import frontier_png, frontier_table, html_report, summary_table, write_report
+from keeper.backtest.sweep import PolicyRun, cost_at, default_grid, families, frontier, points, sweep
+from keeper.costs import CostBudget
+from keeper.policy import build_policy
+
+OPEN_GATE = CostBudget(max_cost_usd=Decimal(10**9), max_cost_bps=10_000)
+
+
+def bench_setup() -> BacktestSetup:
+    return replace(simple_setup(universe_targets(), "USDC"), budget=OPEN_GATE)
+
+
+def speed(setup: BacktestSetup, days: float) -> list[tuple[str, Any]]:
+    t0 = time.perf_counter()
+    path = generate(scenario("calm"), days, 300, seed=7)
+    gen_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    prepared = prepare(setup, path)
+    prep_s = time.perf_counter() - t0
+    print(
+        f"\npath: {path.steps} steps x {len(path.symbols)} assets; generated in {gen_s:.1f}s, "
+        f"converted to feed answers in {prep_s:.1f}s",
+        flush=True,
+    )
+    configs: list[tuple[str, dict[str, Any]]] = [
+        ("threshold 200/0.25", {"kind": "threshold", "abs_band_bps": 200, "rel_band": "0.25"}),
+        ("threshold 300 abs", {"kind": "threshold", "abs_band_bps": 300, "rel_band": None}),
+        ("calendar 1d", {"kind": "calendar", "period_s": 86_400}),
+        (
+            "hybrid 1h/7d",
+            {"kind": "hybrid", "check_period_s": 3600, "max_interval_s": 7 * 86_400, "abs_band_bps": 300},
+        ),
+        ("adaptive 200 widen", {"kind": "adaptive", "base_band_bps": 200}),
+        ("cost_aware 300", {"kind": "cost_aware", "risk_aversion": 300, **cost_aware_params(setup)}),
+    ]
+    out = []
+    for label, cfg in configs:
+        result = run_backtest(setup, prepared, build_policy(cfg), label=label, progress=ProgressBar(label))
+        out.append((label, result))
+    print(f"\nSpeed: {path.steps} steps (one year of 5-minute ticks), 8 assets")
+    print(f"{'policy':<22} {'seconds':>8} {'us/step':>8} {'rebalances':>10}")
+    for label, r in out:
+        print(f"{label:<22} {r.elapsed_s:>8.1f} {r.elapsed_s / r.steps * 1e6:>8.1f} {r.rebalances:>10}")
+    print()
+    print(summary_table([r for _, r in out]))
+    return out
+
+
+def frontier_bench(
+    setup: BacktestSetup, days: float, step_s: int, workers: int, out_dir: Path, te_budget_bps: float
+) -> None:
+    scenarios = scenario_set(days, step_s, seed=11)
+    runs = default_grid(cost_aware_params(setup, gas_price_gwei=20.0))
+    print(
+        f"\nFrontier: {len(runs)} parameter sets x {len(scenarios)} scenarios "
+        f"({days:g} days at {step_s}s steps) on {workers} workers",
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    results = sweep(setup, scenarios, runs, workers=workers, progress=ProgressBar("sweep"))
+    print(f"swept in {time.perf_counter() - t0:.0f}s")
+    pts = points(results, runs)
+    print()
+    print(frontier_table(pts))
+    fam = families(pts)
+    thresholds = fam.get("threshold", [])
+    cost_hull = frontier(fam.get("cost_aware", []))
+    # "Best" fixed threshold: the cheapest threshold setting that keeps tracking error within
+    # the budget (how a rebalancing mandate is written: a tracking-error limit at least cost).
+    within = [p for p in thresholds if p.tracking_error_bps <= te_budget_bps]
+    if not within:
+        print(f"no threshold setting keeps tracking error under {te_budget_bps} bps; raise --te-budget-bps")
+    print("\nThreshold settings: cost-aware cost at the same tracking error (frontier, interpolated)")
+    print(f"{'threshold':<44} {'TE':>7} {'cost':>8} {'cost-aware':>10} {'ratio':>7}")
+    for p in sorted(thresholds, key=lambda p: p.tracking_error_bps):
+        c = cost_at(cost_hull, p.tracking_error_bps)
+        ratio = f"{c / p.cost_bps_per_year:.3f}" if c is not None and p.cost_bps_per_year > 0 else "n/a"
+        shown = "n/a" if c is None else f"{c:.2f}"
+        print(
+            f"{p.label[:44]:<44} {p.tracking_error_bps:>7.1f} {p.cost_bps_per_year:>8.2f} {shown:>10} {ratio:>7}"
+        )
+    ratios = sorted(
+        c / p.cost_bps_per_year
+        for p in frontier(thresholds)
+        if (c := cost_at(cost_hull, p.tracking_error_bps)) is not None
+        and p.cost_bps_per_year > 0
+        and p.tracking_error_bps <= cost_hull[-1].tracking_error_bps
+    )
+    if ratios:
+        print(
+            f"over the threshold frontier inside the cost-aware range ({len(ratios)} points): "
+            f"median ratio {ratios[len(ratios) // 2]:.3f}, range {ratios[0]:.3f}..{ratios[-1]:.3f}"
+        )
+    if within:
+        best = min(within, key=lambda p: p.cost_bps_per_year)
+        c_best = cost_at(cost_hull, best.tracking_error_bps)
+        print(
+            f"\nbest fixed threshold (cheapest with tracking error <= {te_budget_bps:g} bps/yr): {best.label}: "
+            f"TE {best.tracking_error_bps:.1f} bps, cost {best.cost_bps_per_year:.2f} bps/yr"
+        )
+        if c_best is not None:
+            print(
+                f"cost-aware cost at that tracking error: {c_best:.2f} bps/yr -> "
+                f"RATIO cost-aware / best threshold = {c_best / best.cost_bps_per_year:.3f}"
+            )
+        else:
+            print("the cost-aware frontier does not reach that tracking error: widen its risk_aversion grid")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = frontier_png(pts, f"built-in scenarios, {days:g} days, {step_s}s steps: cost vs tracking error")
+    (out_dir / "frontier.png").write_bytes(png)
+    doc = html_report(
+        "keeper backtest: frontier of the built-in scenarios",
+        [],
+        [("cost vs tracking error", png)],
+        pts,
+        notes=[
+            f"{len(scenarios)} scenarios, {days:g} days at {step_s}s; cost gate open; calibration "
+            f"{load_calibration().source}"
+        ],
+    )
+    print(f"\nwrote {write_report(out_dir / 'frontier.html', doc)} and {out_dir / 'frontier.png'}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--days", type=float, default=365.0, help="horizon of the speed run (5-minute steps)")
+    parser.add_argument("--frontier-days", type=float, default=180.0)
+    parser.add_argument("--frontier-step-s", type=int, default=3600)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--te-budget-bps",
+        type=float,
+        default=150.0,
+        help="tracking-error budget that picks the best threshold",
+    )
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-frontier", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("var/backtest-bench"))
+    args = parser.parse_args()
+    setup = bench_setup()
+    cal = load_calibration()
+    print(f"gas calibration: base {cal.base_units} + {cal.per_swap_units} per swap ({cal.source})")
+    if not args.skip_speed:
+        speed(setup, args.days)
+    if not args.skip_frontier:
+        frontier_bench(
+            setup, args.frontier_days, args.frontier_step_s, args.workers, args.out, args.te_budget_bps
+        )
+    _ = PolicyRun  # re-exported for users extending the grid
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
