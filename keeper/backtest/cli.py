@@ -34,6 +34,7 @@ from keeper.backtest.report import (
     frontier_png,
     frontier_table,
     html_report,
+    outcome_line,
     summary_table,
     weights_png,
     write_report,
@@ -107,6 +108,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps([r.summary() for r in results], indent=2, default=str))
     else:
         print(summary_table(results))
+        for r in results:
+            print(outcome_line(r))
     if args.html or args.out:
         images = [(f"{r.label} on {r.path_name}: weights and bands", weights_png(r)) for r in results]
         if args.out:

@@ -196,7 +196,11 @@ class RebalanceRecord:
 
 @dataclass(frozen=True, slots=True)
 class StepOutcome:
-    """What one step decided, in the daemon's vocabulary (TickReport.reason)."""
+    """What one step decided, in the daemon's vocabulary (TickReport.reason).
+
+    `message` is the policy's; `detail` says why a "yes" was not mined (the cost gate's
+    verdict with its numbers, the planner's refusal...), empty otherwise.
+    """
 
     step: int
     timestamp: int
@@ -205,6 +209,12 @@ class StepOutcome:
     reason: str
     target_weights_bps: Mapping[str, int]
     plan: Plan | None = None
+    message: str = ""
+    detail: str = ""
+
+
+# The steps where the policy said trade, by what became of them: mined, or why not.
+MINED = "rebalanced"
 
 
 @dataclass
@@ -424,33 +434,45 @@ class _Run:
             gas=GasInfo(base_fee_wei=self.base_fee_wei(k), priority_fee_wei=0),
         )
 
-    def rebalance(self, k: int, decision: PolicyDecision[Any]) -> tuple[str, Plan | None]:
-        """The daemon's path from a "yes" to a mined transaction; the skip reason otherwise."""
+    def rebalance(self, k: int, decision: PolicyDecision[Any]) -> tuple[str, Plan | None, str]:
+        """The daemon's path from a "yes" to a mined transaction: (reason, plan, detail).
+
+        The reason is "rebalanced" or the daemon's skip reason; the detail says why, in words.
+        """
         setup = self.setup
         snap = self.snapshot(k)
         results = validate_snapshot(snap, setup.rules)
         valid, rejected = split_results(results)
         if rejected:
-            return "price_rejected", None
+            return "price_rejected", None, f"oracle rejected {sorted(rejected)}"
         targets = decision.target_weights_bps
         if (hopeless := self.gate_cannot_pass(k, targets, valid)) is not None:
-            return hopeless, None
+            return (
+                hopeless,
+                None,
+                "cost gate: one swap's gas plus the pool fees exceed the budget even on the most "
+                "this rebalance could trade (every asset all the way to its target)",
+            )
         first = plan(snap, results, targets, setup.planner)
         the_plan = first
         if first.actionable:
             quotes = self.market.quotes(quote_requests(first), valid)
             the_plan = plan(replace(snap, quotes=quotes), results, targets, setup.planner)
         if the_plan.refusal is not None:
-            return f"plan_{the_plan.refusal.code}", the_plan
+            return f"plan_{the_plan.refusal.code}", the_plan, the_plan.refusal.message
         if not the_plan.legs:
-            return "plan_empty", the_plan
+            return "plan_empty", the_plan, "every leg is dust (below min_trade_usd)"
         if the_plan.expected_drift_bps >= the_plan.drift_before_bps:
-            return "plan_no_improvement", the_plan
+            return (
+                "plan_no_improvement",
+                the_plan,
+                f"drift {the_plan.drift_before_bps} -> {the_plan.expected_drift_bps} bps",
+            )
 
         fills = self.simulate(the_plan, valid)
         if fills is None:
             self.guard_reverts += 1
-            return "simulation_reverted", the_plan
+            return "simulation_reverted", the_plan, "the vault would revert (min-out, drift or value guard)"
         gas = setup.gas
         base_fee = self.base_fee_wei(k)
         tip = gas.priority_fee_wei
@@ -459,11 +481,11 @@ class _Run:
             native = valid[self.symbols[self.gate_native_index]]
             cost = estimate_costs(the_plan, GasInfo(base_fee, tip), native, gas.model, setup.budget)
             if not cost.ok:
-                return f"cost_{cost.verdict}", the_plan
+                return f"cost_{cost.verdict}", the_plan, f"cost gate: {cost.reason}"
         if base_fee * gas.base_fee_multiplier + tip > gas.cap_wei:
-            return "fee_above_cap", the_plan
+            return "fee_above_cap", the_plan, f"max fee would be above the cap of {gas.cap_wei} wei"
         self.mine(k, decision, the_plan, fills, units, base_fee + tip, valid)
-        return "rebalanced", the_plan
+        return MINED, the_plan, ""
 
     def gate_cannot_pass(
         self, k: int, targets: Mapping[str, int], valid: Mapping[str, ValidPrice]
@@ -642,12 +664,13 @@ def run_backtest(
             out_trace.pre_weights_bps.append(tuple(v * BPS / total0 for v in values))
             out_trace.bands_bps.append(policy_bands(policy, ctx))
         the_plan: Plan | None = None
+        detail = ""
         if not decision.should_rebalance:
             run.memory = decision.memory
             reason = f"policy_{decision.code}"
         else:
             n_before = len(run.records)
-            reason, the_plan = run.rebalance(k, decision)
+            reason, the_plan, detail = run.rebalance(k, decision)
             if len(run.records) > n_before:
                 run.memory = decision.memory
                 rec = run.records[-1]
@@ -689,6 +712,8 @@ def run_backtest(
                     reason,
                     dict(decision.target_weights_bps),
                     the_plan,
+                    decision.message,
+                    detail,
                 )
             )
         if progress is not None and (k % every == 0 or k == n - 1):

@@ -7,12 +7,13 @@ import base64
 import html
 import io
 import math
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from keeper.backtest.engine import BacktestResult
+from keeper.backtest.engine import MINED, BacktestResult
 from keeper.backtest.sweep import FrontierPoint, families, frontier
 
 MAX_PLOT_POINTS = 4000
@@ -32,8 +33,50 @@ COLUMNS = (
 )
 
 
+# Why a step where the policy said "trade" mined nothing (the daemon's skip reasons).
+REASON_HELP = {
+    "cost_over_bps_budget": "cost gate: gas + impact above max_cost_bps of the value traded",
+    "cost_over_usd_budget": "cost gate: gas + impact above max_cost_usd",
+    "fee_above_cap": "gas price above the keeper's fee cap",
+    "simulation_reverted": "the vault would revert the batch",
+    "plan_empty": "every leg below min_trade_usd (dust)",
+    "plan_no_improvement": "the plan would not reduce the vault's drift",
+    "price_rejected": "an oracle price was rejected",
+}
+# Marker colours of refused steps in the weights plot, by reason (others: grey).
+REASON_COLOURS = {
+    "cost_over_bps_budget": "tab:orange",
+    "cost_over_usd_budget": "tab:brown",
+    "fee_above_cap": "tab:pink",
+    "simulation_reverted": "tab:purple",
+    "plan_empty": "tab:olive",
+    "plan_no_improvement": "tab:cyan",
+}
+
+
 class PlotsUnavailableError(RuntimeError):
     pass
+
+
+def refused_trades(result: BacktestResult) -> Counter[str]:
+    """Steps where the policy said trade but nothing was mined, by the daemon's skip reason."""
+    return Counter(
+        {r: n for r, n in result.reasons.items() if r != MINED and not r.startswith("policy_") and n > 0}
+    )
+
+
+def outcome_line(result: BacktestResult) -> str:
+    """What became of the policy's "trade" decisions: mined, or refused downstream and why."""
+    refused = refused_trades(result)
+    wanted = result.rebalances + sum(refused.values())
+    head = f"{result.label} on {result.path_name}: the policy asked to trade at {wanted} steps"
+    if not refused:
+        return f"{head}; all {result.rebalances} mined"
+    why = "; ".join(
+        f"{reason} {n}" + (f" ({REASON_HELP[reason]})" if reason in REASON_HELP else "")
+        for reason, n in refused.most_common()
+    )
+    return f"{head}; {result.rebalances} mined, {sum(refused.values())} not: {why}"
 
 
 def summary_table(results: Sequence[BacktestResult]) -> str:
@@ -84,7 +127,15 @@ def _pyplot() -> Any:
 
 
 def weights_png(result: BacktestResult) -> bytes:
-    """Each asset's weight minus target over time, its band, and the rebalances."""
+    """Each asset's weight minus target over time, its band, and what the policy's trades became.
+
+    Blue: the weight before each step's trade (what the policy judged); red: the policy's band
+    at that step; green lines: mined rebalances. Steps where the policy asked to trade but the
+    keeper did not (the cost gate, the planner, the vault's guards...) are marked x on the blue
+    line, coloured by reason, and where the policy asked for partial weights (cost-aware,
+    adaptive) the weight it asked for is a grey dot: an excursion outside the band with x marks
+    is a refused trade, not a policy that ignored the breach.
+    """
     trace = result.trace
     if trace is None or not trace.timestamps:
         raise ValueError("weights plot needs a run with trace=True")
@@ -94,6 +145,20 @@ def weights_png(result: BacktestResult) -> bytes:
     times = [datetime.fromtimestamp(t, UTC) for t in trace.timestamps[::stride]]
     fig, axes = plt.subplots(n, 1, figsize=(10, 1.5 * n + 1), sharex=True, squeeze=False)
     rebal_times = [datetime.fromtimestamp(r.timestamp, UTC) for r in result.records]
+    wanted = [k for k, o in enumerate(trace.outcomes) if o.should_rebalance]
+    refused: dict[str, list[int]] = {}
+    for k in wanted:
+        if (reason := trace.outcomes[k].reason) != MINED:
+            refused.setdefault(reason, []).append(k)
+    refused_counts = {r: len(ks) for r, ks in refused.items()}
+    refused = {r: ks[:: max(1, len(ks) // MAX_PLOT_POINTS)] for r, ks in refused.items()}
+    partial = any(
+        trace.outcomes[k].target_weights_bps[s] != t
+        for k in wanted
+        for s, t in zip(result.symbols, result.targets_bps, strict=True)
+    )
+    asked = wanted[:: max(1, len(wanted) // MAX_PLOT_POINTS)] if partial else []
+    handles: list[Any] = []
     for i, (sym, target) in enumerate(zip(result.symbols, result.targets_bps, strict=True)):
         ax = axes[i][0]
         pre = [w[i] - target for w in trace.pre_weights_bps[::stride]]
@@ -104,11 +169,38 @@ def weights_png(result: BacktestResult) -> bytes:
             ax.plot(times, [-b for b in bands], lw=0.7, color="tab:red", ls="--")
         for t in rebal_times:
             ax.axvline(t, color="tab:green", lw=0.5, alpha=0.5)
+        if asked:
+            (h,) = ax.plot(
+                [datetime.fromtimestamp(trace.timestamps[k], UTC) for k in asked],
+                [trace.outcomes[k].target_weights_bps[sym] - target for k in asked],
+                ".",
+                ms=2,
+                color="dimgrey",
+                label="weight the policy asked for",
+            )
+            if i == 0:
+                handles.append(h)
+        for reason, ks in sorted(refused.items(), key=lambda kv: -refused_counts[kv[0]]):
+            (h,) = ax.plot(
+                [datetime.fromtimestamp(trace.timestamps[k], UTC) for k in ks],
+                [trace.pre_weights_bps[k][i] - target for k in ks],
+                "x",
+                ms=3,
+                mew=0.7,
+                color=REASON_COLOURS.get(reason, "tab:gray"),
+                label=f"trade refused: {reason} ({refused_counts[reason]})",
+            )
+            if i == 0:
+                handles.append(h)
         ax.axhline(0, color="black", lw=0.5)
         ax.set_ylabel(f"{sym}\n(bps)", fontsize=8)
         ax.tick_params(labelsize=7)
+    if handles:
+        axes[0][0].legend(handles=handles, fontsize=6, loc="upper left", framealpha=0.8)
+    refused_n = sum(refused_counts.values())
     axes[0][0].set_title(
-        f"{result.label} on {result.path_name}: weight - target (blue), band (red), rebalances (green)",
+        f"{result.label} on {result.path_name}: weight - target before the step (blue), band (red), "
+        f"{len(result.records)} rebalances (green), {refused_n} refused trades (x)",
         fontsize=9,
     )
     fig.tight_layout()
@@ -179,6 +271,9 @@ def html_report(
                 "<tr>" + "".join(f"<td>{html.escape(_fmt(row[k]))}</td>" for k, _, _ in COLUMNS) + "</tr>"
             )
         parts.append("</table>")
+        parts.append("<h2>What the policy's trade decisions became</h2><ul>")
+        parts += [f"<li>{html.escape(outcome_line(r))}</li>" for r in results]
+        parts.append("</ul>")
     if frontier_points:
         parts.append("<h2>Frontier points (mean over scenarios)</h2><table><tr>")
         heads = (

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import html
 import json
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bt_builders import path_of, setup4
 from test_engine import rally
 
+from keeper.backtest import report
 from keeper.backtest.engine import run_backtest
 from keeper.backtest.progress import ProgressBar
-from keeper.backtest.report import frontier_png, html_report, summary_table, weights_png
+from keeper.backtest.report import (
+    frontier_png,
+    html_report,
+    outcome_line,
+    refused_trades,
+    summary_table,
+    weights_png,
+)
 from keeper.backtest.sweep import FrontierPoint, PolicyRun, cost_at, frontier, points, sweep
 from keeper.cli import main as keeper_main
+from keeper.costs import CostBudget
 from keeper.policy import build_policy
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -69,6 +81,37 @@ def test_table_plots_and_html_report() -> None:
     assert "<script" not in doc and "http" not in doc  # self-contained
     with pytest.raises(ValueError, match="trace=True"):
         weights_png(run_backtest(setup4(), path_of(rally()), build_policy({"kind": "threshold"})))
+
+
+def test_trades_the_cost_gate_refused_are_shown_with_its_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A policy that breaches its band and asks to trade, and a gate that refuses every plan:
+    # the weight sits outside the band with no rebalance. The report must say why (the
+    # crash scenario's cost_aware excursions outside the band were exactly this, unexplained).
+    gated = setup4(budget=CostBudget(max_cost_usd=Decimal(10**6), max_cost_bps=60))
+    policy = build_policy({"kind": "threshold", "abs_band_bps": 200, "rel_band": None})
+    r = run_backtest(gated, path_of(rally()), policy, trace=True)
+    assert r.trace is not None and r.rebalances == 0
+    asked = [o for o in r.trace.outcomes if o.should_rebalance]
+    assert [o.reason for o in asked] == ["cost_over_bps_budget"] * 3
+    assert all(o.detail.startswith("cost gate: ") and "bps of" in o.detail for o in asked)
+    assert all(o.message.startswith("WETH") for o in asked)  # the policy's own words are kept
+    assert refused_trades(r) == {"cost_over_bps_budget": 3}
+    line = outcome_line(r)
+    assert "asked to trade at 3 steps; 0 mined, 3 not: cost_over_bps_budget 3 (cost gate:" in line
+    assert html.escape(line) in html_report("t", [r], [])
+
+    figures: list[Any] = []
+    monkeypatch.setattr(report, "_png", lambda plt, fig: figures.append(fig) or plt.close(fig) or b"")
+    weights_png(r)
+    (fig,) = figures
+    legend = fig.axes[0].get_legend()
+    assert legend is not None
+    assert [t.get_text() for t in legend.get_texts()] == ["trade refused: cost_over_bps_budget (3)"]
+    assert "0 rebalances (green), 3 refused trades (x)" in fig.axes[0].get_title()
+    # The x marks sit on the weight the policy judged at the refused steps.
+    (marks,) = [ln for ln in fig.axes[0].get_lines() if ln.get_marker() == "x"]
+    weth_dev = [r.trace.pre_weights_bps[k][0] - 4000 for k in range(3, 6)]
+    assert list(marks.get_ydata()) == pytest.approx(weth_dev)
 
 
 def test_progress_bar_prints_plain_lines_off_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
