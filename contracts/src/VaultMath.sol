@@ -20,9 +20,22 @@ library VaultMath {
         pure
         returns (uint256)
     {
+        (uint256 num, uint256 den) = priceFactor(answer, tokenDecimals, feedDecimals);
+        return Math.mulDiv(balance, num, den);
+    }
+
+    /// @notice The fraction `value` multiplies a balance by: value = balance * num / den, with
+    /// num = answer, den = 10**(tokenDecimals + feedDecimals - 18) when that scale is >= 18, and
+    /// num = answer * 10**(18 - scale), den = 1 below it. The vault computes it once per asset
+    /// and call, then values every balance of that asset with one multiply-divide.
+    function priceFactor(uint256 answer, uint8 tokenDecimals, uint8 feedDecimals)
+        internal
+        pure
+        returns (uint256 num, uint256 den)
+    {
         uint256 scale = uint256(tokenDecimals) + feedDecimals;
-        if (scale >= VALUE_DECIMALS) return Math.mulDiv(balance, answer, 10 ** (scale - VALUE_DECIMALS));
-        return Math.mulDiv(balance, answer * 10 ** (VALUE_DECIMALS - scale), 1);
+        if (scale >= VALUE_DECIMALS) return (answer, 10 ** (scale - VALUE_DECIMALS));
+        return (answer * 10 ** (VALUE_DECIMALS - scale), 1);
     }
 
     /// @notice Units of the output token worth `amountIn` units of the input token at oracle

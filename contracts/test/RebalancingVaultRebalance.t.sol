@@ -83,8 +83,9 @@ contract RebalancingVaultRebalanceTest is VaultFixture {
     }
 
     /// Replacing a feed with one of different decimals but the same price leaves values unchanged:
-    /// decimals are read from the feed on every call, never assumed.
-    function test_feedDecimalsAreReadEachTime() public {
+    /// decimals are read from the feed, never assumed (when it is set, and again whenever its
+    /// Chainlink phase changes: see RebalancingVaultStorage.t.sol).
+    function test_feedDecimalsAreReadFromTheFeed() public {
         MockV3Aggregator eth18 = new MockV3Aggregator(18, 2000e18);
         vm.prank(owner);
         vault.setAssetFeed(0, address(eth18), 3600);

@@ -11,6 +11,28 @@ interface Vm {
     function stopPrank() external;
     function getCode(string calldata artifactPath) external view returns (bytes memory creationBytecode);
 
+    // gas measurement
+    struct Gas {
+        uint64 gasLimit;
+        uint64 gasTotalUsed;
+        uint64 gasMemoryUsed;
+        int64 gasRefunded;
+        uint64 gasRemaining;
+    }
+
+    function lastCallGas() external view returns (Gas memory gas);
+    function cool(address target) external;
+
+    // state
+    function load(address target, bytes32 slot) external view returns (bytes32 data);
+    function store(address target, bytes32 slot, bytes32 value) external;
+    function etch(address target, bytes calldata newRuntimeBytecode) external;
+    function setNonce(address account, uint64 newNonce) external;
+    function getNonce(address account) external view returns (uint64 nonce);
+    function computeCreateAddress(address deployer, uint256 nonce) external pure returns (address);
+    function snapshotState() external returns (uint256 snapshotId);
+    function revertToState(uint256 snapshotId) external returns (bool success);
+
     // expectations
     function expectRevert() external;
     function expectRevert(bytes calldata revertData) external;
