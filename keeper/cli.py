@@ -1,4 +1,4 @@
-"""`keeper run | once | check | status`: the operator's entry points.
+"""`keeper run | once | check | status | journal | reset-breaker`: the operator's entry points.
 
 Every user-caused failure (config, manifest, unreachable node, wrong chain) ends with one
 clear message on stderr and exit code 2, never a traceback; a failed check exits 1.
@@ -9,14 +9,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from keeper import __version__
+from keeper.backtest.cli import register_backtest_command
 from keeper.chain.abi import Vault
 from keeper.chain.rpc import RpcError
 from keeper.chain.snapshot import SnapshotError
 from keeper.daemon import Daemon
+from keeper.execution.journal import JournalError
+from keeper.execution.sqlite_store import SqliteJournal
 from keeper.log import configure_logging, get_logger
 from keeper.manifest import ManifestError
 from keeper.metrics import MetricsServer
@@ -54,8 +58,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         keeper=rt.account.address if rt.account else None,
     )
     try:
-        Daemon(rt.keeper.tick, settings.interval_s).run()
+        Daemon(rt.keeper.tick, settings.interval_s, on_stop=rt.keeper.request_stop).run()
     finally:
+        rt.close()  # hands the lease over: a successor need not wait for it to expire
         if server is not None:
             server.stop()
     return 0
@@ -64,7 +69,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_once(args: argparse.Namespace) -> int:
     overrides: dict[str, object] = {"dry_run": True} if args.dry_run else {}
     _, rt = _runtime(overrides)
-    report = rt.keeper.tick()
+    try:
+        report = rt.keeper.tick()
+    finally:
+        rt.close()
     if args.json:
         print(json.dumps(report.as_json(), indent=2, default=str))
     else:
@@ -114,9 +122,27 @@ def cmd_check(args: argparse.Namespace) -> int:
                 f"gas balance {balance:.6f} {'>=' if enough else '<'} minimum {settings.min_gas_balance_eth}",
             )
         )
+    results += _journal_checks(rt)
     for ok, line in results:
         print(f"{'ok  ' if ok else 'FAIL'} {line}")
     return 0 if all(ok for ok, _ in results) else EXIT_CHECK_FAILED
+
+
+def _journal_checks(rt: Runtime) -> list[tuple[bool, str]]:
+    """The journal's view: writable, what is in flight, the breaker (open fails the check)."""
+    txm, guards = rt.keeper.txm, rt.keeper.guards
+    if txm is None or guards is None:
+        return []
+    unfinished = txm.store.unfinished(txm.scope)
+    lines = [(True, f"journal {rt.settings.journal_path}: {len(unfinished)} transaction(s) in flight")]
+    for intent in unfinished:
+        lines.append((True, f"  intent {intent.key} nonce {intent.nonce} is {intent.state}"))
+    state = guards.breaker()
+    if state.open:
+        lines.append((False, f"circuit breaker OPEN ({state.reason}); `keeper reset-breaker` closes it"))
+    else:
+        lines.append((True, "circuit breaker closed"))
+    return lines
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -148,6 +174,52 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _journal(settings: Settings) -> SqliteJournal:
+    if not settings.journal_path.exists():
+        raise ConfigError(
+            f"KEEPER_JOURNAL_PATH={settings.journal_path}: no journal there (a keeper with a key creates it)"
+        )
+    return SqliteJournal(settings.journal_path)
+
+
+def cmd_reset_breaker(args: argparse.Namespace) -> int:
+    """Close the circuit breaker from outside: the daemon reads the journal every tick."""
+    settings = load_settings()
+    store = _journal(settings)
+    try:
+        was_open = store.reset_breakers()
+    finally:
+        store.close()
+    if was_open:
+        for scope in was_open:
+            print(f"breaker closed for {scope}")
+    else:
+        print("no breaker was open")
+    log.info("breaker_reset", scopes=was_open, by="operator")
+    return 0
+
+
+def cmd_journal(args: argparse.Namespace) -> int:
+    """The newest intents, newest first: state, nonce, attempts and their hashes."""
+    settings = load_settings()
+    store = _journal(settings)
+    try:
+        intents = store.recent(None, args.limit)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([{"scope": i.scope, **i.summary()} for i in intents], indent=2, default=str))
+        return 0
+    for i in intents:
+        age = time.time() - i.created_at
+        print(f"{i.key}  {i.state:<9}  nonce {i.nonce:<5} {age:>8.0f}s ago  {i.reason or ''}")
+        for a in i.attempts:
+            print(
+                f"    #{a.seq} {a.kind:<9} {a.state:<9} {a.tx_hash}  maxFee {a.max_fee_wei}  {a.error or ''}"
+            )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keeper", description="On-chain portfolio rebalancing keeper.")
     parser.add_argument("--version", action="version", version=f"keeper {__version__}")
@@ -161,6 +233,15 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_check
     )
     sub.add_parser("status", help="weights and drift now, as a table").set_defaults(func=cmd_status)
+    sub.add_parser(
+        "reset-breaker",
+        help="close the circuit breaker (written to the journal; the daemon sees it next tick)",
+    ).set_defaults(func=cmd_reset_breaker)
+    journal = sub.add_parser("journal", help="the newest transaction intents in the journal")
+    journal.add_argument("--limit", type=int, default=20, help="how many intents (default 20)")
+    journal.add_argument("--json", action="store_true", help="as JSON")
+    journal.set_defaults(func=cmd_journal)
+    register_backtest_command(sub)
     return parser
 
 
@@ -169,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (ConfigError, ManifestError, RpcError, SnapshotError) as exc:
+    except (ConfigError, ManifestError, RpcError, SnapshotError, JournalError) as exc:
         print(f"keeper: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

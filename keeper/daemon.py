@@ -25,8 +25,11 @@ log = get_logger("keeper.daemon")
 class Daemon:
     """Runs `tick` every `interval_s` until SIGTERM/SIGINT or `stop()`."""
 
-    def __init__(self, tick: Callable[[], object], interval_s: float) -> None:
+    def __init__(
+        self, tick: Callable[[], object], interval_s: float, on_stop: Callable[[], None] | None = None
+    ) -> None:
         self._tick = tick
+        self._on_stop = on_stop
         self._interval_s = interval_s
         self._stopping = threading.Event()
         self._shutdown_thread: threading.Thread | None = None
@@ -54,6 +57,9 @@ class Daemon:
         if self._stopping.is_set():
             return
         self._stopping.set()
+        if self._on_stop is not None:
+            # Lets a tick that waits for a receipt return at once: the journal keeps the intent.
+            self._on_stop()
         log.info("shutdown_requested", detail="finishing the running tick, then exiting")
         # shutdown(wait=True) from inside the signal handler would block the main loop that
         # must return; a helper thread waits for the executor instead.

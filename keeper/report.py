@@ -24,7 +24,7 @@ def _usd(v18: int) -> str:
 class TickReport:
     tick_id: int
     send_enabled: bool
-    result: str = "error"  # rebalanced | skipped | dry_run | reverted | error
+    result: str = "error"  # rebalanced | skipped | dry_run | pending | reverted | error
     reason: str = "unfinished"
     message: str = ""
     duration_s: float = 0.0
@@ -43,6 +43,7 @@ class TickReport:
     plan: dict[str, Any] | None = None
     cost: dict[str, Any] | None = None
     tx: dict[str, Any] | None = None
+    journal: dict[str, Any] | None = None  # lease, intents reconciled this tick, the new intent
     _oracle_ages: dict[str, int] = field(default_factory=dict)
 
     def finish(self, result: str, reason: str, message: str) -> None:
@@ -190,6 +191,7 @@ class TickReport:
             "plan": self.plan,
             "cost": self.cost,
             "tx": self.tx,
+            "journal": self.journal,
             "duration_s": round(self.duration_s, 4),
         }
 

@@ -8,16 +8,29 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from keeper import __version__
-from keeper.chain.rpc import RpcError, connect
+from keeper.chain.health import HealthRules
+from keeper.chain.rpc import EndpointPool, RpcError, connect_pool
 from keeper.chain.snapshot import SnapshotReader, asset_configs
 from keeper.costs import CostBudget
+from keeper.execution.breaker import BreakerRules
+from keeper.execution.budgets import BudgetCaps
+from keeper.execution.fees import GWEI
+from keeper.execution.guards import SendGuards
+from keeper.execution.journal import JournalStore
+from keeper.execution.lease import new_owner_id
+from keeper.execution.lifecycle import LifecycleRules
+from keeper.execution.manager import TxConfig, TxManager, scope_of
 from keeper.execution.sender import load_account
+from keeper.execution.sqlite_store import SqliteJournal
+from keeper.log import get_logger
 from keeper.manifest import Manifest, load_manifest
 from keeper.metrics import HealthState, KeeperMetrics
 from keeper.oracle import OracleRules
 from keeper.planner import PlannerParams
 from keeper.settings import ConfigError, Settings
 from keeper.tick import Keeper, TickConfig
+
+log = get_logger("keeper.runtime")
 
 
 @dataclass
@@ -29,6 +42,14 @@ class Runtime:
     metrics: KeeperMetrics
     health: HealthState
     keeper: Keeper
+    pool: EndpointPool
+    store: JournalStore | None = None
+
+    def close(self) -> None:
+        """Release the lease and close the journal (a clean shutdown)."""
+        self.keeper.close()
+        if self.store is not None:
+            self.store.close()
 
 
 def chain_id_problem(settings: Settings, manifest: Manifest, node_chain_id: int) -> str | None:
@@ -56,13 +77,9 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
             "name the asset that prices the gas token, or set it empty to skip the gas cost"
         )
     metrics = metrics or KeeperMetrics()
-    url = settings.rpc_url or manifest.rpc_url
-    w3 = connect(
-        url, settings.rpc_timeout_s, on_request=lambda m: metrics.rpc_requests.labels(method=m).inc()
-    )
-    problem = chain_id_problem(settings, manifest, int(w3.eth.chain_id))
-    if problem:
-        raise RpcError(problem)
+    chain_id = settings.chain_id or manifest.chain_id
+    pool = open_pool(settings, manifest, metrics)
+    w3 = connect_pool(pool)
     account = load_account(settings.private_key.get_secret_value()) if settings.private_key else None
     bounds = {s: (b.min_usd, b.max_usd) for s, b in settings.price_bounds.items()}
     reader = SnapshotReader(
@@ -73,7 +90,7 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
         settings.sequencer_feed,
     )
     config = TickConfig(
-        chain_id=settings.chain_id or manifest.chain_id,
+        chain_id=chain_id,
         rules=OracleRules(
             staleness_margin_s=settings.staleness_margin_s,
             require_sequencer=settings.sequencer_feed is not None,
@@ -99,5 +116,84 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
     metrics.build_info.info(
         {"version": __version__, "chain_id": str(manifest.chain_id), "vault": manifest.vault}
     )
-    keeper = Keeper(w3, manifest, reader, settings.policy_config().build(), config, metrics, health, account)
-    return Runtime(settings, manifest, w3, account, metrics, health, keeper)
+    store: JournalStore | None = None
+    txm: TxManager | None = None
+    guards: SendGuards | None = None
+    if account is not None:
+        # The journal is opened only with a key: without one nothing can be signed or sent.
+        store = SqliteJournal(settings.journal_path)
+        genesis = pool.call("eth_getBlockByNumber", ["0x0", False])
+        scope = scope_of(chain_id, str(genesis["hash"]), account.address)
+        tx_config = TxConfig(
+            chain_id=chain_id,
+            scope=scope,
+            rules=LifecycleRules(
+                confirmations=settings.confirmations_for(chain_id),
+                replace_after_blocks=settings.replace_after_blocks,
+                fee_cap_wei=int(settings.max_fee_gwei * GWEI),
+            ),
+            priority_floor_gwei=settings.priority_fee_gwei,
+            max_fee_gwei=settings.max_fee_gwei,
+            receipt_timeout_s=settings.receipt_timeout_s,
+            lease_ttl_s=settings.effective_lease_ttl_s,
+        )
+        txm = TxManager(w3, pool, store, account, manifest.vault, tx_config, metrics, new_owner_id())
+        guards = SendGuards(
+            store,
+            scope,
+            BreakerRules(settings.breaker_max_failures, settings.breaker_cooldown_s),
+            BudgetCaps(
+                settings.daily_gas_budget_eth,
+                settings.daily_gas_budget_usd,
+                settings.daily_slippage_budget_usd,
+            ),
+            metrics,
+        )
+    keeper = Keeper(
+        w3,
+        manifest,
+        reader,
+        settings.policy_config().build(),
+        config,
+        metrics,
+        health,
+        account,
+        pool,
+        txm,
+        guards,
+    )
+    return Runtime(settings, manifest, w3, account, metrics, health, keeper, pool, store)
+
+
+def open_pool(settings: Settings, manifest: Manifest, metrics: KeeperMetrics) -> EndpointPool:
+    """The RPC endpoints, probed once: any endpoint on another chain stops the keeper (a
+    misconfiguration, not an outage); at least one must answer."""
+    urls = settings.endpoint_urls(manifest.rpc_url)
+    expected = settings.chain_id or manifest.chain_id
+    pool = EndpointPool(
+        urls,
+        HealthRules(expected, settings.rpc_head_stall_s, settings.rpc_max_head_age_s),
+        timeout_s=settings.rpc_timeout_s,
+        retries=settings.rpc_retries,
+        backoff_s=settings.rpc_backoff_s,
+        private_url=settings.private_tx_url,
+        on_request=lambda m: metrics.rpc_requests.labels(method=m).inc(),
+        on_health=lambda label, ok: metrics.rpc_endpoint_healthy.labels(endpoint=label).set(1 if ok else 0),
+    )
+    statuses = pool.check()
+    for status in statuses:
+        if status.reason.startswith("wrong_chain"):
+            got = int(status.reason.split("chain id ")[1].split(",")[0])
+            problem = chain_id_problem(settings, manifest, got)
+            raise RpcError(f"{problem} (endpoint {status.label})" if len(urls) > 1 else str(problem))
+    if not any(s.reason.startswith(("ok", "head_")) for s in statuses):
+        url = urls[0]
+        detail = statuses[0].reason.removeprefix("unreachable: ")
+        raise RpcError(
+            f"node at {url} is not reachable ({detail}); check KEEPER_RPC_URLS / KEEPER_RPC_URL / the "
+            "manifest's rpc_url and that the node is running"
+        )
+    for status in statuses:
+        if not status.healthy:
+            log.warning("rpc_endpoint_health", endpoint=status.label, healthy=False, reason=status.reason)
+    return pool

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
@@ -34,6 +35,7 @@ from pydantic_settings import (
 from keeper.policy import PolicyConfig, parse_policy_config
 
 ENV_PREFIX = "KEEPER_"
+LOCAL_DEV_CHAIN_ID = 31337
 CONFIG_FILE_ENV = "KEEPER_CONFIG_FILE"
 
 
@@ -90,6 +92,35 @@ class Settings(BaseSettings):
         description="Expected chain id; defaults to the manifest's. A node on another chain is refused.",
     )
     rpc_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one RPC request.")
+    rpc_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="JSON-RPC endpoints in priority order, comma-separated, with failover; "
+        "unset: RPC_URL, else the manifest's rpc_url.",
+    )
+    rpc_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries of a failed READ (timeout, 5xx), with backoff; sends never.",
+    )
+    rpc_backoff_s: float = Field(
+        default=0.25, ge=0, description="First retry delay; doubles with each retry."
+    )
+    rpc_head_stall_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="An endpoint whose head has not advanced for this long is unhealthy; unset: off "
+        "(Anvil's automine makes blocks only on transactions).",
+    )
+    rpc_max_head_age_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="An endpoint whose head block is older than this (by wall clock) is unhealthy; unset: off.",
+    )
+    private_tx_url: str | None = Field(
+        default=None,
+        description="Private submission endpoint (Flashbots Protect style), used for sends only.",
+    )
 
     # --- signing ---
     private_key: SecretStr | None = Field(
@@ -109,7 +140,9 @@ class Settings(BaseSettings):
         gt=0,
         description="A tick past this is abandoned at its next checkpoint (never once a tx is sent).",
     )
-    receipt_timeout_s: float = Field(default=90.0, gt=0, description="How long to wait for a receipt.")
+    receipt_timeout_s: float = Field(
+        default=90.0, gt=0, description="How long a tick waits for a receipt; later ticks keep tracking it."
+    )
     deadline_s: int = Field(
         default=300, gt=0, description="Rebalance deadline, seconds after the block time."
     )
@@ -152,6 +185,43 @@ class Settings(BaseSettings):
         default=Decimal("0.05"), ge=0, description="Below this native balance `check` fails and alerts fire."
     )
 
+    # --- transactions: journal, confirmations, replacement, budgets, breaker, lease ---
+    journal_path: Path = Field(
+        default=Path("var/journal.sqlite3"),
+        description="SQLite transaction journal (intents, signed bytes, lease, breaker); keep it on a volume.",
+    )
+    confirmations: int | None = Field(
+        default=None,
+        ge=1,
+        description="Blocks a receipt must be deep to count (1: its own block); unset: 1 on a local "
+        "dev chain (31337), 3 elsewhere.",
+    )
+    replace_after_blocks: int = Field(
+        default=3, ge=1, description="A transaction not mined after this many blocks is re-priced (+12.5%)."
+    )
+    daily_gas_budget_eth: Decimal | None = Field(
+        default=None, gt=0, description="Most native token spent on gas per UTC day; unset: no cap."
+    )
+    daily_gas_budget_usd: Decimal | None = Field(
+        default=None, gt=0, description="Most USD spent on gas per UTC day; unset: no cap."
+    )
+    daily_slippage_budget_usd: Decimal | None = Field(
+        default=None,
+        gt=0,
+        description="Most USD lost to slippage (oracle-implied minus received) per UTC day; unset: no cap.",
+    )
+    breaker_max_failures: int = Field(
+        default=3, ge=1, description="Consecutive failed ticks that open the circuit breaker."
+    )
+    breaker_cooldown_s: float = Field(
+        default=1800.0, gt=0, description="Seconds the breaker stays open (or `keeper reset-breaker`)."
+    )
+    lease_ttl_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Single-writer lease lifetime, renewed every tick; unset: max(180, 3 x INTERVAL_S).",
+    )
+
     # --- observability ---
     metrics_host: str = Field(default="127.0.0.1", description="Bind address of /metrics and /healthz.")
     metrics_port: int = Field(
@@ -165,16 +235,47 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
 
-    @field_validator("native_symbol", "sequencer_feed", "rpc_url", mode="before")
+    @field_validator(
+        "native_symbol",
+        "sequencer_feed",
+        "rpc_url",
+        "private_tx_url",
+        "confirmations",
+        "rpc_head_stall_s",
+        "rpc_max_head_age_s",
+        "daily_gas_budget_eth",
+        "daily_gas_budget_usd",
+        "daily_slippage_budget_usd",
+        "lease_ttl_s",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("rpc_url")
+    @field_validator("rpc_url", "private_tx_url")
     @classmethod
     def _rpc_scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("rpc_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        # Comma-separated in the environment; a list in TOML.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("rpc_urls")
+    @classmethod
+    def _urls_scheme(cls, value: list[str]) -> list[str]:
+        bad = [i for i, url in enumerate(value) if not url.startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError(f"entry {bad[0] + 1} must start with http:// or https://")
+        if len(set(value)) != len(value):
+            raise ValueError("lists an endpoint twice")
         return value
 
     @field_validator("policy")
@@ -198,6 +299,15 @@ class Settings(BaseSettings):
         if value is not None and not _is_key_hex(value.get_secret_value()):
             raise ValueError(KEY_SHAPE)
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlives_interval(self) -> Settings:
+        if self.lease_ttl_s is not None and self.lease_ttl_s <= self.interval_s:
+            raise ValueError(
+                f"{ENV_PREFIX}LEASE_TTL_S={self.lease_ttl_s:g} must exceed {ENV_PREFIX}INTERVAL_S="
+                f"{self.interval_s:g}: the lease is renewed once per tick"
+            )
+        return self
 
     @model_validator(mode="after")
     def _key_from_file(self) -> Settings:
@@ -230,6 +340,23 @@ class Settings(BaseSettings):
     @property
     def has_key(self) -> bool:
         return self.private_key is not None
+
+    def endpoint_urls(self, manifest_rpc_url: str) -> list[str]:
+        """RPC_URLS, else RPC_URL, else the manifest's: the read endpoints in priority order."""
+        if self.rpc_urls:
+            return list(self.rpc_urls)
+        return [self.rpc_url or manifest_rpc_url]
+
+    def confirmations_for(self, chain_id: int) -> int:
+        # A local dev chain mines only on transactions: waiting for more blocks would wait forever.
+        if self.confirmations is not None:
+            return self.confirmations
+        return 1 if chain_id == LOCAL_DEV_CHAIN_ID else 3
+
+    @property
+    def effective_lease_ttl_s(self) -> float:
+        # The lease must outlive the gap between two ticks, or a healthy holder would lose it.
+        return self.lease_ttl_s if self.lease_ttl_s is not None else max(180.0, 3 * self.interval_s)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -1,8 +1,10 @@
-"""One tick: read once, decide in pure code, then act, and record why at every exit.
+"""One tick: settle what is in flight, read once, decide in pure code, then act, and record
+why at every exit.
 
-    snapshot (1 eth_call) -> validate prices -> drift -> policy -> plan -> quotes (1 eth_call)
-    -> re-plan on quotes -> guards (pause, key, role) -> simulate + estimate -> cost gate
-    -> sign -> send -> receipt
+    endpoint health -> lease -> reconcile unfinished intents (journal) -> snapshot (1 eth_call)
+    -> validate prices -> drift -> [an intent still unfinished: stop here] -> policy -> plan
+    -> quotes (1 eth_call) -> re-plan on quotes -> guards (pause, key, role, lease, budgets,
+    breaker) -> simulate + estimate -> cost gate -> journal the intent -> sign -> send -> receipt
 
 Every exit produces a TickReport with a result and a reason code; the same report feeds
 the log, the metrics and `keeper once --json`.
@@ -20,10 +22,22 @@ import structlog
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from keeper.chain.rpc import EndpointPool, RpcUnavailableError
 from keeper.chain.snapshot import SnapshotReader
 from keeper.costs import CostBudget, CostEstimate, GasModel, estimate_costs
 from keeper.execution import sender
-from keeper.execution.sender import PreparedTx, SimulationRevertError, TxOutcome
+from keeper.execution.guards import SendGuards
+from keeper.execution.journal import (
+    AttemptState,
+    ExpectedLeg,
+    Intent,
+    IntentPendingError,
+    IntentState,
+    LeaseLostError,
+)
+from keeper.execution.lifecycle import Action, Cancel, Rebroadcast, Reorged, Replace, Wait
+from keeper.execution.manager import StepResult, TxManager
+from keeper.execution.sender import PreparedTx, SentTx, SimulationRevertError, TxOutcome
 from keeper.log import get_logger
 from keeper.manifest import Manifest
 from keeper.metrics import HealthState, KeeperMetrics
@@ -74,6 +88,32 @@ class TickConfig:
     max_fee_gwei: Decimal
 
 
+def _rpc_unavailable(exc: BaseException) -> RpcUnavailableError | None:
+    """The RPC outage behind an exception, however many layers wrapped it."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, RpcUnavailableError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def pending_reason(action: Action) -> str:
+    """The reason code of a tick that found its intent still in flight."""
+    match action:
+        case Wait(reason=reason):
+            return f"tx_{reason}"
+        case Replace():
+            return "tx_replaced"
+        case Cancel():
+            return "tx_cancel_sent"
+        case Rebroadcast(alert=alert):
+            return f"tx_{alert}" if alert else "tx_rebroadcast"
+        case Reorged():
+            return "tx_reorged"
+    return "tx_pending"
+
+
 class Keeper:
     """The tick and the state carried between ticks (policy memory, counters)."""
 
@@ -87,6 +127,9 @@ class Keeper:
         metrics: KeeperMetrics,
         health: HealthState,
         account: LocalAccount | None,
+        pool: EndpointPool | None = None,
+        txm: TxManager | None = None,
+        guards: SendGuards | None = None,
     ) -> None:
         self.w3 = w3
         self.manifest = manifest
@@ -96,9 +139,27 @@ class Keeper:
         self.metrics = metrics
         self.health = health
         self.account = account
+        self.pool = pool
+        self.txm = txm
+        self.guards = guards
         self.policy_memory: Any = policy.initial_memory()
+        # A "yes" from the policy advances its memory once the rebalance is mined, also when
+        # that is seen by a later tick.
+        self._memory_on_mined: dict[str, Any] = {}
+        self._writer = False  # holds the single-writer lease (as of the last check)
         self._tick_ids = itertools.count(1)
         metrics.paused.labels(source="env").set(1 if config.paused else 0)
+
+    def request_stop(self) -> None:
+        """Shutdown asked: a tick waiting for a receipt stops waiting (the journal has it)."""
+        if self.txm is not None:
+            self.txm.stopping.set()
+
+    def close(self) -> None:
+        """Hand the lease over at a clean shutdown, so a successor need not wait for its expiry."""
+        if self.txm is not None and self._writer:
+            self.txm.release_lease()
+            self._writer = False
 
     # ----------------------------------------------------------------------------------
     def tick(self, send: bool = True) -> TickReport:
@@ -110,7 +171,12 @@ class Keeper:
         try:
             self._run(report, budget, send and not self.config.dry_run)
         except Exception as exc:
-            report.finish("error", "tick_error", f"{type(exc).__name__}: {exc}")
+            unavailable = _rpc_unavailable(exc)
+            if unavailable is not None:
+                # Reads failed on every endpoint after retries: skip the tick; nothing was sent.
+                report.finish("error", "rpc_unavailable", str(unavailable))
+            else:
+                report.finish("error", "tick_error", f"{type(exc).__name__}: {exc}")
             log.error("tick_failed", error=report.message)
         finally:
             report.duration_s = time.monotonic() - budget.started
@@ -119,6 +185,13 @@ class Keeper:
         return report
 
     def _run(self, report: TickReport, budget: TickBudget, send: bool) -> None:
+        if self.pool is not None:
+            self.pool.check()
+            if not self.pool.any_healthy:
+                report.finish("error", "rpc_unhealthy", f"no healthy RPC endpoint: {self.pool.describe()}")
+                return
+        # In-flight transactions are settled before anything new is read or planned.
+        unfinished = self._settle_in_flight(report, send)
         chain = self.reader.read()
         snap = chain.snapshot
         structlog.contextvars.bind_contextvars(block=snap.block_number)
@@ -147,6 +220,16 @@ class Keeper:
         if state is None:
             bad = [p for p in prices.values() if not isinstance(p, ValidPrice)]
             report.finish("skipped", "price_rejected", "; ".join(getattr(p, "message", str(p)) for p in bad))
+            return
+
+        if unfinished:
+            # One intent at a time: a new plan now could become a second rebalance.
+            intent, action = unfinished[0]
+            report.finish(
+                "pending",
+                pending_reason(action),
+                f"intent {intent.key} (nonce {intent.nonce}) is {intent.state}; no new plan until it is final",
+            )
             return
 
         decision = self._decide(snap, state, valid)
@@ -193,6 +276,30 @@ class Keeper:
                 f"key {self.account.address} is not the vault's keeper ({chain.vault_keeper}); not sending",
             )
             return
+        if send and self.txm is not None and not self._writer:
+            lease = (report.journal or {}).get("lease", {})
+            report.finish(
+                "skipped",
+                "lease_held_elsewhere",
+                f"another keeper process ({lease.get('owner')}) holds the lease on this key: observing only",
+            )
+            return
+        if send and self.guards is not None:
+            breached = self.guards.check_budgets()
+            if breached is not None:
+                report.finish(
+                    "skipped", f"budget_{breached}", f"today's {breached} budget is used up: not sending"
+                )
+                return
+            state_now = self.guards.breaker()
+            if state_now.open:
+                report.finish(
+                    "skipped",
+                    "breaker_open",
+                    f"circuit breaker open ({state_now.reason}) until {state_now.open_until:.0f}; "
+                    "`keeper reset-breaker` closes it",
+                )
+                return
 
         budget.check("simulation")
         deadline = snap.timestamp + self.config.deadline_s
@@ -232,18 +339,57 @@ class Keeper:
                 f"keeper balance {chain.keeper_balance_wei} wei < {worst_gas_wei} wei needed for gas",
             )
             return
+        native = valid.get(self.config.native_symbol) if self.config.native_symbol else None
+        if self.guards is not None:
+            problem = self.guards.gas_problem(worst_gas_wei, native.usd if native else None)
+            if problem is not None:
+                report.finish("skipped", "budget_gas", problem)
+                return
         if not send:
             report.finish("dry_run", "dry_run", "simulation passed; dry run: not signed, not sent")
             return
+        if self.txm is None:
+            raise RuntimeError("a signing key without a transaction journal: refusing to send")
 
         budget.check("signing")
-        sent = sender.sign_and_send(self.w3, self.account, self.manifest.vault, prepared, snap.chain_id)
-        report.observe_sent(sent)
-        log.info("rebalance_sent", tx=sent.tx_hash, nonce=sent.nonce, steps=len(the_plan.legs))
-        outcome = sender.wait_for_outcome(
-            self.w3, sent, self.account.address, self.manifest.vault, self.config.receipt_timeout_s
+        choice = self.txm.plan_nonce()
+        if choice.gap is not None:
+            report.finish("skipped", "nonce_gap", choice.gap)
+            return
+        expected = tuple(
+            ExpectedLeg(leg.step.token_out, leg.implied_out, leg.price_out.usd, leg.decimals_out)
+            for leg in the_plan.legs
         )
-        self._finish_outcome(report, outcome, decision)
+        try:
+            intent = self.txm.submit(
+                choice.nonce,
+                calldata,
+                prepared.gas_limit,
+                prepared.fees.fees,
+                deadline,
+                snap.block_number,
+                expected,
+                native.usd if native else None,
+            )
+        except LeaseLostError as exc:
+            report.finish("skipped", "lease_held_elsewhere", str(exc))
+            return
+        except IntentPendingError as exc:
+            report.finish("pending", "tx_pending", str(exc))
+            return
+        self._memory_on_mined[intent.key] = decision.memory
+        first = intent.attempts[0]
+        report.observe_sent(SentTx(first.tx_hash, intent.nonce, first.raw))
+        log.info(
+            "rebalance_sent",
+            tx=first.tx_hash,
+            nonce=intent.nonce,
+            steps=len(the_plan.legs),
+            intent=intent.key,
+        )
+        result = self.txm.drive(intent)
+        report.journal = {**(report.journal or {}), "intent": result.intent.summary()}
+        self._finish_intent(report, result)
 
     # ----------------------------------------------------------------------------------
     def _decide(
@@ -294,20 +440,110 @@ class Keeper:
             self.config.budget,
         )
 
-    def _finish_outcome(self, report: TickReport, outcome: TxOutcome, decision: PolicyDecision[Any]) -> None:
-        report.observe_outcome(outcome)
-        self.metrics.gas_used.inc(outcome.gas_used)
-        self.metrics.gas_paid_wei.inc(outcome.paid_wei)
-        if outcome.status == 1:
-            self.policy_memory = decision.memory
-            self.metrics.rebalances.labels(outcome="mined").inc()
-            report.finish("rebalanced", "rebalanced", f"rebalanced in {outcome.tx_hash}")
-        else:
-            self.metrics.rebalances.labels(outcome="reverted").inc()
-            report.finish("reverted", "onchain_revert", f"reverted on chain: {outcome.revert or 'unknown'}")
+    # ---------------------------------------------------------------------------------- journal
+
+    def _settle_in_flight(self, report: TickReport, send: bool) -> list[tuple[Intent, Action]]:
+        """Take the lease and drive every unfinished intent one step; returns those still
+        unfinished. Without the lease, or when not sending, only look."""
+        if self.txm is None:
+            return []
+        self._writer = False
+        journal: dict[str, Any] = {}
+        if send:
+            lease = self.txm.hold_lease()
+            self._writer = self.txm.holds_lease(lease)
+            journal["lease"] = {"owner": lease.owner, "expires_at": lease.expires_at, "held": self._writer}
+            if not self._writer:
+                log.warning("lease_held_elsewhere", owner=lease.owner, expires_at=round(lease.expires_at))
+        if not self._writer:
+            pending = self.txm.store.unfinished(self.txm.scope)
+            journal["unfinished"] = [i.summary() for i in pending]
+            report.journal = journal
+            return []
+        results = self.txm.reconcile()
+        journal["reconciled"] = [r.intent.summary() for r in results]
+        report.journal = journal
+        still: list[tuple[Intent, Action]] = []
+        for r in results:
+            self._after_step(r)
+            if not r.intent.final:
+                still.append((r.intent, r.action))
+        return still
+
+    def _after_step(self, result: StepResult) -> None:
+        """Policy memory and gas counters follow the chain, whichever tick sees the receipt."""
+        intent = result.intent
+        mined = intent.mined_attempt
+        if mined is not None and mined.receipt is not None and mined.receipt.status == 1:
+            memory = self._memory_on_mined.pop(intent.key, None)
+            if memory is not None:
+                self.policy_memory = memory
+        elif intent.final:
+            self._memory_on_mined.pop(intent.key, None)
+
+    def _finish_intent(self, report: TickReport, result: StepResult) -> None:
+        intent = result.intent
+        self._after_step(result)
+        mined = intent.mined_attempt
+        if mined is not None and mined.receipt is not None:
+            outcome = TxOutcome(
+                tx_hash=mined.tx_hash,
+                status=mined.receipt.status,
+                block_number=mined.receipt.block_number,
+                gas_used=mined.receipt.gas_used,
+                effective_gas_price_wei=mined.receipt.effective_gas_price_wei,
+            )
+            report.observe_outcome(outcome)
+            self.metrics.gas_used.inc(outcome.gas_used)
+            self.metrics.gas_paid_wei.inc(outcome.paid_wei)
+            if outcome.status == 1:
+                self.metrics.rebalances.labels(outcome="mined").inc()
+                depth = "" if intent.state is IntentState.CONFIRMED else "; waiting for confirmations"
+                report.finish("rebalanced", "rebalanced", f"rebalanced in {outcome.tx_hash}{depth}")
+            else:
+                self.metrics.rebalances.labels(outcome="reverted").inc()
+                if report.tx is not None:
+                    report.tx["revert"] = intent.reason
+                report.finish(
+                    "reverted", "onchain_revert", f"reverted on chain: {intent.reason or 'unknown'}"
+                )
+            return
+        if intent.state is IntentState.FAILED:
+            report.finish("error", intent.reason or "failed", f"intent {intent.key} failed: {intent.reason}")
+            return
+        if intent.state is IntentState.EXPIRED:
+            reason = intent.reason or ""
+            code = "gas_balance_low" if "insufficient_funds" in reason else "send_rejected"
+            report.finish("skipped", code, f"the node refused the transaction: {reason}")
+            return
+        newest = intent.newest
+        detail = f"; last send: {newest.error}" if newest is not None and newest.error else ""
+        state = (
+            "in a pool"
+            if newest is not None and newest.state is AttemptState.BROADCAST
+            else str(intent.state)
+        )
+        report.finish(
+            "pending",
+            pending_reason(result.action),
+            f"intent {intent.key} not mined within {self.config.receipt_timeout_s:g}s ({state}){detail}; "
+            "later ticks keep tracking it",
+        )
 
     def _record(self, report: TickReport) -> None:
         m = self.metrics
+        try:
+            if self.txm is not None:
+                self.txm.export_pending()
+            if self.guards is not None:
+                if self._writer:
+                    # Only the lease holder counts ticks: an observer's view is not its failure.
+                    self.guards.record_tick(failed=report.result in ("error", "reverted"))
+                else:
+                    self.guards.breaker()
+                self.guards.spend_today()
+        except Exception as exc:  # metrics must never hide the tick's own result
+            log.error("journal_metrics_failed", error=f"{type(exc).__name__}: {exc}")
         m.ticks.labels(result=report.result).inc()
         m.tick_duration_seconds.set(report.duration_s)
         if report.result not in ("rebalanced",):
@@ -328,4 +564,6 @@ class Keeper:
             tx=report.tx.get("hash") if report.tx else None,
             gas_used=report.tx.get("gas_used") if report.tx else None,
             duration_s=round(report.duration_s, 3),
+            # writer: holds the lease and may send; observer: another process does.
+            role=None if self.txm is None else ("writer" if self._writer else "observer"),
         )

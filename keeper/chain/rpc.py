@@ -1,60 +1,301 @@
-"""JSON-RPC client: one endpoint, bounded timeouts, no hidden retries, requests counted.
+"""JSON-RPC: a pool of endpoints with health checks and failover; bounded timeouts; retries
+with backoff for reads only; sends to a private endpoint when one is configured.
 
-web3.py retries some methods by itself by default (eth_sendRawTransaction among them);
-the keeper decides about retries itself, so the provider's retry layer is switched off.
+Reads (eth_call, receipts, blocks) are idempotent, so a timeout or a 5xx is retried with
+exponential backoff, on the next endpoint first. Sends are never retried blindly by the
+transport: web3.py's own retry layer is off, and the one thing the pool does on a failed
+send is offer the SAME raw bytes to the next endpoint, which is harmless (same hash; a node
+that has it says "already known"). Whether a send landed is decided by the transaction
+lifecycle from receipts and nonces, never by re-signing.
+
+Endpoint labels in logs and metrics are scheme://host:port only: provider URLs carry API keys
+in their paths.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
+from urllib.parse import urlsplit
 
-from eth_typing import URI
-from web3 import HTTPProvider, Web3
+import requests
+from web3 import Web3
+from web3.providers.base import JSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
+
+from keeper.chain.health import HeadSeen, HealthRules, Probe, Verdict, judge, remember_head
+from keeper.execution.nonces import SendVerdict, classify_send_error
+from keeper.log import get_logger
+
+SEND_METHOD = "eth_sendRawTransaction"
+
+log = get_logger("keeper.rpc")
 
 
 class RpcError(RuntimeError):
     """The node could not be reached or answered with an error; the message names the URL."""
 
 
-class CountingHTTPProvider(HTTPProvider):
-    """HTTPProvider that counts every request by method (for metrics and benchmarks)."""
+class RpcUnavailableError(RpcError):
+    """A read failed on every usable endpoint after its retries: skip the tick, send nothing."""
 
-    def __init__(self, url: str, timeout_s: float, on_request: Callable[[str], None] | None = None) -> None:
-        super().__init__(URI(url), request_kwargs={"timeout": timeout_s}, exception_retry_configuration=None)
+
+class NoHealthyEndpointError(RpcError):
+    """No endpoint passes its health checks (unreachable, wrong chain, stalled head)."""
+
+
+class _TransportError(Exception):
+    pass
+
+
+def redact(url: str) -> str:
+    """scheme://host:port of a URL, without the path, query or credentials that hold API keys."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+@dataclass
+class Endpoint:
+    url: str
+    label: str
+    session: requests.Session = field(default_factory=requests.Session, repr=False)
+    healthy: bool = True
+    reason: str = "unchecked"
+    head: HeadSeen | None = None
+
+    @property
+    def usable(self) -> bool:
+        # An endpoint that failed a request may answer the next one; one that answers for
+        # another chain or with a stalled head answers wrongly, and is never used.
+        return self.healthy or self.reason.startswith("unreachable")
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStatus:
+    label: str
+    healthy: bool
+    reason: str
+    head: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SendAnswer:
+    verdict: SendVerdict
+    tx_hash: str | None
+    message: str
+    endpoint: str
+
+
+class EndpointPool:
+    def __init__(
+        self,
+        urls: list[str],
+        rules: HealthRules,
+        timeout_s: float = 10.0,
+        retries: int = 2,
+        backoff_s: float = 0.25,
+        private_url: str | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        on_request: Callable[[str], None] | None = None,
+        on_health: Callable[[str, bool], None] | None = None,
+    ) -> None:
+        if not urls:
+            raise RpcError(
+                "no RPC endpoint configured (KEEPER_RPC_URLS, KEEPER_RPC_URL or the manifest's rpc_url)"
+            )
+        labels = [redact(u) for u in urls]
+        # Two URLs on one host (two API keys) must stay apart in metrics.
+        labels = [f"{lab}#{i}" if labels.count(lab) > 1 else lab for i, lab in enumerate(labels)]
+        self.endpoints = [Endpoint(u, lab) for u, lab in zip(urls, labels, strict=True)]
+        self.private = Endpoint(private_url, redact(private_url) + " (private)") if private_url else None
+        self.rules = rules
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
         self.counts: Counter[str] = Counter()
+        self._clock = clock
+        self._sleep = sleep
         self._on_request = on_request
+        self._on_health = on_health
+        self._ids = 0
+
+    # ------------------------------------------------------------------ transport
+
+    def _payload(self, method: str, params: Any) -> bytes:
+        self._ids += 1
+        return json.dumps({"jsonrpc": "2.0", "id": self._ids, "method": method, "params": params}).encode()
+
+    def _post(self, ep: Endpoint, method: str, payload: bytes) -> Any:
+        self.counts[method] += 1
+        if self._on_request is not None:
+            self._on_request(method)
+        try:
+            response = ep.session.post(
+                ep.url, data=payload, headers={"Content-Type": "application/json"}, timeout=self.timeout_s
+            )
+        except requests.Timeout:
+            raise _TransportError(f"no answer within {self.timeout_s:g} s") from None
+        except requests.RequestException as exc:
+            raise _TransportError(f"{type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise _TransportError(f"HTTP {response.status_code}")
+        try:
+            return response.json()
+        except ValueError:
+            raise _TransportError("answer is not JSON") from None
+
+    def _mark(self, ep: Endpoint, verdict: Verdict) -> None:
+        # The first verdict is reported by whoever asked for it (start-up refuses or warns).
+        changed = ep.reason != "unchecked" and ep.healthy != verdict.healthy
+        ep.healthy, ep.reason = verdict.healthy, verdict.reason
+        if self._on_health is not None:
+            self._on_health(ep.label, verdict.healthy)
+        if changed:
+            log.warning(
+                "rpc_endpoint_health", endpoint=ep.label, healthy=verdict.healthy, reason=verdict.reason
+            )
+
+    def _ordered(self) -> list[Endpoint]:
+        """Usable endpoints, healthy ones first, each group in configured priority."""
+        usable = [e for e in self.endpoints if e.usable]
+        return [e for e in usable if e.healthy] + [e for e in usable if not e.healthy]
+
+    # ------------------------------------------------------------------ reads
+
+    def read(self, method: str, payload: bytes) -> RPCResponse:
+        """One read with retries and backoff, rotating over usable endpoints."""
+        failures: list[str] = []
+        for attempt in range(self.retries + 1):
+            candidates = self._ordered()
+            if not candidates:
+                break
+            ep = candidates[attempt % len(candidates)]
+            try:
+                return cast(RPCResponse, self._post(ep, method, payload))
+            except _TransportError as exc:
+                failures.append(f"{ep.label}: {exc}")
+                self._mark(ep, Verdict(False, f"unreachable: {exc}"))
+            if attempt < self.retries:
+                self._sleep(self.backoff_s * 2**attempt)
+        detail = "; ".join(failures) or "no usable endpoint: " + self.describe()
+        raise RpcUnavailableError(f"{method} failed after {len(failures)} tries ({detail})")
+
+    def call(self, method: str, params: list[Any]) -> Any:
+        """A read with plain-JSON params; returns `result` or raises RpcError with the node's error."""
+        answer = self.read(method, self._payload(method, params))
+        if "error" in answer:
+            raise RpcError(f"{method}: {answer['error']}")
+        return answer.get("result")
+
+    # ------------------------------------------------------------------ sends
+
+    def send_raw(self, raw: bytes) -> SendAnswer:
+        """Offer signed bytes to the private endpoint, or to the usable endpoints in turn until
+        one answers. No answer anywhere is UNKNOWN: the bytes may sit in a pool."""
+        payload = self._payload(SEND_METHOD, ["0x" + raw.hex()])
+        targets = [self.private] if self.private is not None else self._ordered()
+        silent: list[str] = []
+        for ep in targets:
+            try:
+                answer = self._post(ep, SEND_METHOD, payload)
+            except _TransportError as exc:
+                silent.append(f"{ep.label}: {exc}")
+                continue
+            if answer.get("result"):
+                return SendAnswer(SendVerdict.ACCEPTED, str(answer["result"]), "accepted", ep.label)
+            error = answer.get("error") or {}
+            message = str(error.get("message", error))
+            verdict = classify_send_error(message)
+            if (
+                silent
+                and verdict is not SendVerdict.ALREADY_KNOWN
+                and verdict is not SendVerdict.NONCE_TOO_LOW
+            ):
+                # An endpoint that did not answer may hold the bytes: a refusal here proves nothing.
+                return SendAnswer(
+                    SendVerdict.UNKNOWN, None, f"{message}; no answer from {', '.join(silent)}", ep.label
+                )
+            return SendAnswer(verdict, None, message, ep.label)
+        return SendAnswer(SendVerdict.UNKNOWN, None, "no answer: " + "; ".join(silent), "none")
+
+    # ------------------------------------------------------------------ health
+
+    def _probe(self, ep: Endpoint) -> Probe:
+        batch = [
+            {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []},
+            {"jsonrpc": "2.0", "id": 2, "method": "eth_getBlockByNumber", "params": ["latest", False]},
+        ]
+        try:
+            answer = self._post(ep, "health_probe", json.dumps(batch).encode())
+        except _TransportError as exc:
+            return Probe(error=str(exc))
+        if not isinstance(answer, list):
+            return Probe(
+                error=f"batch refused: {answer.get('error') if isinstance(answer, dict) else answer}"
+            )
+        by_id = {a.get("id"): a for a in answer if isinstance(a, dict)}
+        chain, block = by_id.get(1, {}).get("result"), by_id.get(2, {}).get("result")
+        if chain is None or not isinstance(block, dict):
+            return Probe(error="incomplete answer")
+        return Probe(int(chain, 16), int(block["number"], 16), int(block["timestamp"], 16))
+
+    def check(self) -> list[EndpointStatus]:
+        """Probe every endpoint (one batched request each) and judge it."""
+        now = self._clock()
+        statuses = []
+        for ep in self.endpoints:
+            probe = self._probe(ep)
+            ep.head = remember_head(ep.head, probe, now)
+            verdict = judge(probe, ep.head, now, self.rules)
+            self._mark(ep, verdict)
+            statuses.append(EndpointStatus(ep.label, verdict.healthy, verdict.reason, probe.head_number))
+        return statuses
+
+    @property
+    def any_healthy(self) -> bool:
+        return any(e.healthy for e in self.endpoints)
+
+    def describe(self) -> str:
+        return "; ".join(f"{e.label} {e.reason}" for e in self.endpoints)
+
+
+class PoolProvider(JSONBaseProvider):
+    """web3 provider over an EndpointPool: reads fail over, sends go through `send_raw`."""
+
+    def __init__(self, pool: EndpointPool) -> None:
+        super().__init__()
+        self.pool = pool
 
     def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
-        self.counts[str(method)] += 1
-        if self._on_request is not None:
-            self._on_request(str(method))
-        return super().make_request(method, params)
+        if method == SEND_METHOD:
+            answer = self.pool.send_raw(bytes.fromhex(str(params[0]).removeprefix("0x")))
+            if answer.tx_hash is not None:
+                return cast(RPCResponse, {"jsonrpc": "2.0", "id": 0, "result": answer.tx_hash})
+            return cast(
+                RPCResponse, {"jsonrpc": "2.0", "id": 0, "error": {"code": -32000, "message": answer.message}}
+            )
+        return self.pool.read(str(method), self.encode_rpc_request(method, params))
 
 
-def connect(url: str, timeout_s: float = 10.0, on_request: Callable[[str], None] | None = None) -> Web3:
-    """A Web3 bound to `url`; raises RpcError with a clear message when the node does not answer."""
-    provider = CountingHTTPProvider(url, timeout_s, on_request)
-    w3 = Web3(provider)
+def connect_pool(pool: EndpointPool) -> Web3:
+    w3 = Web3(PoolProvider(pool))
     # web3's validation layer asks eth_chainId before every call and its ENS layer may
-    # resolve names; the keeper checks the chain id itself (at start and in every snapshot)
-    # and uses addresses only, so both would only add requests.
+    # resolve names; the keeper checks the chain id itself (every endpoint, every tick, and in
+    # every snapshot) and uses addresses only, so both would only add requests.
     for name in ("validation", "ens_name_to_address"):
         w3.middleware_onion.remove(name)
-    try:
-        w3.eth.chain_id  # noqa: B018 - the cheapest call that proves the node answers
-    except Exception as exc:
-        raise RpcError(
-            f"node at {url} is not reachable ({type(exc).__name__}); check KEEPER_RPC_URL / the manifest's "
-            "rpc_url and that the node is running"
-        ) from None
     return w3
 
 
 def request_counts(w3: Web3) -> Counter[str]:
     provider = w3.provider
-    if isinstance(provider, CountingHTTPProvider):
-        return provider.counts
+    if isinstance(provider, PoolProvider):
+        return provider.pool.counts
     return Counter()

@@ -1,14 +1,14 @@
-"""Simulate, sign and send one vault.rebalance transaction, then wait for its receipt.
+"""Build and simulate one vault.rebalance transaction: calldata, eth_call, gas, fees.
 
-This is the simple, single-attempt path: a send that fails is reported, never retried
-blindly (a retry with a new nonce could execute a rebalance twice).
+Everything short of signing. Signing, sending, replacing and confirming belong to the
+journaled lifecycle (keeper.execution.manager): a send is never retried blindly there either,
+because a retry with a new nonce could execute a rebalance twice.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -126,46 +126,6 @@ def prepare(
     rewards = [int(r[0]) for r in history.get("reward", []) if r]
     fees = fee_quote(int(base_fees[-1]), rewards, priority_floor_gwei, cap_gwei)
     return PreparedTx(calldata, gas, int(Decimal(gas) * GAS_LIMIT_HEADROOM), fees)
-
-
-def sign_and_send(w3: Web3, account: LocalAccount, vault: str, prepared: PreparedTx, chain_id: int) -> SentTx:
-    nonce = w3.eth.get_transaction_count(account.address, "pending")
-    tx: dict[str, Any] = {
-        "type": 2,
-        "chainId": chain_id,
-        "nonce": nonce,
-        "to": Web3.to_checksum_address(vault),
-        "value": 0,
-        "data": prepared.calldata,
-        "gas": prepared.gas_limit,
-        "maxFeePerGas": prepared.fees.max_fee_wei,
-        "maxPriorityFeePerGas": prepared.fees.max_priority_fee_wei,
-    }
-    signed = account.sign_transaction(tx)
-    tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
-    return SentTx(tx_hash=Web3.to_hex(tx_hash), nonce=nonce, raw=bytes(signed.raw_transaction))
-
-
-def wait_for_outcome(w3: Web3, sent: SentTx, sender: str, vault: str, timeout_s: float) -> TxOutcome:
-    """Wait for the receipt; on a revert replay the call at the parent block to name the guard."""
-    receipt = w3.eth.wait_for_transaction_receipt(HexBytes(sent.tx_hash), timeout=timeout_s, poll_latency=0.2)
-    status = int(receipt["status"])
-    block_number = int(receipt["blockNumber"])
-    revert: DecodedError | None = None
-    if status == 0:
-        tx = w3.eth.get_transaction(HexBytes(sent.tx_hash))
-        try:
-            simulate(w3, sender, vault, bytes(tx["input"]), block=block_number - 1)
-        except SimulationRevertError as exc:
-            revert = exc.error
-    return TxOutcome(
-        tx_hash=sent.tx_hash,
-        status=status,
-        block_number=block_number,
-        gas_used=int(receipt["gasUsed"]),
-        effective_gas_price_wei=int(receipt.get("effectiveGasPrice", 0)),
-        revert=revert,
-    )
 
 
 def load_account(private_key_hex: str) -> LocalAccount:

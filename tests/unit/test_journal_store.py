@@ -183,3 +183,18 @@ os.kill(os.getpid(), signal.SIGKILL)  # dies inside an open transaction
     reopened = SqliteJournal(path)
     intent = reopened.get("rb-k")
     assert intent is not None and intent.state is IntentState.PLANNED
+
+
+def test_a_journal_from_before_an_added_column_opens_and_keeps_its_intents(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    old = SqliteJournal(path)
+    old.acquire_lease(SCOPE, ME, 60, time.time(), _never_dead)
+    old.create_intent(planned(), ME, time.time())
+    old._db.execute("ALTER TABLE intents DROP COLUMN nonce_spent_block")  # as the first version wrote it
+    old.close()
+
+    reopened = SqliteJournal(path)
+
+    intent = reopened.get("rb-1")
+    assert intent is not None and intent.nonce_spent_block is None
+    assert reopened.note_nonce_spent("rb-1", 42, time.time()).nonce_spent_block == 42

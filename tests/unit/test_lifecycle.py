@@ -21,6 +21,7 @@ from keeper.execution.lifecycle import (
     Finalize,
     LifecycleRules,
     MarkMined,
+    NoteNonceSpent,
     Observation,
     Rebroadcast,
     Reorged,
@@ -168,9 +169,28 @@ def test_receipt_gone_is_a_reorg_answered_with_the_same_bytes() -> None:
 # ------------------------------------------------------------------ nonces
 
 
-def test_nonce_spent_without_a_receipt_of_ours_is_someone_elses() -> None:
-    action = decide(intent(attempt()), obs(nonce_latest=NONCE + 1, seen=unknown()), RULES)
+def test_nonce_spent_without_a_receipt_of_ours_is_someone_elses_on_a_later_deep_enough_look() -> None:
+    # A node can show the new nonce a moment before the receipt (a load-balanced RPC, across
+    # backends): one look is not enough to call it someone else's.
+    first_look = obs(head=101, nonce_latest=NONCE + 1, seen=unknown())
+    assert decide(intent(attempt()), first_look, RULES) == NoteNonceSpent(101)
+    noted = replace(intent(attempt()), nonce_spent_block=101)
+    assert decide(noted, replace(first_look, head_block=102), RULES) == Wait("nonce_spent_unexplained")
+    action = decide(noted, replace(first_look, head_block=103), RULES)  # 3 deep
     assert action == Finalize(IntentState.FAILED, "nonce_used_elsewhere", None)
+
+
+def test_a_receipt_found_on_the_later_look_wins() -> None:
+    noted = replace(intent(attempt()), nonce_spent_block=101)
+    r = receipt(block=101)
+    assert decide(
+        noted, obs(head=110, nonce_latest=NONCE + 1, seen={0: AttemptSeen(0, r, True)}), RULES
+    ) == MarkMined(0, r)
+
+
+def test_a_nonce_given_back_by_a_reorg_clears_the_sighting() -> None:
+    noted = replace(intent(attempt()), nonce_spent_block=101)
+    assert decide(noted, obs(head=102, nonce_latest=NONCE, seen=known()), RULES) == NoteNonceSpent(None)
 
 
 def test_refused_everywhere_expires_with_the_nonce_unspent() -> None:
@@ -314,5 +334,20 @@ def test_nothing_here_ever_plans_a_new_nonce(state: IntentState) -> None:
                     RULES,
                 )
                 assert isinstance(
-                    action, Wait | Rebroadcast | Replace | Cancel | Finalize | MarkMined | Reorged
+                    action,
+                    Wait | Rebroadcast | Replace | Cancel | Finalize | MarkMined | Reorged | NoteNonceSpent,
                 )
+
+
+def test_stale_bytes_that_would_revert_now_are_cancelled_not_offered_again() -> None:
+    """The market moved while it waited: re-offering or re-pricing it would only pay for a revert."""
+    stale = obs(head=102, seen=unknown(), market=MARKET)
+    stale = replace(stale, would_revert="MinOutTooLow(step_index=0, ...)")
+    action = decide(intent(attempt(sent_block=100, last_broadcast_block=100)), stale, RULES)
+    assert isinstance(action, Cancel) and action.reason == "would_revert"
+
+
+def test_a_receipt_beats_a_failing_simulation() -> None:
+    r = receipt()
+    seen = replace(obs(seen={0: AttemptSeen(0, r, True)}), would_revert="anything")
+    assert decide(intent(attempt()), seen, RULES) == MarkMined(0, r)

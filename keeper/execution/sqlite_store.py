@@ -1,0 +1,465 @@
+"""The journal on SQLite (stdlib sqlite3): WAL, synchronous=FULL, one transaction per write.
+
+Durability: with WAL and synchronous=FULL every COMMIT is fsynced before it returns, so an
+intent written "before signing" survives a power cut. Writes take the lock up front
+(BEGIN IMMEDIATE), so two processes on one journal serialise their check-then-write steps
+(lease, "no unfinished intent") instead of both passing the check. A partial unique index
+makes "at most one unfinished intent per scope" a property of the database itself.
+Wei amounts are stored as decimal text: they can exceed SQLite's 64-bit integers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from keeper.execution.journal import (
+    FINAL_STATES,
+    NEVER_SIGNED,
+    REJECTED_BY_NODE,
+    Attempt,
+    AttemptKind,
+    AttemptState,
+    Intent,
+    IntentPendingError,
+    IntentState,
+    JournalError,
+    Lease,
+    LeaseLostError,
+    Receipt,
+    Spend,
+    expected_from_json,
+    expected_to_json,
+)
+
+SCHEMA_VERSION = 1
+# Written out (not built from FINAL_STATES) so every statement is a constant; checked below.
+_FINAL_SQL = "'confirmed', 'expired', 'failed'"
+if {s.strip("' ") for s in _FINAL_SQL.split(",")} != {str(s) for s in FINAL_STATES}:  # pragma: no cover
+    raise RuntimeError("sqlite_store._FINAL_SQL is out of step with journal.FINAL_STATES")
+
+_SELECT_UNFINISHED = "SELECT * FROM intents WHERE scope = ? AND state NOT IN ('confirmed', 'expired', 'failed') ORDER BY created_at"
+
+# (name, declaration) of columns added to `intents` after its first version, in order.
+ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("nonce_spent_block", "INTEGER"),)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS intents (
+    key TEXT PRIMARY KEY,
+    scope TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    sender TEXT NOT NULL,
+    target TEXT NOT NULL,
+    nonce INTEGER NOT NULL,
+    calldata BLOB NOT NULL,
+    gas_limit INTEGER NOT NULL,
+    deadline_ts INTEGER NOT NULL,
+    expected TEXT,
+    native_usd TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    finalized_at REAL,
+    final_tx_hash TEXT,
+    gas_paid_wei TEXT NOT NULL DEFAULT '0',
+    gas_paid_usd TEXT NOT NULL DEFAULT '0',
+    slippage_usd TEXT NOT NULL DEFAULT '0'
+);
+CREATE INDEX IF NOT EXISTS intents_scope_state ON intents (scope, state);
+CREATE INDEX IF NOT EXISTS intents_scope_finalized ON intents (scope, finalized_at);
+CREATE UNIQUE INDEX IF NOT EXISTS one_unfinished_intent_per_scope
+    ON intents (scope) WHERE state NOT IN ('confirmed', 'expired', 'failed');
+CREATE TABLE IF NOT EXISTS attempts (
+    intent_key TEXT NOT NULL REFERENCES intents (key),
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    tx_hash TEXT NOT NULL,
+    nonce INTEGER NOT NULL,
+    max_fee_wei TEXT NOT NULL,
+    max_priority_fee_wei TEXT NOT NULL,
+    gas_limit INTEGER NOT NULL,
+    raw BLOB NOT NULL,
+    state TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    sent_block INTEGER,
+    last_broadcast_block INTEGER,
+    error TEXT,
+    receipt TEXT,
+    PRIMARY KEY (intent_key, seq)
+);
+-- Not unique: a plan decided again after its predecessor was refused everywhere (nonce
+-- unspent) can sign to the very same bytes: the same transaction, not a second one.
+CREATE INDEX IF NOT EXISTS attempts_hash ON attempts (tx_hash);
+CREATE TABLE IF NOT EXISTS leases (scope TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS breakers (scope TEXT PRIMARY KEY, state TEXT NOT NULL);
+"""
+
+
+def _receipt_to_json(r: Receipt | None) -> str | None:
+    if r is None:
+        return None
+    return json.dumps(
+        {
+            "block_number": r.block_number,
+            "block_hash": r.block_hash,
+            "status": r.status,
+            "gas_used": r.gas_used,
+            "effective_gas_price_wei": str(r.effective_gas_price_wei),
+        }
+    )
+
+
+def _receipt_from_json(text: str | None) -> Receipt | None:
+    if not text:
+        return None
+    d = json.loads(text)
+    return Receipt(
+        d["block_number"], d["block_hash"], d["status"], d["gas_used"], int(d["effective_gas_price_wei"])
+    )
+
+
+class SqliteJournal:
+    """JournalStore on one SQLite file; safe to share between threads of one process."""
+
+    def __init__(self, path: Path | str, busy_timeout_s: float = 10.0) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: no implicit transactions; each write opens its own explicitly.
+        self._db = sqlite3.connect(
+            str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self._write() as db:
+            # executescript would commit on its own; run the statements inside this transaction.
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            # Additive columns of later versions; a journal on a volume outlives the image.
+            have = {r["name"] for r in db.execute("PRAGMA table_info(intents)").fetchall()}
+            for column, decl in ADDED_COLUMNS:
+                if column not in have:
+                    db.execute(f"ALTER TABLE intents ADD COLUMN {column} {decl}")
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif int(row["value"]) != SCHEMA_VERSION:
+                raise JournalError(
+                    f"journal {path} has schema version {row['value']}, this keeper writes {SCHEMA_VERSION}"
+                )
+
+    @property
+    def journal_mode(self) -> str:
+        return str(self._db.execute("PRAGMA journal_mode").fetchone()[0])
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ intents
+
+    def create_intent(self, intent: Intent, lease_owner: str, now: float) -> Intent:
+        with self._write() as db:
+            lease = db.execute(
+                "SELECT owner, expires_at FROM leases WHERE scope = ?", (intent.scope,)
+            ).fetchone()
+            if lease is None or lease["owner"] != lease_owner or lease["expires_at"] <= now:
+                holder = "nobody" if lease is None else f"{lease['owner']} until {lease['expires_at']:.0f}"
+                raise LeaseLostError(f"not the lease holder of {intent.scope} (held by {holder})")
+            pending = db.execute(_SELECT_UNFINISHED, (intent.scope,)).fetchone()
+            if pending is not None:
+                raise IntentPendingError(f"intent {pending['key']} is still {pending['state']}")
+            db.execute(
+                """INSERT INTO intents (key, scope, state, reason, sender, target, nonce, calldata, gas_limit,
+                   deadline_ts, expected, native_usd, created_at, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    intent.key,
+                    intent.scope,
+                    str(IntentState.PLANNED),
+                    intent.reason,
+                    intent.sender,
+                    intent.target,
+                    intent.nonce,
+                    intent.calldata,
+                    intent.gas_limit,
+                    intent.deadline_ts,
+                    expected_to_json(intent.expected),
+                    None if intent.native_usd is None else str(intent.native_usd),
+                    now,
+                    now,
+                ),
+            )
+        return self._must_get(intent.key)
+
+    def add_attempt(self, key: str, attempt: Attempt, now: float) -> Intent:
+        with self._write() as db:
+            db.execute(
+                """INSERT INTO attempts (intent_key, seq, kind, tx_hash, nonce, max_fee_wei, max_priority_fee_wei,
+                   gas_limit, raw, state, created_at, sent_block, last_broadcast_block, error, receipt)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    key,
+                    attempt.seq,
+                    str(attempt.kind),
+                    attempt.tx_hash,
+                    attempt.nonce,
+                    str(attempt.max_fee_wei),
+                    str(attempt.max_priority_fee_wei),
+                    attempt.gas_limit,
+                    attempt.raw,
+                    str(attempt.state),
+                    attempt.created_at,
+                    attempt.sent_block,
+                    attempt.last_broadcast_block,
+                    attempt.error,
+                    _receipt_to_json(attempt.receipt),
+                ),
+            )
+            db.execute(
+                "UPDATE intents SET state = ?, updated_at = ? WHERE key = ? AND state = ?",
+                (str(IntentState.SIGNED), now, key, str(IntentState.PLANNED)),
+            )
+        return self._must_get(key)
+
+    def update_attempt(self, key: str, attempt: Attempt, now: float) -> Intent:
+        with self._write() as db:
+            cur = db.execute(
+                """UPDATE attempts SET state = ?, sent_block = ?, last_broadcast_block = ?, error = ?, receipt = ?
+                   WHERE intent_key = ? AND seq = ?""",
+                (
+                    str(attempt.state),
+                    attempt.sent_block,
+                    attempt.last_broadcast_block,
+                    attempt.error,
+                    _receipt_to_json(attempt.receipt),
+                    key,
+                    attempt.seq,
+                ),
+            )
+            if cur.rowcount != 1:
+                raise JournalError(f"intent {key} has no attempt {attempt.seq}")
+            db.execute("UPDATE intents SET updated_at = ? WHERE key = ?", (now, key))
+        return self._must_get(key)
+
+    def note_nonce_spent(self, key: str, block: int | None, now: float) -> Intent:
+        with self._write() as db:
+            db.execute(
+                "UPDATE intents SET nonce_spent_block = ?, updated_at = ? WHERE key = ?", (block, now, key)
+            )
+        return self._must_get(key)
+
+    def set_state(
+        self,
+        key: str,
+        state: IntentState,
+        now: float,
+        reason: str | None = None,
+        final_tx_hash: str | None = None,
+        spend: Spend | None = None,
+    ) -> Intent:
+        with self._write() as db:
+            row = db.execute("SELECT state FROM intents WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                raise JournalError(f"no intent {key}")
+            if IntentState(row["state"]) in FINAL_STATES and IntentState(row["state"]) is not state:
+                raise JournalError(f"intent {key} is already {row['state']}; refusing to move it to {state}")
+            final = state in FINAL_STATES
+            spend = spend or Spend()
+            db.execute(
+                """UPDATE intents SET state = ?, reason = ?, updated_at = ?,
+                   finalized_at = CASE WHEN ? THEN ? ELSE finalized_at END,
+                   final_tx_hash = COALESCE(?, final_tx_hash),
+                   gas_paid_wei = CASE WHEN ? THEN ? ELSE gas_paid_wei END,
+                   gas_paid_usd = CASE WHEN ? THEN ? ELSE gas_paid_usd END,
+                   slippage_usd = CASE WHEN ? THEN ? ELSE slippage_usd END
+                   WHERE key = ?""",
+                (
+                    str(state),
+                    reason,
+                    now,
+                    final,
+                    now,
+                    final_tx_hash,
+                    final,
+                    str(spend.gas_wei),
+                    final,
+                    str(spend.gas_usd),
+                    final,
+                    str(spend.slippage_usd),
+                    key,
+                ),
+            )
+        return self._must_get(key)
+
+    def get(self, key: str) -> Intent | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM intents WHERE key = ?", (key,)).fetchone()
+            return None if row is None else self._intent(row)
+
+    def _must_get(self, key: str) -> Intent:
+        intent = self.get(key)
+        if intent is None:
+            raise JournalError(f"no intent {key}")
+        return intent
+
+    def unfinished(self, scope: str) -> list[Intent]:
+        with self._lock:
+            rows = self._db.execute(_SELECT_UNFINISHED, (scope,)).fetchall()
+            return [self._intent(r) for r in rows]
+
+    def recent(self, scope: str | None, limit: int) -> list[Intent]:
+        with self._lock:
+            if scope is None:
+                rows = self._db.execute(
+                    "SELECT * FROM intents ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)
+                ).fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT * FROM intents WHERE scope = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                    (scope, limit),
+                ).fetchall()
+            return [self._intent(r) for r in rows]
+
+    def highest_spent_nonce(self, scope: str) -> int | None:
+        with self._lock:
+            row = self._db.execute(
+                """SELECT MAX(nonce) FROM intents WHERE scope = ? AND NOT (state = 'expired'
+                   AND (reason = ? OR reason LIKE ? || '%'))""",
+                (scope, NEVER_SIGNED, REJECTED_BY_NODE),
+            ).fetchone()
+            return None if row[0] is None else int(row[0])
+
+    def spend_since(self, scope: str, since: float) -> Spend:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT gas_paid_wei, gas_paid_usd, slippage_usd FROM intents WHERE scope = ? AND finalized_at >= ?",
+                (scope, since),
+            ).fetchall()
+        return Spend(
+            gas_wei=sum(int(r["gas_paid_wei"]) for r in rows),
+            gas_usd=sum((Decimal(r["gas_paid_usd"]) for r in rows), Decimal(0)),
+            slippage_usd=sum((Decimal(r["slippage_usd"]) for r in rows), Decimal(0)),
+        )
+
+    def _intent(self, row: sqlite3.Row) -> Intent:
+        attempts = self._db.execute(
+            "SELECT * FROM attempts WHERE intent_key = ? ORDER BY seq", (row["key"],)
+        ).fetchall()
+        return Intent(
+            key=row["key"],
+            scope=row["scope"],
+            sender=row["sender"],
+            target=row["target"],
+            nonce=int(row["nonce"]),
+            calldata=bytes(row["calldata"]),
+            gas_limit=int(row["gas_limit"]),
+            deadline_ts=int(row["deadline_ts"]),
+            state=IntentState(row["state"]),
+            created_at=float(row["created_at"]),
+            updated_at=float(row["updated_at"]),
+            reason=row["reason"],
+            expected=expected_from_json(row["expected"]),
+            native_usd=None if row["native_usd"] is None else Decimal(row["native_usd"]),
+            attempts=tuple(
+                Attempt(
+                    seq=int(a["seq"]),
+                    kind=AttemptKind(a["kind"]),
+                    tx_hash=a["tx_hash"],
+                    nonce=int(a["nonce"]),
+                    max_fee_wei=int(a["max_fee_wei"]),
+                    max_priority_fee_wei=int(a["max_priority_fee_wei"]),
+                    gas_limit=int(a["gas_limit"]),
+                    raw=bytes(a["raw"]),
+                    state=AttemptState(a["state"]),
+                    created_at=float(a["created_at"]),
+                    sent_block=a["sent_block"],
+                    last_broadcast_block=a["last_broadcast_block"],
+                    error=a["error"],
+                    receipt=_receipt_from_json(a["receipt"]),
+                )
+                for a in attempts
+            ),
+            finalized_at=row["finalized_at"],
+            final_tx_hash=row["final_tx_hash"],
+            gas_paid_wei=int(row["gas_paid_wei"]),
+            gas_paid_usd=Decimal(row["gas_paid_usd"]),
+            slippage_usd=Decimal(row["slippage_usd"]),
+            nonce_spent_block=row["nonce_spent_block"],
+        )
+
+    # ------------------------------------------------------------------ lease
+
+    def acquire_lease(
+        self, scope: str, owner: str, ttl_s: float, now: float, is_dead: Callable[[str], bool]
+    ) -> Lease:
+        with self._write() as db:
+            row = db.execute("SELECT owner, expires_at FROM leases WHERE scope = ?", (scope,)).fetchone()
+            if (
+                row is None
+                or row["owner"] == owner
+                or float(row["expires_at"]) <= now
+                or is_dead(str(row["owner"]))
+            ):
+                db.execute(
+                    """INSERT INTO leases (scope, owner, expires_at) VALUES (?, ?, ?)
+                       ON CONFLICT (scope) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at""",
+                    (scope, owner, now + ttl_s),
+                )
+                return Lease(owner, now + ttl_s)
+            return Lease(str(row["owner"]), float(row["expires_at"]))
+
+    def release_lease(self, scope: str, owner: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM leases WHERE scope = ? AND owner = ?", (scope, owner))
+
+    # ------------------------------------------------------------------ breaker
+
+    def load_breaker(self, scope: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT state FROM breakers WHERE scope = ?", (scope,)).fetchone()
+        if row is None:
+            return None
+        data: dict[str, Any] = json.loads(row["state"])
+        return data
+
+    def save_breaker(self, scope: str, state: dict[str, Any]) -> None:
+        with self._write() as db:
+            db.execute(
+                """INSERT INTO breakers (scope, state) VALUES (?, ?)
+                   ON CONFLICT (scope) DO UPDATE SET state = excluded.state""",
+                (scope, json.dumps(state)),
+            )
+
+    def reset_breakers(self) -> list[str]:
+        with self._write() as db:
+            rows = db.execute("SELECT scope, state FROM breakers").fetchall()
+            was_open = [r["scope"] for r in rows if json.loads(r["state"]).get("open")]
+            db.execute(
+                "UPDATE breakers SET state = ?", (json.dumps({"open": False, "consecutive_failures": 0}),)
+            )
+        return was_open
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
