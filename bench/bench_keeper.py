@@ -136,6 +136,7 @@ def build(manifest_path: Path, **overrides: Any) -> Runtime:
         metrics_port=0,
         max_cost_bps=10_000,
         max_cost_usd=10**9,
+        journal_path=manifest_path.parent / f"journal-{manifest_path.stem}-{len(overrides)}.sqlite3",
         **overrides,
     )
     return build_runtime(settings)
