@@ -139,6 +139,8 @@ def start_keeper(node: AnvilNode, manifest_path: Path, metrics_port: int) -> sub
         "KEEPER_METRICS_PORT": str(metrics_port),
         "KEEPER_LOG_FORMAT": "json",
         "KEEPER_RPC_URL": node.url,
+        # The demo's chain lives as long as the demo: so does its transaction journal.
+        "KEEPER_JOURNAL_PATH": str(manifest_path.parent / "journal.sqlite3"),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "keeper", "run"],
