@@ -14,7 +14,7 @@ from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
 
-from keeper.model import BPS, USD18, GasInfo, Plan, PlannedLeg, ValidPrice, usd18_to_decimal
+from keeper.model import BPS, USD18, GasInfo, Plan, PlannedLeg, ValidPrice, format_usd18, usd18_to_decimal
 from keeper.portfolio import value_usd18
 
 
@@ -103,7 +103,7 @@ def estimate_costs(
     def verdict(v: CostVerdict, reason: str) -> CostEstimate:
         return CostEstimate(units, wei_per_gas, gas_usd18, impact, total, traded, v, reason)
 
-    cost = f"cost {_usd(total)} USD (gas {_usd(gas_usd18)} + impact {_usd(impact)})"
+    cost = f"cost {format_usd18(total)} USD (gas {format_usd18(gas_usd18)} + impact {format_usd18(impact)})"
     if not plan.legs or traded <= 0:
         return verdict(CostVerdict.NOTHING_TO_TRADE, "plan has no legs; nothing to pay for")
     if total > int(budget.max_cost_usd * USD18):
@@ -111,10 +111,6 @@ def estimate_costs(
     if total * BPS > budget.max_cost_bps * traded:
         return verdict(
             CostVerdict.OVER_BPS_BUDGET,
-            f"{cost} is more than {budget.max_cost_bps} bps of {_usd(traded)} USD traded",
+            f"{cost} is more than {budget.max_cost_bps} bps of {format_usd18(traded)} USD traded",
         )
-    return verdict(CostVerdict.OK, f"{cost} for {_usd(traded)} USD traded is within budget")
-
-
-def _usd(v18: int) -> str:
-    return f"{usd18_to_decimal(v18):.2f}"
+    return verdict(CostVerdict.OK, f"{cost} for {format_usd18(traded)} USD traded is within budget")

@@ -35,6 +35,11 @@ def usd18_to_decimal(value_usd18: int) -> Decimal:
     return scaled_decimal(value_usd18, 18)
 
 
+def format_usd18(value_usd18: int) -> str:
+    """USD with cents, for messages and reports."""
+    return f"{usd18_to_decimal(value_usd18):.2f}"
+
+
 class Venue(IntEnum):
     """Router interface of a step; values are the Solidity enum ordinals (ABI encoding)."""
 

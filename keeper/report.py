@@ -11,13 +11,9 @@ from keeper.costs import CostEstimate
 from keeper.execution.sender import PreparedTx, SentTx, TxOutcome
 from keeper.manifest import Manifest
 from keeper.metrics import KeeperMetrics
-from keeper.model import Plan, PriceResult, Snapshot, ValidPrice, usd18_to_decimal
+from keeper.model import Plan, PriceResult, Snapshot, ValidPrice, format_usd18
 from keeper.policy import PolicyDecision
 from keeper.portfolio import PortfolioState
-
-
-def _usd(v18: int) -> str:
-    return f"{usd18_to_decimal(v18):.2f}"
 
 
 @dataclass
@@ -80,7 +76,7 @@ class TickReport:
             for s, d in zip(state.symbols, state.deviations_bps, strict=True)
         }
         self.total_drift_bps = state.drift_bps
-        self.value_usd = _usd(state.total_usd18)
+        self.value_usd = format_usd18(state.total_usd18)
 
     def observe_policy(self, decision: PolicyDecision[Any]) -> None:
         self.policy = {
@@ -107,7 +103,7 @@ class TickReport:
                     "oracle_amount_out": str(leg.implied_out),
                     "quoted_amount_out": None if leg.quoted_out is None else str(leg.quoted_out),
                     "quote_deviation_bps": None if leg.deviation_bps is None else f"{leg.deviation_bps:.2f}",
-                    "value_usd": _usd(leg.value_in_usd18),
+                    "value_usd": format_usd18(leg.value_in_usd18),
                 }
                 for leg in plan.legs
             ],
@@ -115,14 +111,14 @@ class TickReport:
                 {
                     "symbol_in": s.symbol_in,
                     "symbol_out": s.symbol_out,
-                    "value_usd": _usd(s.value_usd18),
+                    "value_usd": format_usd18(s.value_usd18),
                     "reason": str(s.reason),
                     "message": s.message,
                 }
                 for s in plan.skipped
             ],
-            "turnover_usd": _usd(plan.turnover_usd18),
-            "min_turnover_usd": _usd(plan.min_turnover_usd18),
+            "turnover_usd": format_usd18(plan.turnover_usd18),
+            "min_turnover_usd": format_usd18(plan.min_turnover_usd18),
             "drift_before_bps": plan.drift_before_bps,
             "expected_drift_after_bps": plan.expected_drift_bps,
             "worst_drift_after_bps": plan.worst_drift_bps,
@@ -145,10 +141,10 @@ class TickReport:
         self.cost = {
             "gas_units": cost.gas_units,
             "wei_per_gas": cost.wei_per_gas,
-            "gas_usd": _usd(cost.gas_cost_usd18),
-            "impact_usd": _usd(cost.impact_usd18),
-            "total_usd": _usd(cost.total_usd18),
-            "traded_usd": _usd(cost.traded_usd18),
+            "gas_usd": format_usd18(cost.gas_cost_usd18),
+            "impact_usd": format_usd18(cost.impact_usd18),
+            "total_usd": format_usd18(cost.total_usd18),
+            "traded_usd": format_usd18(cost.traded_usd18),
             "cost_bps": None if cost.cost_bps is None else str(cost.cost_bps),
             "verdict": str(cost.verdict),
             "reason": cost.reason,
