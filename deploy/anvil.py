@@ -147,8 +147,3 @@ def anvil(
         yield node
     finally:
         node.stop()
-
-
-def fork_anvil(fork_url: str, fork_block_number: int) -> contextlib.AbstractContextManager[AnvilNode]:
-    """`anvil --fork-url <url> --fork-block-number <n>` as a context manager."""
-    return anvil(fork_url=fork_url, fork_block_number=fork_block_number)

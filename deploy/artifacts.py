@@ -44,10 +44,6 @@ class Artifact:
     abi: list[dict[str, Any]]
     bytecode: str  # 0x-hex creation code; "0x" for interfaces
 
-    @property
-    def deployable(self) -> bool:
-        return len(self.bytecode) > 2
-
 
 def _read_json(path: Path, how_to_make: str) -> dict[str, Any]:
     if not path.is_file():

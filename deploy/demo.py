@@ -36,7 +36,7 @@ from deploy.accounts import KEEPER
 from deploy.anvil import AnvilNode, anvil
 from deploy.chain import connect
 from deploy.errors import DeployError
-from deploy.market import feed_price_usd, move_price, pool_price_usd
+from deploy.market import feed_price_usd, move_price
 from deploy.pricing import to_decimal
 from deploy.weights import format_weights_table, read_weights
 from deploy.world import timed_deploy, write_manifest
@@ -50,18 +50,6 @@ WAIT_FOR_TICK_S = 60
 
 def print_weights(w3: Web3, manifest: Manifest, title: str) -> None:
     print(f"\n{format_weights_table(read_weights(w3, manifest), title=title)}", flush=True)
-
-
-def print_prices(w3: Web3, manifest: Manifest) -> None:
-    """Feed price next to each pool's price, to show the market agrees with the oracle."""
-    print("\nasset  feed USD     V3 pool USD  V2 pair USD")
-    for asset in manifest.assets:
-        if asset.token == manifest.quote_asset:
-            continue
-        feed = float(feed_price_usd(w3, manifest, asset.symbol))
-        v3 = float(pool_price_usd(w3, manifest, asset.symbol, "v3"))
-        v2 = float(pool_price_usd(w3, manifest, asset.symbol, "v2"))
-        print(f"{asset.symbol:<5}  {feed:>11,.2f}  {v3:>11,.2f}  {v2:>11,.2f}")
 
 
 def move(w3: Web3, manifest: Manifest, symbol: str, factor: Decimal) -> None:

@@ -11,7 +11,6 @@ from fractions import Fraction
 from math import isqrt
 
 Q96 = 2**96
-MIN_TICK = -887272
 MAX_TICK = 887272
 TICK_SPACING = {100: 1, 500: 10, 3000: 60, 10_000: 200}
 

@@ -31,7 +31,7 @@ from keeper.backtest.market import (
     gas_usd,
     usd,
 )
-from keeper.backtest.paths import BASE_FEE_COLUMN, NATIVE_COLUMN, SECONDS_PER_YEAR, PathError, PricePath
+from keeper.backtest.paths import BASE_FEE_COLUMN, NATIVE_COLUMN, PathError, PricePath
 from keeper.costs import CostBudget, estimate_costs, gas_cost_usd18
 from keeper.model import (
     BPS,
@@ -763,7 +763,3 @@ def run_backtest(
 def _values_at(run: _Run, balances: Sequence[int], k: int) -> list[int]:
     ans = run.prepared.answers[k]
     return [b * a * USD18 // s for b, a, s in zip(balances, ans, run.scales, strict=True)]
-
-
-def years_of(path: PricePath) -> float:
-    return (path.timestamps[-1] - path.timestamps[0]) / SECONDS_PER_YEAR

@@ -44,10 +44,6 @@ class RpcUnavailableError(RpcError):
     """A read failed on every usable endpoint after its retries: skip the tick, send nothing."""
 
 
-class NoHealthyEndpointError(RpcError):
-    """No endpoint passes its health checks (unreachable, wrong chain, stalled head)."""
-
-
 class _TransportError(Exception):
     pass
 

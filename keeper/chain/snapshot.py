@@ -97,10 +97,6 @@ class SnapshotReader:
         if sequencer_feed:
             self._calls.append(Call(sequencer_feed, Feed.latest_round_data))
 
-    @property
-    def call_count(self) -> int:
-        return len(self._calls)
-
     def read(self, block: BlockIdentifier = "latest") -> ChainState:
         results = aggregate(self._w3, self._m.multicall3, self._calls, block)
         head = results[: self._HEAD]

@@ -28,11 +28,6 @@ class FeeQuote:
         return self.max_fee_wei > self.cap_wei
 
     @property
-    def expected_price_wei(self) -> int:
-        """What a transaction likely pays per gas: next base fee plus the tip."""
-        return min(self.base_fee_wei + self.max_priority_fee_wei, self.max_fee_wei)
-
-    @property
     def fees(self) -> Fees:
         return Fees(self.max_fee_wei, self.max_priority_fee_wei)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
@@ -45,7 +45,6 @@ FINAL_STATES = frozenset({IntentState.CONFIRMED, IntentState.FAILED, IntentState
 # Reasons an intent expires without its nonce ever reaching a pool: the nonce is free again.
 NEVER_SIGNED = "never_signed"
 REJECTED_BY_NODE = "rejected_by_node"
-UNFINISHED_STATES = frozenset(set(IntentState) - FINAL_STATES)
 
 
 class AttemptKind(StrEnum):
@@ -145,15 +144,6 @@ class Intent:
     @property
     def mined_attempt(self) -> Attempt | None:
         return next((a for a in self.attempts if a.state is AttemptState.MINED), None)
-
-    @property
-    def first_broadcast_at(self) -> float | None:
-        sent = [a.created_at for a in self.attempts if a.sent_block is not None]
-        return min(sent) if sent else None
-
-    def with_attempt(self, attempt: Attempt) -> Intent:
-        others = tuple(a for a in self.attempts if a.seq != attempt.seq)
-        return replace(self, attempts=tuple(sorted((*others, attempt), key=lambda a: a.seq)))
 
     def summary(self) -> dict[str, Any]:
         """The intent as the log, `keeper once --json` and `keeper journal` show it."""
