@@ -26,10 +26,10 @@ from typing import Any
 
 from web3 import Web3
 
-from deploy import market
+from deploy import artifacts, market
 from deploy.accounts import KEEPER, MARKET_MAKER
 from deploy.anvil import anvil
-from deploy.chain import connect
+from deploy.chain import connect, contract_at
 from deploy.spec import DEFAULT_ASSETS, AssetSpec, VaultLimits, WorldSpec
 from deploy.world import timed_deploy, write_manifest
 from keeper.chain.rpc import request_counts
@@ -39,55 +39,6 @@ from keeper.planner import plan
 from keeper.portfolio import portfolio_state
 from keeper.runtime import Runtime, build_runtime
 from keeper.settings import load_settings
-
-ERC20_ABI: list[dict[str, Any]] = [
-    {
-        "name": "approve",
-        "type": "function",
-        "stateMutability": "nonpayable",
-        "inputs": [{"name": "s", "type": "address"}, {"name": "a", "type": "uint256"}],
-        "outputs": [{"name": "", "type": "bool"}],
-    }
-]
-V3_ROUTER_ABI: list[dict[str, Any]] = [
-    {
-        "name": "exactInputSingle",
-        "type": "function",
-        "stateMutability": "payable",
-        "inputs": [
-            {
-                "name": "p",
-                "type": "tuple",
-                "components": [
-                    {"name": "tokenIn", "type": "address"},
-                    {"name": "tokenOut", "type": "address"},
-                    {"name": "fee", "type": "uint24"},
-                    {"name": "recipient", "type": "address"},
-                    {"name": "deadline", "type": "uint256"},
-                    {"name": "amountIn", "type": "uint256"},
-                    {"name": "amountOutMinimum", "type": "uint256"},
-                    {"name": "sqrtPriceLimitX96", "type": "uint160"},
-                ],
-            }
-        ],
-        "outputs": [{"name": "", "type": "uint256"}],
-    }
-]
-V2_ROUTER_ABI: list[dict[str, Any]] = [
-    {
-        "name": "swapExactTokensForTokens",
-        "type": "function",
-        "stateMutability": "nonpayable",
-        "inputs": [
-            {"name": "amountIn", "type": "uint256"},
-            {"name": "amountOutMin", "type": "uint256"},
-            {"name": "path", "type": "address[]"},
-            {"name": "to", "type": "address"},
-            {"name": "deadline", "type": "uint256"},
-        ],
-        "outputs": [{"name": "", "type": "uint256[]"}],
-    }
-]
 
 
 def world_of(n_assets: int) -> WorldSpec:
@@ -170,16 +121,16 @@ def separate_swaps_gas(w3: Web3, manifest: Any, steps: list[dict[str, Any]]) -> 
     swaps = approvals = 0
     deadline = w3.eth.get_block("latest")["timestamp"] + 3600
     for step in steps:
-        token = w3.eth.contract(address=step["token_in"], abi=ERC20_ABI)
+        token = contract_at(w3, artifacts.contract("TestToken"), step["token_in"])
         amount = int(step["amount_in"])
         tx = token.functions.approve(step["router"], amount).transact({"from": mm})
         approvals += w3.eth.wait_for_transaction_receipt(tx)["gasUsed"]
         if step["venue"] == Venue.V3.name:
-            router = w3.eth.contract(address=step["router"], abi=V3_ROUTER_ABI)
+            router = contract_at(w3, artifacts.uniswap("SwapRouter"), step["router"])
             params = (step["token_in"], step["token_out"], step["fee"], mm, deadline, amount, 0, 0)
             tx = router.functions.exactInputSingle(params).transact({"from": mm})
         else:
-            router = w3.eth.contract(address=step["router"], abi=V2_ROUTER_ABI)
+            router = contract_at(w3, artifacts.uniswap("UniswapV2Router02"), step["router"])
             path = [step["token_in"], step["token_out"]]
             tx = router.functions.swapExactTokensForTokens(amount, 0, path, mm, deadline).transact(
                 {"from": mm}
