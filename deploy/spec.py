@@ -9,8 +9,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 
 from deploy.errors import DeployError
-
-BPS_TOTAL = 10_000
+from keeper.model import BPS as BPS_TOTAL
 
 
 @dataclass(frozen=True)

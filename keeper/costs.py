@@ -8,25 +8,40 @@ quoted shortfall against the oracle; an unquoted leg is charged its whole slippa
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
+from functools import cache
+from pathlib import Path
 
 from keeper.model import BPS, USD18, GasInfo, Plan, PlannedLeg, ValidPrice, format_usd18, usd18_to_decimal
 from keeper.portfolio import value_usd18
 
+# The vault's rebalance gas measured on Anvil by bench/calibrate_gas.py: the one gas model of
+# the policy, the decision's cost gate, the send gate and the backtester.
+GAS_CALIBRATION_FILE = Path(__file__).with_name("gas_calibration.json")
+
 
 @dataclass(frozen=True, slots=True)
 class GasModel:
-    """gas ~= base + per_swap * n; calibrate from receipts (about 128k per V3 swap on Anvil)."""
+    """gas ~= base + per_swap * n, fitted to real rebalances (keeper/gas_calibration.json)."""
 
-    base_units: int = 120_000
-    per_swap_units: int = 140_000
+    base_units: int
+    per_swap_units: int
 
     def units(self, n_swaps: int) -> int:
         return self.base_units + self.per_swap_units * n_swaps
+
+
+@cache
+def calibrated_gas_model() -> GasModel:
+    """The committed fit (read once per process)."""
+    gas = json.loads(GAS_CALIBRATION_FILE.read_text(encoding="utf-8"))["gas"]
+    return GasModel(int(gas["base_units"]), int(gas["per_swap_units"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +129,66 @@ def estimate_costs(
             f"{cost} is more than {budget.max_cost_bps} bps of {format_usd18(traded)} USD traded",
         )
     return verdict(CostVerdict.OK, f"{cost} for {format_usd18(traded)} USD traded is within budget")
+
+
+@dataclass(frozen=True, slots=True)
+class CostView:
+    """The one cost model as a policy sees it at one tick: the same gas model, the live base
+    fee and tip, the gate's budget and its way of pricing gas, each asset's venue fee.
+
+    `wei_per_gas` is what a mined rebalance is expected to pay (base fee + tip); the gate prices
+    the same gas at `gate_wei_per_gas` (base fee with headroom + tip), so a policy that sizes its
+    trades to pass `fits_budget` is refused by the gate only when the market moved in between.
+    """
+
+    gas_model: GasModel
+    wei_per_gas: int
+    gate_wei_per_gas: int
+    native_usd: Decimal
+    budget: CostBudget
+    fee_ppm: Mapping[str, int]  # per non-hub asset: its venue's fee to the hub (a hub route pays two)
+    hub: str
+    min_trade_usd: Decimal
+
+    def gas_usd(self, n_swaps: int, gate: bool = False) -> float:
+        wei = self.gate_wei_per_gas if gate else self.wei_per_gas
+        return self.gas_model.units(n_swaps) * wei * 1e-18 * float(self.native_usd)
+
+    def batch_cost_usd(
+        self, trades_usd: Mapping[str, float], depth_usd: Mapping[str, float]
+    ) -> tuple[float, float, int]:
+        """(gate's cost, traded value, legs) of moving each non-hub asset by `trades_usd` via the
+        hub: the gas at the gate's price, each leg's venue fee and, with a depth, its impact."""
+        dust = float(self.min_trade_usd)
+        legs = [(s, abs(v)) for s, v in trades_usd.items() if s != self.hub and abs(v) >= dust]
+        traded = sum(v for _, v in legs)
+        impact = 0.0
+        for s, v in legs:
+            impact += v * self.fee_ppm.get(s, 3000) / 1e6
+            depth = depth_usd.get(s)
+            if depth:
+                impact += v * v / depth
+        return self.gas_usd(len(legs), gate=True) + impact, traded, len(legs)
+
+    def fits_budget(self, cost_usd: float, traded_usd: float, margin: float = 0.9) -> bool:
+        """Within the gate's budget with `margin` to spare (the planner may trade a little less)."""
+        if traded_usd <= 0:
+            return False
+        return (
+            cost_usd <= float(self.budget.max_cost_usd) * margin
+            and cost_usd * BPS <= self.budget.max_cost_bps * traded_usd * margin
+        )
+
+
+def cost_view(
+    gas: GasInfo,
+    gas_model: GasModel,
+    budget: CostBudget,
+    native_usd: Decimal,
+    fee_ppm: Mapping[str, int],
+    hub: str,
+    min_trade_usd: Decimal,
+) -> CostView:
+    expected = gas.base_fee_wei + gas.priority_fee_wei
+    gate = math.ceil(Fraction(gas.base_fee_wei) * Fraction(budget.base_fee_headroom)) + gas.priority_fee_wei
+    return CostView(gas_model, expected, gate, native_usd, budget, fee_ppm, hub, min_trade_usd)

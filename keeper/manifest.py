@@ -15,9 +15,8 @@ from typing import Annotated, Any
 from eth_utils.address import is_hex_address, to_checksum_address
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-BPS_TOTAL = 10_000
-# Fee tiers a Uniswap V3 factory enables by default (bps * 100).
-V3_FEE_TIERS = frozenset({100, 500, 3000, 10_000})
+from keeper.model import BPS as BPS_TOTAL
+from keeper.model import V3_FEE_TIERS
 
 
 class ManifestError(ValueError):

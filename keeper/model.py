@@ -18,6 +18,7 @@ from enum import IntEnum, StrEnum
 Address = str
 
 BPS = 10_000
+GWEI = 10**9  # wei per gwei
 USD18 = 10**18
 # 10**77 < 2**256: more decimals than this cannot come from a uint8 on a sane token or feed,
 # and bounding them keeps the exact integer math cheap.

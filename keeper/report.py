@@ -14,6 +14,7 @@ from keeper.metrics import KeeperMetrics
 from keeper.model import Plan, PriceResult, Snapshot, ValidPrice, format_usd18
 from keeper.policy import PolicyDecision
 from keeper.portfolio import PortfolioState
+from keeper.reasons import Stop
 
 
 @dataclass
@@ -44,6 +45,9 @@ class TickReport:
 
     def finish(self, result: str, reason: str, message: str) -> None:
         self.result, self.reason, self.message = result, reason, message
+
+    def stop(self, stop: Stop) -> None:
+        self.finish(stop.result, stop.reason, stop.message)
 
     # --- observations, in tick order ---
     def observe_chain(self, chain: ChainState, manifest: Manifest) -> None:

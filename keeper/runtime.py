@@ -14,7 +14,6 @@ from keeper.chain.snapshot import SnapshotReader, asset_configs
 from keeper.costs import CostBudget
 from keeper.execution.breaker import BreakerRules
 from keeper.execution.budgets import BudgetCaps
-from keeper.execution.fees import GWEI
 from keeper.execution.guards import SendGuards
 from keeper.execution.journal import JournalStore
 from keeper.execution.lease import new_owner_id
@@ -25,6 +24,7 @@ from keeper.execution.sqlite_store import SqliteJournal
 from keeper.log import get_logger
 from keeper.manifest import Manifest, load_manifest
 from keeper.metrics import HealthState, KeeperMetrics
+from keeper.model import GWEI
 from keeper.oracle import OracleRules
 from keeper.planner import PlannerParams
 from keeper.settings import ConfigError, Settings

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -22,9 +22,11 @@ import structlog
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from keeper import gates, reasons
 from keeper.chain.rpc import EndpointPool, RpcUnavailableError
-from keeper.chain.snapshot import SnapshotReader
-from keeper.costs import CostBudget, CostEstimate, GasModel, estimate_costs
+from keeper.chain.snapshot import ChainState, SnapshotReader
+from keeper.costs import CostBudget, GasModel, calibrated_gas_model
+from keeper.decision import Decision, DecisionParams, Observation, decide, observe
 from keeper.execution import sender
 from keeper.execution.guards import SendGuards
 from keeper.execution.journal import (
@@ -37,22 +39,18 @@ from keeper.execution.journal import (
 )
 from keeper.execution.lifecycle import Action, Cancel, Rebroadcast, Reorged, Replace, Wait
 from keeper.execution.manager import StepResult, TxManager
-from keeper.execution.sender import PreparedTx, SentTx, SimulationRevertError, TxOutcome
+from keeper.execution.sender import SentTx, SimulationRevertError, TxOutcome
 from keeper.log import get_logger
 from keeper.manifest import Manifest
 from keeper.metrics import HealthState, KeeperMetrics
-from keeper.model import GasInfo, LegKind, Plan, PriceResult, Snapshot, ValidPrice
-from keeper.oracle import OracleRules, validate_snapshot
-from keeper.planner import PlannerParams, plan
-from keeper.policy import Policy, PolicyContext, PolicyDecision
-from keeper.portfolio import PortfolioState, portfolio_state
+from keeper.model import GWEI
+from keeper.oracle import OracleRules
+from keeper.planner import PlannerParams
+from keeper.policy import Policy
+from keeper.reasons import Stop
 from keeper.report import TickReport
 
 log = get_logger("keeper.tick")
-
-# Direct seller->buyer pairs quoted per tick; bounded so the quote call stays one eth_call
-# of sane gas however many assets the vault holds.
-MAX_DIRECT_CANDIDATES = 3
 
 
 class TickTimeoutError(RuntimeError):
@@ -86,6 +84,19 @@ class TickConfig:
     receipt_timeout_s: float
     priority_fee_gwei: Decimal
     max_fee_gwei: Decimal
+    gas_model: GasModel = field(default_factory=calibrated_gas_model)
+
+    @property
+    def decision(self) -> DecisionParams:
+        return DecisionParams(
+            rules=self.rules,
+            planner=self.planner,
+            budget=self.budget,
+            gas_model=self.gas_model,
+            native_symbol=self.native_symbol,
+            priority_fee_wei=int(self.priority_fee_gwei * GWEI),
+            max_fee_wei=int(self.max_fee_gwei * GWEI),
+        )
 
 
 def _rpc_unavailable(exc: BaseException) -> RpcUnavailableError | None:
@@ -147,6 +158,8 @@ class Keeper:
         # that is seen by a later tick.
         self._memory_on_mined: dict[str, Any] = {}
         self._writer = False  # holds the single-writer lease (as of the last check)
+        self._chain: ChainState | None = None  # this tick's read
+        self.last_decision: Decision | None = None
         self._tick_ids = itertools.count(1)
         metrics.paused.labels(source="env").set(1 if config.paused else 0)
 
@@ -160,6 +173,9 @@ class Keeper:
         if self.txm is not None and self._writer:
             self.txm.release_lease()
             self._writer = False
+
+    def _set_memory(self, memory: Any) -> None:
+        self.policy_memory = memory
 
     # ----------------------------------------------------------------------------------
     def tick(self, send: bool = True) -> TickReport:
@@ -185,13 +201,44 @@ class Keeper:
         return report
 
     def _run(self, report: TickReport, budget: TickBudget, send: bool) -> None:
-        if self.pool is not None:
-            self.pool.check()
-            if not self.pool.any_healthy:
-                report.finish("error", "rpc_unhealthy", f"no healthy RPC endpoint: {self.pool.describe()}")
-                return
-        # In-flight transactions are settled before anything new is read or planned.
+        """settle -> read -> decide -> gate -> act; `tick` records whatever this ends with."""
+        if (stop := self._endpoints()) is not None:
+            return report.stop(stop)
         unfinished = self._settle_in_flight(report, send)
+        seen = self._read(report)
+        if seen is None:
+            return None
+        if seen.stop is not None:
+            return report.stop(seen.stop)
+        if unfinished:
+            # One intent at a time: a new plan now could become a second rebalance.
+            intent, action = unfinished[0]
+            return report.finish(
+                "pending",
+                pending_reason(action),
+                f"intent {intent.key} (nonce {intent.nonce}) is {intent.state}; no new plan until it is final",
+            )
+        budget.check("planning")
+        decision = self._decide(seen, report)
+        if decision.stop is not None:
+            return report.stop(decision.stop)
+        prepared = self._gate(decision, report, budget, send)
+        if isinstance(prepared, Stop):
+            return report.stop(prepared)
+        return self._act(decision, prepared, report, budget)
+
+    # ---------------------------------------------------------------------------------- phases
+
+    def _endpoints(self) -> Stop | None:
+        if self.pool is None:
+            return None
+        self.pool.check()
+        if self.pool.any_healthy:
+            return None
+        return Stop("error", "rpc_unhealthy", f"no healthy RPC endpoint: {self.pool.describe()}")
+
+    def _read(self, report: TickReport) -> Observation | None:
+        """One snapshot, its prices validated and the vault valued (None: a node on another chain)."""
         chain = self.reader.read()
         snap = chain.snapshot
         structlog.contextvars.bind_contextvars(block=snap.block_number)
@@ -202,110 +249,53 @@ class Keeper:
                 "wrong_chain",
                 f"node answered for chain {snap.chain_id}, expected {self.manifest.chain_id}",
             )
-            return
+            return None
+        self._chain = chain
         report.observe_chain(chain, self.manifest)
-        prices = validate_snapshot(snap, self.config.rules)
-        report.observe_prices(snap, prices)
-        valid = {s: p for s, p in prices.items() if isinstance(p, ValidPrice)}
-        if len(valid) == len(snap.assets):
-            state = portfolio_state(snap.assets, valid)
-            report.observe_portfolio(state)
-        else:
-            state = None
-        if snap.vault_paused:
-            self.metrics.paused.labels(source="vault").set(1)
-            report.finish("skipped", "vault_paused", "the vault is paused by its guardian or owner")
-            return
-        self.metrics.paused.labels(source="vault").set(0)
-        if state is None:
-            bad = [p for p in prices.values() if not isinstance(p, ValidPrice)]
-            report.finish("skipped", "price_rejected", "; ".join(getattr(p, "message", str(p)) for p in bad))
-            return
+        seen = observe(snap, self.config.rules)
+        report.observe_prices(snap, dict(seen.prices))
+        if seen.portfolio is not None:
+            report.observe_portfolio(seen.portfolio)
+        return seen
 
-        if unfinished:
-            # One intent at a time: a new plan now could become a second rebalance.
-            intent, action = unfinished[0]
-            report.finish(
-                "pending",
-                pending_reason(action),
-                f"intent {intent.key} (nonce {intent.nonce}) is {intent.state}; no new plan until it is final",
-            )
-            return
+    def _decide(self, seen: Observation, report: TickReport) -> Decision:
+        """The decision core (keeper/decision.py), with the chain as its quoter."""
+        decision = decide(seen, self.policy, self.policy_memory, self.config.decision, self.reader.quote)
+        if decision.policy is not None:
+            report.observe_policy(decision.policy)
+        if decision.plan is not None:
+            report.observe_plan(decision.plan)
+        if decision.cost is not None:
+            report.observe_cost(decision.cost)
+        if decision.policy is not None and not decision.policy.should_rebalance:
+            self._set_memory(decision.policy.memory)
+        self.last_decision = decision
+        return decision
 
-        decision = self._decide(snap, state, valid)
-        report.observe_policy(decision)
-        if not decision.should_rebalance:
-            # A "no" advances the policy's memory (e.g. the calendar's last check); a "yes"
-            # advances it only once mined, so a trade that did not happen is asked again.
-            self.policy_memory = decision.memory
-            report.finish("skipped", f"policy_{decision.code}", decision.message)
-            return
-
-        budget.check("planning")
-        the_plan = self._plan_with_quotes(snap, prices, decision)
-        report.observe_plan(the_plan)
-        if the_plan.refusal is not None:
-            report.finish("skipped", f"plan_{the_plan.refusal.code}", the_plan.refusal.message)
-            return
-        if not the_plan.legs:
-            reasons = "; ".join(s.message for s in the_plan.skipped) or "no leg worth trading"
-            report.finish("skipped", "plan_empty", reasons)
-            return
-        if the_plan.expected_drift_bps >= the_plan.drift_before_bps:
-            # Legs that leave the drift where it was (e.g. buys paid from an underweight hub
-            # when the sell that should fund them was skipped) cost fees and impact for nothing.
-            skipped = "; ".join(s.message for s in the_plan.skipped)
-            report.finish(
-                "skipped",
-                "plan_no_improvement",
-                f"plan leaves drift at {the_plan.expected_drift_bps} bps (was {the_plan.drift_before_bps}): "
-                f"not worth a transaction{'; ' + skipped if skipped else ''}",
-            )
-            return
-
-        if self.config.paused:
-            report.finish("skipped", "paused", "KEEPER_PAUSED is set: planned, not sent")
-            return
-        if self.account is None:
-            report.finish("dry_run", "no_key", "no signing key configured: dry mode, nothing sent")
-            return
-        if chain.vault_keeper != self.account.address:
-            report.finish(
-                "skipped",
-                "not_keeper",
-                f"key {self.account.address} is not the vault's keeper ({chain.vault_keeper}); not sending",
-            )
-            return
-        if send and self.txm is not None and not self._writer:
-            lease = (report.journal or {}).get("lease", {})
-            report.finish(
-                "skipped",
-                "lease_held_elsewhere",
-                f"another keeper process ({lease.get('owner')}) holds the lease on this key: observing only",
-            )
-            return
-        if send and self.guards is not None:
-            breached = self.guards.check_budgets()
-            if breached is not None:
-                report.finish(
-                    "skipped", f"budget_{breached}", f"today's {breached} budget is used up: not sending"
-                )
-                return
-            state_now = self.guards.breaker()
-            if state_now.open:
-                report.finish(
-                    "skipped",
-                    "breaker_open",
-                    f"circuit breaker open ({state_now.reason}) until {state_now.open_until:.0f}; "
-                    "`keeper reset-breaker` closes it",
-                )
-                return
-
+    def _gate(
+        self, decision: Decision, report: TickReport, budget: TickBudget, send: bool
+    ) -> gates.Prepared | Stop:
+        """The send gates, the simulation, then the gates that need the simulated transaction."""
+        chain = self._chain
+        assert chain is not None
+        state = gates.SendState(
+            paused=self.config.paused,
+            sending=send,
+            account=None if self.account is None else self.account.address,
+            vault_keeper=chain.vault_keeper,
+            journaled=self.txm is not None,
+            writer=self._writer,
+            lease_owner=(report.journal or {}).get("lease", {}).get("owner"),
+            guards=self.guards,
+        )
+        if (stop := gates.first_stop(gates.BEFORE_SIMULATION, state)) is not None:
+            return stop
+        assert self.account is not None and decision.plan is not None
         budget.check("simulation")
-        deadline = snap.timestamp + self.config.deadline_s
-        calldata = sender.rebalance_calldata([s.as_abi_tuple() for s in the_plan.steps], deadline)
+        deadline = chain.snapshot.timestamp + self.config.deadline_s
+        calldata = sender.rebalance_calldata([s.as_abi_tuple() for s in decision.plan.steps], deadline)
         try:
-            prepared = sender.prepare(
+            tx = sender.prepare(
                 self.w3,
                 self.account.address,
                 self.manifest.vault,
@@ -314,131 +304,61 @@ class Keeper:
                 self.config.max_fee_gwei,
             )
         except SimulationRevertError as exc:
-            report.finish("skipped", "simulation_reverted", str(exc.error or exc.raw))
-            return
-        report.observe_prepared(prepared, deadline)
-
-        cost = self._cost(the_plan, prepared, valid)
-        if cost is not None:
-            report.observe_cost(cost)
-            if not cost.ok:
-                report.finish("skipped", f"cost_{cost.verdict}", cost.reason)
-                return
-        if prepared.fees.over_cap:
-            report.finish(
-                "skipped",
-                "fee_above_cap",
-                f"maxFeePerGas {prepared.fees.max_fee_wei} wei above the cap {prepared.fees.cap_wei} wei: waiting",
-            )
-            return
-        worst_gas_wei = prepared.gas_limit * prepared.fees.max_fee_wei
-        if chain.keeper_balance_wei < worst_gas_wei:
-            report.finish(
-                "skipped",
-                "gas_balance_low",
-                f"keeper balance {chain.keeper_balance_wei} wei < {worst_gas_wei} wei needed for gas",
-            )
-            return
-        native = valid.get(self.config.native_symbol) if self.config.native_symbol else None
-        if self.guards is not None:
-            problem = self.guards.gas_problem(worst_gas_wei, native.usd if native else None)
-            if problem is not None:
-                report.finish("skipped", "budget_gas", problem)
-                return
+            return reasons.simulation_reverted(str(exc.error or exc.raw))
+        report.observe_prepared(tx, deadline)
+        prepared = gates.Prepared(
+            decision, self.config.decision, tx, chain.keeper_balance_wei, self.guards, calldata, deadline
+        )
+        if (stop := gates.first_stop_prepared(prepared)) is not None:
+            return stop
         if not send:
-            report.finish("dry_run", "dry_run", "simulation passed; dry run: not signed, not sent")
-            return
+            return reasons.dry_run()
         if self.txm is None:
             raise RuntimeError("a signing key without a transaction journal: refusing to send")
+        return prepared
 
+    def _act(
+        self, decision: Decision, prepared: gates.Prepared, report: TickReport, budget: TickBudget
+    ) -> None:
+        """Journal the intent, sign, send, and follow it to a receipt (or hand it to later ticks)."""
+        assert self.txm is not None and decision.plan is not None and decision.policy is not None
         budget.check("signing")
         choice = self.txm.plan_nonce()
         if choice.gap is not None:
-            report.finish("skipped", "nonce_gap", choice.gap)
-            return
+            return report.finish("skipped", "nonce_gap", choice.gap)
+        native = prepared.native
         expected = tuple(
             ExpectedLeg(leg.step.token_out, leg.implied_out, leg.price_out.usd, leg.decimals_out)
-            for leg in the_plan.legs
+            for leg in decision.plan.legs
         )
         try:
             intent = self.txm.submit(
                 choice.nonce,
-                calldata,
-                prepared.gas_limit,
-                prepared.fees.fees,
-                deadline,
-                snap.block_number,
+                prepared.calldata,
+                prepared.tx.gas_limit,
+                prepared.tx.fees.fees,
+                prepared.deadline,
+                decision.observation.snapshot.block_number,
                 expected,
                 native.usd if native else None,
             )
         except LeaseLostError as exc:
-            report.finish("skipped", "lease_held_elsewhere", str(exc))
-            return
+            return report.finish("skipped", "lease_held_elsewhere", str(exc))
         except IntentPendingError as exc:
-            report.finish("pending", "tx_pending", str(exc))
-            return
-        self._memory_on_mined[intent.key] = decision.memory
+            return report.finish("pending", "tx_pending", str(exc))
+        self._memory_on_mined[intent.key] = decision.policy.memory
         first = intent.attempts[0]
         report.observe_sent(SentTx(first.tx_hash, intent.nonce, first.raw))
         log.info(
             "rebalance_sent",
             tx=first.tx_hash,
             nonce=intent.nonce,
-            steps=len(the_plan.legs),
+            steps=len(decision.plan.legs),
             intent=intent.key,
         )
         result = self.txm.drive(intent)
         report.journal = {**(report.journal or {}), "intent": result.intent.summary()}
-        self._finish_intent(report, result)
-
-    # ----------------------------------------------------------------------------------
-    def _decide(
-        self, snap: Snapshot, state: PortfolioState, valid: dict[str, ValidPrice]
-    ) -> PolicyDecision[Any]:
-        ctx: PolicyContext[Any] = PolicyContext(
-            now_s=snap.timestamp,
-            last_rebalance_s=snap.last_rebalance_ts,
-            cooldown_s=snap.limits.cooldown_s,
-            portfolio=state,
-            memory=self.policy_memory,
-            prices_usd={s: p.usd for s, p in valid.items()},
-        )
-        return self.policy.decide(ctx)
-
-    def _plan_with_quotes(
-        self, snap: Snapshot, prices: dict[str, PriceResult], decision: PolicyDecision[Any]
-    ) -> Plan:
-        """Plan at oracle prices, quote the legs at their exact sizes, then plan on the quotes."""
-        first = plan(snap, prices, decision.target_weights_bps, self.config.planner)
-        if not first.actionable:
-            return first
-        wanted = [(leg.step.token_in, leg.step.token_out, leg.amount_in) for leg in first.legs]
-        sells = sorted(
-            (leg for leg in first.legs if leg.kind is LegKind.SELL_TO_HUB),
-            key=lambda leg: -leg.value_in_usd18,
-        )[:MAX_DIRECT_CANDIDATES]
-        buys = sorted(
-            (leg for leg in first.legs if leg.kind is LegKind.BUY_FROM_HUB),
-            key=lambda leg: -leg.value_in_usd18,
-        )[:MAX_DIRECT_CANDIDATES]
-        wanted += [(s.step.token_in, b.step.token_out, s.amount_in) for s in sells for b in buys]
-        quotes = self.reader.quote(snap, wanted)
-        return plan(replace(snap, quotes=quotes), prices, decision.target_weights_bps, self.config.planner)
-
-    def _cost(
-        self, the_plan: Plan, prepared: PreparedTx, valid: dict[str, ValidPrice]
-    ) -> CostEstimate | None:
-        native = valid.get(self.config.native_symbol) if self.config.native_symbol else None
-        if native is None:
-            return None
-        gas = GasInfo(prepared.fees.base_fee_wei, prepared.fees.max_priority_fee_wei)
-        return estimate_costs(
-            the_plan,
-            gas,
-            native,
-            GasModel(base_units=prepared.gas_estimate, per_swap_units=0),
-            self.config.budget,
-        )
+        return self._finish_intent(report, result)
 
     # ---------------------------------------------------------------------------------- journal
 
@@ -477,7 +397,7 @@ class Keeper:
         if mined is not None and mined.receipt is not None and mined.receipt.status == 1:
             memory = self._memory_on_mined.pop(intent.key, None)
             if memory is not None:
-                self.policy_memory = memory
+                self._set_memory(memory)
         elif intent.final:
             self._memory_on_mined.pop(intent.key, None)
 
@@ -494,14 +414,10 @@ class Keeper:
                 effective_gas_price_wei=mined.receipt.effective_gas_price_wei,
             )
             report.observe_outcome(outcome)
-            self.metrics.gas_used.inc(outcome.gas_used)
-            self.metrics.gas_paid_wei.inc(outcome.paid_wei)
             if outcome.status == 1:
-                self.metrics.rebalances.labels(outcome="mined").inc()
                 depth = "" if intent.state is IntentState.CONFIRMED else "; waiting for confirmations"
                 report.finish("rebalanced", "rebalanced", f"rebalanced in {outcome.tx_hash}{depth}")
             else:
-                self.metrics.rebalances.labels(outcome="reverted").inc()
                 if report.tx is not None:
                     report.tx["revert"] = intent.reason
                 report.finish(
@@ -545,6 +461,13 @@ class Keeper:
         except Exception as exc:  # metrics must never hide the tick's own result
             log.error("journal_metrics_failed", error=f"{type(exc).__name__}: {exc}")
         m.ticks.labels(result=report.result).inc()
+        if report.vault_paused is not None:
+            m.paused.labels(source="vault").set(1 if report.vault_paused else 0)
+        if report.tx is not None and report.tx.get("status") is not None:
+            # The tick that saw its receipt counts the rebalance, once.
+            m.rebalances.labels(outcome="mined" if report.tx["status"] == 1 else "reverted").inc()
+            m.gas_used.inc(report.tx["gas_used"])
+            m.gas_paid_wei.inc(report.tx["gas_used"] * report.tx["effective_gas_price"])
         m.tick_duration_seconds.set(report.duration_s)
         if report.result not in ("rebalanced",):
             m.skips.labels(reason=report.reason).inc()

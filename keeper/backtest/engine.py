@@ -1,11 +1,9 @@
 """Replay a price path through a policy and the planner, step by step, as the daemon would.
 
-Each step is one keeper tick (keeper/tick.py), in the same order and with the same exits:
-portfolio state -> `policy.decide` (memory advanced on a "no" and on a mined rebalance) ->
-`plan` at oracle prices -> quotes for its legs (from the pool model) -> `plan` again on the
-quotes -> drift-improvement check -> simulation (the vault's min-out, drift and value guards)
--> cost gate (`keeper.costs.estimate_costs`) -> fee cap -> mined. The policy, the planner
-and the cost gate are the daemon's own objects; only the chain is simulated.
+Each step is one keeper tick: `policy.decide` (memory advanced on a "no" and on a mined
+rebalance), and on a "yes" the daemon's own decision core (keeper/decision.py: plan, quotes
+from the pool model, plan on the quotes, cost gate, fee cap), then the vault's guards on the
+pool model (the daemon's simulation) -> mined. Only the chain is simulated.
 
 The hot loop is the policy on every step; the planner runs only when the policy says trade.
 Statistics (tracking error, costs in bps) are floats; balances and values stay the
@@ -22,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from keeper import reasons
 from keeper.backtest.market import (
     FEE_DENOMINATOR,
     V2_FEE,
@@ -32,7 +31,8 @@ from keeper.backtest.market import (
     usd,
 )
 from keeper.backtest.paths import BASE_FEE_COLUMN, NATIVE_COLUMN, PathError, PricePath
-from keeper.costs import CostBudget, estimate_costs, gas_cost_usd18
+from keeper.costs import CostBudget
+from keeper.decision import DecisionParams, observe, plan_trade
 from keeper.model import (
     BPS,
     USD18,
@@ -47,8 +47,8 @@ from keeper.model import (
     VaultLimits,
     scaled_decimal,
 )
-from keeper.oracle import OracleRules, split_results, validate_snapshot
-from keeper.planner import PlannerParams, plan
+from keeper.oracle import OracleRules
+from keeper.planner import PlannerParams
 from keeper.policy import Policy, PolicyContext, PolicyDecision
 from keeper.portfolio import (
     PortfolioState,
@@ -58,9 +58,6 @@ from keeper.portfolio import (
     vault_drift_bps,
 )
 from keeper.vault_rules import RuleAsset, RuleLimits, Violation, judge, vault_min_out
-
-# As keeper/tick.py: direct seller->buyer pairs quoted per rebalance.
-MAX_DIRECT_CANDIDATES = 3
 
 Progress = Callable[[int, int], None]
 
@@ -318,19 +315,6 @@ class BacktestResult:
         }
 
 
-def quote_requests(first: Plan) -> list[tuple[str, str, int]]:
-    """The (token_in, token_out, amount_in) the daemon quotes for a first plan (keeper/tick.py)."""
-    wanted = [(leg.step.token_in, leg.step.token_out, leg.amount_in) for leg in first.legs]
-    sells = sorted(
-        (leg for leg in first.legs if leg.kind is LegKind.SELL_TO_HUB), key=lambda leg: -leg.value_in_usd18
-    )[:MAX_DIRECT_CANDIDATES]
-    buys = sorted(
-        (leg for leg in first.legs if leg.kind is LegKind.BUY_FROM_HUB), key=lambda leg: -leg.value_in_usd18
-    )[:MAX_DIRECT_CANDIDATES]
-    wanted += [(s.step.token_in, b.step.token_out, s.amount_in) for s in sells for b in buys]
-    return wanted
-
-
 def policy_bands(policy: Any, ctx: PolicyContext[Any]) -> tuple[float, ...] | None:
     """The bands (bps) a policy compares against at `ctx`, for plots; None if it has none."""
     reporter = getattr(policy, "bands_bps", None)
@@ -382,11 +366,17 @@ class _Run:
         self.guard_reverts = 0
         gas = setup.gas
         self.native_index = self.index.get(gas.native_symbol) if gas.native_symbol else None
-        self.gate_native_index = self.native_index  # the daemon prices gas only from a vault asset
-        # The smallest loss to the oracle a leg can have: its pool fee, or for an unquoted
-        # default-route leg the gate's slippage allowance.
-        self.min_fee_ppm = min(
-            [p.fee_ppm for p in setup.pools] + [setup.planner.slippage_bps * 100], default=0
+        native_symbol = gas.native_symbol if self.native_index is not None else None
+        # The daemon's decision parameters: it prices gas only from a vault asset.
+        self.params = DecisionParams(
+            rules=setup.rules,
+            planner=setup.planner,
+            budget=setup.budget,
+            gas_model=gas.model,
+            native_symbol=native_symbol,
+            priority_fee_wei=gas.priority_fee_wei,
+            max_fee_wei=gas.cap_wei,
+            base_fee_multiplier=gas.base_fee_multiplier,
         )
 
     def valid_prices(self, k: int) -> dict[str, ValidPrice]:
@@ -446,97 +436,30 @@ class _Run:
     def rebalance(self, k: int, decision: PolicyDecision[Any]) -> tuple[str, Plan | None, str]:
         """The daemon's path from a "yes" to a mined transaction: (reason, plan, detail).
 
-        The reason is "rebalanced" or the daemon's skip reason; the detail says why, in words.
+        The decision core (keeper/decision.py) with the pool model as its quoter, then the
+        vault's guards on the pool model (the daemon's simulation), then mined.
         """
-        setup = self.setup
-        snap = self.snapshot(k)
-        results = validate_snapshot(snap, setup.rules)
-        valid, rejected = split_results(results)
-        if rejected:
-            return "price_rejected", None, f"oracle rejected {sorted(rejected)}"
-        targets = decision.target_weights_bps
-        if (hopeless := self.gate_cannot_pass(k, targets, valid)) is not None:
-            return (
-                hopeless,
-                None,
-                "cost gate: one swap's gas plus the pool fees exceed the budget even on the most "
-                "this rebalance could trade (every asset all the way to its target)",
-            )
-        first = plan(snap, results, targets, setup.planner)
-        the_plan = first
-        if first.actionable:
-            quotes = self.market.quotes(quote_requests(first), valid)
-            the_plan = plan(replace(snap, quotes=quotes), results, targets, setup.planner)
-        if the_plan.refusal is not None:
-            return f"plan_{the_plan.refusal.code}", the_plan, the_plan.refusal.message
-        if not the_plan.legs:
-            return "plan_empty", the_plan, "every leg is dust (below min_trade_usd)"
-        if the_plan.expected_drift_bps >= the_plan.drift_before_bps:
-            return (
-                "plan_no_improvement",
-                the_plan,
-                f"drift {the_plan.drift_before_bps} -> {the_plan.expected_drift_bps} bps",
-            )
-
-        fills = self.simulate(the_plan, valid)
+        seen = observe(self.snapshot(k), self.setup.rules)
+        if seen.stop is not None:
+            return seen.stop.reason, None, seen.stop.message
+        verdict = plan_trade(
+            seen, decision, self.params, lambda _, wanted: self.market.quotes(wanted, seen.valid)
+        )
+        if verdict.stop is not None:
+            return verdict.stop.reason, verdict.plan, verdict.stop.message
+        the_plan = verdict.plan
+        assert the_plan is not None
+        fills = self.simulate(the_plan, seen.valid)
         if fills is None:
             self.guard_reverts += 1
-            return "simulation_reverted", the_plan, "the vault would revert (min-out, drift or value guard)"
-        gas = setup.gas
-        base_fee = self.base_fee_wei(k)
-        tip = gas.priority_fee_wei
-        units = gas.model.units(len(the_plan.legs))
-        if self.gate_native_index is not None:
-            native = valid[self.symbols[self.gate_native_index]]
-            cost = estimate_costs(the_plan, GasInfo(base_fee, tip), native, gas.model, setup.budget)
-            if not cost.ok:
-                return f"cost_{cost.verdict}", the_plan, f"cost gate: {cost.reason}"
-        if base_fee * gas.base_fee_multiplier + tip > gas.cap_wei:
-            return "fee_above_cap", the_plan, f"max fee would be above the cap of {gas.cap_wei} wei"
-        self.mine(k, decision, the_plan, fills, units, base_fee + tip, valid)
-        return MINED, the_plan, ""
-
-    def gate_cannot_pass(
-        self, k: int, targets: Mapping[str, int], valid: Mapping[str, ValidPrice]
-    ) -> str | None:
-        """The cost gate's verdict when it must refuse whatever the planner does, else None.
-
-        Skipping the planner here changes nothing but speed: a refused plan neither trades nor
-        advances the policy's memory. Gas alone, at one swap, is compared against the most the
-        plan could trade: every non-hub asset's whole difference to its target (the planner's
-        turnover never exceeds it), with 1% to spare for rounding. Only when some leg would be
-        above dust (else the daemon reports plan_empty, and the planner is cheap); the reason is
-        the gate's even where an earlier check (a refusal, no improvement) would also have said no.
-        """
-        if self.gate_native_index is None:
-            return None
-        values = self._values_of(self.balances, valid)
-        total = sum(values)
-        diffs = [
-            abs(v - total * targets[s] // BPS)
-            for s, v in zip(self.symbols, values, strict=True)
-            if s != self.setup.quote_symbol
-        ]
-        if max(diffs, default=0) < int(self.setup.planner.min_trade_usd * USD18):
-            return None
-        bound = sum(diffs)
-        bound += bound // 100 + 1
+            stop = reasons.simulation_reverted("the vault would revert (min-out, drift or value guard)")
+            return stop.reason, the_plan, stop.message
         gas = self.setup.gas
-        native = valid[self.symbols[self.gate_native_index]]
-        _, one_swap_usd18 = gas_cost_usd18(
-            gas.model.units(1),
-            GasInfo(self.base_fee_wei(k), gas.priority_fee_wei),
-            self.setup.budget.base_fee_headroom,
-            native,
+        units = gas.model.units(len(the_plan.legs))
+        self.mine(
+            k, decision, the_plan, fills, units, self.base_fee_wei(k) + gas.priority_fee_wei, seen.valid
         )
-        if one_swap_usd18 > int(self.setup.budget.max_cost_usd * USD18):
-            return "cost_over_usd_budget"
-        # Every leg also loses at least its pool fee against the oracle (pools sit at the oracle
-        # price), and the gate counts that as impact on at least the turnover.
-        fee_floor_bps = 99 * self.min_fee_ppm // 10_000  # ppm -> bps, 1% below for rounding
-        if one_swap_usd18 * BPS > (self.setup.budget.max_cost_bps - fee_floor_bps) * bound:
-            return "cost_over_bps_budget"
-        return None
+        return MINED, the_plan, ""
 
     def simulate(self, the_plan: Plan, valid: Mapping[str, ValidPrice]) -> list[tuple[int, int]] | None:
         """Each leg's (actual input, output) on the pool model, in order as the vault runs them
@@ -694,7 +617,7 @@ def run_backtest(
         detail = ""
         if not decision.should_rebalance:
             run.memory = decision.memory
-            reason = f"policy_{decision.code}"
+            reason = reasons.policy_said_no(decision.code, decision.message).reason
         else:
             n_before = len(run.records)
             reason, the_plan, detail = run.rebalance(k, decision)

@@ -10,7 +10,7 @@ the fee tier is taken from the input). Concentrated V3 liquidity is deeper near 
 give it as the equivalent full-range L (or depth) that reproduces its quotes at your sizes.
 
 Gas. A rebalance costs `base + per_swap * swaps` gas units, measured from the vault's real
-rebalances on Anvil by bench/calibrate_gas.py (keeper/backtest/calibration.json), at a gas
+rebalances on Anvil by bench/calibrate_gas.py (keeper/gas_calibration.json), at a gas
 price (a constant or the path's `base_fee_gwei` series) plus the priority fee, valued at the
 native token's price (an asset of the path, a `native_usd` series, or a constant).
 """
@@ -26,13 +26,12 @@ from math import isqrt
 from pathlib import Path
 from typing import Any
 
-from keeper.costs import GasModel
-from keeper.model import USD18, Address, AssetConfig, PinnedVenue, Quote, Step, ValidPrice, Venue
+from keeper.costs import GAS_CALIBRATION_FILE, GasModel
+from keeper.model import GWEI, USD18, Address, AssetConfig, PinnedVenue, Quote, Step, ValidPrice, Venue
 
-GWEI = 10**9
 FEE_DENOMINATOR = 1_000_000  # fees in hundredths of a bp, as Uniswap V3 tiers
 V2_FEE = 3000  # every Uniswap V2 pair charges 0.3% on the input
-CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
+CALIBRATION_FILE = GAS_CALIBRATION_FILE
 # Routers of the simulated venues when no manifest names real ones (only compared, never called).
 SIM_V3_ROUTER: Address = "0x00000000000000000000000000000000000000A3"
 SIM_V2_ROUTER: Address = "0x00000000000000000000000000000000000000A2"
@@ -221,10 +220,7 @@ def load_calibration(path: Path | str | None = None) -> Calibration:
         gas = data["gas"]
         return Calibration(int(gas["base_units"]), int(gas["per_swap_units"]), str(file), data)
     except FileNotFoundError:
-        if path is not None:
-            raise MarketError(f"calibration file {file} does not exist; run bench/calibrate_gas.py") from None
-        fallback = GasModel()
-        return Calibration(fallback.base_units, fallback.per_swap_units, "keeper.costs.GasModel defaults")
+        raise MarketError(f"calibration file {file} does not exist; run bench/calibrate_gas.py") from None
     except (KeyError, ValueError, TypeError) as exc:
         raise MarketError(
             f"calibration file {file} is malformed ({exc}); re-run bench/calibrate_gas.py"

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-GWEI = 10**9
+from keeper.model import GWEI
+
 # +12.5% as an exact fraction: integer wei in, integer wei out, rounded up.
 BUMP_NUM, BUMP_DEN = 9, 8
 

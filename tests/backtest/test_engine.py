@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from bt_builders import FOUR, START, flat, path_of, setup4
 
-from keeper.backtest import engine
+from keeper import decision
 from keeper.backtest.engine import prepare, run_backtest
 from keeper.backtest.generate import AssetProcess, generate, scenario
 from keeper.costs import CostBudget
@@ -90,7 +90,7 @@ def test_skipping_hopeless_plans_changes_nothing_but_speed(monkeypatch: pytest.M
     gated = setup4(budget=CostBudget(max_cost_usd=Decimal(5000), max_cost_bps=70))
     path = generate(scenario("regimes", tuple(_universe4())), 6, 600, seed=5)
     fast = run_backtest(gated, path, build_policy({"kind": "calendar", "period_s": 3600}))
-    monkeypatch.setattr(engine._Run, "gate_cannot_pass", lambda *a: None)
+    monkeypatch.setattr(decision, "_cost_hopeless", lambda *a: None)
     slow = run_backtest(gated, path, build_policy({"kind": "calendar", "period_s": 3600}))
     assert [(x.step, x.legs) for x in fast.records] == [(x.step, x.legs) for x in slow.records]
     assert fast.final_balances == slow.final_balances

@@ -1,0 +1,223 @@
+"""One decision, written once: from a snapshot to "send this plan" or the first reason not to (pure).
+
+    observe: validate prices -> vault paused? -> any price rejected? -> portfolio
+    decide:  policy (with its memory) -> [cost gate hopeless?] -> plan at oracle prices
+             -> quotes for its legs -> plan on the quotes -> refused / empty / no improvement
+             -> cost (the one cost model, keeper/costs.py) -> fee cap
+
+`Keeper.tick` (keeper/tick.py) and the backtester (keeper/backtest/engine.py) both run this;
+what follows it differs only where the chain differs: the daemon's send gates, simulation and
+transaction (keeper/gates.py), the backtester's pool model. `keeper replay` runs it again on a
+decision record's inputs. Quotes are the one input read mid-decision (their sizes come from
+the first plan); the caller passes a `Quoter`: the chain, the pool model, or a record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from keeper import reasons
+from keeper.costs import CostBudget, CostEstimate, GasModel, estimate_costs, gas_cost_usd18
+from keeper.model import (
+    BPS,
+    USD18,
+    GasInfo,
+    LegKind,
+    Plan,
+    PriceResult,
+    Quote,
+    Snapshot,
+    ValidPrice,
+    Venue,
+)
+from keeper.oracle import OracleRules, split_results, validate_snapshot
+from keeper.planner import PlannerParams, plan
+from keeper.policy import Policy, PolicyDecision, context_for
+from keeper.portfolio import PortfolioState, portfolio_state
+from keeper.reasons import Stop
+
+# Direct seller->buyer pairs quoted per tick; bounded so the quote call stays one eth_call
+# of sane gas however many assets the vault holds.
+MAX_DIRECT_CANDIDATES = 3
+V2_FEE_PPM = 3000  # every Uniswap V2 pair charges 0.3% on the input
+
+QuoteRequest = tuple[str, str, int]  # (token_in, token_out, amount_in)
+Quoter = Callable[[Snapshot, Sequence[QuoteRequest]], tuple[Quote, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionParams:
+    """Everything the decision needs besides the snapshot, the policy and its memory."""
+
+    rules: OracleRules
+    planner: PlannerParams
+    budget: CostBudget
+    gas_model: GasModel
+    native_symbol: str | None
+    priority_fee_wei: int
+    max_fee_wei: int  # the fee cap
+    base_fee_multiplier: int = 2  # maxFee = base * this + tip, as keeper.execution.fees
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """The snapshot's prices validated and the vault valued; `stop` when nothing can be decided."""
+
+    snapshot: Snapshot
+    prices: Mapping[str, PriceResult]
+    valid: Mapping[str, ValidPrice]
+    portfolio: PortfolioState | None
+    stop: Stop | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The verdict: `stop` is None when the plan should be sent (subject to the send gates)."""
+
+    observation: Observation
+    policy: PolicyDecision[Any] | None = None
+    plan: Plan | None = None
+    cost: CostEstimate | None = None
+    quotes: tuple[Quote, ...] = ()
+    stop: Stop | None = None
+
+    @property
+    def trade(self) -> bool:
+        return self.stop is None
+
+    @property
+    def memory_now(self) -> Any:
+        """The policy memory to carry from here: a "no" advances it at once (e.g. the calendar's
+        last check); a "yes" only once its rebalance is mined, so a trade that did not happen
+        is asked again."""
+        if self.policy is not None and not self.policy.should_rebalance:
+            return self.policy.memory
+        return None
+
+    def outcome(self) -> dict[str, Any]:
+        """What is compared on replay: the verdict, the policy's answer, the plan's steps."""
+        return {
+            "reason": None if self.stop is None else self.stop.reason,
+            "policy": None
+            if self.policy is None
+            else [self.policy.should_rebalance, str(self.policy.code), dict(self.policy.target_weights_bps)],
+            "steps": []
+            if self.plan is None
+            else [
+                [str(s.venue.name), s.token_in, s.token_out, s.amount_in, s.min_amount_out]
+                for s in self.plan.steps
+            ],
+            "cost": None if self.cost is None else [str(self.cost.verdict), self.cost.total_usd18],
+        }
+
+
+def observe(snapshot: Snapshot, rules: OracleRules) -> Observation:
+    prices = validate_snapshot(snapshot, rules)
+    valid, rejected = split_results(prices)
+    state = portfolio_state(snapshot.assets, valid) if not rejected else None
+    stop = None
+    if snapshot.vault_paused:
+        stop = reasons.vault_paused()
+    elif rejected:
+        stop = reasons.price_rejected(prices)
+    return Observation(snapshot, prices, valid, state, stop)
+
+
+def decide(
+    seen: Observation, policy: Policy[Any], memory: Any, params: DecisionParams, quoter: Quoter
+) -> Decision:
+    """The daemon's decision for one tick (the observation must have no stop)."""
+    if seen.stop is not None:
+        return Decision(seen, stop=seen.stop)
+    wanted = policy.decide(context_for(seen.snapshot, seen.valid, memory))
+    if not wanted.should_rebalance:
+        return Decision(seen, wanted, stop=reasons.policy_said_no(wanted.code, wanted.message))
+    return plan_trade(seen, wanted, params, quoter)
+
+
+def plan_trade(
+    seen: Observation, wanted: PolicyDecision[Any], params: DecisionParams, quoter: Quoter
+) -> Decision:
+    """From a policy's "yes" to the plan to send, or the first reason not to."""
+    snap = seen.snapshot
+    targets = wanted.target_weights_bps
+    gas = GasInfo(0 if snap.gas is None else snap.gas.base_fee_wei, params.priority_fee_wei)
+    native = seen.valid.get(params.native_symbol) if params.native_symbol else None
+    if native is not None and (hopeless := _cost_hopeless(seen, targets, gas, native, params)) is not None:
+        return Decision(seen, wanted, stop=reasons.cost_cannot_pass(hopeless))
+    first = plan(snap, seen.prices, targets, params.planner)
+    the_plan = first
+    quotes: tuple[Quote, ...] = ()
+    if first.actionable:
+        quotes = quoter(snap, quote_requests(first))
+        the_plan = plan(replace(snap, quotes=quotes), seen.prices, targets, params.planner)
+    done = Decision(seen, wanted, the_plan, None, quotes)
+    if the_plan.refusal is not None:
+        return replace(done, stop=reasons.plan_refused(the_plan))
+    if not the_plan.legs:
+        return replace(done, stop=reasons.plan_empty(the_plan))
+    if the_plan.expected_drift_bps >= the_plan.drift_before_bps:
+        return replace(done, stop=reasons.plan_no_improvement(the_plan))
+    if native is not None:
+        cost = estimate_costs(the_plan, gas, native, params.gas_model, params.budget)
+        done = replace(done, cost=cost)
+        if not cost.ok:
+            return replace(done, stop=reasons.cost_refused(cost))
+    max_fee = gas.base_fee_wei * params.base_fee_multiplier + gas.priority_fee_wei
+    if max_fee > params.max_fee_wei:
+        return replace(done, stop=reasons.fee_above_cap(max_fee, params.max_fee_wei))
+    return done
+
+
+def quote_requests(first: Plan) -> list[QuoteRequest]:
+    """The legs at their exact sizes, and the biggest sellers against the biggest buyers direct."""
+    wanted = [(leg.step.token_in, leg.step.token_out, leg.amount_in) for leg in first.legs]
+    by_size = sorted(first.legs, key=lambda leg: -leg.value_in_usd18)
+    sells = [leg for leg in by_size if leg.kind is LegKind.SELL_TO_HUB][:MAX_DIRECT_CANDIDATES]
+    buys = [leg for leg in by_size if leg.kind is LegKind.BUY_FROM_HUB][:MAX_DIRECT_CANDIDATES]
+    wanted += [(s.step.token_in, b.step.token_out, s.amount_in) for s in sells for b in buys]
+    return wanted
+
+
+def _cost_hopeless(
+    seen: Observation,
+    targets: Mapping[str, int],
+    gas: GasInfo,
+    native: ValidPrice,
+    params: DecisionParams,
+) -> str | None:
+    """The cost gate's verdict when it must refuse whatever the planner does, else None.
+
+    Skipping the planner (and the quote call) here changes nothing but speed: gas alone, at one
+    swap, is compared against the most the plan could trade: every non-hub asset's whole
+    difference to its target (the planner's turnover never exceeds it), with 1% to spare for
+    rounding; only when some leg would be above dust (else the planner says plan_empty, and
+    is cheap). Every leg also loses at least its venue's fee against the oracle, which the
+    gate counts as impact on at least the turnover.
+    """
+    state = seen.portfolio
+    assert state is not None
+    snap = seen.snapshot
+    total = state.total_usd18
+    diffs = [
+        abs(v - total * targets[s] // BPS)
+        for s, v in zip(state.symbols, state.values_usd18, strict=True)
+        if s != snap.quote_symbol
+    ]
+    if max(diffs, default=0) < int(params.planner.min_trade_usd * USD18):
+        return None
+    bound = sum(diffs)
+    bound += bound // 100 + 1
+    _, one_swap_usd18 = gas_cost_usd18(
+        params.gas_model.units(1), gas, params.budget.base_fee_headroom, native
+    )
+    if one_swap_usd18 > int(params.budget.max_cost_usd * USD18):
+        return "over_usd_budget"
+    fees = [V2_FEE_PPM if p.venue is Venue.V2 else p.fee for p in snap.pinned_venues]
+    min_fee_ppm = min([*fees, params.planner.slippage_bps * 100])
+    fee_floor_bps = 99 * min_fee_ppm // 10_000  # ppm -> bps, 1% below for rounding
+    if one_swap_usd18 * BPS > (params.budget.max_cost_bps - fee_floor_bps) * bound:
+        return "over_bps_budget"
+    return None
