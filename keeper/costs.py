@@ -158,10 +158,16 @@ class CostView:
         self, trades_usd: Mapping[str, float], depth_usd: Mapping[str, float]
     ) -> tuple[float, float, int]:
         """(gate's cost, traded value, legs) of moving each non-hub asset by `trades_usd` via the
-        hub: the gas at the gate's price, each leg's venue fee and, with a depth, its impact."""
+        hub: the gas at the gate's price, each leg's venue fee and, with a depth, its impact.
+
+        Traded value is the gate's (the planner's turnover): half the sum of every asset's value
+        change, the hub's included, so value moved between two assets through the hub counts
+        once while its two legs each pay a fee.
+        """
         dust = float(self.min_trade_usd)
-        legs = [(s, abs(v)) for s, v in trades_usd.items() if s != self.hub and abs(v) >= dust]
-        traded = sum(v for _, v in legs)
+        moves = [(s, v) for s, v in trades_usd.items() if s != self.hub and abs(v) >= dust]
+        legs = [(s, abs(v)) for s, v in moves]
+        traded = (sum(v for _, v in legs) + abs(sum(v for _, v in moves))) / 2
         impact = 0.0
         for s, v in legs:
             impact += v * self.fee_ppm.get(s, 3000) / 1e6

@@ -16,15 +16,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 from keeper import reasons
-from keeper.costs import CostBudget, CostEstimate, GasModel, estimate_costs, gas_cost_usd18
+from keeper.costs import (
+    CostBudget,
+    CostEstimate,
+    CostView,
+    GasModel,
+    cost_view,
+    estimate_costs,
+    gas_cost_usd18,
+)
 from keeper.model import (
     BPS,
     USD18,
+    AssetConfig,
     GasInfo,
     LegKind,
+    PinnedVenue,
     Plan,
     PriceResult,
     Quote,
@@ -131,7 +142,8 @@ def decide(
     """The daemon's decision for one tick (the observation must have no stop)."""
     if seen.stop is not None:
         return Decision(seen, stop=seen.stop)
-    wanted = policy.decide(context_for(seen.snapshot, seen.valid, memory))
+    costs = policy_costs(seen.snapshot, seen.valid, params) if uses_costs(policy) else None
+    wanted = policy.decide(context_for(seen.snapshot, seen.valid, memory, costs))
     if not wanted.should_rebalance:
         return Decision(seen, wanted, stop=reasons.policy_said_no(wanted.code, wanted.message))
     return plan_trade(seen, wanted, params, quoter)
@@ -169,6 +181,46 @@ def plan_trade(
     if max_fee > params.max_fee_wei:
         return replace(done, stop=reasons.fee_above_cap(max_fee, params.max_fee_wei))
     return done
+
+
+def uses_costs(policy: Policy[Any]) -> bool:
+    """Policies that size their trades by the cost model say so (computing it costs a little)."""
+    return bool(getattr(policy, "uses_costs", False))
+
+
+def policy_costs(snap: Snapshot, valid: Mapping[str, ValidPrice], params: DecisionParams) -> CostView | None:
+    """The cost model as the policy sees it this tick (None when gas cannot be priced)."""
+    native = valid.get(params.native_symbol) if params.native_symbol else None
+    if native is None:
+        return None
+    fees = route_fees_ppm([a.config for a in snap.assets], snap.quote_symbol, snap.pinned_venues)
+    base_fee_wei = 0 if snap.gas is None else snap.gas.base_fee_wei
+    return costs_at(params, base_fee_wei, native.usd, fees, snap.quote_symbol)
+
+
+def costs_at(
+    params: DecisionParams, base_fee_wei: int, native_usd: Decimal, fees: Mapping[str, int], hub: str
+) -> CostView:
+    gas = GasInfo(base_fee_wei, params.priority_fee_wei)
+    return cost_view(
+        gas, params.gas_model, params.budget, native_usd, fees, hub, params.planner.min_trade_usd
+    )
+
+
+def route_fees_ppm(
+    assets: Sequence[AssetConfig], hub_symbol: str, pinned: Sequence[PinnedVenue]
+) -> dict[str, int]:
+    """Each non-hub asset's cheapest pinned venue to the hub (its V3 tier when none is pinned)."""
+    hub = next(a for a in assets if a.symbol == hub_symbol)
+    out: dict[str, int] = {}
+    for a in assets:
+        if a.symbol == hub_symbol:
+            continue
+        fees = [
+            V2_FEE_PPM if p.venue is Venue.V2 else p.fee for p in pinned if p.connects(a.token, hub.token)
+        ]
+        out[a.symbol] = min(fees) if fees else a.pool_fee
+    return out
 
 
 def quote_requests(first: Plan) -> list[QuoteRequest]:

@@ -31,8 +31,8 @@ from keeper.backtest.market import (
     usd,
 )
 from keeper.backtest.paths import BASE_FEE_COLUMN, NATIVE_COLUMN, PathError, PricePath
-from keeper.costs import CostBudget
-from keeper.decision import DecisionParams, observe, plan_trade
+from keeper.costs import CostBudget, CostView
+from keeper.decision import DecisionParams, costs_at, observe, plan_trade, route_fees_ppm, uses_costs
 from keeper.model import (
     BPS,
     USD18,
@@ -378,6 +378,8 @@ class _Run:
             max_fee_wei=gas.cap_wei,
             base_fee_multiplier=gas.base_fee_multiplier,
         )
+        self.uses_costs = uses_costs(policy) and native_symbol is not None
+        self.route_fees = route_fees_ppm(setup.assets, setup.quote_symbol, self.pinned)
 
     def valid_prices(self, k: int) -> dict[str, ValidPrice]:
         ts = self.prepared.path.timestamps[k]
@@ -413,6 +415,16 @@ class _Run:
             portfolio=PortfolioState(self.symbols, values, self.targets),
             memory=self.memory,
             prices_usd=_LazyPrices(self.index, self.prepared.answers[k], self.feed_decimals),
+            costs=self.costs(k) if self.uses_costs else None,
+        )
+
+    def costs(self, k: int) -> CostView:
+        """The cost model at step k, as keeper.decision.policy_costs builds it for the daemon."""
+        i = self.native_index
+        assert i is not None
+        native_usd = scaled_decimal(self.prepared.answers[k][i], self.feed_decimals[i])
+        return costs_at(
+            self.params, self.base_fee_wei(k), native_usd, self.route_fees, self.setup.quote_symbol
         )
 
     def snapshot(self, k: int) -> Snapshot:

@@ -14,6 +14,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
+from keeper.costs import CostView
 from keeper.model import Snapshot, ValidPrice
 from keeper.portfolio import PortfolioState, portfolio_state
 
@@ -31,6 +32,7 @@ class DecisionCode(StrEnum):
     BAND_BREACH = "band_breach"
     TOTAL_DRIFT_BREACH = "total_drift_breach"
     WITHIN_BANDS = "within_bands"
+    COST_OVER_BUDGET = "cost_over_budget"
     CHECK_NOT_DUE = "check_not_due"
     OVERDUE = "overdue"
 
@@ -46,6 +48,8 @@ class PolicyContext(Generic[M]):
     memory: M
     # Oracle prices (USD per token) for policies that keep statistics in memory (volatility).
     prices_usd: Mapping[str, Decimal] = field(default_factory=dict)
+    # The one cost model at this tick (keeper/costs.py), for policies that size trades by cost.
+    costs: CostView | None = None
 
     @property
     def ready_at_s(self) -> int:
@@ -76,7 +80,9 @@ class PolicyDecision(Generic[M]):
     memory: M
 
 
-def context_for(snapshot: Snapshot, prices: Mapping[str, ValidPrice], memory: M) -> PolicyContext[M]:
+def context_for(
+    snapshot: Snapshot, prices: Mapping[str, ValidPrice], memory: M, costs: CostView | None = None
+) -> PolicyContext[M]:
     """The context of one tick: block time as now (the vault judges cooldown by it).
 
     Needs a valid price for every asset (KeyError otherwise): with a rejected price the vault
@@ -89,6 +95,7 @@ def context_for(snapshot: Snapshot, prices: Mapping[str, ValidPrice], memory: M)
         portfolio=portfolio_state(snapshot.assets, prices),
         memory=memory,
         prices_usd={s: p.usd for s, p in prices.items()},
+        costs=costs,
     )
 
 

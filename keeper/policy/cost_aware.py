@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -115,12 +115,20 @@ class CostAwarePolicy:
     inner_fraction: float | None = None  # overrides: inner band = this * outer band
     min_band_bps: float = 1.0
     max_band_bps: float = 5000.0
+    # Sized by the tick's cost model (PolicyContext.costs) when the caller provides one.
+    uses_costs: ClassVar[bool] = True
 
     def initial_memory(self) -> None:
         return None
 
     def gas_usd(self, ctx: PolicyContext[None]) -> float:
         """USD of one swap's share of a rebalance's gas (base shared by the assets)."""
+        n = max(1, len(ctx.portfolio.symbols))
+        if ctx.costs is not None:
+            # The one cost model: the calibrated gas at the live base fee and tip.
+            costs = ctx.costs
+            units = costs.gas_model.base_units / n + costs.gas_model.per_swap_units
+            return units * costs.wei_per_gas * 1e-18 * float(costs.native_usd)
         native: Decimal | None = None
         if self.native_symbol is not None and self.native_symbol in ctx.prices_usd:
             native = ctx.prices_usd[self.native_symbol]
@@ -128,7 +136,6 @@ class CostAwarePolicy:
             native = self.native_price_usd
         if native is None:
             return 0.0
-        n = max(1, len(ctx.portfolio.symbols))
         units = self.gas_base_units / n + self.gas_per_swap_units
         return units * float(self.gas_price_gwei) * 1e-9 * float(native)
 
@@ -142,7 +149,7 @@ class CostAwarePolicy:
         lo, hi = self.min_band_bps, self.max_band_bps
         for sym, target in zip(pf.symbols, pf.targets_bps, strict=True):
             w = target / BPS
-            fee = self.fee_bps_by_asset.get(sym, self.default_fee_bps) / 1e4
+            fee = self._fee(ctx, sym)
             depth = self.depth_usd_by_asset.get(sym, self.default_depth_usd)
             if w <= 0:
                 outer = inner = lo
@@ -164,6 +171,53 @@ class CostAwarePolicy:
                 inner = outer
             out.append(Region(max(1, round(outer * 100)), round(inner * 100)))
         return tuple(out)
+
+    def _fee(self, ctx: PolicyContext[None], symbol: str) -> float:
+        """Fee per unit traded: the asset's venue to the hub (the cheapest venue for the hub)."""
+        if ctx.costs is not None:
+            fees = ctx.costs.fee_ppm
+            ppm = fees.get(symbol, min(fees.values(), default=3000))
+            return ppm / 1e6
+        return self.fee_bps_by_asset.get(symbol, self.default_fee_bps) / 1e4
+
+    def _depths(self, ctx: PolicyContext[None]) -> dict[str, float]:
+        return {
+            s: d
+            for s in ctx.portfolio.symbols
+            if (d := self.depth_usd_by_asset.get(s, self.default_depth_usd or 0.0))
+        }
+
+    def affordable(
+        self, ctx: PolicyContext[None], candidates: list[tuple[int, ...]]
+    ) -> tuple[tuple[int, ...] | None, str]:
+        """The first candidate weights whose batch the cost gate would pass, with a note.
+
+        The gate's budget binds on a trade's size, which the no-trade region does not know:
+        a move to the inner band can be too small to pay its gas within max_cost_bps. So the
+        move is checked with the gate's own pricing (keeper/costs.py CostView) and, if it
+        fails, the next candidate (all the way to target) is tried; if none passes, no trade.
+        """
+        costs = ctx.costs
+        if costs is None:
+            return candidates[0], ""
+        pf = ctx.portfolio
+        total = pf.total_usd18
+        value_usd = total / USD18
+        depths = self._depths(ctx)
+        note = ""
+        for weights in candidates:
+            trades = {
+                s: (w / BPS - v / total) * value_usd
+                for s, w, v in zip(pf.symbols, weights, pf.values_usd18, strict=True)
+            }
+            cost, traded, _ = costs.batch_cost_usd(trades, depths)
+            if costs.fits_budget(cost, traded):
+                return weights, note
+            note = (
+                f"; the move to the inner bands (${traded:,.0f}) would cost ${cost:,.0f}, over the cost "
+                f"budget ({costs.budget.max_cost_bps} bps, ${costs.budget.max_cost_usd}): trading to target"
+            )
+        return None, note
 
     def bands_bps(self, ctx: PolicyContext[None]) -> dict[str, float]:
         return {
@@ -199,11 +253,21 @@ class CostAwarePolicy:
         inner = ", ".join(
             f"{s} {r.inner_centi_bps / 100:.0f}" for s, r in zip(pf.symbols, regions, strict=True)
         )
+        chosen, note = self.affordable(ctx, [targets, tuple(pf.targets_bps)])
+        if chosen is None:
+            return decision(
+                ctx,
+                False,
+                DecisionCode.COST_OVER_BUDGET,
+                "; ".join(breaches) + note.replace(": trading to target", "") + "; even all the way to "
+                "target the batch costs more than the budget allows: holding",
+                None,
+            )
         wanted = PolicyDecision(
             True,
             DecisionCode.BAND_BREACH,
-            "; ".join(breaches) + f"; trading to inner bands (bps): {inner}",
-            dict(zip(pf.symbols, targets, strict=True)),
+            "; ".join(breaches) + f"; trading to inner bands (bps): {inner}" + note,
+            dict(zip(pf.symbols, chosen, strict=True)),
             None,
         )
         return honour_cooldown(ctx, wanted)
