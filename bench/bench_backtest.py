@@ -19,28 +19,47 @@ Run: .venv/bin/python bench/bench_backtest.py [--days 365] [--frontier-days 180]
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
-from dataclasses import replace
-from decimal import Decimal
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from keeper.backtest.config import cost_aware_params, simple_setup
+from keeper.backtest.config import benchmark_setup, cost_aware_params
 from keeper.backtest.engine import BacktestSetup, prepare, run_backtest
-from keeper.backtest.generate import generate, scenario, scenario_set, universe_targets
+from keeper.backtest.generate import generate, scenario, scenario_set
 from keeper.backtest.market import load_calibration
 from keeper.backtest.progress import ProgressBar
 from keeper.backtest.report import frontier_png, frontier_table, html_report, summary_table, write_report
 from keeper.backtest.sweep import PolicyRun, cost_at, default_grid, families, frontier, points, sweep
-from keeper.costs import CostBudget
 from keeper.policy import build_policy
 
-OPEN_GATE = CostBudget(max_cost_usd=Decimal(10**9), max_cost_bps=10_000)
 
-
-def bench_setup() -> BacktestSetup:
-    return replace(simple_setup(universe_targets(), "USDC"), budget=OPEN_GATE)
+def check_against(fixture: Path, results: list[tuple[str, Any]]) -> None:
+    """Compare each policy's decisions with a recorded engine's (tests/backtest/fixtures/
+    record_engine_decisions.py): every reason count, every trade to the token unit."""
+    recorded = json.loads(fixture.read_text(encoding="utf-8"))["policies"]
+    for label, r in results:
+        want = recorded.get(label)
+        if want is None:
+            print(f"{label:<22} not in {fixture.name}")
+            continue
+        reasons: Counter[str] = Counter()
+        for reason, count in want["reasons"]:
+            reasons[reason] += count
+        trades = [
+            [x.step, [[leg.symbol_in, leg.symbol_out, leg.amount_in, leg.amount_out] for leg in x.legs]]
+            for x in r.records
+        ]
+        same = (
+            r.reasons == reasons
+            and trades == want["trades"]
+            and dict(r.final_balances) == want["final_balances"]
+        )
+        print(
+            f"{label:<22} {'IDENTICAL' if same else 'DIFFERENT'} to the recorded engine ({len(trades)} trades)"
+        )
 
 
 def speed(setup: BacktestSetup, days: float) -> list[tuple[str, Any]]:
@@ -169,14 +188,19 @@ def main() -> int:
         help="tracking-error budget that picks the best threshold",
     )
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument(
+        "--check", type=Path, help="a recorded engine's decisions on the speed path (same --days) to compare"
+    )
     parser.add_argument("--skip-frontier", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("var/backtest-bench"))
     args = parser.parse_args()
-    setup = bench_setup()
+    setup = benchmark_setup()
     cal = load_calibration()
     print(f"gas calibration: base {cal.base_units} + {cal.per_swap_units} per swap ({cal.source})")
     if not args.skip_speed:
-        speed(setup, args.days)
+        results = speed(setup, args.days)
+        if args.check:
+            check_against(args.check, results)
     if not args.skip_frontier:
         frontier_bench(
             setup, args.frontier_days, args.frontier_step_s, args.workers, args.out, args.te_budget_bps

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.errors import DeployError
-from keeper.toolchain import foundry_bin
+from deploy.toolchain import foundry_bin
 
 HOST = "127.0.0.1"
 _LISTENING = re.compile(r"Listening on ([0-9.]+):(\d+)")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.errors import DeployError
-from keeper.toolchain import REPO_ROOT
+from deploy.toolchain import REPO_ROOT
 
 NODE_MODULES = REPO_ROOT / "node_modules"
 CONTRACTS_OUT = REPO_ROOT / "contracts" / "out"

@@ -25,10 +25,10 @@ from deploy.chain import connect, describe_revert
 from deploy.errors import DeployError
 from deploy.market import move_price
 from deploy.spec import VaultLimits, WorldSpec, parse_price, parse_targets
+from deploy.toolchain import ToolchainError
 from deploy.weights import format_weights_table, read_weights
 from deploy.world import timed_deploy, write_manifest
 from keeper.manifest import Manifest, ManifestError, load_manifest
-from keeper.toolchain import ToolchainError
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -38,11 +38,11 @@ from deploy.chain import connect
 from deploy.errors import DeployError
 from deploy.market import feed_price_usd, move_price
 from deploy.pricing import to_decimal
+from deploy.toolchain import ToolchainError
 from deploy.weights import format_weights_table, read_weights
 from deploy.world import timed_deploy, write_manifest
 from keeper.chain.abi import Vault
 from keeper.manifest import Manifest, ManifestError
-from keeper.toolchain import ToolchainError
 
 TICK_INTERVAL_S = 1
 WAIT_FOR_TICK_S = 60

@@ -12,9 +12,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from typing import Any
 
 from keeper import __version__
-from keeper.backtest.cli import register_backtest_command
 from keeper.chain.abi import Vault
 from keeper.chain.rpc import RpcError
 from keeper.chain.snapshot import SnapshotError
@@ -220,7 +220,18 @@ def cmd_journal(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _register_backtest(sub: Any, argv: Sequence[str]) -> None:
+    """The strategy lab (numpy, plots, scenario generators) is imported only for `keeper backtest`:
+    `keeper once` and `keeper run` start without it."""
+    if next((a for a in argv if not a.startswith("-")), None) == "backtest":
+        from keeper.backtest.cli import register_backtest_command  # noqa: PLC0415 (lazy on purpose)
+
+        register_backtest_command(sub)
+    else:
+        sub.add_parser("backtest", help="replay price paths through a policy and the planner (strategy lab)")
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keeper", description="On-chain portfolio rebalancing keeper.")
     parser.add_argument("--version", action="version", version=f"keeper {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -241,12 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     journal.add_argument("--limit", type=int, default=20, help="how many intents (default 20)")
     journal.add_argument("--json", action="store_true", help="as JSON")
     journal.set_defaults(func=cmd_journal)
-    register_backtest_command(sub)
+    _register_backtest(sub, sys.argv[1:] if argv is None else argv)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

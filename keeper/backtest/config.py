@@ -52,6 +52,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -59,7 +60,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from keeper.backtest.engine import DEFAULT_LIMITS, BacktestSetup
-from keeper.backtest.generate import DEFAULT_UNIVERSE, AssetProcess
+from keeper.backtest.generate import DEFAULT_UNIVERSE, AssetProcess, universe_targets
 from keeper.backtest.market import (
     SIM_V2_ROUTER,
     SIM_V3_ROUTER,
@@ -451,3 +452,12 @@ def cost_aware_params(setup: BacktestSetup, gas_price_gwei: float | None = None)
     if gas.native_price_usd is not None:
         out["native_price_usd"] = str(gas.native_price_usd)
     return out
+
+
+def benchmark_setup() -> BacktestSetup:
+    """bench/bench_backtest.py's world: the 8-asset universe against USDC, the cost gate open
+    (so its figures measure the policies, not the gate)."""
+    return replace(
+        simple_setup(universe_targets(), "USDC"),
+        budget=CostBudget(max_cost_usd=Decimal(10**9), max_cost_bps=10_000),
+    )

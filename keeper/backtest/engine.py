@@ -20,7 +20,10 @@ from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+import numpy as np
+
 from keeper import reasons
+from keeper.backtest.fast import CHUNK, FloatArray, PathArrays, QuietStats, QuietView, path_arrays
 from keeper.backtest.market import (
     FEE_DENOMINATOR,
     V2_FEE,
@@ -118,6 +121,7 @@ class PreparedPath:
     returns: tuple[tuple[float, ...], ...]  # [step][asset]: simple return from step-1 (step 0: zeros)
     base_fee_gwei: tuple[float, ...] | None
     native_usd: tuple[float, ...] | None
+    arrays: PathArrays
 
 
 def prepare(setup: BacktestSetup, path: PricePath) -> PreparedPath:
@@ -133,8 +137,9 @@ def prepare(setup: BacktestSetup, path: PricePath) -> PreparedPath:
     n = path.steps
     zero = tuple(0.0 for _ in setup.assets)
     returns = (zero, *(tuple(c[k] / c[k - 1] - 1.0 for c in prices) for k in range(1, n)))
+    arrays = path_arrays(answers, [a.feed_decimals for a in setup.assets], path.timestamps)
     return PreparedPath(
-        path, answers, returns, path.series.get(BASE_FEE_COLUMN), path.series.get(NATIVE_COLUMN)
+        path, answers, returns, path.series.get(BASE_FEE_COLUMN), path.series.get(NATIVE_COLUMN), arrays
     )
 
 
@@ -343,6 +348,7 @@ class _Run:
         self.symbols = setup.symbols
         self.index = {s: i for i, s in enumerate(self.symbols)}
         self.targets = tuple(a.target_bps for a in assets)
+        self.assets = tuple((a.symbol, a.target_bps) for a in assets)
         self.feed_decimals = tuple(a.feed_decimals for a in assets)
         self.scales = tuple(10 ** (a.decimals + a.feed_decimals) for a in assets)
         first = self.valid_prices(0)
@@ -402,6 +408,13 @@ class _Run:
         series = self.prepared.base_fee_gwei
         gwei = series[k] if series is not None else self.setup.gas.base_fee_gwei
         return self.setup.gas.base_fee_wei(gwei)
+
+    def token_units(self) -> FloatArray:
+        """The balances in whole tokens (floats: the fast path's screen only)."""
+        return np.asarray(
+            [b / 10**a.decimals for b, a in zip(self.balances, self.setup.assets, strict=True)],
+            dtype=np.float64,
+        )
 
     def values(self, k: int) -> tuple[int, ...]:
         ans = self.prepared.answers[k]
@@ -617,7 +630,26 @@ def run_backtest(
     values = run.values(0)
     start_value = usd(sum(values))
     frictionless = start_value
-    for k in range(n):
+    # The fast path (keeper/backtest/fast.py): runs of certain "no"s found in bulk; off when
+    # tracing (the trace wants every step's outcome) or for a policy without a screen.
+    screen = None if trace else getattr(policy, "quiet_steps", None)
+    quiet = QuietStats()
+    targets_arr = np.asarray(targets_f, dtype=np.float64)
+    view: QuietView | None = None
+    k = 0
+    while k < n:
+        if screen is not None:
+            if view is None or k >= view.stop:
+                view = QuietView(prepared.arrays, k, min(n, k + CHUNK), run.token_units(), run.assets)
+            view.offset = k - view.start
+            count, code = screen(view, run.memory, run.last_rebalance_s)
+            if count > 0:
+                quiet.add(view, count, prepared.arrays, targets_arr)
+                run.reasons[reasons.policy_said_no(code, "").reason] += count
+                if progress is not None:
+                    progress(k + count, n)
+                k += count
+                continue
         values = run.values(k)
         ctx = run.context(k, values)
         decision = decide(ctx)
@@ -643,6 +675,7 @@ def run_backtest(
                     cost_impact += rec.impact_usd18 * 1e4 / v
                     turnover += rec.turnover_usd18 / v
                 values = run.values(k)
+                view = None  # new balances: new weights
         run.reasons[reason] += 1
         total = sum(values)
         if total > 0:
@@ -680,6 +713,11 @@ def run_backtest(
             )
         if progress is not None and (k % every == 0 or k == n - 1):
             progress(k + 1, n)
+        k += 1
+    sum_active_sq += quiet.sum_active_sq
+    sum_dev_sq_time += quiet.sum_dev_sq_time
+    max_drift = max(max_drift, quiet.max_drift)
+    frictionless *= quiet.growth
 
     years = p.years
     span_s = stamps[-1] - stamps[0]

@@ -28,7 +28,7 @@ from web3.providers.base import JSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
 
 from keeper.chain.health import HeadSeen, HealthRules, Probe, Verdict, judge, remember_head
-from keeper.execution.nonces import SendVerdict, classify_send_error
+from keeper.chain.send_errors import SendVerdict, classify_send_error
 from keeper.log import get_logger
 
 SEND_METHOD = "eth_sendRawTransaction"

@@ -28,6 +28,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from keeper.chain.rpc import EndpointPool
+from keeper.chain.send_errors import REFUSED, SendVerdict
 from keeper.execution import budgets, crashpoints
 from keeper.execution.fees import Fees, fee_quote
 from keeper.execution.journal import (
@@ -60,7 +61,7 @@ from keeper.execution.lifecycle import (
     Wait,
     decide,
 )
-from keeper.execution.nonces import REFUSED, NonceChoice, SendVerdict, next_nonce
+from keeper.execution.nonces import NonceChoice, next_nonce
 from keeper.execution.sender import SimulationRevertError, simulate
 from keeper.log import get_logger
 from keeper.metrics import KeeperMetrics

@@ -8,7 +8,7 @@ same policy object runs in both without hidden state.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -103,6 +103,24 @@ class Policy(Protocol[M]):
     def initial_memory(self) -> M: ...
 
     def decide(self, ctx: PolicyContext[M]) -> PolicyDecision[M]: ...
+
+
+class QuietSteps(Protocol):
+    """The next steps of a backtest at fixed balances (keeper/backtest/fast.py), for a policy's
+    optional screen `quiet_steps(view, memory, last_rebalance_s) -> (count, code)`: how many of
+    them are certainly a "no" with `code` that leaves the memory unchanged. A screen may answer
+    too few (the exact `decide` then runs), never too many."""
+
+    @property
+    def assets(self) -> Sequence[tuple[str, int]]:
+        """(symbol, target_bps) of each asset, in vault order."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def first_near_band(self, bands_bps: Sequence[float], total_drift_bps: float | None = None) -> int: ...
+
+    def first_at_or_after(self, time_s: float) -> int: ...
 
 
 def decision(ctx: PolicyContext[M], should: bool, code: str, message: str, memory: M) -> PolicyDecision[M]:

@@ -12,6 +12,7 @@ from keeper.policy.base import (
     DecisionCode,
     PolicyContext,
     PolicyDecision,
+    QuietSteps,
     decision,
     empty_vault,
     honour_cooldown,
@@ -32,9 +33,16 @@ class CalendarPolicy:
         return CalendarMemory()
 
     def due_at_s(self, ctx: PolicyContext[CalendarMemory]) -> int:
-        fired = ctx.memory.last_fired_s
-        anchor = ctx.last_rebalance_s if fired is None else max(fired, ctx.last_rebalance_s)
+        return self._due_at_s(ctx.memory, ctx.last_rebalance_s)
+
+    def _due_at_s(self, memory: CalendarMemory, last_rebalance_s: int) -> int:
+        fired = memory.last_fired_s
+        anchor = last_rebalance_s if fired is None else max(fired, last_rebalance_s)
         return anchor + self.period_s
+
+    def quiet_steps(self, view: QuietSteps, memory: CalendarMemory, last_rebalance_s: int) -> tuple[int, str]:
+        """Backtest screen (a vault that holds value): steps before the due time are not due."""
+        return view.first_at_or_after(self._due_at_s(memory, last_rebalance_s)), DecisionCode.CALENDAR_NOT_DUE
 
     def decide(self, ctx: PolicyContext[CalendarMemory]) -> PolicyDecision[CalendarMemory]:
         if (empty := empty_vault(ctx)) is not None:

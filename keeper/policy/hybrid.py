@@ -15,6 +15,7 @@ from keeper.policy.base import (
     DecisionCode,
     PolicyContext,
     PolicyDecision,
+    QuietSteps,
     decision,
     empty_vault,
     honour_cooldown,
@@ -36,6 +37,16 @@ class HybridPolicy:
 
     def initial_memory(self) -> HybridMemory:
         return HybridMemory()
+
+    def quiet_steps(self, view: QuietSteps, memory: HybridMemory, last_rebalance_s: int) -> tuple[int, str]:
+        """Backtest screen (a vault that holds value): steps before the next band check and
+        before the vault is overdue are "check_not_due"."""
+        if memory.last_check_s is None:
+            return 0, DecisionCode.CHECK_NOT_DUE
+        until = memory.last_check_s + self.check_period_s
+        if self.max_interval_s is not None:
+            until = min(until, last_rebalance_s + self.max_interval_s)
+        return view.first_at_or_after(until), DecisionCode.CHECK_NOT_DUE
 
     def decide(self, ctx: PolicyContext[HybridMemory]) -> PolicyDecision[HybridMemory]:
         if (empty := empty_vault(ctx)) is not None:

@@ -7,18 +7,22 @@ An asset's band is the tighter of an absolute band (bps of weight) and a relativ
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field
 
+from keeper.model import BPS
 from keeper.policy.base import (
     DecisionCode,
     PolicyContext,
     PolicyDecision,
+    QuietSteps,
     decision,
     empty_vault,
     honour_cooldown,
@@ -53,24 +57,25 @@ class ThresholdPolicy:
 
     def band_bps(self, symbol: str, target_bps: int) -> Fraction | None:
         """The asset's band, or None when no per-asset band is configured."""
-        bands: list[Fraction] = []
-        abs_band = self.abs_band_bps_by_asset.get(symbol, self.abs_band_bps)
-        if abs_band is not None:
-            bands.append(Fraction(abs_band))
-        if self.rel_band is not None:
-            bands.append(Fraction(self.rel_band) * target_bps)
-        return min(bands) if bands else None
+        return _band(self, symbol, target_bps)
 
     def breaches(self, portfolio: PortfolioState) -> tuple[Breach, ...]:
+        """Assets off target by more than their band, compared exactly in integers:
+        |value * 10000 - target * total| * den > num * total for a band of num/den bps."""
         found: list[Breach] = []
-        weights = portfolio.exact_weights_bps
-        for sym, w, t, dev in zip(
-            portfolio.symbols, weights, portfolio.targets_bps, portfolio.deviations_bps, strict=True
-        ):
-            band = self.band_bps(sym, t)
-            if band is not None and abs(dev) > band:
-                found.append(Breach(sym, w, t, band))
+        total = portfolio.total_usd18
+        if total <= 0:
+            return ()
+        for sym, v, t in zip(portfolio.symbols, portfolio.values_usd18, portfolio.targets_bps, strict=True):
+            band = _band(self, sym, t)
+            if band is not None and abs(v * BPS - t * total) * band.denominator > band.numerator * total:
+                found.append(Breach(sym, Fraction(v * BPS, total), t, band))
         return tuple(found)
+
+    def quiet_steps(self, view: QuietSteps, memory: None, last_rebalance_s: int) -> tuple[int, str]:
+        """Backtest screen: steps before any asset nears its band are "within_bands"."""
+        bands = [math.inf if (b := _band(self, s, t)) is None else float(b) for s, t in view.assets]
+        return view.first_near_band(bands, self.total_drift_bps), DecisionCode.WITHIN_BANDS
 
     def evaluate(self, portfolio: PortfolioState) -> tuple[bool, str, str]:
         """(trigger, code, message) of the band test alone; shared with the hybrid policy."""
@@ -87,6 +92,23 @@ class ThresholdPolicy:
             return empty
         should, code, message = self.evaluate(ctx.portfolio)
         return honour_cooldown(ctx, decision(ctx, should, code, message, None))
+
+
+def _band(policy: ThresholdPolicy, symbol: str, target_bps: int) -> Fraction | None:
+    return _band_of(
+        policy.abs_band_bps_by_asset.get(symbol, policy.abs_band_bps), policy.rel_band, target_bps
+    )
+
+
+@lru_cache(maxsize=4096)
+def _band_of(abs_band: int | None, rel_band: Decimal | None, target_bps: int) -> Fraction | None:
+    """Computed once per asset: the tighter of the absolute and the relative band."""
+    bands: list[Fraction] = []
+    if abs_band is not None:
+        bands.append(Fraction(abs_band))
+    if rel_band is not None:
+        bands.append(Fraction(rel_band) * target_bps)
+    return min(bands) if bands else None
 
 
 class BandFields(PolicyConfig):

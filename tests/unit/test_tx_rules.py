@@ -12,12 +12,13 @@ from hypothesis import strategies as st
 
 from keeper.chain.health import HeadSeen, HealthRules, Probe, judge, remember_head
 from keeper.chain.rpc import redact
+from keeper.chain.send_errors import SendVerdict, classify_send_error
 from keeper.execution import breaker, budgets
 from keeper.execution.breaker import BreakerRules, BreakerState
 from keeper.execution.budgets import BudgetCaps, Swapped
 from keeper.execution.fees import Fees, bump, next_fees
 from keeper.execution.journal import ExpectedLeg, Spend
-from keeper.execution.nonces import SendVerdict, classify_send_error, next_nonce
+from keeper.execution.nonces import next_nonce
 
 GWEI = 10**9
 

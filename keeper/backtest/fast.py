@@ -1,0 +1,124 @@
+"""The backtester's fast path: whole runs of steps on which the policy certainly says a "no"
+that leaves its memory as it is, found with numpy, so the exact decision runs only where it
+can matter.
+
+Between two rebalances the vault's balances are fixed, so each step's weights follow from the
+path's prices alone, for a whole chunk of steps at once. A policy that can tell from those
+weights (and the clock) which of the next steps are certain "no"s implements
+`quiet_steps(view) -> (count, code)` (keeper/policy/*.py), asking this module's `QuietView`
+questions in plain terms (the first step where some asset is within `eps` of its band, the
+first step at or after a time). Floats only screen: a step within `EDGE_BPS` of a band edge is
+handed to the exact decision (the policy's own `decide`, integers), so the decisions are the
+exact engine's, step for step (tests/backtest/test_fast_engine.py holds that against a recorded
+fixture of the engine before this path existed).
+
+The statistics of the quiet steps (tracking error, RMS deviation, drift) are accumulated
+vectorised; they are floats either way and agree with the step-by-step sums to rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from keeper.model import BPS
+
+FloatArray = npt.NDArray[np.float64]
+# A float weight is within ~1e-12 bps of the exact one; anything this close to a band edge is
+# decided exactly.
+EDGE_BPS = 1e-6
+CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class PathArrays:
+    """A prepared path as arrays: prices (USD, as the feeds post them), returns, timestamps."""
+
+    prices: FloatArray  # (steps, assets)
+    returns: FloatArray  # (steps, assets): simple return from the step before (row 0: zeros)
+    stamps: npt.NDArray[np.int64]
+
+
+def path_arrays(
+    answers: Sequence[Sequence[int]], feed_decimals: Sequence[int], stamps: Sequence[int]
+) -> PathArrays:
+    prices = np.asarray(answers, dtype=np.float64) / np.power(
+        10.0, np.asarray(feed_decimals, dtype=np.float64)
+    )
+    returns = np.zeros_like(prices)
+    returns[1:] = prices[1:] / prices[:-1] - 1.0
+    return PathArrays(prices, returns, np.asarray(stamps, dtype=np.int64))
+
+
+class QuietView:
+    """Steps [start, stop) of a path at fixed balances, as a policy's screen sees them from
+    step `start + offset` on (keeper.policy.base.QuietSteps)."""
+
+    def __init__(
+        self,
+        arrays: PathArrays,
+        start: int,
+        stop: int,
+        token_units: FloatArray,
+        assets: Sequence[tuple[str, int]],
+    ) -> None:
+        self.start, self.stop, self.offset = start, stop, 0
+        self.assets = assets
+        targets_bps = np.asarray([t for _, t in assets], dtype=np.float64)
+        values = arrays.prices[start:stop] * token_units
+        self.weights = values / values.sum(axis=1)[:, None]
+        self.dev_bps = np.abs(self.weights * BPS - targets_bps)
+        self.stamps = arrays.stamps[start:stop]
+        self._near: dict[tuple[tuple[float, ...], float | None], npt.NDArray[np.intp]] = {}
+
+    def __len__(self) -> int:
+        return self.stop - self.start - self.offset
+
+    def first_near_band(self, bands_bps: Sequence[float], total_drift_bps: float | None = None) -> int:
+        """Steps before the first where some asset's |weight - target| may exceed its band (or
+        the total drift its limit), within EDGE_BPS; len(self) when none."""
+        key = (tuple(bands_bps), total_drift_bps)
+        hits = self._near.get(key)
+        if hits is None:
+            near = (self.dev_bps > np.asarray(bands_bps, dtype=np.float64) - EDGE_BPS).any(axis=1)
+            if total_drift_bps is not None:
+                # The vault's drift is floored to whole bps: screen a whole bps early.
+                near |= self.dev_bps.sum(axis=1) > total_drift_bps - 1.0 - EDGE_BPS
+            hits = self._near[key] = np.flatnonzero(near)
+        i = int(np.searchsorted(hits, self.offset))
+        return int(hits[i]) - self.offset if i < hits.size else len(self)
+
+    def first_at_or_after(self, time_s: float) -> int:
+        """Steps before the first whose timestamp is at or after `time_s`."""
+        return max(0, int(np.searchsorted(self.stamps, time_s, side="left")) - self.offset)
+
+
+@dataclass
+class QuietStats:
+    """The step statistics of the engine's loop, accumulated over quiet runs of steps."""
+
+    sum_active_sq: float = 0.0
+    sum_dev_sq_time: float = 0.0
+    max_drift: float = 0.0
+    growth: float = 1.0  # the frictionless portfolio's growth over these steps
+
+    def add(self, view: QuietView, steps: int, arrays: PathArrays, targets: FloatArray) -> None:
+        """Fold the view's next `steps` steps in, as the engine does one at a time."""
+        if steps <= 0:
+            return
+        lo = view.offset
+        devs = view.weights[lo : lo + steps] - targets
+        self.max_drift = max(self.max_drift, float(np.abs(devs).sum(axis=1).max()))
+        k0 = view.start + lo
+        usable = min(steps, arrays.stamps.shape[0] - 1 - k0)  # the last step has no next return
+        if usable <= 0:
+            return
+        r_next = arrays.returns[k0 + 1 : k0 + 1 + usable]
+        active = (devs[:usable] * r_next).sum(axis=1)
+        self.sum_active_sq += float((active * active).sum())
+        dt = np.diff(arrays.stamps[k0 : k0 + usable + 1]).astype(np.float64)
+        self.sum_dev_sq_time += float((dt * (devs[:usable] ** 2).sum(axis=1)).sum())
+        self.growth *= float(np.prod(1.0 + r_next @ targets))
