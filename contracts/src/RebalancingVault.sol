@@ -9,71 +9,89 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 
 import {AggregatorV3Interface} from "./interfaces/AggregatorV3Interface.sol";
 import {IRebalancingVault} from "./interfaces/IRebalancingVault.sol";
-import {IV2Router, IV3SwapRouter} from "./interfaces/IUniswapRouters.sol";
+import {
+    IRouterFactory, IV2PairRegistry, IV2Router, IV3PoolRegistry, IV3SwapRouter
+} from "./interfaces/IUniswapRouters.sol";
 import {VaultMath} from "./VaultMath.sol";
 
-/// @notice Holds a basket of tokens and lets one keeper key swap between them through
-/// allowlisted Uniswap routers, only in ways the vault itself can check against its oracles:
-/// every step's minimum output is near the oracle rate, the batch may not lose more than
-/// maxLossBps of oracle value, and it may not move the weights further from target.
-/// The keeper can do nothing else: funds leave only through owner `withdraw`.
+/// @notice Holds a basket of tokens and lets one keeper key swap between them through venues the
+/// owner pinned, only in ways the vault itself can check against its oracles. The rules, and why
+/// together they keep a stolen keeper key from draining the vault, are stated in
+/// IRebalancingVault; each is restated below next to the code that enforces it. The keeper can
+/// do nothing but `rebalance`: funds leave only through owner `withdraw`.
 ///
 /// @dev Gas layout (one batched rebalance must cost less than the same swaps sent one by one
 /// from an EOA, so per-asset and per-step work is kept to what the guards need):
-/// - The configuration the rebalance reads (limits and, per asset, token, token decimals,
-///   target, heartbeat, feed and feed decimals) changes only through owner calls, so it is kept
-///   as the code of a data contract ("config blob", written with CREATE, read with one
-///   EXTCODECOPY): one cold account access for all of it instead of 2+ cold SLOADs per asset.
-///   Every owner setter that changes it writes a new blob (setKeeper, pause, setRouter do not).
-/// - One storage slot (`_hot`) holds the keeper, lastRebalance, paused and which blob is current
-///   (the vault's CREATE nonce that made it, from which its address follows): one SLOAD for the
-///   rebalance preconditions, and since the slot is never zero, recording lastRebalance is never
-///   a zero-to-nonzero SSTORE, not even on the first rebalance.
+/// - The configuration the rebalance reads (keeper, limits, per asset token, token decimals,
+///   target, heartbeat, feed and feed decimals, and the pinned venues) changes only through
+///   owner calls, so it is kept as the code of a data contract ("config blob", written with
+///   CREATE, read with one EXTCODECOPY): one cold account access for all of it instead of 2+
+///   cold SLOADs per asset and one per pinned venue a step uses. Every owner setter that changes
+///   it writes a new blob (pause/unpause do not).
+/// - One storage slot (`_hot`) holds lastRebalance, paused, which blob is current (the vault's
+///   CREATE nonce that made it, from which its address follows) and the loss budget's two epoch
+///   sums: one SLOAD for the rebalance preconditions and one SSTORE for its bookkeeping. The
+///   slot is never zero (configNonce >= 1), so that write is never a zero-to-nonzero SSTORE.
 /// - The reentrancy flag lives in transient storage (EIP-1153); views still refuse mid-rebalance.
 /// - Each feed is read once per call: latestRoundData, plus decimals() only when the feed's
 ///   Chainlink phase differs from the one its stored decimals belong to (see `_feedWord`).
 /// - Each asset's balance is read once at the start; after a step only tokenIn's and tokenOut's
-///   are read, and the "after" value uses those readings (see `_executeStep` for why that is
-///   the real balance sheet). An approval is revoked only if the router left some of it.
-/// - The value, drift and oracle-minimum arithmetic runs in assembly over memory arrays; it
-///   gives VaultMath's exact results and hands the rare cases near overflow to VaultMath itself.
+///   are read, and the "after" values use those readings (see `_settle` for why that is the real
+///   balance sheet). An approval is revoked only if the router left some of it.
 contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
-    /// @notice A router took more of tokenIn than the step allowed. Unreachable with a standard
-    /// ERC-20 and the exact approval the vault gives; checked anyway because the balance is the
-    /// only thing the vault can trust. (Added beyond IRebalancingVault; defined here, not there.)
-    error InputOverspent(uint256 stepIndex, uint256 spent, uint256 amountIn);
+    // --- hard caps: no owner setting can exceed them (see `_validateLimits`) ---
+    uint256 public constant KEEP_FLAG = 1 << 255;
+    uint256 public constant MAX_SLIPPAGE_BPS = 500;
+    uint256 public constant MAX_LOSS_BPS = 300;
+    uint256 public constant MAX_LOSS_BPS_PER_WINDOW = 500;
+    uint256 public constant LOSS_WINDOW_S = 86_400;
 
     uint256 private constant BPS = 10_000;
+    uint256 private constant ONE = 1e18; // loss fractions: 1e18 = 100%
+    uint256 private constant BPS_TO_ONE = 1e14; // 1 bps as a fraction of ONE
     uint8 private constant MAX_TOKEN_DECIMALS = 36;
-    uint256 private constant MAX_CODE_SIZE = 24_576; // EIP-170: at most 383 assets
+    uint256 private constant MAX_CODE_SIZE = 24_576; // EIP-170
+    uint256 private constant ADDRESS_MASK = type(uint160).max;
 
     // Config blob: the data contract's code is one 0x00 (STOP, so it cannot be called into
     // doing anything) followed by 32-byte words:
-    //   word 0          limits: maxSlippageBps (bits 160-175) | maxLossBps (176)
-    //                   | cooldownS (192) | maxSteps (224)
-    //   word 1 + 2i     asset i: token (0-159) | token decimals (160) | targetBps (168)
-    //                   | heartbeatS (184)
-    //   word 2 + 2i     asset i: feed (0-159) | feed decimals (160) | feed phase (168)
-    //                   | phase known (184), see `_feedWord`
+    //   word 0             keeper (bits 0-159) | maxSlippageBps (160) | maxLossBps (176)
+    //                      | maxLossBpsPerWindow (192) | cooldownS (208, 32 bits) | maxSteps (240)
+    //   word 1 + 2i        asset i: token (0-159) | token decimals (160) | targetBps (168)
+    //                      | heartbeatS (184)
+    //   word 2 + 2i        asset i: feed (0-159) | feed decimals (160) | feed phase (168)
+    //                      | phase known (184), see `_feedWord`
+    //   word 1 + 2n + k    pinned venue k's key: router (0-159) | venue (160) | fee (168)
+    //                      | index of its lower-indexed asset (192) | of the other (208), see `_pinKey`
+    //   word 1 + 2n + p + k  pinned venue k's pool
+    // The number of pins p follows from the blob's size.
     uint256 private constant SHIFT_SLIPPAGE = 160;
     uint256 private constant SHIFT_LOSS = 176;
-    uint256 private constant SHIFT_COOLDOWN = 192;
-    uint256 private constant SHIFT_STEPS = 224;
+    uint256 private constant SHIFT_LOSS_WINDOW = 192;
+    uint256 private constant SHIFT_COOLDOWN = 208;
+    uint256 private constant SHIFT_STEPS = 240;
     uint256 private constant SHIFT_TOKEN_DECIMALS = 160;
     uint256 private constant SHIFT_TARGET = 168;
     uint256 private constant SHIFT_HEARTBEAT = 184;
     uint256 private constant SHIFT_FEED_DECIMALS = 160;
     uint256 private constant SHIFT_PHASE = 168;
     uint256 private constant SHIFT_PHASE_KNOWN = 184;
+    uint256 private constant SHIFT_PIN_VENUE = 160;
+    uint256 private constant SHIFT_PIN_FEE = 168;
+    uint256 private constant SHIFT_PIN_LOW = 192;
+    uint256 private constant SHIFT_PIN_HIGH = 208;
 
     /// @dev The one slot the rebalance reads and writes.
     struct Hot {
-        address keeper;
-        uint64 lastRebalance;
+        uint40 lastRebalance; // timestamp of the last accepted rebalance (0: none yet)
         bool paused;
         uint24 configNonce; // the vault's CREATE nonce that made the current config blob (>= 1)
+        // The loss budget (see `_spendLossBudget`): loss fractions (ONE = 100%) summed over the
+        // accounting epoch of lastRebalance (current) and the epoch before it (previous).
+        uint64 spentPrevious;
+        uint64 spentCurrent;
     }
 
     /// @dev Prices and balances of one call: prices are read once and reused, so "before" and
@@ -84,14 +102,14 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         // (VaultMath.priceFactor of the feed answer, which is > 0)
         uint256[] prices;
         uint256[] balances; // the vault's balance per asset, kept current through the batch
-        uint256[] values; // written by _valueAndDrift
-        uint256 allowedRouterKey; // router | venue << 160 | 1 << 168, last found allowlisted
+        uint256 pinStart; // cfg index of the first pin key word
+        uint256 pinCount;
+        uint256 maxSlippageBps;
     }
 
     address public owner;
     address public guardian;
     Hot private _hot;
-    mapping(address router => mapping(Venue => bool)) private _routerAllowed;
     uint256 private immutable _assetCount;
     uint256 private immutable _quoteIndex;
 
@@ -101,7 +119,8 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     }
 
     /// @dev keeper_ and guardian_ may be zero, meaning "none" (no rebalancing / only the owner
-    /// pauses); the owner may never be zero.
+    /// pauses); the owner may never be zero. No venue is pinned yet: the owner pins them after
+    /// deployment (`pinVenue`), and until then every step reverts VenueNotPinned.
     constructor(
         address owner_,
         address keeper_,
@@ -113,11 +132,12 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         if (owner_ == address(0)) revert BadConfig("owner is the zero address");
         uint256 n = assets_.length;
         if (n < 2) revert BadConfig("need at least 2 assets");
+        if (n > type(uint16).max) revert BadConfig("too many assets");
         if (quoteIndex_ >= n) revert BadConfig("quote index out of range");
         _validateLimits(limits_);
 
         uint256[] memory cfg = new uint256[](1 + 2 * n);
-        cfg[0] = _headWord(limits_);
+        cfg[0] = _headWord(keeper_, limits_);
         uint256 targetSum;
         for (uint256 i = 0; i < n; i++) {
             Asset memory a = assets_[i];
@@ -125,7 +145,7 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
             for (uint256 j = 0; j < i; j++) {
                 if (assets_[j].token == a.token) revert BadConfig("duplicate asset token");
             }
-            uint256 feedWord = _validateFeed(cfg, i, a.feed, a.heartbeatS);
+            uint256 feedWord = _validateFeed(cfg, n, i, a.feed, a.heartbeatS);
             uint8 tokenDecimals = IERC20Metadata(a.token).decimals();
             if (tokenDecimals > MAX_TOKEN_DECIMALS) revert BadConfig("token decimals above 36");
             targetSum += a.targetBps;
@@ -141,7 +161,7 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         _assetCount = n;
         _quoteIndex = quoteIndex_;
         _writeConfig(cfg, 1); // a contract's first CREATE has nonce 1 (EIP-161)
-        _hot = Hot({keeper: keeper_, lastRebalance: 0, paused: false, configNonce: 1});
+        _hot = Hot({lastRebalance: 0, paused: false, configNonce: 1, spentPrevious: 0, spentCurrent: 0});
         emit OwnerSet(owner_);
         emit KeeperSet(keeper_);
         emit GuardianSet(guardian_);
@@ -151,29 +171,33 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
 
     // ------------------------------------------------------------------ keeper
 
+    /// @notice Executes `steps` in order, then judges the whole batch with the prices read at
+    /// the start: nothing done mid-batch (a router or token poking a feed) can move the yardstick
+    /// the batch is measured against. The batch reverts as a whole unless every rule holds.
     function rebalance(Step[] calldata steps, uint256 deadline) external nonReentrant {
         Book memory book = _openBatch(steps.length, deadline);
-        (uint256 valueBefore, uint256 driftBefore) = _valueAndDrift(book);
+        (uint256[] memory before, uint256 valueBefore) = _values(book);
 
-        uint256 maxSlippageBps = uint16(book.cfg[0] >> SHIFT_SLIPPAGE);
+        uint256 gross; // G: oracle value of every step's actual input
         for (uint256 i = 0; i < steps.length; i++) {
-            _executeStep(i, steps[i], book, maxSlippageBps, deadline);
+            gross += _executeStep(i, steps[i], book, deadline);
         }
+        _judge(book, before, valueBefore, gross, steps.length);
+    }
 
-        // Judge the whole batch with the prices read at the start: nothing done mid-batch (a router
-        // or token poking a feed) can move the yardstick the batch is measured against. The
-        // balances are the ones measured after each step (see `_executeStep` for why they are
-        // the vault's real balances).
-        (uint256 valueAfter, uint256 driftAfter) = _valueAndDrift(book);
-        {
-            uint256 minValueAfter = valueBefore * (BPS - uint16(book.cfg[0] >> SHIFT_LOSS)) / BPS;
-            if (valueAfter < minValueAfter) revert ValueLoss(valueBefore, valueAfter, minValueAfter);
-        }
-        if (driftAfter > driftBefore) revert DriftIncreased(driftBefore, driftAfter);
-
-        // A field write (read-modify-write of the slot), so a pause made mid-call is not undone.
-        _hot.lastRebalance = uint64(block.timestamp);
-        emit Rebalanced(valueBefore, valueAfter, driftBefore, driftAfter, steps.length);
+    /// @dev The batch's rules, in the order their errors take precedence, then its bookkeeping.
+    /// The "after" balances are the ones measured after each step (see `_settle` for why they are
+    /// the vault's real balances).
+    function _judge(Book memory book, uint256[] memory before, uint256 valueBefore, uint256 gross, uint256 stepCount)
+        private
+    {
+        (uint256[] memory afterValues, uint256 valueAfter) = _values(book);
+        _checkValueLoss(valueBefore, valueAfter, uint16(book.cfg[0] >> SHIFT_LOSS));
+        _checkTurnover(gross, before, afterValues, book.maxSlippageBps);
+        _checkTowardTarget(book.cfg, before, afterValues, valueBefore);
+        (uint256 driftBefore, uint256 driftAfter) = _checkDrift(book.cfg, before, afterValues, valueBefore, valueAfter);
+        _spendLossBudget(valueBefore, valueAfter, uint16(book.cfg[0] >> SHIFT_LOSS_WINDOW));
+        emit Rebalanced(valueBefore, valueAfter, driftBefore, driftAfter, stepCount);
     }
 
     // ------------------------------------------------------------------ views
@@ -207,7 +231,7 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     }
 
     function keeper() external view returns (address) {
-        return _hot.keeper;
+        return address(uint160(_readConfig(_hot.configNonce)[0]));
     }
 
     function paused() external view returns (bool) {
@@ -218,30 +242,70 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         return _hot.lastRebalance;
     }
 
-    function isRouterAllowed(address router, Venue venue) external view returns (bool) {
-        return _routerAllowed[router][venue];
+    function pinnedVenues() external view returns (PinnedVenue[] memory venues) {
+        uint256[] memory cfg = _readConfig(_hot.configNonce);
+        (uint256 start, uint256 count) = _pinRange(cfg.length);
+        venues = new PinnedVenue[](count);
+        for (uint256 k = 0; k < count; k++) {
+            venues[k] = _pinnedVenue(cfg, cfg[start + k], address(uint160(cfg[start + count + k])));
+        }
     }
 
-    function totalValue() external view returns (uint256) {
-        (uint256 total,) = _valueAndDrift(_bookForView());
-        return total;
+    function isPinned(Venue venue, address router, address tokenA, address tokenB, uint24 fee)
+        external
+        view
+        returns (bool)
+    {
+        uint256[] memory cfg = _readConfig(_hot.configNonce);
+        uint256 n = _assetCount;
+        (uint256 idxA, uint256 idxB) = _indicesOf(cfg, n, tokenA, tokenB);
+        if (idxA == n || idxB == n || idxA == idxB) return false;
+        return _isPinnedKey(cfg, _pinKey(uint256(venue), router, fee, idxA, idxB));
+    }
+
+    function _isPinnedKey(uint256[] memory cfg, uint256 key) private view returns (bool) {
+        (uint256 start, uint256 count) = _pinRange(cfg.length);
+        return _findPin(cfg, start, count, key) < count;
+    }
+
+    function lossBudget() external view returns (LossBudget memory budget) {
+        if (_reentrancyGuardEntered()) revert ReentrancyGuardReentrantCall();
+        Hot memory hot = _hot;
+        (uint256 spentPrevious, uint256 spentCurrent) = _budgetAt(hot, block.timestamp);
+        uint256 limit = uint256(uint16(_readConfig(hot.configNonce)[0] >> SHIFT_LOSS_WINDOW)) * BPS_TO_ONE;
+        uint256 spent = spentPrevious + spentCurrent;
+        budget = LossBudget({
+            windowS: LOSS_WINDOW_S,
+            epochStart: block.timestamp - block.timestamp % LOSS_WINDOW_S,
+            spentPrevious: spentPrevious,
+            spentCurrent: spentCurrent,
+            limit: limit,
+            remaining: spent < limit ? limit - spent : 0
+        });
+    }
+
+    function totalValue() external view returns (uint256 total) {
+        (, total) = _values(_bookForView());
     }
 
     function weights() external view returns (uint256[] memory) {
-        Book memory book = _bookForView();
-        _valueAndDrift(book);
-        return VaultMath.weights(book.values);
+        (uint256[] memory values,) = _values(_bookForView());
+        return VaultMath.weights(values);
     }
 
     function driftBps() external view returns (uint256) {
-        (, uint256 drift) = _valueAndDrift(_bookForView());
-        return drift;
+        Book memory book = _bookForView();
+        (uint256[] memory values, uint256 total) = _values(book);
+        if (total == 0) return 0;
+        return VaultMath.driftNumerator(values, _targets(book.cfg), total) / total;
     }
 
     // ------------------------------------------------------------------ owner
 
     function setKeeper(address keeper_) external onlyOwner {
-        _hot.keeper = keeper_; // zero revokes the keeper
+        uint256[] memory cfg = _readConfig(_hot.configNonce);
+        cfg[0] = (cfg[0] & ~ADDRESS_MASK) | uint256(uint160(keeper_)); // zero revokes the keeper
+        _replaceConfig(cfg);
         emit KeeperSet(keeper_);
     }
 
@@ -277,21 +341,77 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     function setLimits(Limits calldata limits) external onlyOwner {
         _validateLimits(limits);
         uint256[] memory cfg = _readConfig(_hot.configNonce);
-        cfg[0] = _headWord(limits);
+        cfg[0] = _headWord(address(uint160(cfg[0])), limits);
         _replaceConfig(cfg);
         emit LimitsSet(limits);
     }
 
-    function setRouter(address router, Venue venue, bool allowed) external onlyOwner {
-        if (router == address(0)) revert BadConfig("router is the zero address");
-        _routerAllowed[router][venue] = allowed;
-        emit RouterSet(router, venue, allowed);
+    /// @notice Pins a venue. The pool is derived here, from the router's own factory, and stored;
+    /// a step is later checked by its key (venue, router, the two assets, fee) alone.
+    ///
+    /// Why a key lookup is the same as "the pool the router will use is the pinned one": a
+    /// Uniswap router never takes a pool address from its caller. SwapRouter.exactInputSingle
+    /// computes the pool as the CREATE2 address of (its factory, token0, token1, fee), Router02
+    /// computes the pair as the CREATE2 address of (its factory, token0, token1); the factory is
+    /// an immutable in the router's code, so for a given router and key that address is fixed
+    /// forever. The factory's getPool / getPair entry for the key is written once, when the pool
+    /// is created at exactly that CREATE2 address, and never changed; Uniswap pools and pairs have
+    /// no SELFDESTRUCT, so the code at that address cannot be replaced by someone else's. Hence the
+    /// pool read here is the one the router will trade every step with this key through, for as
+    /// long as the pin exists; a pool created later (another fee tier, another factory, another
+    /// router) has another key and is not reachable.
+    function pinVenue(Venue venue, address router, address tokenA, address tokenB, uint24 fee) external onlyOwner {
+        uint256[] memory cfg = _readConfig(_hot.configNonce);
+        (uint256 key, address token0, address token1) = _checkedPinKey(cfg, venue, router, tokenA, tokenB, fee);
+        (uint256 start, uint256 count) = _pinRange(cfg.length);
+        if (_findPin(cfg, start, count, key) < count) revert BadConfig("venue already pinned");
+
+        address factory = IRouterFactory(router).factory();
+        address pool = venue == Venue.V3
+            ? IV3PoolRegistry(factory).getPool(token0, token1, fee)
+            : IV2PairRegistry(factory).getPair(token0, token1);
+        if (pool == address(0)) revert BadConfig("the router's factory has no pool for this pair and fee");
+
+        // New layout: head and assets, count + 1 keys, count + 1 pools.
+        uint256[] memory next = new uint256[](cfg.length + 2);
+        for (uint256 w = 0; w < start + count; w++) {
+            next[w] = cfg[w];
+        }
+        next[start + count] = key;
+        for (uint256 k = 0; k < count; k++) {
+            next[start + count + 1 + k] = cfg[start + count + k];
+        }
+        next[start + 2 * count + 1] = uint256(uint160(pool));
+        _replaceConfig(next);
+        emit VenuePinned(venue, router, pool, token0, token1, fee);
+    }
+
+    function unpinVenue(Venue venue, address router, address tokenA, address tokenB, uint24 fee) external onlyOwner {
+        uint256[] memory cfg = _readConfig(_hot.configNonce);
+        (uint256 key, address token0, address token1) = _checkedPinKey(cfg, venue, router, tokenA, tokenB, fee);
+        address pool = _removePin(cfg, key);
+        emit VenueUnpinned(venue, router, pool, token0, token1, fee);
+    }
+
+    /// @dev Writes the blob without the pin `key` (its key and pool words); returns its pool.
+    function _removePin(uint256[] memory cfg, uint256 key) private returns (address pool) {
+        (uint256 start, uint256 count) = _pinRange(cfg.length);
+        uint256 found = _findPin(cfg, start, count, key);
+        if (found == count) revert BadConfig("venue not pinned");
+        pool = address(uint160(cfg[start + count + found]));
+        uint256[] memory next = new uint256[](cfg.length - 2);
+        uint256 w = 0;
+        for (uint256 r = 0; r < cfg.length; r++) {
+            if (r == start + found || r == start + count + found) continue;
+            next[w++] = cfg[r];
+        }
+        _replaceConfig(next);
     }
 
     function setAssetFeed(uint256 index, address feed, uint32 heartbeatS) external onlyOwner {
         if (index >= _assetCount) revert BadConfig("asset index out of range");
         uint256[] memory cfg = _readConfig(_hot.configNonce);
-        uint256 feedWord = _validateFeed(cfg, index, feed, heartbeatS);
+        uint256 feedWord = _validateFeed(cfg, _assetCount, index, feed, heartbeatS);
         uint256 w = cfg[1 + 2 * index];
         cfg[1 + 2 * index] =
             (w & ~(uint256(type(uint32).max) << SHIFT_HEARTBEAT)) | (uint256(heartbeatS) << SHIFT_HEARTBEAT);
@@ -312,22 +432,25 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         emit Unpaused(msg.sender);
     }
 
+    /// @dev Not behind the reentrancy guard and independent of the keeper: the keeper key can
+    /// neither block nor undo a pause (a pause made mid-rebalance survives its final write).
     function pause() external {
         if (msg.sender != guardian && msg.sender != owner) revert NotGuardianOrOwner(msg.sender);
         _hot.paused = true;
         emit Paused(msg.sender);
     }
 
-    // ------------------------------------------------------------------ internals
+    // ------------------------------------------------------------------ batch: open and judge
 
     /// @dev The guards that do not depend on the steps' content, cheapest first; then the prices
     /// and balances the batch is judged by.
-    function _openBatch(uint256 stepCount, uint256 deadline) private view returns (Book memory) {
+    function _openBatch(uint256 stepCount, uint256 deadline) private view returns (Book memory book) {
         Hot memory hot = _hot;
-        if (msg.sender != hot.keeper) revert NotKeeper(msg.sender);
-        if (hot.paused) revert VaultPaused();
         uint256[] memory cfg = _readConfig(hot.configNonce);
         uint256 head = cfg[0];
+        // Invariant: only the keeper rebalances; a zero keeper means nobody can.
+        if (msg.sender != address(uint160(head)) || msg.sender == address(0)) revert NotKeeper(msg.sender);
+        if (hot.paused) revert VaultPaused();
         if (block.timestamp > deadline) revert DeadlinePassed(deadline, block.timestamp);
         if (hot.lastRebalance != 0) {
             uint256 readyAt = uint256(hot.lastRebalance) + uint32(head >> SHIFT_COOLDOWN);
@@ -336,96 +459,163 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         if (stepCount == 0) revert NoSteps();
         uint256 maxSteps = uint8(head >> SHIFT_STEPS);
         if (stepCount > maxSteps) revert TooManySteps(stepCount, maxSteps);
-        return _readBook(cfg);
+        book = _readBook(cfg);
     }
 
-    /// @dev Oracle value of the balances in `book` (the sum of VaultMath.value) and their drift
-    /// (VaultMath.drift); leaves each asset's value in book.values. The loops compute exactly
-    /// what those library functions do, without their per-call overhead: floor(balance * num /
-    /// den) is Math.mulDiv's result whenever balance * num fits in 256 bits (here: both factors
-    /// below 2**128); and since the targets sum to 10000, every product and the drift numerator
-    /// are at most 20000 * total, so none overflows when total <= max / 20000 (here: every value
-    /// below 2**200, at most 383 assets). Outside those bounds (no real balance or price gets
-    /// near them) the library functions do the work, with their overflow checks.
-    function _valueAndDrift(Book memory book) private pure returns (uint256 total, uint256 drift) {
-        uint256[] memory cfg = book.cfg;
+    /// @dev Invariant (per call): value after >= value before * (1 - maxLossBps), exactly
+    /// (valueAfter * 10000 >= valueBefore * (10000 - maxLossBps); minValueAfter is that bound
+    /// rounded up).
+    function _checkValueLoss(uint256 valueBefore, uint256 valueAfter, uint256 maxLossBps) private pure {
+        uint256 minValueAfter = Math.mulDiv(valueBefore, BPS - maxLossBps, BPS, Math.Rounding.Ceil);
+        if (valueAfter < minValueAfter) revert ValueLoss(valueBefore, valueAfter, minValueAfter);
+    }
+
+    /// @dev Invariant (bounded turnover): G * (10000 - maxSlippageBps) <= 2 * N * 10000, where G is
+    /// the oracle value of all steps' actual inputs and N = sum over assets of max(0, b_i - a_i),
+    /// the value that left some asset for good. A direct trade has G = N; one intermediate hop
+    /// through a vault asset (A -> X -> B) counts its value twice, hence the 2; the slippage term
+    /// only forgives inputs worth more than the net outflow because fills came in under the
+    /// oracle. Churn that loses every asset the same small fraction has N tiny and G large, and a
+    /// round trip has N equal to its loss: both fail here.
+    function _checkTurnover(
+        uint256 gross,
+        uint256[] memory before,
+        uint256[] memory afterValues,
+        uint256 maxSlippageBps
+    ) private pure {
+        uint256 net;
+        for (uint256 i = 0; i < before.length; i++) {
+            if (before[i] > afterValues[i]) net += before[i] - afterValues[i];
+        }
+        if (gross * (BPS - maxSlippageBps) > 2 * net * BPS) revert ExcessTurnover(gross, net);
+    }
+
+    /// @dev Invariant (toward target, never past it): for each asset, with t_i = targetBps_i *
+    /// valueBefore / 10000, min(b_i, t_i) <= a_i <= max(b_i, t_i), compared exactly as
+    /// 10000 * a_i against targetBps_i * valueBefore and 10000 * b_i (no rounding of t_i). An asset
+    /// at its target cannot move; an intermediate hop asset must come back to where it was.
+    function _checkTowardTarget(
+        uint256[] memory cfg,
+        uint256[] memory before,
+        uint256[] memory afterValues,
+        uint256 valueBefore
+    ) private pure {
+        for (uint256 i = 0; i < before.length; i++) {
+            uint256 targetScaled = uint256(uint16(cfg[1 + 2 * i] >> SHIFT_TARGET)) * valueBefore;
+            uint256 b = before[i] * BPS;
+            uint256 a = afterValues[i] * BPS;
+            (uint256 lo, uint256 hi) = b < targetScaled ? (b, targetScaled) : (targetScaled, b);
+            if (a < lo || a > hi) revert NotTowardTarget(i, before[i], afterValues[i], targetScaled / BPS);
+        }
+    }
+
+    /// @dev Invariant: total drift may not rise, compared exactly: drift = D / V with
+    /// D = sum |10000 * v_i - targetBps_i * V|, so "after > before" is D_after * V_before >
+    /// D_before * V_after on 512-bit products. The floored bps are returned for the event and the
+    /// error only.
+    function _checkDrift(
+        uint256[] memory cfg,
+        uint256[] memory before,
+        uint256[] memory afterValues,
+        uint256 valueBefore,
+        uint256 valueAfter
+    ) private view returns (uint256 driftBefore, uint256 driftAfter) {
+        uint16[] memory targets = _targets(cfg);
+        uint256 numBefore = VaultMath.driftNumerator(before, targets, valueBefore);
+        uint256 numAfter = VaultMath.driftNumerator(afterValues, targets, valueAfter);
+        driftBefore = valueBefore == 0 ? 0 : numBefore / valueBefore;
+        driftAfter = valueAfter == 0 ? 0 : numAfter / valueAfter;
+        if (VaultMath.mulGt(numAfter, valueBefore, numBefore, valueAfter)) revert DriftIncreased(driftBefore, driftAfter);
+    }
+
+    /// @dev The rolling loss budget, and the one write of the batch (lastRebalance with it).
+    ///
+    /// Each accepted call's loss is the fraction ceil((Vb - Va) * 1e18 / Vb) (0 on a gain). Time
+    /// is cut into epochs of LOSS_WINDOW_S (W); spent(e) is the summed loss of accepted calls in
+    /// epoch e. A call in epoch e is accepted only if spent(e - 1) + spent(e) + loss <= limit
+    /// (spent(e) counting the calls before it).
+    ///
+    /// Claim: the losses of the calls in any rolling window [s, s + W) sum to at most the limit.
+    /// Proof: the window meets at most two epochs, e = floor(s / W) and e + 1, so its losses are at
+    /// most spent(e) + spent(e + 1). If no call was accepted in e + 1, that is spent(e), and the
+    /// last call accepted in e checked spent(e - 1) + spent(e) <= limit. Otherwise the last call
+    /// accepted in e + 1 checked spent(e) + spent(e + 1) <= limit, with spent(e + 1) then complete.
+    /// (The bound is the limit in force at that call; an owner can lower it, never raise it above
+    /// MAX_LOSS_BPS_PER_WINDOW.) The account is conservative: it may refuse a call that a finer
+    /// sliding account would allow, never the reverse. Both sums live in the hot slot, relative
+    /// to lastRebalance's epoch, so the account costs no extra storage access.
+    function _spendLossBudget(uint256 valueBefore, uint256 valueAfter, uint256 windowBps) private {
+        uint256 loss = valueAfter >= valueBefore || valueBefore == 0
+            ? 0
+            : Math.mulDiv(valueBefore - valueAfter, ONE, valueBefore, Math.Rounding.Ceil);
+        // Read the slot again (warm): a field write, so a pause made mid-call (a guardian reacting
+        // to a callback) is not undone. Only rebalance writes the sums, and it cannot re-enter.
+        Hot memory hot = _hot;
+        (uint256 spentPrevious, uint256 spentCurrent) = _budgetAt(hot, block.timestamp);
+        uint256 limit = windowBps * BPS_TO_ONE;
+        if (spentPrevious + spentCurrent + loss > limit) {
+            revert LossBudgetExceeded(spentPrevious + spentCurrent, loss, limit);
+        }
+        // All fields fit: the sums are <= limit <= 5e16 < 2**64.
+        hot.lastRebalance = uint40(block.timestamp);
+        hot.spentPrevious = uint64(spentPrevious);
+        hot.spentCurrent = uint64(spentCurrent + loss);
+        _hot = hot;
+    }
+
+    /// @dev The budget's (spent in the epoch before now's, spent in now's epoch), from the sums
+    /// stored relative to lastRebalance's epoch.
+    function _budgetAt(Hot memory hot, uint256 nowS) private pure returns (uint256, uint256) {
+        uint256 epoch = nowS / LOSS_WINDOW_S;
+        uint256 lastEpoch = uint256(hot.lastRebalance) / LOSS_WINDOW_S;
+        if (epoch == lastEpoch) return (hot.spentPrevious, hot.spentCurrent);
+        if (epoch == lastEpoch + 1) return (hot.spentCurrent, 0);
+        return (0, 0);
+    }
+
+    /// @dev Oracle value of each asset's balance in `book` (VaultMath.value) and their sum.
+    function _values(Book memory book) private pure returns (uint256[] memory values, uint256 total) {
         uint256[] memory balances = book.balances;
         uint256[] memory prices = book.prices;
-        uint256[] memory values = book.values;
-        bool overflow;
-        assembly ("memory-safe") {
-            let b := add(balances, 0x20)
-            let end := add(b, shl(5, mload(balances)))
-            let row := add(prices, 0x20)
-            let v := add(values, 0x20)
-            let t := 0
-            let bits := 0 // every balance, num and value OR-ed: the bounds are checked once, after
-            for {} lt(b, end) {} {
-                let x := mload(row)
-                let bal := mload(b)
-                let value := div(mul(bal, x), mload(add(row, 0x20))) // den >= 1
-                mstore(v, value)
-                t := add(t, value)
-                bits := or(bits, or(or(bal, x), shr(72, value))) // value < 2**200 iff shr(72, value) < 2**128
-                b := add(b, 0x20)
-                row := add(row, 0x80)
-                v := add(v, 0x20)
-            }
-            // balance and num below 2**128: each product fits, so each value is mulDiv's; values
-            // below 2**200 and at most 383 of them: the total fits (and stays below max / 20000)
-            overflow := iszero(iszero(shr(128, bits)))
-            if and(iszero(overflow), gt(t, 0)) {
-                let numerator := 0
-                let c := add(cfg, 0x40) // asset i's first config word, cfg[1 + 2i]; target at bits 168-183
-                for { v := add(values, 0x20) } lt(v, end_(values)) { v := add(v, 0x20) } {
-                    let actual := mul(mload(v), 10000)
-                    let target := mul(and(shr(168, mload(c)), 0xffff), t)
-                    let d := sub(actual, target)
-                    if gt(target, actual) { d := sub(target, actual) }
-                    numerator := add(numerator, d)
-                    c := add(c, 0x40)
-                }
-                drift := div(numerator, t)
-            }
-            total := t
-            function end_(a) -> e { e := add(a, shl(5, add(mload(a), 1))) }
-        }
-        if (overflow) {
-            for (uint256 i = 0; i < values.length; i++) {
-                values[i] = Math.mulDiv(balances[i], prices[4 * i], prices[4 * i + 1]); // = VaultMath.value
-            }
-            return (VaultMath.sum(values), VaultMath.drift(values, _targets(cfg)));
+        values = new uint256[](balances.length);
+        for (uint256 i = 0; i < balances.length; i++) {
+            uint256 v = Math.mulDiv(balances[i], prices[4 * i], prices[4 * i + 1]);
+            values[i] = v;
+            total += v;
         }
     }
 
-    /// @dev Checks one step against the allowlist and the oracle, swaps, and verifies the result
-    /// by the vault's own balances (a router's return value is never trusted).
-    ///
-    /// Balances: `book.balances` holds each asset's balance as last read from the token. A step
-    /// reads tokenIn's and tokenOut's balances after the swap and measures spent and received
-    /// against those last readings, then stores the new readings; the batch's "after" value and
-    /// drift use them instead of reading every asset again. That is the vault's real balance
-    /// sheet because no other asset balance can drop while rebalance runs: tokens leave the vault
-    /// only by its own transfer (withdraw: owner-only and blocked by the reentrancy guard) or by
-    /// transferFrom with its allowance, and the only allowance the vault ever gives is this
-    /// step's exact tokenIn approval, checked to be zero before the next step. A balance can only
-    /// grow unseen (someone sends tokens in mid-batch); that makes the "after" value an
-    /// underestimate (the loss check errs on the strict side), and a later step that receives
-    /// that token counts the gift with its output, which the vault does hold. (A token whose
-    /// balances move by themselves, e.g. a rebasing one, is not a supported asset.)
-    function _executeStep(uint256 i, Step calldata step, Book memory book, uint256 maxSlippageBps, uint256 deadline)
+    // ------------------------------------------------------------------ steps
+
+    /// @dev Checks one step against the pins and the oracle, swaps, and verifies the result by
+    /// the vault's own balances (a router's return value is never trusted). Returns the oracle
+    /// value of what the balance says the step spent (its share of G).
+    function _executeStep(uint256 i, Step calldata step, Book memory book, uint256 deadline)
         private
+        returns (uint256 inputValue)
     {
-        (uint256 idxIn, uint256 idxOut) = _checkStep(i, step, book, maxSlippageBps);
-        _swap(step, deadline);
-        _settle(i, step, book.balances, idxIn, idxOut);
+        (uint256 idxIn, uint256 idxOut, uint256 amountIn, uint256 minOut) = _checkStep(i, step, book);
+        _swap(step, amountIn, minOut, deadline);
+        uint256 spent = _settle(i, step, book.balances, idxIn, idxOut, amountIn, minOut);
+        inputValue = Math.mulDiv(spent, book.prices[4 * idxIn], book.prices[4 * idxIn + 1]);
     }
 
     /// @dev The step's static checks, in the order their errors take precedence, ending with the
-    /// least it may accept: its oracle-implied output less maxSlippageBps. The step's fields are
-    /// validated here once as the ABI decoder would (an enum out of range or dirty high bits in
-    /// an address or the uint24 revert without data); later reads take them as they are.
-    function _checkStep(uint256 i, Step calldata step, Book memory book, uint256 maxSlippageBps)
+    /// least it may accept. Returns the asset indices, the actual input (KEEP_FLAG resolved) and
+    /// the effective minimum output passed to the router.
+    function _checkStep(uint256 i, Step calldata step, Book memory book)
+        private
+        view
+        returns (uint256 idxIn, uint256 idxOut, uint256 amountIn, uint256 minOut)
+    {
+        (idxIn, idxOut) = _checkVenue(i, step, book);
+        (amountIn, minOut) = _checkAmounts(i, step, book, idxIn, idxOut);
+    }
+
+    /// @dev Assets, fee tier and pin. The step's fields are validated once as the ABI decoder
+    /// would (an enum out of range or dirty high bits in an address or the uint24 revert without
+    /// data); later reads take them as they are.
+    function _checkVenue(uint256 i, Step calldata step, Book memory book)
         private
         view
         returns (uint256 idxIn, uint256 idxOut)
@@ -434,41 +624,270 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         address router;
         address tokenIn;
         address tokenOut;
+        uint256 fee;
         assembly ("memory-safe") {
             venue := calldataload(step)
             router := calldataload(add(step, 0x20))
             tokenIn := calldataload(add(step, 0x40))
             tokenOut := calldataload(add(step, 0x60))
-            if or(
-                or(gt(venue, 1), shr(160, router)),
-                or(or(shr(160, tokenIn), shr(160, tokenOut)), shr(24, calldataload(add(step, 0x80))))
-            ) { revert(0, 0) }
-        }
-        // The allowlist is looked up once per run of steps through the same router and venue.
-        uint256 routerKey = uint256(uint160(router)) | (venue << 160) | (1 << 168);
-        if (routerKey != book.allowedRouterKey) {
-            if (!_routerAllowed[router][Venue(venue)]) revert RouterNotAllowed(router, Venue(venue));
-            book.allowedRouterKey = routerKey;
+            fee := calldataload(add(step, 0x80))
+            if or(or(gt(venue, 1), shr(160, router)), or(or(shr(160, tokenIn), shr(160, tokenOut)), shr(24, fee))) {
+                revert(0, 0)
+            }
         }
         uint256 n = _assetCount;
         (idxIn, idxOut) = _indicesOf(book.cfg, n, tokenIn, tokenOut);
         if (idxIn == n) revert UnknownAsset(tokenIn);
         if (idxOut == n) revert UnknownAsset(tokenOut);
         if (idxIn == idxOut) revert SameToken(tokenIn);
-        if (step.amountIn == 0) revert ZeroAmount(i);
-        if (!_feeOk(venue, step.fee)) revert BadFeeTier(i, step.fee);
+        if (!_feeOk(venue, fee)) revert BadFeeTier(i, uint24(fee));
+        // Invariant: every swap goes through a pinned venue (see `pinVenue` for why the key is
+        // enough). A memory scan of the blob's pin keys, no storage read.
+        uint256 key = _pinKey(venue, router, fee, idxIn, idxOut);
+        if (_findPin(book.cfg, book.pinStart, book.pinCount, key) == book.pinCount) {
+            revert VenueNotPinned(i, Venue(venue), router, tokenIn, tokenOut, uint24(fee));
+        }
+    }
 
-        uint256 requiredMin = _convert(step.amountIn, book.prices, idxIn, idxOut) * (BPS - maxSlippageBps) / BPS;
-        if (step.minAmountOut < requiredMin) revert MinOutTooLow(i, step.minAmountOut, requiredMin);
+    /// @dev The actual input and the effective minimum output.
+    function _checkAmounts(uint256 i, Step calldata step, Book memory book, uint256 idxIn, uint256 idxOut)
+        private
+        pure
+        returns (uint256 amountIn, uint256 minOut)
+    {
+        uint256 raw = step.amountIn;
+        if (raw >= KEEP_FLAG) {
+            // Spend all but `keep`: the asset ends exactly at keep (the balance tracked in the
+            // book is the vault's real one, see `_settle`).
+            uint256 keep = raw - KEEP_FLAG;
+            uint256 balance = book.balances[idxIn];
+            amountIn = balance > keep ? balance - keep : 0;
+        } else {
+            amountIn = raw;
+        }
+        if (amountIn == 0) revert ZeroAmount(i);
+
+        // Invariant (exact floors): the router is told to deliver at least the oracle output of the
+        // actual input less maxSlippageBps, rounded up; a floor of zero (coarse decimals) would
+        // make any output acceptable, so such a step is refused.
+        uint256[] memory prices = book.prices;
+        (uint256 floorDown, uint256 floorUp) = VaultMath.floors(
+            amountIn,
+            prices[4 * idxIn],
+            prices[4 * idxIn + 1],
+            prices[4 * idxOut],
+            prices[4 * idxOut + 1],
+            book.maxSlippageBps
+        );
+        if (floorDown == 0) revert ZeroFloor(i, amountIn);
+        minOut = step.minAmountOut;
+        if (raw >= KEEP_FLAG) {
+            // The keeper could not know the input exactly; its minimum is an extra one.
+            if (minOut < floorUp) minOut = floorUp;
+        } else if (minOut < floorUp) {
+            revert MinOutTooLow(i, minOut, floorUp);
+        }
     }
 
     /// @dev V2 takes no fee tier (0); V3 one of Uniswap's four: 100, 500, 3000 or 10000.
-    function _feeOk(uint256 venue, uint256 fee) private pure returns (bool ok) {
+    function _feeOk(uint256 venue, uint256 fee) private pure returns (bool) {
+        if (venue == uint256(Venue.V3)) return fee == 100 || fee == 500 || fee == 3000 || fee == 10_000;
+        return fee == 0;
+    }
+
+    /// @dev Exact approval for this swap only; no allowance outlives the swap: if the router
+    /// pulled less than amountIn, the rest is revoked (a router that pulled all of it has already
+    /// brought the allowance to zero, which is read rather than rewritten).
+    ///
+    /// The approval is SafeERC20.forceApprove with its first attempt inlined: a plain approve that
+    /// succeeds and returns true (or nothing, from a contract); anything else goes through
+    /// forceApprove itself. A V3 step calls SwapRouter.exactInputSingle(tokenIn, tokenOut, fee,
+    /// recipient = this, deadline, amountIn, amountOutMinimum = minOut, sqrtPriceLimitX96 = 0);
+    /// a V2 step Router02.swapExactTokensForTokens(amountIn, minOut, [tokenIn, tokenOut], this,
+    /// deadline). Invariant: the recipient is always the vault. A revert bubbles up; the return
+    /// value is not read: the output is measured by balance.
+    function _swap(Step calldata step, uint256 amountIn, uint256 minOut, uint256 deadline) private {
+        bool approved;
+        bool v3;
         assembly ("memory-safe") {
-            switch venue
-            case 0 { ok := or(or(eq(fee, 100), eq(fee, 500)), or(eq(fee, 3000), eq(fee, 10000))) }
-            default { ok := iszero(fee) }
+            let m := mload(0x40)
+            let tokenIn := calldataload(add(step, 0x40))
+            let router := calldataload(add(step, 0x20))
+            mstore(m, 0x095ea7b3) // approve(address,uint256)
+            mstore(add(m, 0x20), router)
+            mstore(add(m, 0x40), amountIn)
+            approved := call(gas(), tokenIn, 0, add(m, 28), 68, 0, 0x20)
+            let returnSize := returndatasize()
+            approved := and(
+                approved,
+                or(and(iszero(returnSize), gt(extcodesize(tokenIn), 0)), and(gt(returnSize, 0), eq(mload(0), 1)))
+            )
         }
+        if (!approved) IERC20(step.tokenIn).forceApprove(step.router, amountIn);
+        v3 = step.venue == Venue.V3;
+        if (v3) {
+            assembly ("memory-safe") {
+                let m := mload(0x40)
+                mstore(m, 0x414bf389) // exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))
+                mstore(add(m, 0x20), calldataload(add(step, 0x40))) // tokenIn
+                mstore(add(m, 0x40), calldataload(add(step, 0x60))) // tokenOut
+                mstore(add(m, 0x60), calldataload(add(step, 0x80))) // fee
+                mstore(add(m, 0x80), address()) // recipient
+                mstore(add(m, 0xa0), deadline)
+                mstore(add(m, 0xc0), amountIn)
+                mstore(add(m, 0xe0), minOut) // amountOutMinimum
+                mstore(add(m, 0x100), 0) // sqrtPriceLimitX96
+                if iszero(call(gas(), calldataload(add(step, 0x20)), 0, add(m, 28), 260, 0, 0)) {
+                    returndatacopy(m, 0, returndatasize())
+                    revert(m, returndatasize())
+                }
+            }
+        } else {
+            address[] memory path = new address[](2);
+            path[0] = step.tokenIn;
+            path[1] = step.tokenOut;
+            IV2Router(step.router).swapExactTokensForTokens(amountIn, minOut, path, address(this), deadline);
+        }
+        bool allowanceLeft;
+        assembly ("memory-safe") {
+            // allowance(this, router): anything but an answer of exactly zero counts as left
+            let m := mload(0x40)
+            mstore(m, 0xdd62ed3e) // allowance(address,address)
+            mstore(add(m, 0x20), address())
+            mstore(add(m, 0x40), calldataload(add(step, 0x20)))
+            let ok := staticcall(gas(), calldataload(add(step, 0x40)), add(m, 28), 68, 0, 32)
+            allowanceLeft := or(or(iszero(ok), lt(returndatasize(), 32)), iszero(iszero(mload(0))))
+        }
+        if (allowanceLeft) IERC20(step.tokenIn).forceApprove(step.router, 0);
+    }
+
+    /// @dev Measures the swap by the vault's balances, checks it, records the new balances and
+    /// emits Swapped. Returns what was spent.
+    ///
+    /// Balances: `book.balances` holds each asset's balance as last read from the token. A step
+    /// reads tokenIn's and tokenOut's balances after the swap and measures spent and received
+    /// against those last readings, then stores the new readings; the batch's "after" values use
+    /// them instead of reading every asset again. That is the vault's real balance sheet because
+    /// no other asset balance can drop while rebalance runs: tokens leave the vault only by its
+    /// own transfer (withdraw: owner-only and blocked by the reentrancy guard) or by transferFrom
+    /// with its allowance, and the only allowance the vault ever gives is this step's exact
+    /// tokenIn approval, checked to be zero before the next step. A balance can only grow unseen
+    /// (someone sends tokens in mid-batch); such a gift is simply not seen (the "after" value
+    /// under-counts what the vault holds, so the loss check errs on the strict side), or, if a
+    /// later step receives that token, counted with its output, which the vault does hold.
+    /// (A token whose balances move by themselves, e.g. a rebasing one, is not a supported asset.)
+    function _settle(
+        uint256 i,
+        Step calldata step,
+        uint256[] memory balances,
+        uint256 idxIn,
+        uint256 idxOut,
+        uint256 amountIn,
+        uint256 minOut
+    ) private returns (uint256 spent) {
+        uint256 received;
+        assembly ("memory-safe") {
+            function balanceOf(token) -> amount {
+                mstore(0, 0x70a08231) // balanceOf(address(this))
+                mstore(0x20, address())
+                if iszero(staticcall(gas(), token, 28, 36, 0, 32)) {
+                    let m := mload(0x40)
+                    returndatacopy(m, 0, returndatasize())
+                    revert(m, returndatasize())
+                }
+                if lt(returndatasize(), 32) { revert(0, 0) }
+                amount := mload(0)
+            }
+            let inAfter := balanceOf(calldataload(add(step, 0x40)))
+            let outAfter := balanceOf(calldataload(add(step, 0x60)))
+            // both indices are < n
+            let pIn := add(balances, shl(5, add(idxIn, 1)))
+            let pOut := add(balances, shl(5, add(idxOut, 1)))
+            let inBefore := mload(pIn)
+            let outBefore := mload(pOut)
+            if gt(inBefore, inAfter) { spent := sub(inBefore, inAfter) }
+            if gt(outAfter, outBefore) { received := sub(outAfter, outBefore) }
+            mstore(pIn, inAfter)
+            mstore(pOut, outAfter)
+        }
+        // Invariants: balances are the only truth. The router took no more than the step's input,
+        // and the vault received at least the effective minimum.
+        if (spent > amountIn) revert InputOverspent(i, spent, amountIn);
+        if (received < minOut) revert InsufficientOutput(i, received, minOut);
+        emit Swapped(i, step.tokenIn, step.tokenOut, step.router, amountIn, received, minOut);
+    }
+
+    // ------------------------------------------------------------------ pins
+
+    /// @dev A pin's key word. The two assets are keyed by index, lower first, so a step in either
+    /// direction finds the pin for its pair.
+    function _pinKey(uint256 venue, address router, uint256 fee, uint256 idxA, uint256 idxB)
+        private
+        pure
+        returns (uint256)
+    {
+        (uint256 low, uint256 high) = idxA < idxB ? (idxA, idxB) : (idxB, idxA);
+        return uint256(uint160(router)) | (venue << SHIFT_PIN_VENUE) | (fee << SHIFT_PIN_FEE)
+            | (low << SHIFT_PIN_LOW) | (high << SHIFT_PIN_HIGH);
+    }
+
+    /// @dev Validates a pin's fields; returns its key and its tokens sorted as Uniswap sorts them.
+    function _checkedPinKey(
+        uint256[] memory cfg,
+        Venue venue,
+        address router,
+        address tokenA,
+        address tokenB,
+        uint24 fee
+    ) private view returns (uint256 key, address token0, address token1) {
+        if (router == address(0)) revert BadConfig("router is the zero address");
+        uint256 n = _assetCount;
+        (uint256 idxA, uint256 idxB) = _indicesOf(cfg, n, tokenA, tokenB);
+        if (idxA == n) revert UnknownAsset(tokenA);
+        if (idxB == n) revert UnknownAsset(tokenB);
+        if (idxA == idxB) revert SameToken(tokenA);
+        if (!_feeOk(uint256(venue), fee)) {
+            revert BadConfig("fee must be 100, 500, 3000 or 10000 for a V3 venue and 0 for a V2 venue");
+        }
+        key = _pinKey(uint256(venue), router, fee, idxA, idxB);
+        (token0, token1) = tokenA < tokenB ? (tokenA, tokenB) : (tokenB, tokenA);
+    }
+
+    /// @dev Index (0-based among the pins) of `key`, or `count` if it is not pinned. Pins are few
+    /// (about one per asset for a hub-and-spoke vault), so a linear scan of memory is cheaper than
+    /// any storage read.
+    function _findPin(uint256[] memory cfg, uint256 start, uint256 count, uint256 key)
+        private
+        pure
+        returns (uint256 k)
+    {
+        assembly ("memory-safe") {
+            let p := add(cfg, shl(5, add(start, 1)))
+            for {} lt(k, count) { k := add(k, 1) } {
+                if eq(mload(p), key) { break }
+                p := add(p, 0x20)
+            }
+        }
+    }
+
+    /// @dev Where the pin keys start in a blob of `words` words, and how many pins there are.
+    function _pinRange(uint256 words) private view returns (uint256 start, uint256 count) {
+        start = 1 + 2 * _assetCount;
+        count = (words - start) / 2;
+    }
+
+    function _pinnedVenue(uint256[] memory cfg, uint256 key, address pool) private pure returns (PinnedVenue memory) {
+        address tokenA = address(uint160(cfg[1 + 2 * uint16(key >> SHIFT_PIN_LOW)]));
+        address tokenB = address(uint160(cfg[1 + 2 * uint16(key >> SHIFT_PIN_HIGH)]));
+        (address token0, address token1) = tokenA < tokenB ? (tokenA, tokenB) : (tokenB, tokenA);
+        return PinnedVenue({
+            venue: Venue(uint8(key >> SHIFT_PIN_VENUE)),
+            router: address(uint160(key)),
+            pool: pool,
+            token0: token0,
+            token1: token1,
+            fee: uint24(key >> SHIFT_PIN_FEE)
+        });
     }
 
     /// @dev Indices of tokenIn and tokenOut among the `n` assets (`n`: not an asset). The quote
@@ -496,181 +915,7 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev VaultMath.convert's result, floor(amountIn * pIn * 10**(dOut+fOut) / (pOut * 10**(dIn+fIn))).
-    /// With the price factors that is floor(amountIn * (numIn * denOut) / (denIn * numOut)), the
-    /// same fraction, computed directly when no product overflows (else by the library).
-    function _convert(uint256 amountIn, uint256[] memory prices, uint256 idxIn, uint256 idxOut)
-        private
-        view
-        returns (uint256 out)
-    {
-        bool fits;
-        assembly ("memory-safe") {
-            // both indices are < n; every factor is >= 1 (answers are > 0)
-            let rowIn := add(prices, add(shl(7, idxIn), 0x20))
-            let rowOut := add(prices, add(shl(7, idxOut), 0x20))
-            let numIn := mload(rowIn)
-            let denIn := mload(add(rowIn, 0x20))
-            let numOut := mload(rowOut)
-            let denOut := mload(add(rowOut, 0x20))
-            let x := mul(numIn, denOut)
-            let y := mul(denIn, numOut)
-            let p := mul(amountIn, x)
-            fits := and(
-                and(eq(div(x, numIn), denOut), eq(div(y, denIn), numOut)),
-                or(iszero(amountIn), eq(div(p, amountIn), x))
-            )
-            out := div(p, y)
-        }
-        if (!fits) out = _convertByLibrary(amountIn, prices, idxIn, idxOut);
-    }
-
-    /// @dev Token decimals are not in the price rows; the overflow case is rare enough to read the
-    /// config blob again for them.
-    function _convertByLibrary(uint256 amountIn, uint256[] memory prices, uint256 idxIn, uint256 idxOut)
-        private
-        view
-        returns (uint256)
-    {
-        uint256[] memory cfg = _readConfig(_hot.configNonce);
-        return VaultMath.convert(
-            amountIn,
-            prices[4 * idxIn + 2],
-            _tokenDecimals(cfg, idxIn),
-            uint8(prices[4 * idxIn + 3]),
-            prices[4 * idxOut + 2],
-            _tokenDecimals(cfg, idxOut),
-            uint8(prices[4 * idxOut + 3])
-        );
-    }
-
-    /// @dev Exact approval for this swap only; no allowance outlives the swap: if the router
-    /// pulled less than amountIn, the rest is revoked (a router that pulled all of it has already
-    /// brought the allowance to zero, which is read rather than rewritten).
-    ///
-    /// The approval is SafeERC20.forceApprove with its first attempt inlined: a plain approve that
-    /// succeeds and returns true (or nothing, from a contract); anything else goes through
-    /// forceApprove itself. A V3 step calls SwapRouter.exactInputSingle(ExactInputSingleParams(
-    /// tokenIn, tokenOut, fee, recipient = this, deadline, amountIn, amountOutMinimum =
-    /// minAmountOut, sqrtPriceLimitX96 = 0)); a revert bubbles up; its return value is not read:
-    /// the output is measured by balance.
-    function _swap(Step calldata step, uint256 deadline) private {
-        bool approved;
-        bool v3;
-        assembly ("memory-safe") {
-            let m := mload(0x40)
-            let tokenIn := calldataload(add(step, 0x40))
-            let router := calldataload(add(step, 0x20))
-            mstore(m, 0x095ea7b3) // approve(address,uint256)
-            mstore(add(m, 0x20), router)
-            mstore(add(m, 0x40), calldataload(add(step, 0xa0))) // amountIn
-            approved := call(gas(), tokenIn, 0, add(m, 28), 68, 0, 0x20)
-            let returnSize := returndatasize()
-            approved := and(
-                approved,
-                or(and(iszero(returnSize), gt(extcodesize(tokenIn), 0)), and(gt(returnSize, 0), eq(mload(0), 1)))
-            )
-            v3 := iszero(calldataload(step))
-            if and(approved, v3) {
-                mstore(m, 0x414bf389) // exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))
-                mstore(add(m, 0x20), tokenIn)
-                mstore(add(m, 0x40), calldataload(add(step, 0x60))) // tokenOut
-                mstore(add(m, 0x60), calldataload(add(step, 0x80))) // fee
-                mstore(add(m, 0x80), address()) // recipient
-                mstore(add(m, 0xa0), deadline)
-                mstore(add(m, 0xc0), calldataload(add(step, 0xa0))) // amountIn
-                mstore(add(m, 0xe0), calldataload(add(step, 0xc0))) // amountOutMinimum
-                mstore(add(m, 0x100), 0) // sqrtPriceLimitX96
-                if iszero(call(gas(), router, 0, add(m, 28), 260, 0, 0)) {
-                    returndatacopy(m, 0, returndatasize())
-                    revert(m, returndatasize())
-                }
-            }
-        }
-        if (!approved) {
-            IERC20(step.tokenIn).forceApprove(step.router, step.amountIn);
-            if (v3) {
-                IV3SwapRouter(step.router)
-                    .exactInputSingle(
-                        IV3SwapRouter.ExactInputSingleParams({
-                        tokenIn: step.tokenIn,
-                        tokenOut: step.tokenOut,
-                        fee: step.fee,
-                        recipient: address(this),
-                        deadline: deadline,
-                        amountIn: step.amountIn,
-                        amountOutMinimum: step.minAmountOut,
-                        sqrtPriceLimitX96: 0
-                    })
-                    );
-            }
-        }
-        if (!v3) {
-            address[] memory path = new address[](2);
-            path[0] = step.tokenIn;
-            path[1] = step.tokenOut;
-            IV2Router(step.router)
-                .swapExactTokensForTokens(step.amountIn, step.minAmountOut, path, address(this), deadline);
-        }
-        bool allowanceLeft;
-        assembly ("memory-safe") {
-            // allowance(this, router): anything but an answer of exactly zero counts as left
-            let m := mload(0x40)
-            mstore(m, 0xdd62ed3e) // allowance(address,address)
-            mstore(add(m, 0x20), address())
-            mstore(add(m, 0x40), calldataload(add(step, 0x20)))
-            let ok := staticcall(gas(), calldataload(add(step, 0x40)), add(m, 28), 68, 0, 32)
-            allowanceLeft := or(or(iszero(ok), lt(returndatasize(), 32)), iszero(iszero(mload(0))))
-        }
-        if (allowanceLeft) IERC20(step.tokenIn).forceApprove(step.router, 0);
-    }
-
-    /// @dev Measures the swap by the vault's balances, checks it, records the new balances and
-    /// emits Swapped.
-    function _settle(uint256 i, Step calldata step, uint256[] memory balances, uint256 idxIn, uint256 idxOut) private {
-        uint256 spent;
-        uint256 received;
-        uint256 amountIn;
-        uint256 minOut;
-        assembly ("memory-safe") {
-            function balanceOf(token) -> amount {
-                mstore(0, 0x70a08231) // balanceOf(address(this))
-                mstore(0x20, address())
-                if iszero(staticcall(gas(), token, 28, 36, 0, 32)) {
-                    let m := mload(0x40)
-                    returndatacopy(m, 0, returndatasize())
-                    revert(m, returndatasize())
-                }
-                if lt(returndatasize(), 32) { revert(0, 0) }
-                amount := mload(0)
-            }
-            let inAfter := balanceOf(calldataload(add(step, 0x40)))
-            let outAfter := balanceOf(calldataload(add(step, 0x60)))
-            // both indices are < n
-            let pIn := add(balances, shl(5, add(idxIn, 1)))
-            let pOut := add(balances, shl(5, add(idxOut, 1)))
-            let inBefore := mload(pIn)
-            let outBefore := mload(pOut)
-            if gt(inBefore, inAfter) { spent := sub(inBefore, inAfter) }
-            if gt(outAfter, outBefore) { received := sub(outAfter, outBefore) }
-            mstore(pIn, inAfter)
-            mstore(pOut, outAfter)
-            amountIn := calldataload(add(step, 0xa0))
-            minOut := calldataload(add(step, 0xc0))
-        }
-        if (spent > amountIn) revert InputOverspent(i, spent, amountIn);
-        if (received < minOut) revert InsufficientOutput(i, received, minOut);
-        bytes32 topic = Swapped.selector;
-        assembly ("memory-safe") {
-            // Swapped(i, tokenIn, tokenOut, router, amountIn, received, minAmountOut)
-            let m := mload(0x40)
-            mstore(m, calldataload(add(step, 0x20))) // router
-            mstore(add(m, 0x20), amountIn)
-            mstore(add(m, 0x40), received)
-            mstore(add(m, 0x60), minOut)
-            log4(m, 0x80, topic, i, calldataload(add(step, 0x40)), calldataload(add(step, 0x60)))
-        }
-    }
+    // ------------------------------------------------------------------ prices and balances
 
     /// @dev A view must not report a half-swapped balance sheet to anyone called back mid-rebalance
     /// (read-only reentrancy), so views refuse while rebalance runs.
@@ -686,21 +931,24 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         book.cfg = cfg;
         uint256[] memory prices = _uninitialized(4 * n);
         book.prices = prices;
-        uint256 bad = _readPrices(cfg, prices);
+        uint256 bad = _readPrices(cfg, n, prices);
         if (bad != 0) _failPrice(cfg, prices, bad - 1);
         book.balances = _readBalances(cfg, n);
-        book.values = _uninitialized(n);
+        (book.pinStart, book.pinCount) = _pinRange(cfg.length);
+        book.maxSlippageBps = uint16(cfg[0] >> SHIFT_SLIPPAGE);
     }
 
     /// @dev Fills each asset's price row. Each feed is read once: latestRoundData, and decimals()
     /// unless the config word's decimals are known to still hold (same Chainlink phase, see
     /// `_feedWord`). Returns 1 + the index of the first asset whose price fails a check (0: none),
     /// with what its feed said in its row (answer, updatedAt, feed decimals) for `_failPrice`.
-    function _readPrices(uint256[] memory cfg, uint256[] memory prices) private view returns (uint256 bad) {
+    /// Invariant: no price is used that is not > 0, not stamped in (0, now], or older than its
+    /// asset's heartbeat; a feed that reverts makes the whole call revert (no fallback price).
+    function _readPrices(uint256[] memory cfg, uint256 n, uint256[] memory prices) private view returns (uint256 bad) {
         assembly ("memory-safe") {
             let m := mload(0x40) // scratch for latestRoundData's five words
             let row := add(prices, 0x20)
-            let end := add(cfg, mul(mload(cfg), 0x20)) // the last asset's first word is at end - 0x20
+            let end := add(cfg, add(0x20, shl(6, n))) // the last asset's first word is at end - 0x20
             // c: asset i's first config word, cfg[1 + 2i]; its feed word follows
             for { let c := add(cfg, 0x40) } lt(c, end) { c := add(c, 0x40) } {
                 let fw := mload(add(c, 0x20))
@@ -787,8 +1035,7 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     }
 
     /// @dev Reverts with the error of asset `i`'s first failed price check, from what its feed said
-    /// (left in its price row by `_readPrices`). A feed that reverts (shut down) has already made
-    /// the read revert with its reason: there is no fallback price.
+    /// (left in its price row by `_readPrices`).
     function _failPrice(uint256[] memory cfg, uint256[] memory prices, uint256 i) private view {
         uint256 w = cfg[1 + 2 * i];
         address feed = address(uint160(cfg[2 + 2 * i]));
@@ -815,20 +1062,19 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         }
     }
 
-    function _targets(uint256[] memory cfg) private pure returns (uint16[] memory targets) {
-        uint256 n = cfg.length / 2; // 1 + 2n words
+    // ------------------------------------------------------------------ config
+
+    function _targets(uint256[] memory cfg) private view returns (uint16[] memory targets) {
+        uint256 n = _assetCount;
         targets = new uint16[](n);
         for (uint256 i = 0; i < n; i++) {
             targets[i] = uint16(cfg[1 + 2 * i] >> SHIFT_TARGET);
         }
     }
 
-    function _tokenDecimals(uint256[] memory cfg, uint256 i) private pure returns (uint8) {
-        return uint8(cfg[1 + 2 * i] >> SHIFT_TOKEN_DECIMALS);
-    }
-
-    function _headWord(Limits memory limits) private pure returns (uint256) {
-        return (uint256(limits.maxSlippageBps) << SHIFT_SLIPPAGE) | (uint256(limits.maxLossBps) << SHIFT_LOSS)
+    function _headWord(address keeper_, Limits memory limits) private pure returns (uint256) {
+        return uint256(uint160(keeper_)) | (uint256(limits.maxSlippageBps) << SHIFT_SLIPPAGE)
+            | (uint256(limits.maxLossBps) << SHIFT_LOSS) | (uint256(limits.maxLossBpsPerWindow) << SHIFT_LOSS_WINDOW)
             | (uint256(limits.cooldownS) << SHIFT_COOLDOWN) | (uint256(limits.maxSteps) << SHIFT_STEPS);
     }
 
@@ -836,6 +1082,7 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         return Limits({
             maxSlippageBps: uint16(head >> SHIFT_SLIPPAGE),
             maxLossBps: uint16(head >> SHIFT_LOSS),
+            maxLossBpsPerWindow: uint16(head >> SHIFT_LOSS_WINDOW),
             cooldownS: uint32(head >> SHIFT_COOLDOWN),
             maxSteps: uint8(head >> SHIFT_STEPS)
         });
@@ -847,7 +1094,7 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     /// afterwards; a config change writes a new one.
     function _writeConfig(uint256[] memory cfg, uint256 nonce) private {
         uint256 size = 1 + 32 * cfg.length; // runtime code: STOP + words
-        if (size > MAX_CODE_SIZE) revert BadConfig("too many assets");
+        if (size > MAX_CODE_SIZE) revert BadConfig("too many assets and pinned venues");
         // Init code: PUSH2 size, DUP1, PUSH1 10, RETURNDATASIZE, CODECOPY, RETURNDATASIZE, RETURN,
         // i.e. copy the code that follows these 10 bytes to memory 0 and return it.
         bytes memory init = abi.encodePacked(hex"61", uint16(size), hex"80600a3d393df3", hex"00", cfg);
@@ -866,10 +1113,13 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         _hot.configNonce = uint24(nonce);
     }
 
-    /// @dev The current config blob's words (1 + 2 * assetCount of them).
+    /// @dev The current config blob's words (its size says how many: head, assets and pins).
     function _readConfig(uint256 nonce) private view returns (uint256[] memory cfg) {
         address blob = _configAt(nonce);
-        uint256 words = 1 + 2 * _assetCount;
+        uint256 words;
+        assembly ("memory-safe") {
+            words := shr(5, extcodesize(blob)) // (size - 1) / 32, size = 1 + 32 * words
+        }
         cfg = _uninitialized(words);
         assembly ("memory-safe") {
             extcodecopy(blob, add(cfg, 0x20), 1, shl(5, words))
@@ -899,22 +1149,29 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         }
     }
 
+    /// @dev Invariant (hard caps): no configuration hands a key more than MAX_LOSS_BPS_PER_WINDOW
+    /// of the vault per LOSS_WINDOW_S, nor a per-call loss or slippage above its cap.
     function _validateLimits(Limits memory limits) private pure {
-        if (limits.maxSlippageBps > BPS || limits.maxLossBps > BPS || limits.maxSteps == 0) revert BadLimits();
+        if (limits.maxSlippageBps > MAX_SLIPPAGE_BPS) revert BadLimits("maxSlippageBps above MAX_SLIPPAGE_BPS (500)");
+        if (limits.maxLossBps > MAX_LOSS_BPS) revert BadLimits("maxLossBps above MAX_LOSS_BPS (300)");
+        if (limits.maxLossBpsPerWindow > MAX_LOSS_BPS_PER_WINDOW) {
+            revert BadLimits("maxLossBpsPerWindow above MAX_LOSS_BPS_PER_WINDOW (500)");
+        }
+        if (limits.maxLossBps > limits.maxLossBpsPerWindow) revert BadLimits("maxLossBps above maxLossBpsPerWindow");
+        if (limits.maxSteps == 0) revert BadLimits("maxSteps must be at least 1");
     }
 
     /// @dev `cfg` holds the feeds of the assets to compare against: during construction only those
     /// before `selfIndex` are filled in (the rest are zero, never equal to a valid feed); on a
     /// feed change all but `selfIndex` (the asset being reconfigured) are compared. Returns the
     /// feed's config word (see `_feedWord`).
-    function _validateFeed(uint256[] memory cfg, uint256 selfIndex, address feed, uint32 heartbeatS)
+    function _validateFeed(uint256[] memory cfg, uint256 n, uint256 selfIndex, address feed, uint32 heartbeatS)
         private
         view
         returns (uint256)
     {
         if (feed == address(0)) revert BadConfig("feed is the zero address");
         if (heartbeatS == 0) revert BadConfig("heartbeat must be positive");
-        uint256 n = (cfg.length - 1) / 2;
         for (uint256 j = 0; j < n; j++) {
             if (j != selfIndex && address(uint160(cfg[2 + 2 * j])) == feed) revert BadConfig("duplicate feed");
         }

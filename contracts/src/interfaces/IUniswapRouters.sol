@@ -27,3 +27,21 @@ interface IV2Router {
         uint256 deadline
     ) external returns (uint256[] memory amounts);
 }
+
+/// @notice Both Uniswap routers (SwapRouter and Router02) expose the factory they were built
+/// with as an immutable: the vault reads it to find the pool a router will use.
+interface IRouterFactory {
+    function factory() external view returns (address);
+}
+
+/// @notice UniswapV3Factory's pool registry: the pool for (token0, token1, fee), set once when it
+/// is created (at the CREATE2 address the SwapRouter computes itself).
+interface IV3PoolRegistry {
+    function getPool(address tokenA, address tokenB, uint24 fee) external view returns (address pool);
+}
+
+/// @notice UniswapV2Factory's pair registry: the pair for (token0, token1), set once when it is
+/// created (at the CREATE2 address Router02's pairFor computes itself).
+interface IV2PairRegistry {
+    function getPair(address tokenA, address tokenB) external view returns (address pair);
+}
