@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     world.add_argument("--max-loss-bps", type=int, default=defaults.max_loss_bps)
     world.add_argument("--cooldown-s", type=int, default=defaults.cooldown_s)
     world.add_argument("--max-steps", type=int, default=defaults.max_steps)
+    world.add_argument(
+        "--max-loss-bps-per-window",
+        type=int,
+        default=defaults.max_loss_bps_per_window,
+        help="most value (bps) rebalancing may lose in any rolling 24 h, whatever the number of calls "
+        f"(default {defaults.max_loss_bps_per_window}; the vault caps it at 500)",
+    )
 
     move = sub.add_parser("move-price", help="post a new feed price and arbitrage the pools to it")
     move.add_argument("symbol")
@@ -67,7 +74,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _world_spec(args: argparse.Namespace) -> WorldSpec:
     spec = WorldSpec(
-        limits=VaultLimits(args.max_slippage_bps, args.max_loss_bps, args.cooldown_s, args.max_steps)
+        limits=VaultLimits(
+            args.max_slippage_bps,
+            args.max_loss_bps,
+            args.cooldown_s,
+            args.max_steps,
+            args.max_loss_bps_per_window,
+        )
     )
     if args.targets is not None:
         spec = spec.with_targets(parse_targets(args.targets, [a.symbol for a in spec.assets]))
