@@ -22,7 +22,7 @@ from web3.exceptions import ContractLogicError, Web3Exception
 from deploy import artifacts
 from deploy.anvil import anvil
 from deploy.chain import connect, describe_revert
-from deploy.errors import DeployError
+from deploy.errors import DeployError, UsageError
 from deploy.market import move_price
 from deploy.spec import VaultLimits, WorldSpec, parse_price, parse_targets
 from deploy.weights import format_weights_table, read_weights
@@ -99,7 +99,10 @@ def _deploy(w3: Web3, url: str, spec: WorldSpec, manifest_path: Path) -> Manifes
 
 
 def _cmd_world(args: argparse.Namespace) -> None:
-    spec = _world_spec(args)  # bad targets or limits fail before any node or transaction
+    try:
+        spec = _world_spec(args)  # bad targets or limits fail before any node or transaction
+    except DeployError as exc:
+        raise UsageError(str(exc)) from None
     if args.rpc_url:
         _deploy(connect(args.rpc_url, args.timeout_s), args.rpc_url, spec, args.manifest)
         return
@@ -168,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (DeployError, ManifestError, ToolchainError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
