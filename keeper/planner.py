@@ -414,7 +414,10 @@ def _materialise(
                 i,
                 _tokens(
                     i.src,
-                    min(_times(i.value_usd18, scale), _best_fill_fits(_times(i.room_usd18, scale), i.upside_bps)),
+                    min(
+                        _times(i.value_usd18, scale),
+                        _best_fill_fits(_times(i.room_usd18, scale), i.upside_bps),
+                    ),
                 ),
             )
             for i in directs

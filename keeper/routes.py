@@ -10,7 +10,7 @@ owner chose them all), and a leg without a usable quote takes a pinned venue unq
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -185,3 +185,32 @@ def direct_route(
         if from_hub is not None and via_out > direct_out:
             return None
     return route_of(direct)
+
+
+def reachability(
+    tokens: Mapping[str, Address], hub_symbol: str, pinned: Sequence[PinnedVenue]
+) -> dict[str, str | None]:
+    """How each non-hub asset can be reached from the hub through pinned venues: "direct",
+    "via <symbol>" (one other vault asset in between), or None when it cannot be traded at all."""
+    hub = tokens[hub_symbol]
+
+    def linked(a: Address, b: Address) -> bool:
+        return any(p.connects(a, b) for p in pinned)
+
+    out: dict[str, str | None] = {}
+    for symbol, token in tokens.items():
+        if symbol == hub_symbol:
+            continue
+        if linked(hub, token):
+            out[symbol] = "direct"
+            continue
+        via = next(
+            (
+                s
+                for s, t in tokens.items()
+                if s not in (symbol, hub_symbol) and linked(hub, t) and linked(t, token)
+            ),
+            None,
+        )
+        out[symbol] = None if via is None else f"via {via}"
+    return out

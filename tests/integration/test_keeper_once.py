@@ -176,7 +176,8 @@ def test_manipulated_pool_on_the_needed_leg_sends_nothing(drifted: Chain, manife
     report = _as_json(rt.keeper.tick())
 
     assert report["result"] == "skipped", report["message"]
-    assert report["reason"] == "plan_no_improvement", report["message"]
+    # Without the WETH sale the hub (under its target) may not pay for the buys: nothing is left.
+    assert report["reason"] == "plan_empty", report["message"]
     skipped = {(s["symbol_in"], s["symbol_out"]): s["reason"] for s in report["plan"]["skipped"]}
     assert skipped[("WETH", "USDC")] == "quote_deviation", skipped
     assert "quote" in report["message"]
