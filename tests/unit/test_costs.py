@@ -14,7 +14,7 @@ from keeper_builders import (
 )
 
 from keeper.costs import CostBudget, CostVerdict, GasModel, estimate_costs, gas_cost_usd18, leg_impact_usd18
-from keeper.model import USD18, GasInfo, Plan, ValidPrice
+from keeper.model import GasInfo, Plan, ValidPrice
 from keeper.planner import PlannerParams, plan
 
 ETH = ValidPrice("ETH", 2000_00000000, 8, 0, 1)
