@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from keeper import __version__
+from keeper import __version__, decisions_cli
 from keeper.chain.abi import Vault
 from keeper.chain.rpc import RpcError
 from keeper.chain.snapshot import SnapshotError
@@ -294,6 +294,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     journal.add_argument("--limit", type=int, default=20, help="how many intents (default 20)")
     journal.add_argument("--json", action="store_true", help="as JSON")
     journal.set_defaults(func=cmd_journal)
+    decisions_cli.register(sub)
     _register_backtest(sub, sys.argv[1:] if argv is None else argv)
     return parser
 

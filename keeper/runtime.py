@@ -27,6 +27,7 @@ from keeper.metrics import HealthState, KeeperMetrics
 from keeper.model import GWEI
 from keeper.oracle import OracleRules
 from keeper.planner import PlannerParams
+from keeper.records import RecordStore, Retention
 from keeper.settings import ConfigError, Settings
 from keeper.tick import Keeper, TickConfig
 
@@ -50,6 +51,8 @@ class Runtime:
         self.keeper.close()
         if self.store is not None:
             self.store.close()
+        if self.keeper.records is not None:
+            self.keeper.records.close()
 
 
 def chain_id_problem(settings: Settings, manifest: Manifest, node_chain_id: int) -> str | None:
@@ -149,6 +152,14 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
             ),
             metrics,
         )
+    records: RecordStore | None = None
+    if account is not None or settings.journal_path.exists():
+        # Policy memory and decision records live beside the journal; without a key and
+        # without a journal (a first dry look) there is nothing to read and nothing is written.
+        records = RecordStore(
+            settings.journal_path,
+            Retention(settings.decisions_keep_rows, settings.decisions_keep_days * 86_400),
+        )
     keeper = Keeper(
         w3,
         manifest,
@@ -161,6 +172,8 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
         pool,
         txm,
         guards,
+        records,
+        settings.policy,
     )
     return Runtime(settings, manifest, w3, account, metrics, health, keeper, pool, store)
 

@@ -190,6 +190,14 @@ class Settings(BaseSettings):
         default=Path("var/journal.sqlite3"),
         description="SQLite transaction journal (intents, signed bytes, lease, breaker); keep it on a volume.",
     )
+    decisions_keep_rows: int = Field(
+        default=10_000,
+        ge=1,
+        description="Decision records kept in the journal (newest first); older are deleted.",
+    )
+    decisions_keep_days: float = Field(
+        default=30.0, gt=0, description="Decision records older than this many days are deleted."
+    )
     confirmations: int | None = Field(
         default=None,
         ge=1,

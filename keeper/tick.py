@@ -13,7 +13,9 @@ the log, the metrics and `keeper once --json`.
 from __future__ import annotations
 
 import itertools
+import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -47,7 +49,10 @@ from keeper.model import GWEI
 from keeper.oracle import OracleRules
 from keeper.planner import PlannerParams
 from keeper.policy import Policy
+from keeper.policy.memory import memory_from_plain, memory_to_plain
 from keeper.reasons import Stop
+from keeper.records import RecordStore
+from keeper.replay import inputs_of
 from keeper.report import TickReport
 
 log = get_logger("keeper.tick")
@@ -141,6 +146,8 @@ class Keeper:
         pool: EndpointPool | None = None,
         txm: TxManager | None = None,
         guards: SendGuards | None = None,
+        records: RecordStore | None = None,
+        policy_config: Mapping[str, Any] | None = None,
     ) -> None:
         self.w3 = w3
         self.manifest = manifest
@@ -153,7 +160,12 @@ class Keeper:
         self.pool = pool
         self.txm = txm
         self.guards = guards
-        self.policy_memory: Any = policy.initial_memory()
+        self.records = records
+        self.policy_config = dict(policy_config or {})
+        # Memory is stored with the config it belongs to: another config starts afresh.
+        self._policy_key = json.dumps(self.policy_config, sort_keys=True, default=str)
+        self.policy_memory: Any = self._stored_memory()
+        self._inputs: dict[str, Any] | None = None  # this tick's decision inputs, for its record
         # A "yes" from the policy advances its memory once the rebalance is mined, also when
         # that is seen by a later tick.
         self._memory_on_mined: dict[str, Any] = {}
@@ -174,8 +186,20 @@ class Keeper:
             self.txm.release_lease()
             self._writer = False
 
+    def _stored_memory(self) -> Any:
+        if self.records is not None:
+            stored = self.records.load_memory(self.manifest.vault, self._policy_key)
+            if stored is not None:
+                return memory_from_plain(self.policy, stored)
+        return self.policy.initial_memory()
+
     def _set_memory(self, memory: Any) -> None:
+        """Carry the policy's memory to the next tick, and to the next process (the journal)."""
+        if memory == self.policy_memory:
+            return
         self.policy_memory = memory
+        if self.records is not None:
+            self.records.save_memory(self.manifest.vault, self._policy_key, memory_to_plain(memory))
 
     # ----------------------------------------------------------------------------------
     def tick(self, send: bool = True) -> TickReport:
@@ -184,6 +208,7 @@ class Keeper:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(tick_id=tick_id)
         report = TickReport(tick_id=tick_id, send_enabled=send and not self.config.dry_run)
+        self._inputs = None
         try:
             self._run(report, budget, send and not self.config.dry_run)
         except Exception as exc:
@@ -260,7 +285,10 @@ class Keeper:
 
     def _decide(self, seen: Observation, report: TickReport) -> Decision:
         """The decision core (keeper/decision.py), with the chain as its quoter."""
-        decision = decide(seen, self.policy, self.policy_memory, self.config.decision, self.reader.quote)
+        params = self.config.decision
+        memory_before = self.policy_memory
+        decision = decide(seen, self.policy, memory_before, params, self.reader.quote)
+        self._inputs = inputs_of(decision, params, self.policy_config, memory_before)
         if decision.policy is not None:
             report.observe_policy(decision.policy)
         if decision.plan is not None:
@@ -458,6 +486,8 @@ class Keeper:
                 else:
                     self.guards.breaker()
                 self.guards.spend_today()
+            if self.records is not None:
+                self.records.add_decision(self.manifest.vault, report.as_json(), self._inputs)
         except Exception as exc:  # metrics must never hide the tick's own result
             log.error("journal_metrics_failed", error=f"{type(exc).__name__}: {exc}")
         m.ticks.labels(result=report.result).inc()
