@@ -29,6 +29,7 @@ class TickReport:
     timestamp: int | None = None
     chain_id: int | None = None
     keeper_balance_wei: int | None = None
+    base_fee_wei: int | None = None  # the block's, as the decision's cost model priced gas
     vault_paused: bool | None = None
     prices: dict[str, dict[str, Any]] = field(default_factory=dict)
     weights_bps: dict[str, int] = field(default_factory=dict)
@@ -54,6 +55,7 @@ class TickReport:
         snap = chain.snapshot
         self.block_number, self.timestamp, self.chain_id = snap.block_number, snap.timestamp, snap.chain_id
         self.keeper_balance_wei = chain.keeper_balance_wei
+        self.base_fee_wei = None if snap.gas is None else snap.gas.base_fee_wei
         self.vault_paused = snap.vault_paused
         self.targets_bps = snap.config_targets_bps
 
@@ -184,6 +186,7 @@ class TickReport:
             "chain_id": self.chain_id,
             "vault_paused": self.vault_paused,
             "keeper_balance_wei": self.keeper_balance_wei,
+            "base_fee_wei": self.base_fee_wei,
             "prices": self.prices,
             "value_usd": self.value_usd,
             "weights_bps": self.weights_bps,

@@ -6,6 +6,7 @@ and the same trades (symbols, direction, venue, amounts within 1e-6)."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from deploy.world import write_manifest
 from keeper.backtest.engine import BacktestSetup, run_backtest
 from keeper.backtest.history import pools_from_chain
 from keeper.backtest.market import GasCosts, load_calibration
-from keeper.backtest.paths import from_rows
+from keeper.backtest.paths import BASE_FEE_COLUMN, from_rows
 from keeper.policy import build_policy
 from keeper.runtime import Runtime, build_runtime
 from keeper.settings import Settings, load_settings
@@ -51,6 +52,10 @@ POLICIES: dict[str, dict[str, Any]] = {
         "gas_price_gwei": "2",
         "default_depth_usd": 200_000_000,
     },
+    # Due every other tick (ticks are 120 s apart), so some ticks hold and some trade.
+    "calendar": {"kind": "calendar", "period_s": 200},
+    # Checks the bands every other tick; overdue after 10 minutes without a rebalance.
+    "hybrid": {"kind": "hybrid", "check_period_s": 200, "max_interval_s": 600, "abs_band_bps": 200},
     # Band = 150 bps x (vol vs the portfolio / 60%), within 25..200 bps; warm after two ticks.
     "adaptive": {
         "kind": "adaptive",
@@ -131,6 +136,8 @@ def test_backtest_replays_the_daemon_decision_for_decision_and_trade_for_trade(
     path = from_rows(
         SYMBOLS, [(int(r.timestamp), [float(p) for p in row]) for r, row in zip(reports, PRICES, strict=True)]
     )
+    # The chain's base fee at each tick: the cost model (cost gate, cost-aware bands) prices by it.
+    path = replace(path, series={BASE_FEE_COLUMN: tuple(int(r.base_fee_wei) / 1e9 for r in reports)})
     result = run_backtest(setup, path, build_policy(POLICIES[kind]), trace=True)
     assert result.trace is not None
     outcomes = result.trace.outcomes
@@ -153,8 +160,10 @@ def test_backtest_replays_the_daemon_decision_for_decision_and_trade_for_trade(
             (str(s.kind), s.symbol_in, s.symbol_out, s.step.venue.name, s.step.fee) for s in sim_legs
         ], where
         for d, s in zip(daemon_legs, sim_legs, strict=True):
-            on_chain, simulated = Decimal(d["amount_in"]), Decimal(s.step.amount_in)
+            # amount_in is what the leg is expected to spend (a KEEP step: the balance above keep).
+            on_chain, simulated = Decimal(d["amount_in"]), Decimal(s.amount_in)
             assert abs(on_chain - simulated) <= AMOUNT_REL_TOL * on_chain, f"{where}: {d} vs {s.step}"
+            assert d["keep"] == (None if s.keep is None else str(s.keep)), where
 
     # And the vault ends where the simulation ends.
     final = {a.symbol: a.balance for a in rt.keeper.reader.read().snapshot.assets}
