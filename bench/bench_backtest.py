@@ -90,9 +90,14 @@ def speed(setup: BacktestSetup, days: float) -> list[tuple[str, Any]]:
         result = run_backtest(setup, prepared, build_policy(cfg), label=label, progress=ProgressBar(label))
         out.append((label, result))
     print(f"\nSpeed: {path.steps} steps (one year of 5-minute ticks), 8 assets")
-    print(f"{'policy':<22} {'seconds':>8} {'us/step':>8} {'rebalances':>10}")
+    print(
+        f"{'policy':<22} {'seconds':>8} {'us/step':>8} {'rebalances':>10} {'planning s':>10} {'other s':>8}"
+    )
     for label, r in out:
-        print(f"{label:<22} {r.elapsed_s:>8.1f} {r.elapsed_s / r.steps * 1e6:>8.1f} {r.rebalances:>10}")
+        print(
+            f"{label:<22} {r.elapsed_s:>8.2f} {r.elapsed_s / r.steps * 1e6:>8.1f} {r.rebalances:>10} "
+            f"{r.planning_s:>10.2f} {r.elapsed_s - r.planning_s:>8.2f}"
+        )
     print()
     print(summary_table([r for _, r in out]))
     return out

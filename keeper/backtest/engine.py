@@ -267,6 +267,7 @@ class BacktestResult:
     params: Mapping[str, Any] = field(default_factory=dict)
     final_balances: Mapping[str, int] = field(default_factory=dict)  # raw token units
     guard_reverts: int = 0  # batches the vault would revert (e.g. impact beyond the slippage tolerance)
+    planning_s: float = 0.0  # of elapsed_s: planning and simulating the steps the policy traded
 
     @property
     def cost_bps(self) -> float:
@@ -438,6 +439,23 @@ class _Run:
         native_usd = scaled_decimal(self.prepared.answers[k][i], self.feed_decimals[i])
         return costs_at(
             self.params, self.base_fee_wei(k), native_usd, self.route_fees, self.setup.quote_symbol
+        )
+
+    def cost_floor(self, start: int, stop: int) -> CostView | None:
+        """The cost model at the cheapest gas of steps [start, stop) (for the fast path's screens)."""
+        i = self.native_index
+        if not self.uses_costs or i is None:
+            return None
+        series = self.prepared.base_fee_gwei
+        gwei = min(series[start:stop]) if series is not None else self.setup.gas.base_fee_gwei
+        native = min(self.prepared.answers[k][i] for k in range(start, stop))
+        p = self.params
+        return costs_at(
+            p,
+            self.setup.gas.base_fee_wei(gwei),
+            scaled_decimal(native, self.feed_decimals[i]),
+            self.route_fees,
+            self.setup.quote_symbol,
         )
 
     def snapshot(self, k: int) -> Snapshot:
@@ -634,13 +652,17 @@ def run_backtest(
     # tracing (the trace wants every step's outcome) or for a policy without a screen.
     screen = None if trace else getattr(policy, "quiet_steps", None)
     quiet = QuietStats()
+    planning_s = 0.0  # inside the decision core's plan and the simulation, on "yes" steps
     targets_arr = np.asarray(targets_f, dtype=np.float64)
     view: QuietView | None = None
     k = 0
     while k < n:
         if screen is not None:
             if view is None or k >= view.stop:
-                view = QuietView(prepared.arrays, k, min(n, k + CHUNK), run.token_units(), run.assets)
+                stop = min(n, k + CHUNK)
+                view = QuietView(
+                    prepared.arrays, k, stop, run.token_units(), run.assets, run.cost_floor(k, stop)
+                )
             view.offset = k - view.start
             count, code = screen(view, run.memory, run.last_rebalance_s)
             if count > 0:
@@ -664,7 +686,9 @@ def run_backtest(
             reason = reasons.policy_said_no(decision.code, decision.message).reason
         else:
             n_before = len(run.records)
+            t_plan = time.perf_counter()
             reason, the_plan, detail = run.rebalance(k, decision)
+            planning_s += time.perf_counter() - t_plan
             if len(run.records) > n_before:
                 run.memory = decision.memory
                 rec = run.records[-1]
@@ -757,6 +781,7 @@ def run_backtest(
         params=dict(params or {}),
         final_balances=dict(zip(run.symbols, run.balances, strict=True)),
         guard_reverts=run.guard_reverts,
+        planning_s=planning_s,
     )
 
 

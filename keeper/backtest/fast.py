@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from keeper.costs import CostView
 from keeper.model import BPS
 
 FloatArray = npt.NDArray[np.float64]
@@ -64,18 +65,28 @@ class QuietView:
         stop: int,
         token_units: FloatArray,
         assets: Sequence[tuple[str, int]],
+        cost_floor: CostView | None = None,
     ) -> None:
         self.start, self.stop, self.offset = start, stop, 0
         self.assets = assets
+        self._cost_floor = cost_floor
         targets_bps = np.asarray([t for _, t in assets], dtype=np.float64)
         values = arrays.prices[start:stop] * token_units
-        self.weights = values / values.sum(axis=1)[:, None]
+        totals = values.sum(axis=1)
+        self._value_max = float(totals.max())
+        self.weights = values / totals[:, None]
         self.dev_bps = np.abs(self.weights * BPS - targets_bps)
         self.stamps = arrays.stamps[start:stop]
         self._near: dict[tuple[tuple[float, ...], float | None], npt.NDArray[np.intp]] = {}
 
     def __len__(self) -> int:
         return self.stop - self.start - self.offset
+
+    def value_usd_max(self) -> float:
+        return self._value_max
+
+    def cost_floor(self) -> CostView | None:
+        return self._cost_floor
 
     def first_near_band(self, bands_bps: Sequence[float], total_drift_bps: float | None = None) -> int:
         """Steps before the first where some asset's |weight - target| may exceed its band (or
