@@ -170,7 +170,9 @@ def plan(
         band[a.symbol] = (lo, hi)
         goal[a.symbol] = min(max(total * target_weights_bps[a.symbol] // BPS, lo), hi)
     diffs = {a.symbol: v - goal[a.symbol] for a, v in zip(assets, values, strict=True)}
-    min_turnover = sum(abs(d) for d in diffs.values()) // 2
+    # What must change hands: all the excess sold, or all the deficit bought, whichever is more
+    # (half the sum of |diff| when they balance; clamping to the vault's bands can unbalance them).
+    min_turnover = max(sum(d for d in diffs.values() if d > 0), -sum(d for d in diffs.values() if d < 0))
     hub = next(a for a in assets if a.symbol == snapshot.quote_symbol)
     dust_usd18 = int(params.min_trade_usd * USD18)
     intents, skipped = _choose_intents(
@@ -306,14 +308,14 @@ def _choose_intents(
                 direct = direct_route(s, b, hub, value, quotes, pinned, dev)
                 if direct is not None and value >= dust_usd18:
                     up = _route_upside(s, b, value, direct, params)
-                    intents.append(_Intent(LegKind.DIRECT, s, b, value, -diffs[b.symbol], direct, up))
+                    intents.append(_Intent(LegKind.DIRECT, s, b, value, _room(b, diffs), direct, up))
                     paired.update((s.symbol, b.symbol))
                     break
 
     for kind, src, dst, value, room in [
         *((LegKind.SELL_TO_HUB, s, hub, diffs[s.symbol], 0) for s in sellers if s.symbol not in paired),
         *(
-            (LegKind.BUY_FROM_HUB, hub, b, -diffs[b.symbol], -diffs[b.symbol])
+            (LegKind.BUY_FROM_HUB, hub, b, -diffs[b.symbol], _room(b, diffs))
             for b in buyers
             if b.symbol not in paired
         ),
@@ -331,6 +333,12 @@ def _choose_intents(
                 _Intent(kind, src, dst, value, room, route, _route_upside(src, dst, value, route, params))
             )
     return intents, skipped
+
+
+def _room(buyer: PlanAsset, diffs: Mapping[str, int]) -> int:
+    """How far the buyer may rise, less one raw unit of it: a floor rounded up (the vault's
+    minimum) can deliver one unit more than the oracle-implied output."""
+    return max(0, -diffs[buyer.symbol] - value_usd18(1, buyer.decimals, buyer.price) - 1)
 
 
 def _upside(quoted_out: int | None, implied: int, params: PlannerParams) -> int:

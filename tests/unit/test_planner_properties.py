@@ -174,7 +174,7 @@ def execute(case: Case, p: Plan, points: list[float]) -> tuple[int, int]:
         lo = max(leg.step.min_amount_out, vault_min_out(spend, *args, vault_slip))
         hi = max(lo, implied_amount_out(spend, *args) * (BPS + upside_bps(case, leg)) // BPS)
         bal[src.symbol] -= spend
-        bal[dst.symbol] += lo + int((hi - lo) * x)
+        bal[dst.symbol] += lo + int((hi - lo) * Fraction(x))  # exact: a float product can round up
         gross += value_usd18(spend, src.config.decimals, case.prices[src.symbol])
     rules = [
         RuleAsset(
@@ -380,4 +380,6 @@ def test_planning_at_config_targets_with_full_quotes_reaches_them(case: Case) ->
     assert all(leg.unquoted for leg in p.legs)
     assert p.expected_drift_bps <= p.drift_before_bps
     if not coarse:
-        assert p.expected_drift_bps <= 1
+        # The sells keep a basis point to spare for conversion floors (keeper/planner.py), so up
+        # to 2 bps of drift (one on each side) can remain.
+        assert p.expected_drift_bps <= 2
