@@ -98,15 +98,6 @@ class Decision:
     def trade(self) -> bool:
         return self.stop is None
 
-    @property
-    def memory_now(self) -> Any:
-        """The policy memory to carry from here: a "no" advances it at once (e.g. the calendar's
-        last check); a "yes" only once its rebalance is mined, so a trade that did not happen
-        is asked again."""
-        if self.policy is not None and not self.policy.should_rebalance:
-            return self.policy.memory
-        return None
-
     def outcome(self) -> dict[str, Any]:
         """What is compared on replay: the verdict, the policy's answer, the plan's steps."""
         return {

@@ -1,13 +1,17 @@
-"""One tick: settle what is in flight, read once, decide in pure code, then act, and record
-why at every exit.
+"""One tick, in phases: settle -> read -> decide -> gate -> act -> record.
 
-    endpoint health -> lease -> reconcile unfinished intents (journal) -> snapshot (1 eth_call)
-    -> validate prices -> drift -> [an intent still unfinished: stop here] -> policy -> plan
-    -> quotes (1 eth_call) -> re-plan on quotes -> guards (pause, key, role, lease, budgets,
-    breaker) -> simulate + estimate -> cost gate -> journal the intent -> sign -> send -> receipt
+    settle  endpoint health, the lease, unfinished intents driven one step (the journal)
+    read    one snapshot (1 eth_call), prices validated, the vault valued; an intent still
+            unfinished stops here (one at a time)
+    decide  keeper/decision.py, the pure core the backtester and `keeper replay` run too:
+            policy -> plan -> quotes (1 eth_call) -> plan on quotes -> cost -> fee cap
+    gate    keeper/gates.py: pause, key, role, lease, budgets, breaker; simulate + estimate;
+            cost at the live fee, fee cap, gas balance, gas budget
+    act     journal the intent -> sign -> send -> receipt (or later ticks track it)
+    record  metrics (their one writer), the breaker's count, the decision record, the log line
 
-Every exit produces a TickReport with a result and a reason code; the same report feeds
-the log, the metrics and `keeper once --json`.
+Every exit produces a TickReport with a result and a reason code (keeper/reasons.py); the
+same report feeds the log, the metrics, the decision record and `keeper once --json`.
 """
 
 from __future__ import annotations
