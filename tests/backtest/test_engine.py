@@ -49,7 +49,7 @@ def test_a_rally_is_rebalanced_once_back_to_target_at_a_cost() -> None:
     assert r.fees_usd == pytest.approx(fee_expected, rel=1e-6)
     assert r.trace is not None
     after = r.trace.weights_bps[3]
-    assert all(abs(w - t) < 5 for w, t in zip(after, FOUR.values(), strict=True))
+    assert all(abs(w - t) < 10 for w, t in zip(after, FOUR.values(), strict=True))  # see drift above
     # Buy and hold kept the rally; the rebalanced vault sold some of it: same prices after, so
     # buy-and-hold is ahead by exactly the WETH it did not sell, less nothing.
     assert r.buy_hold_final_usd > r.final_value_usd
