@@ -150,9 +150,29 @@ def judge(
     inputs: tuple[int, ...],
     limits: RuleLimits,
 ) -> Execution | Violation:
+    """The batch rules in the order the vault's `_judge` applies them (value loss, turnover,
+    drift, toward target, budget), so the first violation is the one the vault would name."""
     before_v = [value_usd18(a.balance, a.decimals, a.price) for a in assets]
     after_v = [value_usd18(after[a.symbol], a.decimals, a.price) for a in assets]
     total_b, total_a = sum(before_v), sum(after_v)
+    if total_a * BPS < total_b * (BPS - limits.max_loss_bps):
+        return Violation(
+            RefusalCode.VALUE_LOSS_OVER_LIMIT,
+            f"value after {total_a} < {BPS - limits.max_loss_bps}/{BPS} of {total_b} (usd18)",
+        )
+    net = sum(max(0, b - v) for b, v in zip(before_v, after_v, strict=True))
+    if gross_usd18 * (BPS - limits.max_slippage_bps) > 2 * net * BPS:
+        return Violation(
+            RefusalCode.EXCESS_TURNOVER, f"gross {gross_usd18} traded for a net {net} (usd18): ExcessTurnover"
+        )
+    targets = [a.target_bps for a in assets]
+    d_before = sum(abs(v * BPS - t * total_b) for v, t in zip(before_v, targets, strict=True))
+    d_after = sum(abs(v * BPS - t * total_a) for v, t in zip(after_v, targets, strict=True))
+    if total_a > 0 and d_after * total_b > d_before * total_a:
+        return Violation(
+            RefusalCode.DRIFT_WOULD_INCREASE,
+            f"drift would rise from {vault_drift_bps(before_v, targets)} to {vault_drift_bps(after_v, targets)} bps",
+        )
     for a, b, v in zip(assets, before_v, after_v, strict=True):
         t_exact = a.target_bps * total_b  # t_i * BPS, exact
         # Stricter of "t floored" and "t exact": the band [min(b, t), max(b, t)] both agree on.
@@ -164,24 +184,6 @@ def judge(
                 f"{a.symbol} would end at {v} (usd18), outside [{lo // BPS}, {hi // BPS}] between its "
                 "value before and its target",
             )
-    net = sum(max(0, b - v) for b, v in zip(before_v, after_v, strict=True))
-    if gross_usd18 * (BPS - limits.max_slippage_bps) > 2 * net * BPS:
-        return Violation(
-            RefusalCode.EXCESS_TURNOVER, f"gross {gross_usd18} traded for a net {net} (usd18): ExcessTurnover"
-        )
-    if total_a * BPS < total_b * (BPS - limits.max_loss_bps):
-        return Violation(
-            RefusalCode.VALUE_LOSS_OVER_LIMIT,
-            f"value after {total_a} < {BPS - limits.max_loss_bps}/{BPS} of {total_b} (usd18)",
-        )
-    targets = [a.target_bps for a in assets]
-    d_before = sum(abs(v * BPS - t * total_b) for v, t in zip(before_v, targets, strict=True))
-    d_after = sum(abs(v * BPS - t * total_a) for v, t in zip(after_v, targets, strict=True))
-    if total_a > 0 and d_after * total_b > d_before * total_a:
-        return Violation(
-            RefusalCode.DRIFT_WOULD_INCREASE,
-            f"drift would rise from {vault_drift_bps(before_v, targets)} to {vault_drift_bps(after_v, targets)} bps",
-        )
     loss = ceil_div((total_b - total_a) * LOSS_ONE, total_b) if total_a < total_b and total_b > 0 else 0
     if limits.budget_remaining is not None and loss > limits.budget_remaining:
         return Violation(

@@ -285,6 +285,7 @@ def test_status_prints_a_row_per_asset(drifted: Chain, manifest_path: Path) -> N
         assert rows[asset.symbol].rstrip().endswith("ok"), rows[asset.symbol]
     assert f"{MOVED_PRICE_USD:,}.0000" in rows["WETH"]
     assert "total drift" in done.stdout
+    assert "loss budget left 300.00 of 300.00 bps (rolling 86400 s window)" in done.stdout
 
 
 # ------------------------------------------------------------------ bad input: exit 2, one message
