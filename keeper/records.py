@@ -80,7 +80,10 @@ class RecordStore:
         self._db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        # NORMAL, not the journal's FULL: in WAL mode a commit then waits for no fsync. A power
+        # cut may lose the newest record or memory update (the policy re-learns one tick); it
+        # can never lose or duplicate a transaction, which stays with the journal's own writes.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
 
     @contextlib.contextmanager
