@@ -211,7 +211,10 @@ class CostAwarePolicy:
                 s: (w / BPS - v / total) * value_usd
                 for s, w, v in zip(pf.symbols, weights, pf.values_usd18, strict=True)
             }
-            cost, traded, _ = costs.batch_cost_usd(trades, depths)
+            cost, traded, legs = costs.batch_cost_usd(trades, depths)
+            if legs == 0 and weights is candidates[0]:
+                # Every move is dust: the planner will say so (plan_empty), as it always has.
+                return weights, note
             if costs.fits_budget(cost, traded):
                 return weights, note
             note = (
