@@ -21,6 +21,7 @@ contract ChurnDrainTest is AdvWorld {
     uint256 internal constant TARGET_LOSS_E18 = (uint256(LOSS_BPS) - 2) * 1e14;
 
     TestToken[4] internal cycle;
+    bool internal _solvedLogged;
 
     function setUp() public {
         _deployWorld();
@@ -58,9 +59,8 @@ contract ChurnDrainTest is AdvWorld {
     }
 
     /// (b) Even if the owner had pinned the attacker's four pools, equal-fraction churn is refused
-    /// every time. The vault starts at its targets, so the churn breaks both structural rules:
-    /// it moves assets that are at their target (NotTowardTarget) and trades far more than it
-    /// nets (ExcessTurnover); either refusal is the right answer, the test records which.
+    /// every time with ExcessTurnover (it also moves assets that sit at their target, which
+    /// NotTowardTarget would catch; the vault checks turnover first).
     function test_churnDrain_pinnedAttackerPools_equalFraction_refused60Times() public {
         _seedCycle();
         _pinAttackerPools();
@@ -68,14 +68,12 @@ contract ChurnDrainTest is AdvWorld {
         uint256 attackerBefore = _attackerValue();
         for (uint256 call = 0; call < CALLS; call++) {
             IRebalancingVault.Step[] memory steps = _solvedChurn();
-            (bool ok, bytes memory err) = _send(steps);
-            vm.assertFalse(ok, "the vault accepted equal-fraction churn");
-            bytes4 sel = _selectorOf(err);
-            vm.assertTrue(
-                sel == IRebalancingVault.ExcessTurnover.selector || sel == IRebalancingVault.NotTowardTarget.selector,
-                "churn refused, but not by the turnover or toward-target rule"
-            );
-            if (call == 0) _log("churn at target refused with ExcessTurnover (1) / NotTowardTarget (0)", sel == IRebalancingVault.ExcessTurnover.selector ? 1 : 0);
+            bytes memory err = _expectRefused(steps, IRebalancingVault.ExcessTurnover.selector);
+            (uint256 gross, uint256 net) = abi.decode(_args(err), (uint256, uint256));
+            if (call == 0) {
+                _log("equal-fraction churn: ExcessTurnover gross (USD)", gross / 1e18);
+                _log("equal-fraction churn: ExcessTurnover net (USD)", net / 1e18);
+            }
             _nextCooldown();
         }
         _report(vaultBefore, attackerBefore);
@@ -98,9 +96,10 @@ contract ChurnDrainTest is AdvWorld {
 
         // Per-asset net change (USD 1e18): the others gain 1 bps of their value, WETH pays for all.
         uint256[4] memory gain = [uint256(0), b[1] / BPS, b[2] / BPS, b[3] / BPS];
-        (uint256[4] memory x,) = _solveCycle(gain, total * TARGET_LOSS_E18 / 1e18);
+        // 100 bps, not 148: the WETH sold (gross / 4) must fit in the vault's 200 WETH.
+        uint256 netPredicted = total / 100;
+        (uint256[4] memory x,) = _solveCycle(gain, netPredicted);
         IRebalancingVault.Step[] memory steps = _cycleSteps(x);
-        uint256 netPredicted = total * TARGET_LOSS_E18 / 1e18;
         _log("hidden churn: gross input value (USD)", (x[0] + x[1] + x[2] + x[3]) / 1e18);
         _log("hidden churn: WETH net loss (USD)", netPredicted / 1e18);
 
@@ -122,6 +121,14 @@ contract ChurnDrainTest is AdvWorld {
         uint256 phi = TARGET_LOSS_E18;
         uint256[4] memory loss = [b[0] * phi / 1e18, b[1] * phi / 1e18, b[2] * phi / 1e18, b[3] * phi / 1e18];
         (uint256[4] memory x, uint256[4] memory r) = _solveCycleLosses(loss);
+        // The first step must fit in the vault's WETH: x is linear in phi, so scale phi down to
+        // sell at most 99.5% of it (the solved loss is then ~140 bps, still near the limit).
+        uint256 room = b[0] * 995 / 1000;
+        if (x[0] > room) {
+            phi = phi * room / x[0];
+            loss = [b[0] * phi / 1e18, b[1] * phi / 1e18, b[2] * phi / 1e18, b[3] * phi / 1e18];
+            (x, r) = _solveCycleLosses(loss);
+        }
         IRebalancingVault.Step[] memory steps = _cycleSteps(x);
         _checkValidUnderPerCallRules(steps, x, r, total);
         return steps;
@@ -205,7 +212,12 @@ contract ChurnDrainTest is AdvWorld {
             loss += x[k] * (1e18 - r[k]) / 1e18;
         }
         vm.assertLt(loss, total * LOSS_BPS / BPS, "solver: batch loses maxLossBps or more");
-        vm.assertGt(loss, total * (LOSS_BPS - 5) / BPS, "solver: batch loses well under maxLossBps");
+        vm.assertGt(loss, total * (LOSS_BPS - 15) / BPS, "solver: batch loses well under maxLossBps");
+        if (!_solvedLogged) {
+            _solvedLogged = true;
+            _log("solved churn: gross input value (USD)", (x[0] + x[1] + x[2] + x[3]) / 1e18);
+            _log("solved churn: batch loss if accepted (bps x100)", loss * 1e6 / total);
+        }
     }
 
     function _pinAttackerPools() internal {
