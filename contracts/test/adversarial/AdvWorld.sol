@@ -8,7 +8,7 @@ import {MockV3Aggregator} from "../../src/world/MockV3Aggregator.sol";
 import {TestToken} from "../../src/world/TestToken.sol";
 import {AdvLog, AdvVm} from "./AdvVm.sol";
 import {PoolActor} from "./mocks/PoolActor.sol";
-import {IV2Router02, IV3Pool, IV3Router} from "./mocks/UniswapLike.sol";
+import {IV2Router02, IV3Factory, IV3Pool, IV3Router} from "./mocks/UniswapLike.sol";
 
 /// @notice The world every attack starts from: a $1M vault at its targets on the REAL Uniswap
 /// V2/V3 bytecode, honest deep pools at the oracle that the owner pinned, and an attacker who
@@ -113,6 +113,7 @@ abstract contract AdvWorld {
 
     function _deployUniswap() internal {
         address v3Factory = _create(vm.getCode(V3_FACTORY));
+        IV3Factory(v3Factory).enableFeeAmount(100, 1); // as on mainnet since 2021: every tier exists
         v3Router = _create(abi.encodePacked(vm.getCode(V3_ROUTER), abi.encode(v3Factory, address(weth))));
         address v2Factory =
             _create(abi.encodePacked(vm.parseJsonBytes(vm.readFile(V2_FACTORY), ".bytecode"), abi.encode(owner)));

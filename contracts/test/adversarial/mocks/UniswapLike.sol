@@ -6,6 +6,7 @@ pragma solidity 0.8.28;
 interface IV3Factory {
     function createPool(address tokenA, address tokenB, uint24 fee) external returns (address pool);
     function getPool(address tokenA, address tokenB, uint24 fee) external view returns (address pool);
+    function enableFeeAmount(uint24 fee, int24 tickSpacing) external;
 }
 
 interface IV3Pool {
