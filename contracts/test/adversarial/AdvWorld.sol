@@ -202,6 +202,17 @@ abstract contract AdvWorld {
         return Math.sqrt(priceX192);
     }
 
+    /// Arbitrages the honest pool of (a, b) to the current oracle price, as the market would
+    /// after a feed move.
+    function _arbHonest(TestToken a, TestToken b) internal {
+        (TestToken t0, TestToken t1) = address(a) < address(b) ? (a, b) : (b, a);
+        address pool = IV3Factory(IV3Router(v3Router).factory()).getPool(address(a), address(b), HONEST_FEE);
+        uint160 target = uint160(_sqrtPriceX96(t0, t1, 1e18));
+        (uint160 current,,,,,,) = IV3Pool(pool).slot0();
+        if (target > current) lp.swapV3(address(t1), address(t0), HONEST_FEE, 1e30, target);
+        else if (target < current) lp.swapV3(address(t0), address(t1), HONEST_FEE, 1e30, target);
+    }
+
     // ---------------------------------------------------------------- oracle arithmetic (independent of the vault)
 
     function _idx(TestToken t) internal view returns (uint256) {
