@@ -176,26 +176,46 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     /// the batch is measured against. The batch reverts as a whole unless every rule holds.
     function rebalance(Step[] calldata steps, uint256 deadline) external nonReentrant {
         Book memory book = _openBatch(steps.length, deadline);
-        (uint256[] memory before, uint256 valueBefore) = _values(book);
+        (uint256[] memory before, uint256 valueBefore, bool wideBefore) = _values(book);
 
         uint256 gross; // G: oracle value of every step's actual input
         for (uint256 i = 0; i < steps.length; i++) {
             gross += _executeStep(i, steps[i], book, deadline);
         }
-        _judge(book, before, valueBefore, gross, steps.length);
+        _judge(book, before, valueBefore, wideBefore, gross, steps.length);
     }
 
     /// @dev The batch's rules, in the order their errors take precedence, then its bookkeeping.
     /// The "after" balances are the ones measured after each step (see `_settle` for why they are
     /// the vault's real balances).
-    function _judge(Book memory book, uint256[] memory before, uint256 valueBefore, uint256 gross, uint256 stepCount)
-        private
-    {
-        (uint256[] memory afterValues, uint256 valueAfter) = _values(book);
+    ///
+    /// Why drift is judged before toward-target: once every asset ends between where it was and
+    /// its target (a_i between b_i and t_i), total drift cannot rise. With L = Vb - Va the loss and
+    /// N_in the value that arrived at assets that grew, sum |a_i - t_i| = D_b - (N + N_in), and
+    /// re-centring the targets on Va moves them by L in total, so D_a <= D_b - 2 * N_in; drift
+    /// (D / V) could then only rise if L > N_in * 2 * Vb / D_b >= N_in, i.e. if more value was lost
+    /// than arrived, which the floors, the turnover rule and maxLossBps exclude. Checked after
+    /// toward-target, DriftIncreased would be dead code; checked before it, it names the
+    /// whole-portfolio effect of a move away from target (and catches a sub-bps creep exactly),
+    /// while NotTowardTarget catches what total drift does not show: an asset pushed past its
+    /// target, or moved off it, while the others improve more.
+    function _judge(
+        Book memory book,
+        uint256[] memory before,
+        uint256 valueBefore,
+        bool wideBefore,
+        uint256 gross,
+        uint256 stepCount
+    ) private {
+        (uint256[] memory afterValues, uint256 valueAfter, bool wideAfter) = _values(book);
+        Tally memory t = wideBefore || wideAfter
+            ? _tallyWide(book.cfg, before, afterValues, valueBefore, valueAfter)
+            : _tally(book.cfg, before, afterValues, valueBefore, valueAfter);
+
         _checkValueLoss(valueBefore, valueAfter, uint16(book.cfg[0] >> SHIFT_LOSS));
-        _checkTurnover(gross, before, afterValues, book.maxSlippageBps);
-        _checkTowardTarget(book.cfg, before, afterValues, valueBefore);
-        (uint256 driftBefore, uint256 driftAfter) = _checkDrift(book.cfg, before, afterValues, valueBefore, valueAfter);
+        _checkTurnover(gross, t.net, book.maxSlippageBps);
+        (uint256 driftBefore, uint256 driftAfter) = _checkDrift(t, valueBefore, valueAfter);
+        if (t.offTarget != 0) _revertNotTowardTarget(book.cfg, before, afterValues, valueBefore, t.offTarget - 1);
         _spendLossBudget(valueBefore, valueAfter, uint16(book.cfg[0] >> SHIFT_LOSS_WINDOW));
         emit Rebalanced(valueBefore, valueAfter, driftBefore, driftAfter, stepCount);
     }
@@ -285,17 +305,17 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     }
 
     function totalValue() external view returns (uint256 total) {
-        (, total) = _values(_bookForView());
+        (, total,) = _values(_bookForView());
     }
 
     function weights() external view returns (uint256[] memory) {
-        (uint256[] memory values,) = _values(_bookForView());
+        (uint256[] memory values,,) = _values(_bookForView());
         return VaultMath.weights(values);
     }
 
     function driftBps() external view returns (uint256) {
         Book memory book = _bookForView();
-        (uint256[] memory values, uint256 total) = _values(book);
+        (uint256[] memory values, uint256 total,) = _values(book);
         if (total == 0) return 0;
         return VaultMath.driftNumerator(values, _targets(book.cfg), total) / total;
     }
@@ -463,10 +483,11 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     }
 
     /// @dev Invariant (per call): value after >= value before * (1 - maxLossBps), exactly
-    /// (valueAfter * 10000 >= valueBefore * (10000 - maxLossBps); minValueAfter is that bound
-    /// rounded up).
+    /// (minValueAfter is that bound rounded up).
     function _checkValueLoss(uint256 valueBefore, uint256 valueAfter, uint256 maxLossBps) private pure {
-        uint256 minValueAfter = Math.mulDiv(valueBefore, BPS - maxLossBps, BPS, Math.Rounding.Ceil);
+        uint256 minValueAfter = valueBefore <= type(uint256).max / BPS
+            ? Math.ceilDiv(valueBefore * (BPS - maxLossBps), BPS)
+            : Math.mulDiv(valueBefore, BPS - maxLossBps, BPS, Math.Rounding.Ceil);
         if (valueAfter < minValueAfter) revert ValueLoss(valueBefore, valueAfter, minValueAfter);
     }
 
@@ -477,55 +498,39 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     /// only forgives inputs worth more than the net outflow because fills came in under the
     /// oracle. Churn that loses every asset the same small fraction has N tiny and G large, and a
     /// round trip has N equal to its loss: both fail here.
-    function _checkTurnover(
-        uint256 gross,
-        uint256[] memory before,
-        uint256[] memory afterValues,
-        uint256 maxSlippageBps
-    ) private pure {
-        uint256 net;
-        for (uint256 i = 0; i < before.length; i++) {
-            if (before[i] > afterValues[i]) net += before[i] - afterValues[i];
-        }
+    function _checkTurnover(uint256 gross, uint256 net, uint256 maxSlippageBps) private pure {
         if (gross * (BPS - maxSlippageBps) > 2 * net * BPS) revert ExcessTurnover(gross, net);
     }
 
-    /// @dev Invariant (toward target, never past it): for each asset, with t_i = targetBps_i *
-    /// valueBefore / 10000, min(b_i, t_i) <= a_i <= max(b_i, t_i), compared exactly as
-    /// 10000 * a_i against targetBps_i * valueBefore and 10000 * b_i (no rounding of t_i). An asset
-    /// at its target cannot move; an intermediate hop asset must come back to where it was.
-    function _checkTowardTarget(
-        uint256[] memory cfg,
-        uint256[] memory before,
-        uint256[] memory afterValues,
-        uint256 valueBefore
-    ) private pure {
-        for (uint256 i = 0; i < before.length; i++) {
-            uint256 targetScaled = uint256(uint16(cfg[1 + 2 * i] >> SHIFT_TARGET)) * valueBefore;
-            uint256 b = before[i] * BPS;
-            uint256 a = afterValues[i] * BPS;
-            (uint256 lo, uint256 hi) = b < targetScaled ? (b, targetScaled) : (targetScaled, b);
-            if (a < lo || a > hi) revert NotTowardTarget(i, before[i], afterValues[i], targetScaled / BPS);
+    /// @dev Invariant: total drift may not rise, compared exactly: drift = D / V, so "after >
+    /// before" is D_after * V_before > D_before * V_after, on 512-bit products. The floored bps
+    /// are for the event and the error only.
+    function _checkDrift(Tally memory t, uint256 valueBefore, uint256 valueAfter)
+        private
+        pure
+        returns (uint256 driftBefore, uint256 driftAfter)
+    {
+        driftBefore = valueBefore == 0 ? 0 : t.driftNumBefore / valueBefore;
+        driftAfter = valueAfter == 0 ? 0 : t.driftNumAfter / valueAfter;
+        if (VaultMath.mulGt(t.driftNumAfter, valueBefore, t.driftNumBefore, valueAfter)) {
+            revert DriftIncreased(driftBefore, driftAfter);
         }
     }
 
-    /// @dev Invariant: total drift may not rise, compared exactly: drift = D / V with
-    /// D = sum |10000 * v_i - targetBps_i * V|, so "after > before" is D_after * V_before >
-    /// D_before * V_after on 512-bit products. The floored bps are returned for the event and the
-    /// error only.
-    function _checkDrift(
+    /// @dev Invariant (toward target, never past it): every asset ends between where it was and its
+    /// target, min(b_i, t_i) <= a_i <= max(b_i, t_i) with t_i = targetBps_i * valueBefore / 10000,
+    /// compared exactly (10000 * a_i against 10000 * b_i and targetBps_i * valueBefore, see
+    /// `_tally`). An asset at its target cannot move; an intermediate hop asset must come back to
+    /// where it was (KEEP_FLAG makes that exact). Reverts for asset `i`, the first found outside.
+    function _revertNotTowardTarget(
         uint256[] memory cfg,
         uint256[] memory before,
         uint256[] memory afterValues,
         uint256 valueBefore,
-        uint256 valueAfter
-    ) private view returns (uint256 driftBefore, uint256 driftAfter) {
-        uint16[] memory targets = _targets(cfg);
-        uint256 numBefore = VaultMath.driftNumerator(before, targets, valueBefore);
-        uint256 numAfter = VaultMath.driftNumerator(afterValues, targets, valueAfter);
-        driftBefore = valueBefore == 0 ? 0 : numBefore / valueBefore;
-        driftAfter = valueAfter == 0 ? 0 : numAfter / valueAfter;
-        if (VaultMath.mulGt(numAfter, valueBefore, numBefore, valueAfter)) revert DriftIncreased(driftBefore, driftAfter);
+        uint256 i
+    ) private pure {
+        uint256 targetValue = uint256(uint16(cfg[1 + 2 * i] >> SHIFT_TARGET)) * valueBefore / BPS;
+        revert NotTowardTarget(i, before[i], afterValues[i], targetValue);
     }
 
     /// @dev The rolling loss budget, and the one write of the batch (lastRebalance with it).
@@ -545,9 +550,13 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     /// sliding account would allow, never the reverse. Both sums live in the hot slot, relative
     /// to lastRebalance's epoch, so the account costs no extra storage access.
     function _spendLossBudget(uint256 valueBefore, uint256 valueAfter, uint256 windowBps) private {
-        uint256 loss = valueAfter >= valueBefore || valueBefore == 0
-            ? 0
-            : Math.mulDiv(valueBefore - valueAfter, ONE, valueBefore, Math.Rounding.Ceil);
+        uint256 loss;
+        if (valueAfter < valueBefore) {
+            uint256 lost = valueBefore - valueAfter;
+            loss = lost <= type(uint256).max / ONE
+                ? Math.ceilDiv(lost * ONE, valueBefore)
+                : Math.mulDiv(lost, ONE, valueBefore, Math.Rounding.Ceil);
+        }
         // Read the slot again (warm): a field write, so a pause made mid-call (a guardian reacting
         // to a callback) is not undone. Only rebalance writes the sums, and it cannot re-enter.
         Hot memory hot = _hot;
@@ -573,15 +582,114 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         return (0, 0);
     }
 
-    /// @dev Oracle value of each asset's balance in `book` (VaultMath.value) and their sum.
-    function _values(Book memory book) private pure returns (uint256[] memory values, uint256 total) {
+    /// @dev Oracle value of each asset's balance in `book` (VaultMath.value: floor(balance * num /
+    /// den)) and their sum. `wide` is false when every balance and num is below 2**128 (so each
+    /// product fits in 256 bits and the plain division is mulDiv's exact result) and every value
+    /// below 2**200 (so, with at most 383 assets, every sum and product `_tally` forms fits).
+    /// Otherwise (no real balance or price comes near) the values are computed by Math.mulDiv
+    /// and the batch is judged by `_tallyWide`. The assembly loop saves about 300 gas per asset
+    /// and pass against the Solidity loop over Math.mulDiv (measured at 32 assets).
+    function _values(Book memory book) private pure returns (uint256[] memory values, uint256 total, bool wide) {
         uint256[] memory balances = book.balances;
         uint256[] memory prices = book.prices;
-        values = new uint256[](balances.length);
-        for (uint256 i = 0; i < balances.length; i++) {
-            uint256 v = Math.mulDiv(balances[i], prices[4 * i], prices[4 * i + 1]);
-            values[i] = v;
-            total += v;
+        uint256 n = balances.length;
+        values = _uninitialized(n);
+        assembly ("memory-safe") {
+            let bits := 0 // every balance, num and value >> 72 OR-ed: the bounds are checked once
+            for { let i := 0 } lt(i, n) { i := add(i, 1) } {
+                let bal := mload(add(balances, shl(5, add(i, 1))))
+                let row := add(prices, add(0x20, shl(7, i)))
+                let num := mload(row)
+                let v := div(mul(bal, num), mload(add(row, 0x20))) // den >= 1
+                mstore(add(values, shl(5, add(i, 1))), v)
+                total := add(total, v)
+                bits := or(bits, or(or(bal, num), shr(72, v)))
+            }
+            wide := iszero(iszero(shr(128, bits)))
+        }
+        if (wide) {
+            total = 0;
+            for (uint256 i = 0; i < n; i++) {
+                values[i] = Math.mulDiv(balances[i], prices[4 * i], prices[4 * i + 1]);
+                total += values[i];
+            }
+        }
+    }
+
+    /// @dev What the batch rules need from the before and after values: N (net outflow), both
+    /// drift numerators D = sum |10000 * v_i - targetBps_i * V|, and 1 + the index of the first
+    /// asset not between where it was and its target (0: none), that is with
+    /// 10000 * a_i outside [min(10000 * b_i, targetBps_i * Vb), max(...)].
+    struct Tally {
+        uint256 net;
+        uint256 driftNumBefore;
+        uint256 driftNumAfter;
+        uint256 offTarget;
+    }
+
+    /// @dev The Tally in one assembly pass, exact when no value is `wide` (see `_values`): values
+    /// below 2**200 and totals below 2**209 make every product below 2**223 and every sum below
+    /// 2**232. Saves about 700 gas per asset against `_tallyWide` (measured at 32 assets).
+    function _tally(
+        uint256[] memory cfg,
+        uint256[] memory before,
+        uint256[] memory afterValues,
+        uint256 valueBefore,
+        uint256 valueAfter
+    ) private pure returns (Tally memory t) {
+        uint256 net;
+        uint256 numBefore;
+        uint256 numAfter;
+        uint256 offTarget;
+        assembly ("memory-safe") {
+            let n := mload(before)
+            for { let i := 0 } lt(i, n) { i := add(i, 1) } {
+                let b := mload(add(before, shl(5, add(i, 1))))
+                let a := mload(add(afterValues, shl(5, add(i, 1))))
+                if gt(b, a) { net := add(net, sub(b, a)) }
+                let tb := and(shr(168, mload(add(cfg, shl(6, add(i, 1))))), 0xffff) // cfg[1 + 2i] >> SHIFT_TARGET
+                let tBefore := mul(tb, valueBefore)
+                let tAfter := mul(tb, valueAfter)
+                let bs := mul(b, 10000)
+                let as_ := mul(a, 10000)
+                switch gt(bs, tBefore)
+                case 1 { numBefore := add(numBefore, sub(bs, tBefore)) }
+                default { numBefore := add(numBefore, sub(tBefore, bs)) }
+                switch gt(as_, tAfter)
+                case 1 { numAfter := add(numAfter, sub(as_, tAfter)) }
+                default { numAfter := add(numAfter, sub(tAfter, as_)) }
+                // a between b and the target (both scaled)
+                let lo := bs
+                let hi := tBefore
+                if gt(bs, tBefore) {
+                    lo := tBefore
+                    hi := bs
+                }
+                if and(iszero(offTarget), or(lt(as_, lo), gt(as_, hi))) { offTarget := add(i, 1) }
+            }
+        }
+        t = Tally(net, numBefore, numAfter, offTarget);
+    }
+
+    /// @dev The same Tally in checked Solidity, for values beyond `_tally`'s bounds (an overflow
+    /// there reverts: fails closed).
+    function _tallyWide(
+        uint256[] memory cfg,
+        uint256[] memory before,
+        uint256[] memory afterValues,
+        uint256 valueBefore,
+        uint256 valueAfter
+    ) private view returns (Tally memory t) {
+        uint16[] memory targets = _targets(cfg);
+        t.driftNumBefore = VaultMath.driftNumerator(before, targets, valueBefore);
+        t.driftNumAfter = VaultMath.driftNumerator(afterValues, targets, valueAfter);
+        for (uint256 i = 0; i < before.length; i++) {
+            if (before[i] > afterValues[i]) t.net += before[i] - afterValues[i];
+            uint256 targetScaled = uint256(targets[i]) * valueBefore;
+            uint256 b = before[i] * BPS;
+            uint256 a = afterValues[i] * BPS;
+            (uint256 lo, uint256 hi) = b < targetScaled ? (b, targetScaled) : (targetScaled, b);
+            if (t.offTarget == 0 && (a < lo || a > hi)) t.offTarget = i + 1;
         }
     }
 
@@ -597,7 +705,15 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         (uint256 idxIn, uint256 idxOut, uint256 amountIn, uint256 minOut) = _checkStep(i, step, book);
         _swap(step, amountIn, minOut, deadline);
         uint256 spent = _settle(i, step, book.balances, idxIn, idxOut, amountIn, minOut);
-        inputValue = Math.mulDiv(spent, book.prices[4 * idxIn], book.prices[4 * idxIn + 1]);
+        uint256[] memory prices = book.prices;
+        uint256 num;
+        uint256 den;
+        assembly ("memory-safe") {
+            let row := add(prices, add(0x20, shl(7, idxIn))) // idxIn < n
+            num := mload(row)
+            den := mload(add(row, 0x20))
+        }
+        inputValue = spent < 2 ** 128 && num < 2 ** 128 ? spent * num / den : Math.mulDiv(spent, num, den);
     }
 
     /// @dev The step's static checks, in the order their errors take precedence, ending with the
@@ -656,12 +772,13 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         returns (uint256 amountIn, uint256 minOut)
     {
         uint256 raw = step.amountIn;
-        if (raw >= KEEP_FLAG) {
+        bool keepStep = raw >= KEEP_FLAG;
+        if (keepStep) {
             // Spend all but `keep`: the asset ends exactly at keep (the balance tracked in the
             // book is the vault's real one, see `_settle`).
             uint256 keep = raw - KEEP_FLAG;
-            uint256 balance = book.balances[idxIn];
-            amountIn = balance > keep ? balance - keep : 0;
+            uint256 balanceIn = _at(book.balances, idxIn);
+            amountIn = balanceIn > keep ? balanceIn - keep : 0;
         } else {
             amountIn = raw;
         }
@@ -670,22 +787,44 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         // Invariant (exact floors): the router is told to deliver at least the oracle output of the
         // actual input less maxSlippageBps, rounded up; a floor of zero (coarse decimals) would
         // make any output acceptable, so such a step is refused.
-        uint256[] memory prices = book.prices;
-        (uint256 floorDown, uint256 floorUp) = VaultMath.floors(
-            amountIn,
-            prices[4 * idxIn],
-            prices[4 * idxIn + 1],
-            prices[4 * idxOut],
-            prices[4 * idxOut + 1],
-            book.maxSlippageBps
-        );
+        (uint256 floorDown, uint256 floorUp) = _floors(amountIn, book, idxIn, idxOut);
         if (floorDown == 0) revert ZeroFloor(i, amountIn);
         minOut = step.minAmountOut;
-        if (raw >= KEEP_FLAG) {
+        if (keepStep) {
             // The keeper could not know the input exactly; its minimum is an extra one.
             if (minOut < floorUp) minOut = floorUp;
         } else if (minOut < floorUp) {
             revert MinOutTooLow(i, minOut, floorUp);
+        }
+    }
+
+    /// @dev VaultMath.floors with the two assets' price factors, read without bounds checks (both
+    /// indices are < n, see `_checkVenue`; saves ~400 gas a step).
+    function _floors(uint256 amountIn, Book memory book, uint256 idxIn, uint256 idxOut)
+        private
+        pure
+        returns (uint256, uint256)
+    {
+        uint256[] memory prices = book.prices;
+        uint256 numIn;
+        uint256 denIn;
+        uint256 numOut;
+        uint256 denOut;
+        assembly ("memory-safe") {
+            let rowIn := add(prices, add(0x20, shl(7, idxIn)))
+            let rowOut := add(prices, add(0x20, shl(7, idxOut)))
+            numIn := mload(rowIn)
+            denIn := mload(add(rowIn, 0x20))
+            numOut := mload(rowOut)
+            denOut := mload(add(rowOut, 0x20))
+        }
+        return VaultMath.floors(amountIn, numIn, denIn, numOut, denOut, book.maxSlippageBps);
+    }
+
+    /// @dev a[i] for an index known to be in range.
+    function _at(uint256[] memory a, uint256 i) private pure returns (uint256 x) {
+        assembly ("memory-safe") {
+            x := mload(add(a, shl(5, add(i, 1))))
         }
     }
 
@@ -814,7 +953,17 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         // and the vault received at least the effective minimum.
         if (spent > amountIn) revert InputOverspent(i, spent, amountIn);
         if (received < minOut) revert InsufficientOutput(i, received, minOut);
-        emit Swapped(i, step.tokenIn, step.tokenOut, step.router, amountIn, received, minOut);
+        bytes32 topic = Swapped.selector;
+        assembly ("memory-safe") {
+            // emit Swapped(i, tokenIn, tokenOut, router, amountIn, received, minOut); the fields were
+            // validated by `_checkVenue`. Saves ~500 gas a step against `emit`.
+            let m := mload(0x40)
+            mstore(m, calldataload(add(step, 0x20))) // router
+            mstore(add(m, 0x20), amountIn)
+            mstore(add(m, 0x40), received)
+            mstore(add(m, 0x60), minOut)
+            log4(m, 0x80, topic, i, calldataload(add(step, 0x40)), calldataload(add(step, 0x60)))
+        }
     }
 
     // ------------------------------------------------------------------ pins

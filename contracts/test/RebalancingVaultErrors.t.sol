@@ -92,23 +92,59 @@ contract RebalancingVaultErrorsTest is VaultFixture {
 
     // ---------------------------------------------------------------- per-step guards
 
-    function test_RouterNotAllowed_unknownRouter() public {
+    /// A router nobody pinned: refused with the step's venue fields.
+    function test_VenueNotPinned_unknownRouter() public {
         MockRouter other = _newRouter();
         _expectRebalanceRevert(
             _one(_step(address(other), weth, usdc, 1e18)),
-            abi.encodeWithSelector(IRebalancingVault.RouterNotAllowed.selector, address(other), V3)
+            abi.encodeWithSelector(
+                IRebalancingVault.VenueNotPinned.selector, 0, V3, address(other), address(weth), address(usdc), FEE
+            )
         );
     }
 
-    /// Allowlisting is per venue: a router allowed for V3 is refused as a V2 router.
-    function test_RouterNotAllowed_wrongVenue() public {
+    /// Pins are per venue: the router's V3 pool for the pair stays reachable, its V2 pair not.
+    function test_VenueNotPinned_wrongVenue() public {
         vm.prank(owner);
-        vault.setRouter(address(router), V2, false);
+        vault.unpinVenue(V2, address(router), address(usdc), address(weth), 0);
         IRebalancingVault.Step memory s = _step(address(router), weth, usdc, 1e18);
         s.venue = V2;
         s.fee = 0;
         _expectRebalanceRevert(
-            _one(s), abi.encodeWithSelector(IRebalancingVault.RouterNotAllowed.selector, address(router), V2)
+            _one(s),
+            abi.encodeWithSelector(
+                IRebalancingVault.VenueNotPinned.selector, 0, V2, address(router), address(weth), address(usdc), 0
+            )
+        );
+    }
+
+    /// Pins are per fee tier: a pool at another tier of the same pair (a stranger's, say) is not
+    /// reachable even on the pinned router and even if it exists on the router's factory.
+    function test_VenueNotPinned_otherFeeTier() public {
+        router.factory().createPool(address(weth), address(usdc), 500);
+        IRebalancingVault.Step memory s = _step(address(router), weth, usdc, 1e18);
+        s.fee = 500;
+        _expectRebalanceRevert(
+            _one(s),
+            abi.encodeWithSelector(
+                IRebalancingVault.VenueNotPinned.selector, 0, V3, address(router), address(weth), address(usdc), 500
+            )
+        );
+    }
+
+    /// The second step's venue is the one reported.
+    function test_VenueNotPinned_pointsAtTheStep() public {
+        vm.prank(owner);
+        vault.unpinVenue(V3, address(router), address(link), address(wbtc), FEE);
+        ethFeed.updateAnswer(2500e8);
+        IRebalancingVault.Step[] memory steps = new IRebalancingVault.Step[](2);
+        steps[0] = _step(address(router), weth, usdc, 1e18);
+        steps[1] = _step(address(router), wbtc, link, 1e6);
+        _expectRebalanceRevert(
+            steps,
+            abi.encodeWithSelector(
+                IRebalancingVault.VenueNotPinned.selector, 1, V3, address(router), address(wbtc), address(link), FEE
+            )
         );
     }
 
@@ -167,7 +203,7 @@ contract RebalancingVaultErrorsTest is VaultFixture {
         MisbehavingRouter bad = new MisbehavingRouter(MisbehavingRouter.Mode.IgnoreMinimum, vault);
         _wireRouter(bad);
         bad.setHaircut(500);
-        _allow(address(bad));
+        _pinAll(bad);
         ethFeed.updateAnswer(2500e8);
         IRebalancingVault.Step memory s = _step(address(bad), weth, usdc, 1e18); // min 2475 USDC
         _expectRebalanceRevert(
@@ -185,12 +221,12 @@ contract RebalancingVaultErrorsTest is VaultFixture {
         vault = _deploy(assets, 1, _limits());
         greedy.mint(address(vault), 100e18);
         router.setFeed(address(greedy), greedyFeed);
-        _allow(address(router));
+        _pin(router, V3, greedy, usdc, FEE);
 
         IRebalancingVault.Step memory s =
             IRebalancingVault.Step(V3, address(router), address(greedy), address(usdc), FEE, 10e18, 9.9e6);
         _expectRebalanceRevert(
-            _one(s), abi.encodeWithSelector(RebalancingVault.InputOverspent.selector, 0, 10e18 + 1, 10e18)
+            _one(s), abi.encodeWithSelector(IRebalancingVault.InputOverspent.selector, 0, 10e18 + 1, 10e18)
         );
     }
 
@@ -200,7 +236,7 @@ contract RebalancingVaultErrorsTest is VaultFixture {
     /// loses 36 bps of the vault, above a 10 bps loss limit.
     function test_ValueLoss() public {
         vm.prank(owner);
-        vault.setLimits(IRebalancingVault.Limits(MAX_SLIPPAGE_BPS, 10, COOLDOWN_S, MAX_STEPS));
+        vault.setLimits(IRebalancingVault.Limits(MAX_SLIPPAGE_BPS, 10, MAX_LOSS_BPS_PER_WINDOW, COOLDOWN_S, MAX_STEPS));
         router.setHaircut(90);
         _expectRebalanceRevert(
             _one(_step(address(router), weth, usdc, 200e18)),
@@ -290,21 +326,33 @@ contract RebalancingVaultErrorsTest is VaultFixture {
         _deploy(assets, 3, _limits());
     }
 
+    /// Every owner-set limit has a hard cap, and the error names the rule broken.
     function test_BadLimits() public {
-        IRebalancingVault.Limits[3] memory bad = [
-            IRebalancingVault.Limits(10_001, 50, 0, 4),
-            IRebalancingVault.Limits(100, 10_001, 0, 4),
-            IRebalancingVault.Limits(100, 50, 0, 0)
+        IRebalancingVault.Limits[5] memory bad = [
+            IRebalancingVault.Limits(501, 50, 200, 0, 4),
+            IRebalancingVault.Limits(100, 301, 500, 0, 4),
+            IRebalancingVault.Limits(100, 50, 501, 0, 4),
+            IRebalancingVault.Limits(100, 60, 50, 0, 4),
+            IRebalancingVault.Limits(100, 50, 200, 0, 0)
+        ];
+        string[5] memory reasons = [
+            "maxSlippageBps above MAX_SLIPPAGE_BPS (500)",
+            "maxLossBps above MAX_LOSS_BPS (300)",
+            "maxLossBpsPerWindow above MAX_LOSS_BPS_PER_WINDOW (500)",
+            "maxLossBps above maxLossBpsPerWindow",
+            "maxSteps must be at least 1"
         ];
         for (uint256 i = 0; i < bad.length; i++) {
+            bytes memory err = abi.encodeWithSelector(IRebalancingVault.BadLimits.selector, reasons[i]);
             vm.prank(owner);
-            vm.expectRevert(abi.encodeWithSelector(IRebalancingVault.BadLimits.selector));
+            vm.expectRevert(err);
             vault.setLimits(bad[i]);
-            vm.expectRevert(abi.encodeWithSelector(IRebalancingVault.BadLimits.selector));
+            vm.expectRevert(err);
             _deploy(_assets(), 3, bad[i]);
         }
         vm.prank(owner);
-        vault.setLimits(IRebalancingVault.Limits(10_000, 10_000, 0, 1)); // the edges are allowed
+        vault.setLimits(IRebalancingVault.Limits(500, 300, 500, 0, 1)); // the edges are allowed
+        vm.assertEq(vault.getLimits().maxLossBpsPerWindow, 500, "edge limits stored");
     }
 
     function test_BadConfig_owner() public {
@@ -312,7 +360,7 @@ contract RebalancingVaultErrorsTest is VaultFixture {
         vm.expectRevert(_badConfig("owner is the zero address"));
         vault.transferOwnership(address(0));
         vm.expectRevert(_badConfig("router is the zero address"));
-        vault.setRouter(address(0), V3, true);
+        vault.pinVenue(V3, address(0), address(weth), address(usdc), FEE);
         vm.expectRevert(_badConfig("withdraw to the zero address"));
         vault.withdraw(address(weth), address(0), 1);
         vm.expectRevert(_badConfig("targets length must equal asset count"));

@@ -34,9 +34,11 @@ contract RebalancingVaultRolesTest is VaultFixture {
             vm.expectRevert(notOwner);
             vault.setTargets(targets);
             vm.expectRevert(notOwner);
-            vault.setLimits(IRebalancingVault.Limits(10_000, 10_000, 0, 255));
+            vault.setLimits(IRebalancingVault.Limits(100, 50, 100, 0, 255));
             vm.expectRevert(notOwner);
-            vault.setRouter(caller, IRebalancingVault.Venue.V3, true);
+            vault.pinVenue(IRebalancingVault.Venue.V3, address(router), address(weth), address(usdc), 500);
+            vm.expectRevert(notOwner);
+            vault.unpinVenue(IRebalancingVault.Venue.V3, address(router), address(weth), address(usdc), FEE);
             vm.expectRevert(notOwner);
             vault.setAssetFeed(0, address(usdcFeed), 1);
             vm.expectRevert(notOwner);
@@ -155,20 +157,15 @@ contract RebalancingVaultRolesTest is VaultFixture {
             vm.assertEq(assets[i].targetBps, targets[i], "target");
         }
 
-        IRebalancingVault.Limits memory limits = IRebalancingVault.Limits(30, 20, 60, 2);
+        IRebalancingVault.Limits memory limits = IRebalancingVault.Limits(30, 20, 40, 60, 2);
         vm.expectEmit(address(vault));
         emit IRebalancingVault.LimitsSet(limits);
         vault.setLimits(limits);
         vm.assertEq(vault.getLimits().maxSlippageBps, 30, "slippage");
         vm.assertEq(vault.getLimits().maxLossBps, 20, "loss");
+        vm.assertEq(vault.getLimits().maxLossBpsPerWindow, 40, "loss per window");
         vm.assertEq(vault.getLimits().cooldownS, 60, "cooldown");
         vm.assertEq(vault.getLimits().maxSteps, 2, "steps");
-
-        vm.expectEmit(address(vault));
-        emit IRebalancingVault.RouterSet(address(router), IRebalancingVault.Venue.V2, false);
-        vault.setRouter(address(router), IRebalancingVault.Venue.V2, false);
-        vm.assertFalse(vault.isRouterAllowed(address(router), IRebalancingVault.Venue.V2), "v2 still allowed");
-        vm.assertTrue(vault.isRouterAllowed(address(router), IRebalancingVault.Venue.V3), "v3 lost");
 
         vm.expectEmit(address(vault));
         emit IRebalancingVault.AssetConfigSet(1, address(btcFeed), 120);

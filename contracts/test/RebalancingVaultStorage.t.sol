@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+
 import {RebalancingVault} from "../src/RebalancingVault.sol";
 import {VaultMath} from "../src/VaultMath.sol";
 import {AggregatorV3Interface} from "../src/interfaces/AggregatorV3Interface.sol";
@@ -12,7 +14,8 @@ import {VaultFixture} from "./utils/VaultFixture.sol";
 /// CREATE, found again from the nonce), the decimals stored with a feed's Chainlink phase, and the
 /// fast value/convert arithmetic against the VaultMath library beyond its bounds.
 contract RebalancingVaultStorageTest is VaultFixture {
-    bytes32 internal constant HOT_SLOT = bytes32(uint256(2)); // keeper | lastRebalance | paused | configNonce
+    // lastRebalance (bits 0-39) | paused (40) | configNonce (48-71) | spentPrevious (72) | spentCurrent (136)
+    bytes32 internal constant HOT_SLOT = bytes32(uint256(2));
     uint16[4] internal targets = [uint16(4000), 3000, 1000, 2000];
 
     function setUp() public {
@@ -42,7 +45,7 @@ contract RebalancingVaultStorageTest is VaultFixture {
             _setConfigNonce(next - 1);
             vm.setNonce(address(vault), next);
 
-            IRebalancingVault.Limits memory limits = IRebalancingVault.Limits(uint16(50 + k), 40, 600, 3);
+            IRebalancingVault.Limits memory limits = IRebalancingVault.Limits(uint16(50 + k), 40, 100, 600, 3);
             vm.prank(owner);
             vault.setLimits(limits);
             address blob = vm.computeCreateAddress(address(vault), next);
@@ -57,19 +60,24 @@ contract RebalancingVaultStorageTest is VaultFixture {
     /// If anything else had used the vault's next nonce, the blob would not land where the vault
     /// looks for it: the change reverts instead of pointing the vault at the wrong code.
     function test_configChangeRevertsIfNonceOutOfStep() public {
-        vm.setNonce(address(vault), 10);
+        vm.setNonce(address(vault), vm.getNonce(address(vault)) + 5);
         vm.prank(owner);
         vm.expectRevert(abi.encodeWithSelector(IRebalancingVault.BadConfig.selector, "config blob not created"));
-        vault.setLimits(IRebalancingVault.Limits(50, 40, 600, 3));
+        vault.setLimits(IRebalancingVault.Limits(50, 40, 100, 600, 3));
     }
 
-    /// Setting the keeper is one slot write, not a new blob.
-    function test_setKeeperWritesNoBlob() public {
+    /// The keeper lives in the config blob (the rebalance reads it with everything else, in one
+    /// account access): setting it writes the next blob, which carries the rest over.
+    function test_setKeeperWritesTheNextBlob() public {
         uint64 nonce = vm.getNonce(address(vault));
+        uint256 pins = vault.pinnedVenues().length;
         vm.prank(owner);
         vault.setKeeper(stranger);
         vm.assertEq(vault.keeper(), stranger, "keeper");
-        vm.assertEq(vm.getNonce(address(vault)), nonce, "no CREATE");
+        vm.assertEq(vm.getNonce(address(vault)), nonce + 1, "one CREATE");
+        vm.assertEq(vault.pinnedVenues().length, pins, "pins carried over");
+        vm.assertEq(vault.getLimits().maxLossBpsPerWindow, MAX_LOSS_BPS_PER_WINDOW, "limits carried over");
+        vm.assertEq(uint256(vm.load(address(vault), HOT_SLOT)) >> 48 & 0xffffff, nonce, "hot slot points at it");
     }
 
     // ---------------------------------------------------------------- feed decimals and phases
@@ -142,12 +150,13 @@ contract RebalancingVaultStorageTest is VaultFixture {
         }
     }
 
-    /// The least output a step may accept is VaultMath.convert's, on both sides of the fast path's
-    /// overflow bound (USDC -> WETH: amountIn * 1e20 overflows above about 2**189).
-    function testFuzz_requiredMinMatchesLibrary(uint256 amountIn) public {
+    /// The least output a step may accept is the exact floor, rounded up, for any amount (USDC ->
+    /// WETH up to 2**212 units: products far beyond 256 bits). Computed here from the feeds'
+    /// figures: out = amountIn * $1 * 10**(18+8) / ($2000 * 10**(6+8)), less 1%, rounded up.
+    function testFuzz_requiredMinIsExactCeil(uint256 amountIn) public {
         amountIn = bound(amountIn, 1, 2 ** 212);
-        uint256 implied = VaultMath.convert(amountIn, 1e8, 6, 8, 2000e8, 18, 8);
-        uint256 requiredMin = implied * (10_000 - MAX_SLIPPAGE_BPS) / 10_000;
+        uint256 requiredMin =
+            Math.mulDiv(amountIn, 1e34 * uint256(10_000 - MAX_SLIPPAGE_BPS), 2000e8 * 1e14 * 10_000, Math.Rounding.Ceil);
         IRebalancingVault.Step memory s = _step(address(router), usdc, weth, 1);
         s.amountIn = amountIn;
         s.minAmountOut = requiredMin - 1;
@@ -162,7 +171,7 @@ contract RebalancingVaultStorageTest is VaultFixture {
 
     function _setConfigNonce(uint256 nonce) internal {
         uint256 hot = uint256(vm.load(address(vault), HOT_SLOT));
-        hot = (hot & type(uint232).max) | (nonce << 232);
+        hot = (hot & ~(uint256(0xffffff) << 48)) | (nonce << 48);
         vm.store(address(vault), HOT_SLOT, bytes32(hot));
     }
 

@@ -64,11 +64,35 @@ contract RebalancingVaultUniswapV3Test is TestBase {
         IRebalancingVault.Asset[] memory assets = new IRebalancingVault.Asset[](2);
         assets[0] = IRebalancingVault.Asset(address(weth), address(ethFeed), 3600, 5000);
         assets[1] = IRebalancingVault.Asset(address(usdc), address(usdcFeed), 86_400, 5000);
-        vault = new RebalancingVault(owner, keeper, owner, assets, 1, IRebalancingVault.Limits(100, 50, 3600, 4));
+        vault = new RebalancingVault(owner, keeper, owner, assets, 1, IRebalancingVault.Limits(100, 50, 100, 3600, 4));
         weth.mint(address(vault), 50e18);
         usdc.mint(address(vault), 100_000e6);
         vm.prank(owner);
-        vault.setRouter(swapRouter, IRebalancingVault.Venue.V3, true);
+        vault.pinVenue(IRebalancingVault.Venue.V3, swapRouter, address(usdc), address(weth), FEE);
+    }
+
+    /// The pinned pool is the one the real factory has for the pair and tier: derived by the vault
+    /// from SwapRouter.factory(), never given by the caller. A tier with no pool cannot be pinned.
+    function test_pinDerivesTheRealPool() public {
+        IRebalancingVault.PinnedVenue[] memory pins = vault.pinnedVenues();
+        vm.assertEq(pins.length, 1, "one pin");
+        vm.assertEq(pins[0].pool, pool, "the factory's pool");
+        vm.assertEq(pins[0].router, swapRouter, "router");
+        (address t0, address t1) = address(weth) < address(usdc) ? (address(weth), address(usdc)) : (address(usdc), address(weth));
+        vm.assertEq(pins[0].token0, t0, "token0 sorted");
+        vm.assertEq(pins[0].token1, t1, "token1 sorted");
+        vm.assertEq(uint256(pins[0].fee), FEE, "fee");
+        vm.assertTrue(
+            vault.isPinned(IRebalancingVault.Venue.V3, swapRouter, address(weth), address(usdc), FEE), "isPinned"
+        );
+
+        vm.prank(owner);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IRebalancingVault.BadConfig.selector, "the router's factory has no pool for this pair and fee"
+            )
+        );
+        vault.pinVenue(IRebalancingVault.Venue.V3, swapRouter, address(weth), address(usdc), 500);
     }
 
     /// Pays the pool what it asks for the liquidity this test adds.

@@ -8,8 +8,11 @@ import {VaultFixture} from "../utils/VaultFixture.sol";
 import {RebalanceHandler} from "./RebalanceHandler.sol";
 
 /// @notice Whatever the keeper sends, whatever the routers do and however prices move, an
-/// accepted rebalance never loses more than maxLossBps of oracle value, never increases drift,
-/// never leaves the keeper holding tokens and never leaves an allowance behind.
+/// accepted rebalance never loses more than maxLossBps of oracle value, never increases drift
+/// (exactly), never moves an asset away from or past its target, never trades more than the
+/// turnover rule allows, never goes through an unpinned router, never leaves the keeper holding
+/// tokens or an allowance behind; and the accepted losses in any rolling LOSS_WINDOW_S stay within
+/// maxLossBpsPerWindow.
 contract RebalanceInvariantTest is VaultFixture {
     struct FuzzSelector {
         address addr;
@@ -19,21 +22,24 @@ contract RebalanceInvariantTest is VaultFixture {
     RebalanceHandler internal handler;
     MockRouter internal liar;
     MockRouter internal stingy;
+    MockRouter internal rogue;
 
     function setUp() public {
         _deployWorld();
         liar = new MisbehavingRouter(MisbehavingRouter.Mode.IgnoreMinimum, vault);
         _wireRouter(liar);
-        _allow(address(liar));
+        _pinAll(liar);
         stingy = new MisbehavingRouter(MisbehavingRouter.Mode.PullLess, vault);
         _wireRouter(stingy);
-        _allow(address(stingy));
-        handler = new RebalanceHandler(vault, tokens, feeds, router, liar, stingy);
+        _pinAll(stingy);
+        rogue = _newRouter(); // wired and funded, never pinned
+        handler = new RebalanceHandler(vault, tokens, feeds, router, liar, stingy, rogue);
         vm.startPrank(owner);
         vault.setKeeper(address(handler));
-        // A short cooldown so a 32-call run sees several accepted batches, and a loss limit below
-        // the slippage limit so that batches passing every step check can still fail ValueLoss.
-        vault.setLimits(IRebalancingVault.Limits(MAX_SLIPPAGE_BPS, 10, 300, MAX_STEPS));
+        // A short cooldown so a 32-call run sees several accepted batches, a loss limit below the
+        // slippage limit so that batches passing every step check can still fail ValueLoss, and a
+        // window budget of three such losses so that it binds too.
+        vault.setLimits(IRebalancingVault.Limits(MAX_SLIPPAGE_BPS, 10, 30, 300, MAX_STEPS));
         vm.stopPrank();
     }
 
@@ -61,6 +67,22 @@ contract RebalanceInvariantTest is VaultFixture {
         vm.assertEq(handler.driftIncreases(), 0, "an accepted batch increased drift");
     }
 
+    function invariant_everyAssetMovesTowardItsTarget() public view {
+        vm.assertEq(handler.pastTargetMoves(), 0, "an accepted batch moved an asset away from or past its target");
+    }
+
+    function invariant_turnoverBounded() public view {
+        vm.assertEq(handler.turnoverViolations(), 0, "an accepted batch traded more than the turnover rule allows");
+    }
+
+    function invariant_rollingLossWithinBudget() public view {
+        vm.assertEq(handler.budgetViolations(), 0, "a rolling window lost more than maxLossBpsPerWindow");
+    }
+
+    function invariant_onlyPinnedVenues() public view {
+        vm.assertEq(handler.unpinnedAccepted(), 0, "an accepted batch used an unpinned router");
+    }
+
     function invariant_keeperNeverHoldsTokens() public view {
         for (uint256 i = 0; i < 4; i++) {
             vm.assertEq(tokens[i].balanceOf(address(handler)), 0, "keeper holds a token");
@@ -73,6 +95,7 @@ contract RebalanceInvariantTest is VaultFixture {
             vm.assertEq(tokens[i].allowance(address(vault), address(router)), 0, "allowance to honest router");
             vm.assertEq(tokens[i].allowance(address(vault), address(liar)), 0, "allowance to lying router");
             vm.assertEq(tokens[i].allowance(address(vault), address(stingy)), 0, "allowance to stingy router");
+            vm.assertEq(tokens[i].allowance(address(vault), address(rogue)), 0, "allowance to rogue router");
         }
     }
 

@@ -7,11 +7,15 @@ import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 
 import {AggregatorV3Interface} from "../../src/interfaces/AggregatorV3Interface.sol";
 import {IV2Router, IV3SwapRouter} from "../../src/interfaces/IUniswapRouters.sol";
+import {MockFactory} from "./MockFactory.sol";
 
 /// @notice An honest router for tests: swaps at the oracle rate less `haircutBps`, out of balances
 /// it was funded with (TestToken only lets its deployer mint), enforcing the caller's minimum and
-/// deadline the way Uniswap's routers do. Speaks both the V3 and the V2 router call.
+/// deadline the way Uniswap's routers do. Speaks both the V3 and the V2 router call, and has a
+/// `factory()` (its own MockFactory) as both Uniswap routers do, where tests create the "pools"
+/// the vault's owner pins.
 contract MockRouter is IV3SwapRouter, IV2Router {
+    MockFactory public immutable factory = new MockFactory();
     uint256 public haircutBps;
     mapping(address token => AggregatorV3Interface) public feedOf;
 

@@ -21,6 +21,7 @@ abstract contract VaultFixture is TestBase {
     uint256 internal constant T0 = 1_700_000_000;
     uint16 internal constant MAX_SLIPPAGE_BPS = 100;
     uint16 internal constant MAX_LOSS_BPS = 50;
+    uint16 internal constant MAX_LOSS_BPS_PER_WINDOW = 200;
     uint32 internal constant COOLDOWN_S = 3600;
     uint8 internal constant MAX_STEPS = 4;
     uint24 internal constant FEE = 3000;
@@ -64,7 +65,7 @@ abstract contract VaultFixture is TestBase {
         usdc.mint(address(vault), 200_000e6);
 
         router = _newRouter();
-        _allow(address(router));
+        _pinAll(router);
     }
 
     function _assets() internal view returns (IRebalancingVault.Asset[] memory a) {
@@ -76,7 +77,7 @@ abstract contract VaultFixture is TestBase {
     }
 
     function _limits() internal pure returns (IRebalancingVault.Limits memory) {
-        return IRebalancingVault.Limits(MAX_SLIPPAGE_BPS, MAX_LOSS_BPS, COOLDOWN_S, MAX_STEPS);
+        return IRebalancingVault.Limits(MAX_SLIPPAGE_BPS, MAX_LOSS_BPS, MAX_LOSS_BPS_PER_WINDOW, COOLDOWN_S, MAX_STEPS);
     }
 
     /// @dev A router priced by the fixture's feeds and funded with a deep book of every token.
@@ -92,11 +93,26 @@ abstract contract VaultFixture is TestBase {
         }
     }
 
-    function _allow(address r) internal {
-        vm.startPrank(owner);
-        vault.setRouter(r, IRebalancingVault.Venue.V3, true);
-        vault.setRouter(r, IRebalancingVault.Venue.V2, true);
-        vm.stopPrank();
+    /// @dev Creates a V3 pool (fee FEE) and a V2 pair for every pair of the fixture's assets on
+    /// `r`'s factory, and pins them all on the vault.
+    function _pinAll(MockRouter r) internal {
+        for (uint256 i = 0; i < 4; i++) {
+            for (uint256 j = i + 1; j < 4; j++) {
+                _pin(r, IRebalancingVault.Venue.V3, tokens[i], tokens[j], FEE);
+                _pin(r, IRebalancingVault.Venue.V2, tokens[i], tokens[j], 0);
+            }
+        }
+    }
+
+    function _pin(MockRouter r, IRebalancingVault.Venue venue, TestToken a, TestToken b, uint24 fee)
+        internal
+        returns (address pool)
+    {
+        pool = venue == IRebalancingVault.Venue.V3
+            ? r.factory().createPool(address(a), address(b), fee)
+            : r.factory().createPair(address(a), address(b));
+        vm.prank(owner);
+        vault.pinVenue(venue, address(r), address(a), address(b), fee);
     }
 
     /// @dev Oracle-implied output, computed here from the feeds (independently of VaultMath).
@@ -109,9 +125,19 @@ abstract contract VaultFixture is TestBase {
             Math.mulDiv(amountIn * uint256(feedIn.latestAnswer()), scaleOut, uint256(feedOut.latestAnswer()) * scaleIn);
     }
 
-    /// @dev The least minAmountOut the vault accepts for this swap.
+    /// @dev The least minAmountOut the vault accepts for this swap: the oracle output less
+    /// MAX_SLIPPAGE_BPS at full precision, rounded up (computed here from the feeds).
     function _requiredMin(TestToken tokenIn, TestToken tokenOut, uint256 amountIn) internal view returns (uint256) {
-        return _oracleOut(tokenIn, tokenOut, amountIn) * (10_000 - MAX_SLIPPAGE_BPS) / 10_000;
+        MockV3Aggregator feedIn = _feedOf(tokenIn);
+        MockV3Aggregator feedOut = _feedOf(tokenOut);
+        uint256 scaleIn = 10 ** (tokenIn.decimals() + feedIn.decimals());
+        uint256 scaleOut = 10 ** (tokenOut.decimals() + feedOut.decimals());
+        return Math.mulDiv(
+            amountIn * uint256(feedIn.latestAnswer()),
+            scaleOut * (10_000 - MAX_SLIPPAGE_BPS),
+            uint256(feedOut.latestAnswer()) * scaleIn * 10_000,
+            Math.Rounding.Ceil
+        );
     }
 
     function _feedOf(TestToken token) internal view returns (MockV3Aggregator) {

@@ -38,6 +38,20 @@ interface Vm {
     function expectRevert(bytes calldata revertData) external;
     function expectEmit(address emitter) external;
 
+    // logs
+    struct Log {
+        bytes32[] topics;
+        bytes data;
+        address emitter;
+    }
+
+    function recordLogs() external;
+    function getRecordedLogs() external returns (Log[] memory logs);
+
+    // files (the V2 artifacts' build JSON cannot go through getCode)
+    function readFile(string calldata path) external view returns (string memory data);
+    function parseJsonBytes(string calldata json, string calldata key) external pure returns (bytes memory);
+
     // assertions (revert with a readable message on failure)
     function assertTrue(bool condition, string calldata error) external pure;
     function assertFalse(bool condition, string calldata error) external pure;
