@@ -19,14 +19,15 @@ contract KeepAbuseTest is AdvWorld {
     }
 
     /// keep = 100 WETH: sells $220k of WETH, six times its excess. The fill clears the floor
-    /// (the batch loses ~60 bps, under maxLossBps) but WETH ends far below target. (keep = 0,
-    /// all 200 WETH, does not even clear the floor in a $50M pool.)
-    function test_keep_spendFarPastTarget_NotTowardTarget() public {
+    /// (the batch loses ~60 bps, under maxLossBps) but WETH and USDC end far past their targets:
+    /// total drift rises, which the vault names first (DriftIncreased). (keep = 0, all 200 WETH,
+    /// does not even clear the floor in a $50M pool.)
+    function test_keep_spendFarPastTarget_DriftIncreased() public {
         IRebalancingVault.Step memory step = _keepStep(weth, usdc, 100e18);
         vm.assertGe(_quoteV3(weth, usdc, HONEST_FEE, 100e18), _floor(weth, usdc, 100e18), "fill under floor");
-        bytes memory err = _expectRefused(_steps(step), IRebalancingVault.NotTowardTarget.selector);
-        (uint256 i,,,) = abi.decode(_args(err), (uint256, uint256, uint256, uint256));
-        vm.assertEq(i, 0, "WETH went past its target");
+        bytes memory err = _expectRefused(_steps(step), IRebalancingVault.DriftIncreased.selector);
+        (uint256 driftBefore, uint256 driftAfter) = abi.decode(_args(err), (uint256, uint256));
+        vm.assertGt(driftAfter, driftBefore, "drift figures");
     }
 
     /// keep = WETH's target amount less $10: WETH would end $10 below its target.
@@ -39,10 +40,11 @@ contract KeepAbuseTest is AdvWorld {
         vm.assertEq(i, 0, "WETH went past its target");
     }
 
-    /// KEEP on an asset that is UNDER target (USDC -> WETH, keeping all but $1,000).
-    function test_keep_onUnderTargetAsset_NotTowardTarget() public {
+    /// KEEP on an asset that is UNDER target, into one that is over (USDC -> WETH, keeping all
+    /// but $1,000): both move away, drift rises.
+    function test_keep_onUnderTargetAsset_DriftIncreased() public {
         uint256 keep = usdc.balanceOf(address(vault)) - 1000e6;
-        _expectRefused(_steps(_keepStep(usdc, weth, keep)), IRebalancingVault.NotTowardTarget.selector);
+        _expectRefused(_steps(_keepStep(usdc, weth, keep)), IRebalancingVault.DriftIncreased.selector);
     }
 
     /// A hop WETH -> WBTC -> USDC whose second step keeps $5,000 less WBTC than WBTC held before
