@@ -63,6 +63,17 @@ contract RoundTripAndVenuesTest is AdvWorld {
         _log("honest round trip: net (USD)", net / 1e18);
     }
 
+    /// An owner who pinned the attacker's pools and then unpins them makes them unreachable
+    /// again at once (the pin is the only way in).
+    function test_roundTrip_unpinnedAgain_VenueNotPinned() public {
+        IRebalancingVault.Step[] memory steps = _attackerRoundTrip();
+        _pin(IRebalancingVault.Venue.V3, v3Router, weth, usdc, ATTACK_FEE);
+        _pin(IRebalancingVault.Venue.V3, v3Router, weth, usdc, 100);
+        vm.prank(owner);
+        vault.unpinVenue(IRebalancingVault.Venue.V3, v3Router, address(usdc), address(weth), ATTACK_FEE);
+        _expectRefused(steps, IRebalancingVault.VenueNotPinned.selector);
+    }
+
     function _attackerRoundTrip() internal returns (IRebalancingVault.Step[] memory steps) {
         _seedV3(attacker, weth, usdc, ATTACK_FEE, POOL_RATIO, 500_000_000e18, true);
         _seedV3(attacker, usdc, weth, 100, POOL_RATIO, 500_000_000e18, true);
