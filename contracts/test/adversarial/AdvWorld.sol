@@ -132,10 +132,11 @@ abstract contract AdvWorld {
 
     /// The one place that knows the vault's constructor (deployed from its artifact, so this
     /// suite compiles against the interface alone).
-    function _deployVault(IRebalancingVault.Asset[] memory assets, uint256 quoteIndex, IRebalancingVault.Limits memory limits)
-        internal
-        returns (IRebalancingVault)
-    {
+    function _deployVault(
+        IRebalancingVault.Asset[] memory assets,
+        uint256 quoteIndex,
+        IRebalancingVault.Limits memory limits
+    ) internal returns (IRebalancingVault) {
         bytes memory args = abi.encode(owner, address(attacker), guardian, assets, quoteIndex, limits);
         return IRebalancingVault(_create(abi.encodePacked(vm.getCode("RebalancingVault.sol:RebalancingVault"), args)));
     }
@@ -284,11 +285,21 @@ abstract contract AdvWorld {
         returns (IRebalancingVault.Step memory)
     {
         return IRebalancingVault.Step(
-            IRebalancingVault.Venue.V3, v3Router, address(tIn), address(tOut), fee, amountIn, _floor(tIn, tOut, amountIn)
+            IRebalancingVault.Venue.V3,
+            v3Router,
+            address(tIn),
+            address(tOut),
+            fee,
+            amountIn,
+            _floor(tIn, tOut, amountIn)
         );
     }
 
-    function _v2(TestToken tIn, TestToken tOut, uint256 amountIn) internal view returns (IRebalancingVault.Step memory) {
+    function _v2(TestToken tIn, TestToken tOut, uint256 amountIn)
+        internal
+        view
+        returns (IRebalancingVault.Step memory)
+    {
         return IRebalancingVault.Step(
             IRebalancingVault.Venue.V2, v2Router, address(tIn), address(tOut), 0, amountIn, _floor(tIn, tOut, amountIn)
         );
@@ -314,7 +325,10 @@ abstract contract AdvWorld {
 
     /// Sends the batch and requires the vault to refuse it with `selector`, leaving every
     /// balance where it was. Returns the revert data.
-    function _expectRefused(IRebalancingVault.Step[] memory steps, bytes4 selector) internal returns (bytes memory err) {
+    function _expectRefused(IRebalancingVault.Step[] memory steps, bytes4 selector)
+        internal
+        returns (bytes memory err)
+    {
         uint256[] memory before = _balances();
         bool ok;
         (ok, err) = _send(steps);

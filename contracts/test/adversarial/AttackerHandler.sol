@@ -34,8 +34,8 @@ contract AttackerHandler is AdvWorld {
     constructor() {
         _deployWorld();
         vm.prank(owner);
-        // a tight budget (10 bps a window and a call: $1,000 a day) so short runs reach it
-        vault.setLimits(IRebalancingVault.Limits(SLIPPAGE_BPS, 10, 10, COOLDOWN_S, MAX_STEPS));
+        // a tight budget (1 bps a window and a call: $100 a day) so short runs reach it
+        vault.setLimits(IRebalancingVault.Limits(SLIPPAGE_BPS, 1, 1, COOLDOWN_S, MAX_STEPS));
         nowS = block.timestamp;
     }
 
@@ -66,13 +66,13 @@ contract AttackerHandler is AdvWorld {
         _refreshFeeds();
     }
 
-    /// A feed moves up to +-10%; the honest V3 pools usually follow it (arbitrage); left stale
+    /// A feed moves up to +-30%; the honest V3 pools usually follow it (arbitrage); left stale
     /// they fill under the floor and the router refuses.
     function moveFeed(uint256 assetSeed, uint256 pctSeed, bool arb) external {
         _sync();
         uint256 i = assetSeed % 3; // USDC stays at $1
         int256 answer = feeds[i].latestAnswer();
-        int256 pct = int256(pctSeed % 2001) - 1000; // -10.00% .. +10.00%
+        int256 pct = int256(pctSeed % 6001) - 3000; // -30.00% .. +30.00%
         feeds[i].updateAnswer(answer + answer * pct / 10_000);
         if (arb || pctSeed % 4 != 0) {
             if (i == 0) {
@@ -111,8 +111,17 @@ contract AttackerHandler is AdvWorld {
         (uint256 over, uint256 under, uint256 room) = _pickPair(b, total, pickSeed);
         if (room < 100e18) return;
         uint256 usd = room * (1000 + fracSeed % 9001) / 10_000;
+        // sized to the per-call limit: a sandwiched fill loses up to the whole floor, an honest
+        // one the 0.3% fee and a little impact (the attacker wants accepted calls, not refusals)
+        bool sandwichIntent = sandwichSeed % 3 != 0;
+        uint256 maxLossUsd = total * vault.getLimits().maxLossBps / BPS;
+        uint256 cap = maxLossUsd * BPS / (sandwichIntent ? SLIPPAGE_BPS : 40) * 95 / 100;
+        if (usd > cap) usd = cap;
+        if (usd < 100e18) return;
         IRebalancingVault.Step[] memory steps = _route(tokens[over], tokens[under], usd, venueSeed);
-        bool sandwich = sandwichSeed % 3 != 0 && steps[0].fee == HONEST_FEE && steps[0].venue == IRebalancingVault.Venue.V3;
+        if (steps.length == 2) steps = _route(tokens[over], tokens[under], usd / 2, venueSeed); // two floors
+        bool sandwich =
+            sandwichIntent && steps[0].fee == HONEST_FEE && steps[0].venue == IRebalancingVault.Venue.V3;
         _attackerAction(steps, sandwich);
     }
 
@@ -136,7 +145,9 @@ contract AttackerHandler is AdvWorld {
         if (flip) (a, b) = (b, a);
         uint256 keep = a.balanceOf(address(vault)) * (keepSeed % 10_001) / 10_000;
         IRebalancingVault.Step[] memory steps = new IRebalancingVault.Step[](1);
-        steps[0] = IRebalancingVault.Step(IRebalancingVault.Venue.V3, v3Router, address(a), address(b), HONEST_FEE, KEEP + keep, 0);
+        steps[0] = IRebalancingVault.Step(
+            IRebalancingVault.Venue.V3, v3Router, address(a), address(b), HONEST_FEE, KEEP + keep, 0
+        );
         _attackerAction(steps, false);
     }
 
@@ -220,8 +231,13 @@ contract AttackerHandler is AdvWorld {
         return _steps(
             _v3(from, usdc, HONEST_FEE, amountIn),
             IRebalancingVault.Step(
-                IRebalancingVault.Venue.V3, v3Router, address(usdc), address(to), HONEST_FEE,
-                KEEP + usdc.balanceOf(address(vault)), 0
+                IRebalancingVault.Venue.V3,
+                v3Router,
+                address(usdc),
+                address(to),
+                HONEST_FEE,
+                KEEP + usdc.balanceOf(address(vault)),
+                0
             )
         );
     }

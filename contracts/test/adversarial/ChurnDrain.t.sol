@@ -175,8 +175,8 @@ contract ChurnDrainTest is AdvWorld {
         for (uint256 it = 0; it < 4; it++) {
             // x2 = r1 x1 + l2, x3 = r2 x2 + l3, x4 = r3 x3 + l4, x1 = r4 x4 + l1 => x1 = K / (1 - R)
             uint256 rr = r[0] * r[1] / 1e18 * r[2] / 1e18 * r[3] / 1e18;
-            uint256 kk = lossUsd[0] + r[3] * lossUsd[3] / 1e18 + r[3] * r[2] / 1e18 * lossUsd[2] / 1e18
-                + r[3] * r[2] / 1e18 * r[1] / 1e18 * lossUsd[1] / 1e18;
+            uint256 kk = lossUsd[0] + r[3] * lossUsd[3] / 1e18 + r[3] * r[2] / 1e18 * lossUsd[2] / 1e18 + r[3] * r[2]
+                / 1e18 * r[1] / 1e18 * lossUsd[1] / 1e18;
             x[0] = kk * 1e18 / (1e18 - rr);
             for (uint256 k = 1; k < 4; k++) {
                 x[k] = r[k - 1] * x[k - 1] / 1e18 + lossUsd[k];

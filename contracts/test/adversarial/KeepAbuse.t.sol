@@ -35,7 +35,8 @@ contract KeepAbuseTest is AdvWorld {
         (, uint256 total) = _vaultValues();
         uint256 keep = _amountForUsd(weth, total * 4000 / BPS - 10e18);
         // spread so no receiving asset passes its own target first: only WETH is wrong
-        bytes memory err = _expectRefused(_steps(_keepStep(weth, wbtc, keep)), IRebalancingVault.NotTowardTarget.selector);
+        bytes memory err =
+            _expectRefused(_steps(_keepStep(weth, wbtc, keep)), IRebalancingVault.NotTowardTarget.selector);
         (uint256 i,,,) = abi.decode(_args(err), (uint256, uint256, uint256, uint256));
         vm.assertEq(i, 0, "WETH went past its target");
     }
@@ -51,9 +52,8 @@ contract KeepAbuseTest is AdvWorld {
     /// the first: it spends WBTC's own holdings, not only what came in. WBTC is under target.
     function test_keep_hopSpendsMoreThanCameIn_NotTowardTarget() public {
         uint256 wbtcBefore = wbtc.balanceOf(address(vault));
-        IRebalancingVault.Step[] memory steps = _steps(
-            _v3(weth, wbtc, HONEST_FEE, 2e18), _keepStep(wbtc, usdc, wbtcBefore - _amountForUsd(wbtc, 5000e18))
-        );
+        IRebalancingVault.Step[] memory steps =
+            _steps(_v3(weth, wbtc, HONEST_FEE, 2e18), _keepStep(wbtc, usdc, wbtcBefore - _amountForUsd(wbtc, 5000e18)));
         bytes memory err = _expectRefused(steps, IRebalancingVault.NotTowardTarget.selector);
         (uint256 i,,,) = abi.decode(_args(err), (uint256, uint256, uint256, uint256));
         vm.assertEq(i, 1, "WBTC ended below where it was");
@@ -62,8 +62,9 @@ contract KeepAbuseTest is AdvWorld {
     /// keep >= balance, and the largest amountIn there is (keep = 2**255 - 1): nothing to spend.
     function test_keep_keepAtOrAboveBalance_ZeroAmount() public {
         bytes memory want = abi.encodeWithSelector(IRebalancingVault.ZeroAmount.selector, 0);
-        bytes memory err =
-            _expectRefused(_steps(_keepStep(weth, usdc, weth.balanceOf(address(vault)))), IRebalancingVault.ZeroAmount.selector);
+        bytes memory err = _expectRefused(
+            _steps(_keepStep(weth, usdc, weth.balanceOf(address(vault)))), IRebalancingVault.ZeroAmount.selector
+        );
         vm.assertEq(keccak256(err), keccak256(want), "args");
         IRebalancingVault.Step memory step = _keepStep(weth, usdc, 0);
         step.amountIn = type(uint256).max;
@@ -117,8 +118,14 @@ contract KeepAbuseTest is AdvWorld {
 
     // ---------------------------------------------------------------- helpers
 
-    function _keepStep(TestToken tIn, TestToken tOut, uint256 keep) internal view returns (IRebalancingVault.Step memory) {
-        return IRebalancingVault.Step(IRebalancingVault.Venue.V3, v3Router, address(tIn), address(tOut), HONEST_FEE, KEEP + keep, 0);
+    function _keepStep(TestToken tIn, TestToken tOut, uint256 keep)
+        internal
+        view
+        returns (IRebalancingVault.Step memory)
+    {
+        return IRebalancingVault.Step(
+            IRebalancingVault.Venue.V3, v3Router, address(tIn), address(tOut), HONEST_FEE, KEEP + keep, 0
+        );
     }
 
     /// Sells WBTC into the honest WBTC/USDC pool until selling wbtcIn there gives just `out`.
@@ -144,7 +151,10 @@ contract KeepAbuseTest is AdvWorld {
         IRebalancingVault.PinnedVenue[] memory pins = vault.pinnedVenues();
         for (uint256 i = 0; i < pins.length; i++) {
             if (pins[i].venue != IRebalancingVault.Venue.V3) continue;
-            if ((pins[i].token0 == address(a) && pins[i].token1 == address(b)) || (pins[i].token0 == address(b) && pins[i].token1 == address(a))) {
+            if (
+                (pins[i].token0 == address(a) && pins[i].token1 == address(b))
+                    || (pins[i].token0 == address(b) && pins[i].token1 == address(a))
+            ) {
                 return pins[i].pool;
             }
         }

@@ -30,7 +30,10 @@ contract LimitsAndPauseTest is AdvWorld {
         );
         _badLimits(IRebalancingVault.Limits(100, 300, 200, 60, 4), "maxLossBps above maxLossBpsPerWindow");
         _badLimits(IRebalancingVault.Limits(100, 150, 500, 60, 0), "maxSteps must be at least 1");
-        _badLimits(IRebalancingVault.Limits(type(uint16).max, type(uint16).max, type(uint16).max, 0, 255), "maxSlippageBps above MAX_SLIPPAGE_BPS (500)");
+        _badLimits(
+            IRebalancingVault.Limits(type(uint16).max, type(uint16).max, type(uint16).max, 0, 255),
+            "maxSlippageBps above MAX_SLIPPAGE_BPS (500)"
+        );
         // the limits in force did not change
         IRebalancingVault.Limits memory l = vault.getLimits();
         vm.assertEq(l.maxSlippageBps, SLIPPAGE_BPS, "slippage unchanged");

@@ -128,7 +128,9 @@ contract LossBudgetTest is AdvWorld {
         (bool ok, bytes memory err) = _send(steps);
         if (!ok) {
             vm.assertEq(
-                bytes32(_selectorOf(err)), bytes32(IRebalancingVault.LossBudgetExceeded.selector), "refused for another reason"
+                bytes32(_selectorOf(err)),
+                bytes32(IRebalancingVault.LossBudgetExceeded.selector),
+                "refused for another reason"
             );
             refusedForBudget++;
             return;
@@ -168,7 +170,9 @@ contract LossBudgetTest is AdvWorld {
         for (uint256 p = 0; p < attackerPools.length; p++) {
             address t0 = IV3Pool(attackerPools[p]).token0();
             address t1 = IV3Pool(attackerPools[p]).token1();
-            if ((t0 == address(a) && t1 == address(b)) || (t0 == address(b) && t1 == address(a))) return attackerPools[p];
+            if ((t0 == address(a) && t1 == address(b)) || (t0 == address(b) && t1 == address(a))) {
+                return attackerPools[p];
+            }
         }
         revert("no attacker pool");
     }
@@ -179,9 +183,19 @@ contract LossBudgetTest is AdvWorld {
         return Math.mulDiv(amountIn * aIn * (BPS - _slippage), sOut, aOut * sIn * BPS, Math.Rounding.Ceil);
     }
 
-    function _v3f(TestToken tIn, TestToken tOut, uint256 amountIn) internal view returns (IRebalancingVault.Step memory) {
+    function _v3f(TestToken tIn, TestToken tOut, uint256 amountIn)
+        internal
+        view
+        returns (IRebalancingVault.Step memory)
+    {
         return IRebalancingVault.Step(
-            IRebalancingVault.Venue.V3, v3Router, address(tIn), address(tOut), ATTACK_FEE, amountIn, _floorAt(tIn, tOut, amountIn)
+            IRebalancingVault.Venue.V3,
+            v3Router,
+            address(tIn),
+            address(tOut),
+            ATTACK_FEE,
+            amountIn,
+            _floorAt(tIn, tOut, amountIn)
         );
     }
 

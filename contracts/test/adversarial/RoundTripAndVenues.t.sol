@@ -53,8 +53,13 @@ contract RoundTripAndVenuesTest is AdvWorld {
         IRebalancingVault.Step[] memory steps = _steps(
             _v3(weth, usdc, HONEST_FEE, amountIn),
             IRebalancingVault.Step(
-                IRebalancingVault.Venue.V3, v3Router, address(usdc), address(weth), HONEST_FEE,
-                KEEP + usdc.balanceOf(address(vault)), 0
+                IRebalancingVault.Venue.V3,
+                v3Router,
+                address(usdc),
+                address(weth),
+                HONEST_FEE,
+                KEEP + usdc.balanceOf(address(vault)),
+                0
             )
         );
         bytes memory err = _expectRefused(steps, IRebalancingVault.ExcessTurnover.selector);
@@ -85,8 +90,13 @@ contract RoundTripAndVenuesTest is AdvWorld {
         steps = _steps(
             _v3(weth, usdc, ATTACK_FEE, amountIn),
             IRebalancingVault.Step(
-                IRebalancingVault.Venue.V3, v3Router, address(usdc), address(weth), 100,
-                KEEP + usdc.balanceOf(address(vault)), 0
+                IRebalancingVault.Venue.V3,
+                v3Router,
+                address(usdc),
+                address(weth),
+                100,
+                KEEP + usdc.balanceOf(address(vault)),
+                0
             )
         );
     }
@@ -117,7 +127,12 @@ contract RoundTripAndVenuesTest is AdvWorld {
             keccak256(
                 abi.encodeWithSelector(
                     IRebalancingVault.VenueNotPinned.selector,
-                    0, IRebalancingVault.Venue.V2, v2Router, address(link), address(wbtc), uint24(0)
+                    0,
+                    IRebalancingVault.Venue.V2,
+                    v2Router,
+                    address(link),
+                    address(wbtc),
+                    uint24(0)
                 )
             ),
             "error arguments"
@@ -155,7 +170,9 @@ contract RoundTripAndVenuesTest is AdvWorld {
         _seedV3(outsider, weth, usdc, ATTACK_FEE, 1.009e18 * uint256(1e18) / 0.9995e18, 100_000_000e18, false);
         uint256 amountIn = 5e18;
         vm.assertGt(_quoteV3(weth, usdc, ATTACK_FEE, amountIn), _quoteV3(weth, usdc, HONEST_FEE, amountIn), "bait");
-        vm.assertFalse(vault.isPinned(IRebalancingVault.Venue.V3, v3Router, address(weth), address(usdc), ATTACK_FEE), "pinned");
+        vm.assertFalse(
+            vault.isPinned(IRebalancingVault.Venue.V3, v3Router, address(weth), address(usdc), ATTACK_FEE), "pinned"
+        );
         _expectRefused(_steps(_v3(weth, usdc, ATTACK_FEE, amountIn)), IRebalancingVault.VenueNotPinned.selector);
     }
 
@@ -172,8 +189,9 @@ contract RoundTripAndVenuesTest is AdvWorld {
         IRebalancingVault.Step memory honest = _v3(weth, usdc, HONEST_FEE, amountIn);
 
         uint256 outsiderBefore = _outsiderValue();
-        (uint256 pushed,) =
-            outsider.swapV3(address(weth), address(usdc), HONEST_FEE, 1e30, _solveFrontRun(amountIn, honest.minAmountOut));
+        (uint256 pushed,) = outsider.swapV3(
+            address(weth), address(usdc), HONEST_FEE, 1e30, _solveFrontRun(amountIn, honest.minAmountOut)
+        );
         _log("front-run: WETH sold by the outsider (x1000)", pushed / 1e15);
 
         (uint256 received, uint256 loss) = _sendHonest(honest);
@@ -219,9 +237,21 @@ contract RoundTripAndVenuesTest is AdvWorld {
         // price of token0 in token1 must move to `target`
         if (target > now_) {
             // token0 got dearer: buy token0 with token1
-            lp.swapV3(wethIs0 ? address(usdc) : address(weth), wethIs0 ? address(weth) : address(usdc), HONEST_FEE, 1e30, uint160(target));
+            lp.swapV3(
+                wethIs0 ? address(usdc) : address(weth),
+                wethIs0 ? address(weth) : address(usdc),
+                HONEST_FEE,
+                1e30,
+                uint160(target)
+            );
         } else {
-            lp.swapV3(wethIs0 ? address(weth) : address(usdc), wethIs0 ? address(usdc) : address(weth), HONEST_FEE, 1e30, uint160(target));
+            lp.swapV3(
+                wethIs0 ? address(weth) : address(usdc),
+                wethIs0 ? address(usdc) : address(weth),
+                HONEST_FEE,
+                1e30,
+                uint160(target)
+            );
         }
         (_startSqrt,,,,,,) = IV3Pool(pool).slot0();
     }

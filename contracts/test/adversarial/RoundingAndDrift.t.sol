@@ -20,7 +20,8 @@ contract DriftCreepTest is AdvWorld {
     function test_driftCreep_subBpsMoveAwayFromTarget_DriftIncreased() public {
         uint256 amountIn = 0.0125e18; // $25 = 0.25 bps of the vault
         vm.assertGe(_quoteV3(weth, usdc, HONEST_FEE, amountIn), _floor(weth, usdc, amountIn), "fill under floor");
-        bytes memory err = _expectRefused(_steps(_v3(weth, usdc, HONEST_FEE, amountIn)), IRebalancingVault.DriftIncreased.selector);
+        bytes memory err =
+            _expectRefused(_steps(_v3(weth, usdc, HONEST_FEE, amountIn)), IRebalancingVault.DriftIncreased.selector);
         (uint256 driftBefore, uint256 driftAfter) = abi.decode(_args(err), (uint256, uint256));
         vm.assertEq(driftBefore, 0, "floored drift before");
         vm.assertEq(driftAfter, 0, "floored drift after: the creep is under 1 bps");
@@ -41,7 +42,8 @@ contract DriftCreepTest is AdvWorld {
         uint256 fill = _usd(usdc, _quoteV3(weth, usdc, HONEST_FEE, amountIn));
         vm.assertGt(b[3] + fill, total * 2000 / BPS, "solver: USDC ends past its target");
         vm.assertLt(b[3] + fill - total * 2000 / BPS, total / BPS, "solver: by less than 1 bps");
-        bytes memory err = _expectRefused(_steps(_v3(weth, usdc, HONEST_FEE, amountIn)), IRebalancingVault.NotTowardTarget.selector);
+        bytes memory err =
+            _expectRefused(_steps(_v3(weth, usdc, HONEST_FEE, amountIn)), IRebalancingVault.NotTowardTarget.selector);
         (uint256 i,,,) = abi.decode(_args(err), (uint256, uint256, uint256, uint256));
         vm.assertEq(i, 3, "USDC went past its target");
     }
@@ -110,7 +112,9 @@ contract CoarseDecimalsTest is AdvWorld {
         IRebalancingVault.Step memory step = _v3(usdc, big, HONEST_FEE, amountIn);
         step.minAmountOut = 0;
         bytes memory err = _expectRefused(_steps(step), IRebalancingVault.ZeroFloor.selector);
-        vm.assertEq(keccak256(err), keccak256(abi.encodeWithSelector(IRebalancingVault.ZeroFloor.selector, 0, amountIn)), "args");
+        vm.assertEq(
+            keccak256(err), keccak256(abi.encodeWithSelector(IRebalancingVault.ZeroFloor.selector, 0, amountIn)), "args"
+        );
     }
 
     /// Just under the amount whose floor reaches 1 BIG ($60,606.06 at 100 bps): still ZeroFloor,
@@ -121,7 +125,9 @@ contract CoarseDecimalsTest is AdvWorld {
         uint256 keep = usdc.balanceOf(address(vault)) - amountIn;
         _expectRefused(
             _steps(
-                IRebalancingVault.Step(IRebalancingVault.Venue.V3, v3Router, address(usdc), address(big), HONEST_FEE, KEEP + keep, 0)
+                IRebalancingVault.Step(
+                    IRebalancingVault.Venue.V3, v3Router, address(usdc), address(big), HONEST_FEE, KEEP + keep, 0
+                )
             ),
             IRebalancingVault.ZeroFloor.selector
         );
@@ -134,7 +140,9 @@ contract CoarseDecimalsTest is AdvWorld {
         vm.assertEq(step.minAmountOut, 2, "the floor rounds up");
         step.minAmountOut = 0;
         bytes memory err = _expectRefused(_steps(step), IRebalancingVault.MinOutTooLow.selector);
-        vm.assertEq(keccak256(err), keccak256(abi.encodeWithSelector(IRebalancingVault.MinOutTooLow.selector, 0, 0, 2)), "args");
+        vm.assertEq(
+            keccak256(err), keccak256(abi.encodeWithSelector(IRebalancingVault.MinOutTooLow.selector, 0, 0, 2)), "args"
+        );
     }
 
     /// With the floor rounded up, paying $61,000 needs 2 BIG back (a $120k fill no honest pool

@@ -15,10 +15,7 @@ interface IV3Pool {
     function fee() external view returns (uint24);
     function tickSpacing() external view returns (int24);
     function liquidity() external view returns (uint128);
-    function slot0()
-        external
-        view
-        returns (uint160 sqrtPriceX96, int24 tick, uint16, uint16, uint16, uint8, bool);
+    function slot0() external view returns (uint160 sqrtPriceX96, int24 tick, uint16, uint16, uint16, uint8, bool);
     function initialize(uint160 sqrtPriceX96) external;
     function mint(address recipient, int24 tickLower, int24 tickUpper, uint128 amount, bytes calldata data)
         external
