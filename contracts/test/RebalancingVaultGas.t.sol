@@ -85,6 +85,12 @@ abstract contract RebalancingVaultGasBase is TestBase {
     /// @dev A ceiling on the batched rebalance's transaction gas, so that a regression shows.
     function _batchedBudget() internal pure virtual returns (uint256);
 
+    /// @dev The most the batch may cost relative to the separate swaps with approvals, in bps
+    /// (10000: it must be cheaper).
+    function _maxRatioBps() internal pure virtual returns (uint256) {
+        return 10_000;
+    }
+
     function setUp() public {
         vm.warp(1_700_000_000);
         address factory = _deploy(vm.getCode(FACTORY));
@@ -186,7 +192,9 @@ abstract contract RebalancingVaultGasBase is TestBase {
         _log("separate swaps gas", swapsGas);
         _log("separate swaps + approvals gas", swapsGas + approvalsGas);
         _log("batched / (separate + approvals), bps", batched * 10_000 / (swapsGas + approvalsGas));
-        vm.assertLe(batched, swapsGas + approvalsGas, "batched rebalance costs more than separate swaps");
+        vm.assertLe(
+            batched * 10_000, (swapsGas + approvalsGas) * _maxRatioBps(), "batched rebalance above its ratio to separate swaps"
+        );
         vm.assertLe(batched, _batchedBudget(), "batched rebalance above its gas budget");
     }
 
@@ -397,7 +405,7 @@ contract RebalancingVaultGas4Test is RebalancingVaultGasBase {
     }
 
     function _batchedBudget() internal pure override returns (uint256) {
-        return 445_000; // measured 435,076 (558,526 before the gas work)
+        return 450_000; // measured v2 439,820 (v1 435,076; 558,526 before v1's gas work)
     }
 }
 
@@ -412,7 +420,14 @@ contract RebalancingVaultGas8Test is RebalancingVaultGasBase {
     }
 
     function _batchedBudget() internal pure override returns (uint256) {
-        return 630_000; // measured 620,175 (811,850 before)
+        return 635_000; // measured v2 623,967 (v1 620,175; 811,850 before v1's gas work)
+    }
+
+    /// @dev Four swaps for eight assets: v2's guards (pins, exact floors, toward-target, turnover,
+    /// loss budget) make the batch 0.5% dearer than the four swaps sent separately (measured
+    /// 623,967 against 620,612; v1 was 0.07% cheaper); with more swaps it is cheaper.
+    function _maxRatioBps() internal pure override returns (uint256) {
+        return 10_100;
     }
 }
 
@@ -427,6 +442,6 @@ contract RebalancingVaultGas32Test is RebalancingVaultGasBase {
     }
 
     function _batchedBudget() internal pure override returns (uint256) {
-        return 2_400_000; // measured 2,347,559 (3,010,201 before)
+        return 2_420_000; // measured v2 2,368,452 (v1 2,347,559; 3,010,201 before v1's gas work)
     }
 }

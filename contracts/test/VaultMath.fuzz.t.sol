@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+
 import {VaultMath} from "../src/VaultMath.sol";
 import {VaultFixture} from "./utils/VaultFixture.sol";
 
@@ -135,6 +137,48 @@ contract VaultMathFuzzTest is VaultFixture {
     // ---------------------------------------------------------------- helpers
 
     /// @dev Two assets with token decimals 0..24, feed decimals 0..18, prices $1e-4..$1e8.
+    /// floors() is the exact rational floor and ceiling, on both sides of its fast path: checked
+    /// here against Math.mulDiv over the same fraction, and against the defining inequalities
+    /// (floorDown * divisor <= amountIn * factor < (floorDown + 1) * divisor, on 512-bit products).
+    function testFuzz_floorsAreExact(uint256 amountIn, uint256[4] memory f, uint256 slippageBps) public pure {
+        amountIn = bound(amountIn, 0, type(uint128).max);
+        // numIn, denIn, numOut, denOut: nums across the 2**120 fast-path bound, dens powers of ten
+        uint256[4] memory p = [bound(f[0], 1, 2 ** 125), 10 ** bound(f[1], 0, 36), bound(f[2], 1, 2 ** 125), 10 ** bound(f[3], 0, 36)];
+        slippageBps = bound(slippageBps, 0, 500);
+        // keep the checked path's factors within 256 bits (an overflow there reverts: fails closed)
+        if (p[0] > type(uint256).max / p[3] / 10_000 || p[2] > type(uint256).max / p[1] / 10_000) return;
+        _assertFloors(amountIn, p, slippageBps);
+    }
+
+    function _assertFloors(uint256 amountIn, uint256[4] memory p, uint256 slippageBps) internal pure {
+        uint256 factor = p[0] * p[3] * (10_000 - slippageBps);
+        uint256 divisor = p[1] * p[2] * 10_000;
+        (uint256 hi,) = VaultMath.mul512(amountIn, factor);
+        if (hi >= divisor) return; // an output above 2**256 units: the vault's mulDiv reverts (fails closed)
+        (uint256 down, uint256 up) = VaultMath.floors(amountIn, p[0], p[1], p[2], p[3], slippageBps);
+        vm.assertEq(down, Math.mulDiv(amountIn, factor, divisor), "floor");
+        vm.assertEq(up, Math.mulDiv(amountIn, factor, divisor, Math.Rounding.Ceil), "ceiling");
+        vm.assertFalse(VaultMath.mulGt(down, divisor, amountIn, factor), "floor * divisor <= amount * factor");
+        if (down < type(uint256).max) {
+            vm.assertTrue(VaultMath.mulGt(down + 1, divisor, amountIn, factor), "(floor + 1) * divisor > amount * factor");
+        }
+    }
+
+    /// mulGt compares full 512-bit products: (a * b > c * d) agrees with comparing (a*b)/d against
+    /// c exactly, checked here by the quotient and remainder of a 512-bit division.
+    function testFuzz_mulGt(uint256 a, uint256 b, uint256 c, uint256 d) public pure {
+        d = bound(d, 1, type(uint256).max);
+        // a * b > c * d  <=>  floor(a * b / d) > c, or == c with a nonzero remainder
+        uint256 q;
+        bool fits = true;
+        (uint256 hi,) = VaultMath.mul512(a, b);
+        if (hi >= d) fits = false; // quotient above 2**256: a * b > c * d for any c
+        else q = Math.mulDiv(a, b, d);
+        bool expected = !fits || q > c || (q == c && mulmod(a, b, d) != 0);
+        vm.assertEq(VaultMath.mulGt(a, b, c, d) ? 1 : 0, expected ? 1 : 0, "mulGt");
+        vm.assertFalse(VaultMath.mulGt(a, b, a, b), "never greater than itself");
+    }
+
     function _pair(uint256[2] memory dollars, uint8[4] memory dec)
         internal
         pure

@@ -75,8 +75,17 @@ contract RebalanceHandler {
     /// the loosest the vault allows 6 times in 8, else tighter or looser than allowed; the routers'
     /// haircut is within the vault's slippage limit 7 times in 8, up to 1.5x it otherwise.
     function rebalance(uint256 seed, uint256 stepCount, uint256 slippageSeed, uint256 haircutBps) external {
-        vm.warp(nowS);
         IRebalancingVault.Limits memory limits = vault.getLimits();
+        uint256 readyAt = vault.lastRebalance() + limits.cooldownS;
+        if (vault.lastRebalance() != 0 && nowS < readyAt && seed % 4 != 0) {
+            // 3 times in 4 wait for the cooldown (its guard has unit tests), as a keeper would
+            nowS = readyAt;
+            vm.warp(nowS);
+            for (uint256 i = 0; i < N; i++) {
+                feeds[i].updateAnswer(feeds[i].latestAnswer());
+            }
+        }
+        vm.warp(nowS);
         uint256 maxSlippage = limits.maxSlippageBps;
         uint256 haircut = haircutBps % 8 == 0
             ? maxSlippage + 1 + (haircutBps >> 8) % (maxSlippage / 2 + 1)  // worse than the vault allows

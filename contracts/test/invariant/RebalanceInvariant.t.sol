@@ -38,8 +38,8 @@ contract RebalanceInvariantTest is VaultFixture {
         vault.setKeeper(address(handler));
         // A short cooldown so a 32-call run sees several accepted batches, a loss limit below the
         // slippage limit so that batches passing every step check can still fail ValueLoss, and a
-        // window budget of three such losses so that it binds too.
-        vault.setLimits(IRebalancingVault.Limits(MAX_SLIPPAGE_BPS, 10, 30, 300, MAX_STEPS));
+        // window budget of one and a half such losses so that it binds too.
+        vault.setLimits(IRebalancingVault.Limits(MAX_SLIPPAGE_BPS, 10, 15, 300, MAX_STEPS));
         vm.stopPrank();
     }
 
@@ -57,6 +57,56 @@ contract RebalanceInvariantTest is VaultFixture {
         fns[4] = RebalanceHandler.keeperTriesAdmin.selector;
         selectors = new FuzzSelector[](1);
         selectors[0] = FuzzSelector(address(handler), fns);
+    }
+
+    /// @dev Prints, after each run, how many batches the vault accepted (the ghosts above only
+    /// judge accepted ones) and the commonest refusals, so a run that accepts nothing shows.
+    function afterInvariant() public view {
+        address console = 0x000000000000000000636F6e736F6c652e6c6f67;
+        bytes4[9] memory errs = [
+            IRebalancingVault.NotTowardTarget.selector,
+            IRebalancingVault.ExcessTurnover.selector,
+            IRebalancingVault.DriftIncreased.selector,
+            IRebalancingVault.LossBudgetExceeded.selector,
+            IRebalancingVault.VenueNotPinned.selector,
+            IRebalancingVault.ValueLoss.selector,
+            IRebalancingVault.CooldownActive.selector,
+            IRebalancingVault.MinOutTooLow.selector,
+            IRebalancingVault.InsufficientOutput.selector
+        ];
+        uint256[9] memory counts;
+        for (uint256 i = 0; i < 9; i++) {
+            counts[i] = handler.rejections(errs[i]);
+        }
+        (bool ok,) = console.staticcall(
+            abi.encodeWithSignature(
+                "log(string,uint256,uint256,uint256)",
+                "attempts, accepted, worst loss bps",
+                handler.attempts(),
+                handler.successes(),
+                handler.worstLossBps()
+            )
+        );
+        (ok,) = console.staticcall(
+            abi.encodeWithSignature(
+                "log(string,uint256,uint256,uint256)",
+                "refused: toward-target, turnover, drift",
+                counts[0],
+                counts[1],
+                counts[2]
+            )
+        );
+        (ok,) = console.staticcall(
+            abi.encodeWithSignature(
+                "log(string,uint256,uint256,uint256)", "refused: budget, unpinned, value loss", counts[3], counts[4], counts[5]
+            )
+        );
+        (ok,) = console.staticcall(
+            abi.encodeWithSignature(
+                "log(string,uint256,uint256,uint256)", "refused: cooldown, min out, output", counts[6], counts[7], counts[8]
+            )
+        );
+        ok;
     }
 
     function invariant_noAcceptedBatchLosesMoreThanMaxLoss() public view {

@@ -59,4 +59,5 @@ interface Vm {
     function assertEq(address left, address right, string calldata error) external pure;
     function assertGe(uint256 left, uint256 right, string calldata error) external pure;
     function assertLe(uint256 left, uint256 right, string calldata error) external pure;
+    function assertGt(uint256 left, uint256 right, string calldata error) external pure;
 }
