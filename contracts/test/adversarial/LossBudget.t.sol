@@ -52,6 +52,22 @@ contract LossBudgetTest is AdvWorld {
         vm.assertGt(refusedForBudget, 0, "the budget never bound: the attack was too small to test it");
     }
 
+    /// The hour straddles the vault's epoch boundary (the account shifts "current" into
+    /// "previous" there): spending on both sides still stays within every rolling window, and the
+    /// vault's packed account matches ours on both sides.
+    function test_lossBudget_acrossTheEpochBoundary_withinWindowBudget() public {
+        vm.prank(owner);
+        vault.setLimits(IRebalancingVault.Limits(500, 300, 500, COOLDOWN_S, MAX_STEPS));
+        _slippage = 500;
+        uint256 boundary = (block.timestamp / 86_400 + 1) * 86_400;
+        vm.warp(boundary - 1800); // 30 calls before the boundary, 30 after
+        _refreshFeeds();
+        _attack(CALLS);
+        _check(500);
+        vm.assertLt(lossAt[0], boundary, "spent before the boundary");
+        vm.assertGe(block.timestamp, boundary, "called after it");
+    }
+
     /// After the budget is spent, the next day's calls are still refused until the window has
     /// rolled past the spending; two epochs later the budget is whole again.
     function test_lossBudget_resetsOnlyAfterTheWindowRolls() public {
@@ -140,8 +156,31 @@ contract LossBudgetTest is AdvWorld {
         lossAt.push(block.timestamp);
         lossE18.push(Math.mulDiv(loss, 1e18, total, Math.Rounding.Ceil));
         vaultLossUsd += loss;
+        _checkVaultAccount();
         uint256 attackerAfter = _attackerValue();
         if (attackerAfter > attackerBefore) attackerGainUsd += attackerAfter - attackerBefore;
+    }
+
+    /// The vault's own account (lossBudget(), kept in its packed hot slot) must equal ours:
+    /// the losses of accepted calls summed per epoch of LOSS_WINDOW_S (ours may differ from the
+    /// vault's by a unit of rounding per call).
+    function _checkVaultAccount() internal view {
+        IRebalancingVault.LossBudget memory lb = vault.lossBudget();
+        uint256 epoch = block.timestamp / 86_400;
+        uint256 cur;
+        uint256 prev;
+        for (uint256 i = 0; i < lossAt.length; i++) {
+            if (lossAt[i] / 86_400 == epoch) cur += lossE18[i];
+            else if (lossAt[i] / 86_400 + 1 == epoch) prev += lossE18[i];
+        }
+        uint256 tol = lossAt.length;
+        vm.assertLe(lb.spentCurrent, cur + tol, "vault's spentCurrent above ours");
+        vm.assertGe(lb.spentCurrent + tol, cur, "vault's spentCurrent below ours");
+        vm.assertLe(lb.spentPrevious, prev + tol, "vault's spentPrevious above ours");
+        vm.assertGe(lb.spentPrevious + tol, prev, "vault's spentPrevious below ours");
+        vm.assertEq(lb.epochStart, epoch * 86_400, "epochStart");
+        uint256 used = lb.spentPrevious + lb.spentCurrent;
+        vm.assertEq(lb.remaining, used >= lb.limit ? 0 : lb.limit - used, "remaining");
     }
 
     /// Moves the attacker's own pool (it is the only LP: a swap against its own liquidity costs
