@@ -469,8 +469,8 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         Hot memory hot = _hot;
         uint256[] memory cfg = _readConfig(hot.configNonce);
         uint256 head = cfg[0];
-        // Invariant: only the keeper rebalances; a zero keeper means nobody can.
-        if (msg.sender != address(uint160(head)) || msg.sender == address(0)) revert NotKeeper(msg.sender);
+        // Invariant: only the keeper rebalances (a zero keeper: nobody, no caller is address 0).
+        if (msg.sender != address(uint160(head))) revert NotKeeper(msg.sender);
         if (hot.paused) revert VaultPaused();
         if (block.timestamp > deadline) revert DeadlinePassed(deadline, block.timestamp);
         if (hot.lastRebalance != 0) {

@@ -159,6 +159,24 @@ contract RebalancingVaultRebalanceTest is VaultFixture {
         vault.rebalance(steps, block.timestamp);
     }
 
+    /// A pause made while the batch runs (a guardian reacting mid-call) survives the batch's own
+    /// final write of lastRebalance and the loss budget, and stops the next call.
+    function test_pauseDuringRebalanceIsNotUndone() public {
+        MisbehavingRouter bad = _badRouter(MisbehavingRouter.Mode.PauseDuringSwap);
+        vm.prank(owner);
+        vault.setGuardian(address(bad));
+        ethFeed.updateAnswer(2500e8);
+        _rebalanceAsKeeper(_one(_step(address(bad), weth, usdc, 8e18)));
+        vm.assertTrue(vault.paused(), "pause kept");
+        vm.assertEq(vault.lastRebalance(), T0, "rebalance recorded");
+        vm.warp(T0 + COOLDOWN_S);
+        ethFeed.updateAnswer(2500e8);
+        IRebalancingVault.Step[] memory steps = _one(_step(address(router), weth, wbtc, 1e18));
+        vm.prank(keeper);
+        vm.expectRevert(abi.encodeWithSelector(IRebalancingVault.VaultPaused.selector));
+        vault.rebalance(steps, block.timestamp);
+    }
+
     /// The deadline is inclusive: a batch sent with deadline == block.timestamp still runs.
     function test_deadlineEqualToNowIsAllowed() public {
         ethFeed.updateAnswer(2500e8);

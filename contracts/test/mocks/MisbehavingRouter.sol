@@ -15,7 +15,8 @@ contract MisbehavingRouter is MockRouter {
         ReadDuringSwap, // calls vault.totalValue() from inside the swap (read-only reentrancy)
         PullLess, // takes half of amountIn, pays for all of it
         PullMore, // tries to take amountIn + 1
-        PayNothing // takes amountIn, pays nothing, does not revert
+        PayNothing, // takes amountIn, pays nothing, does not revert
+        PauseDuringSwap // (as the vault's guardian) pauses the vault from inside the swap, then swaps honestly
     }
 
     Mode public mode;
@@ -35,6 +36,8 @@ contract MisbehavingRouter is MockRouter {
             vault.rebalance(new IRebalancingVault.Step[](1), block.timestamp);
         } else if (mode == Mode.ReadDuringSwap) {
             vault.totalValue();
+        } else if (mode == Mode.PauseDuringSwap) {
+            vault.pause();
         }
 
         uint256 pulled = mode == Mode.PullLess ? amountIn / 2 : mode == Mode.PullMore ? amountIn + 1 : amountIn;
