@@ -22,7 +22,7 @@ from web3.exceptions import ContractLogicError, Web3Exception
 from deploy import artifacts
 from deploy.anvil import anvil
 from deploy.chain import connect, describe_revert
-from deploy.errors import DeployError
+from deploy.errors import DeployError, UsageError
 from deploy.market import move_price
 from deploy.spec import VaultLimits, WorldSpec, parse_price, parse_targets
 from deploy.weights import format_weights_table, read_weights
@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     world.add_argument("--max-loss-bps", type=int, default=defaults.max_loss_bps)
     world.add_argument("--cooldown-s", type=int, default=defaults.cooldown_s)
     world.add_argument("--max-steps", type=int, default=defaults.max_steps)
+    world.add_argument(
+        "--max-loss-bps-per-window",
+        type=int,
+        default=defaults.max_loss_bps_per_window,
+        help="most value (bps) rebalancing may lose in any rolling 24 h, whatever the number of calls "
+        f"(default {defaults.max_loss_bps_per_window}; the vault caps it at 500)",
+    )
 
     move = sub.add_parser("move-price", help="post a new feed price and arbitrage the pools to it")
     move.add_argument("symbol")
@@ -67,7 +74,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _world_spec(args: argparse.Namespace) -> WorldSpec:
     spec = WorldSpec(
-        limits=VaultLimits(args.max_slippage_bps, args.max_loss_bps, args.cooldown_s, args.max_steps)
+        limits=VaultLimits(
+            args.max_slippage_bps,
+            args.max_loss_bps,
+            args.cooldown_s,
+            args.max_steps,
+            args.max_loss_bps_per_window,
+        )
     )
     if args.targets is not None:
         spec = spec.with_targets(parse_targets(args.targets, [a.symbol for a in spec.assets]))
@@ -86,7 +99,10 @@ def _deploy(w3: Web3, url: str, spec: WorldSpec, manifest_path: Path) -> Manifes
 
 
 def _cmd_world(args: argparse.Namespace) -> None:
-    spec = _world_spec(args)  # bad targets or limits fail before any node or transaction
+    try:
+        spec = _world_spec(args)  # bad targets or limits fail before any node or transaction
+    except DeployError as exc:
+        raise UsageError(str(exc)) from None
     if args.rpc_url:
         _deploy(connect(args.rpc_url, args.timeout_s), args.rpc_url, spec, args.manifest)
         return
@@ -155,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (DeployError, ManifestError, ToolchainError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

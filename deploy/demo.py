@@ -6,7 +6,9 @@ Starts Anvil, deploys the local world (real Uniswap V2/V3, mock feeds, the vault
   1. quiet market: the keeper reads and holds;
   2. WETH +40%: drift breaks the bands, one batched rebalance restores the targets;
   3. the vault's cooldown passes, LINK -25% and WBTC +10%: a second rebalance;
-  4. WETH +1%: inside the bands, the keeper holds.
+  4. WETH +1%: inside the bands, the keeper holds;
+  5. the daemon stopped, the keeper key tries the churn drain of issue 9 (deploy/drain_attempt.py)
+     through its own pools and then through the honest pinned pools, and the vault refuses both.
 
 Every tick is printed as the daemon logs it; /metrics can be watched meanwhile. The daemon
 is stopped with SIGTERM (it finishes its tick and exits 0) and a summary closes the demo.
@@ -35,6 +37,7 @@ from web3 import Web3
 from deploy.accounts import KEEPER
 from deploy.anvil import AnvilNode, anvil
 from deploy.chain import connect
+from deploy.drain_attempt import try_churn_drain
 from deploy.errors import DeployError
 from deploy.market import feed_price_usd, move_price
 from deploy.pricing import to_decimal
@@ -161,12 +164,14 @@ def run(workdir: Path) -> None:
             watch.wait_for("rebalance after WETH +40%", lambda e: e.get("result") == "rebalanced")
 
             raw = w3.eth.call({"to": manifest.vault, "data": Vault.get_limits.calldata()})  # type: ignore[typeddict-item]
-            ((_, _, cooldown, _),) = Vault.get_limits.decode_output(bytes(raw))
+            ((_, _, _, cooldown, _),) = Vault.get_limits.decode_output(bytes(raw))
+            # Both moves land while the vault's cooldown holds the keeper back, so its next
+            # rebalance sees them together (a tick between them would trade on half the news).
+            move(w3, manifest, "LINK", Decimal("0.75"))
+            move(w3, manifest, "WBTC", Decimal("1.10"))
             w3.provider.make_request("evm_increaseTime", [cooldown + 1])  # type: ignore[arg-type]
             w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
             print(f"\n>>> time: {cooldown + 1}s pass (the vault's cooldown)")
-            move(w3, manifest, "LINK", Decimal("0.75"))
-            move(w3, manifest, "WBTC", Decimal("1.10"))
             watch.wait_for("rebalance after LINK -25%, WBTC +10%", lambda e: e.get("result") == "rebalanced")
 
             move(w3, manifest, "WETH", Decimal("1.01"))
@@ -188,6 +193,10 @@ def run(workdir: Path) -> None:
             f"({', '.join(str(t.get('steps')) for t in rebalances)} swaps), gas {gas:,}, "
             f"final drift {watch.ticks[-1].get('drift_bps')} bps"
         )
+        # The promise shown, not only stated: the keeper key itself tries to drain the vault.
+        print()
+        for line in try_churn_drain(w3, manifest):
+            print(line, flush=True)
     print("anvil stopped")
 
 

@@ -5,3 +5,7 @@ from __future__ import annotations
 
 class DeployError(RuntimeError):
     """A problem the user can fix; the message says what to change."""
+
+
+class UsageError(DeployError):
+    """Bad input on the command line (targets, limits): exit code 2, nothing was sent."""

@@ -44,15 +44,54 @@ class CrossPool:
     fee: int
 
 
+# The vault's hard caps (RebalancingVault MAX_*): a limit above one would make the vault's
+# constructor revert; the deployer refuses it first, with a line that says what to change.
+MAX_SLIPPAGE_BPS = 500
+MAX_LOSS_BPS = 300
+MAX_LOSS_BPS_PER_WINDOW = 500
+
+
 @dataclass(frozen=True)
 class VaultLimits:
     max_slippage_bps: int = 100
     max_loss_bps: int = 150
     cooldown_s: int = 60
     max_steps: int = 8
+    # At most this fraction of value lost to rebalancing in any rolling 24 h, however many calls:
+    # a stolen keeper key can take no more. 300 bps leaves room for hundreds of honest rebalances
+    # (each loses its pool fees, a few bps) and is under the vault's cap of 500.
+    max_loss_bps_per_window: int = 300
 
-    def as_tuple(self) -> tuple[int, int, int, int]:
-        return (self.max_slippage_bps, self.max_loss_bps, self.cooldown_s, self.max_steps)
+    def as_tuple(self) -> tuple[int, int, int, int, int]:
+        """`IRebalancingVault.Limits` in field order."""
+        return (
+            self.max_slippage_bps,
+            self.max_loss_bps,
+            self.max_loss_bps_per_window,
+            self.cooldown_s,
+            self.max_steps,
+        )
+
+    def validate(self) -> None:
+        """Refuse a vault that a stolen key could drain faster than the caps allow."""
+        checks = (
+            ("--max-slippage-bps", self.max_slippage_bps, MAX_SLIPPAGE_BPS),
+            ("--max-loss-bps", self.max_loss_bps, MAX_LOSS_BPS),
+            ("--max-loss-bps-per-window", self.max_loss_bps_per_window, MAX_LOSS_BPS_PER_WINDOW),
+        )
+        for flag, value, cap in checks:
+            if not 0 <= value <= cap:
+                raise DeployError(f"{flag}={value} is outside 0..{cap} (the vault's hard cap); lower it")
+        if self.max_loss_bps > self.max_loss_bps_per_window:
+            raise DeployError(
+                f"--max-loss-bps={self.max_loss_bps} exceeds --max-loss-bps-per-window="
+                f"{self.max_loss_bps_per_window}: one call could spend more than the whole window's budget; "
+                "lower the per-call loss or raise the window budget"
+            )
+        if not 1 <= self.max_steps <= 255:
+            raise DeployError(f"--max-steps={self.max_steps} must be in 1..255")
+        if not 0 <= self.cooldown_s <= 2**32 - 1:
+            raise DeployError(f"--cooldown-s={self.cooldown_s} must be in 0..{2**32 - 1}")
 
 
 @dataclass(frozen=True)
@@ -92,6 +131,7 @@ class WorldSpec:
         for a in self.assets:
             if (a.pool_fee is None) != (a.symbol == self.quote_symbol):
                 raise DeployError(f"{a.symbol}: only the quote asset has no pool_fee")
+        self.limits.validate()
 
 
 def parse_targets(text: str, symbols: list[str]) -> dict[str, int]:

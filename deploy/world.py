@@ -20,7 +20,7 @@ from deploy.chain import Sender, contract_at, create_address, latest_timestamp, 
 from deploy.errors import DeployError
 from deploy.pricing import feed_answer, full_range_ticks, pool_price, sqrt_price_x96, token_amount
 from deploy.spec import AssetSpec, WorldSpec
-from keeper.manifest import AssetEntry, Manifest, UniswapAddresses, V2Pair, V3Pool
+from keeper.manifest import AssetEntry, Manifest, PinnedVenueEntry, UniswapAddresses, V2Pair, V3Pool
 
 MAX_UINT256 = 2**256 - 1
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -37,7 +37,7 @@ GAS = {
     "create_pool": 6_000_000,
     "v3_mint": 1_000_000,
     "v2_add_liquidity": 4_500_000,
-    "set_router": 80_000,
+    "pin_venue": 3_000_000,  # rewrites the vault's config blob (a small data contract)
 }
 
 
@@ -190,8 +190,16 @@ def deploy_world(w3: Web3, rpc_url: str, spec: WorldSpec | None = None) -> Manif
             f"vault deployed at {deployed}, expected {vault_address}; was the owner's nonce in use?"
         )
     vault = contract_at(w3, vault_art, vault_address)
-    owner.call(vault.functions.setRouter(swap_router, VENUE_V3, True), gas=GAS["set_router"])
-    owner.call(vault.functions.setRouter(v2_router, VENUE_V2, True), gas=GAS["set_router"])
+    # Pin every pool the world seeded: the V3 hub pools, the cross pools, the V2 pairs. No other
+    # pool (one a stranger creates at another tier, say) is ever reachable by a step.
+    pins = [(VENUE_V3, swap_router, p.a, p.b, p.fee) for p in v3_pools]
+    pins += [(VENUE_V2, v2_router, a, q, 0) for a, q in v2_pairs]
+    for venue, router_address, a, b, fee in pins:
+        owner.call(
+            vault.functions.pinVenue(venue, router_address, tokens[a.symbol], tokens[b.symbol], fee),
+            gas=GAS["pin_venue"],
+            label=f"pin {'V3' if venue == VENUE_V3 else 'V2'} {a.symbol}/{b.symbol} {fee}",
+        )
     owner.settle()
 
     # --- read back what the factories created ---
@@ -207,6 +215,19 @@ def deploy_world(w3: Web3, rpc_url: str, spec: WorldSpec | None = None) -> Manif
         (t0, s0), (t1, s1) = _sorted_pair((tokens[a.symbol], a), (tokens[q.symbol], q))
         pair = v2f.functions.getPair(t0, t1).call()
         v2_entries.append(V2Pair(pair=pair, token0=t0, token1=t1, symbols=[s0.symbol, s1.symbol]))
+    symbol_of = {t.lower(): s for s, t in tokens.items()}
+    pinned = [
+        PinnedVenueEntry(
+            venue="V3" if int(v) == VENUE_V3 else "V2",
+            router=r,
+            pool=pool,
+            token0=t0,
+            token1=t1,
+            fee=int(f),
+            symbols=[symbol_of[t0.lower()], symbol_of[t1.lower()]],
+        )
+        for v, r, pool, t0, t1, f in vault.functions.pinnedVenues().call()
+    ]
 
     return Manifest(
         chain_id=w3.eth.chain_id,
@@ -242,6 +263,7 @@ def deploy_world(w3: Web3, rpc_url: str, spec: WorldSpec | None = None) -> Manif
         deploy_block=w3.eth.block_number,
         v3_pools=v3_entries,
         v2_pairs=v2_entries,
+        pinned_venues=pinned,
     )
 
 

@@ -24,9 +24,10 @@ from keeper.execution.sqlite_store import SqliteJournal
 from keeper.log import configure_logging, get_logger
 from keeper.manifest import ManifestError
 from keeper.metrics import MetricsServer
-from keeper.model import ValidPrice
+from keeper.model import LossBudget, ValidPrice
 from keeper.oracle import validate_snapshot
 from keeper.portfolio import portfolio_state
+from keeper.routes import reachability
 from keeper.runtime import Runtime, build_runtime
 from keeper.settings import ConfigError, Settings, load_settings
 
@@ -122,10 +123,49 @@ def cmd_check(args: argparse.Namespace) -> int:
                 f"gas balance {balance:.6f} {'>=' if enough else '<'} minimum {settings.min_gas_balance_eth}",
             )
         )
+    results += _vault_rule_checks(rt)
     results += _journal_checks(rt)
     for ok, line in results:
         print(f"{'ok  ' if ok else 'FAIL'} {line}")
     return 0 if all(ok for ok, _ in results) else EXIT_CHECK_FAILED
+
+
+def _vault_rule_checks(rt: Runtime) -> list[tuple[bool, str]]:
+    """Every asset reachable from the quote asset through pinned venues; the limits; the budget."""
+    snap = rt.keeper.reader.read().snapshot
+    tokens = {a.symbol: a.config.token for a in snap.assets}
+    lines: list[tuple[bool, str]] = [
+        (True, f"{len(snap.pinned_venues)} pinned venue(s): the only pools the vault trades through")
+    ]
+    for symbol, how in reachability(tokens, snap.quote_symbol, snap.pinned_venues).items():
+        if how is None:
+            lines.append(
+                (
+                    False,
+                    f"{symbol} is unreachable: no pinned venue links it to {snap.quote_symbol}, directly or "
+                    "via one other vault asset; the owner must pin one (pinVenue)",
+                )
+            )
+        else:
+            lines.append((True, f"{symbol} reachable from {snap.quote_symbol} through pinned venues ({how})"))
+    lim = snap.limits
+    lines.append(
+        (
+            True,
+            f"limits: slippage {lim.max_slippage_bps} bps, loss {lim.max_loss_bps} bps per call and "
+            f"{lim.max_loss_bps_per_window} bps per window, cooldown {lim.cooldown_s} s, max {lim.max_steps} steps",
+        )
+    )
+    if snap.loss_budget is not None:
+        lines.append((True, _budget_line(snap.loss_budget)))
+    return lines
+
+
+def _budget_line(budget: LossBudget) -> str:
+    return (
+        f"loss budget left {budget.remaining_bps:.2f} of {budget.limit_bps:.2f} bps "
+        f"(rolling {budget.window_s} s window)"
+    )
 
 
 def _journal_checks(rt: Runtime) -> list[tuple[bool, str]]:
@@ -171,6 +211,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if state is not None:
         print(f"total drift {state.drift_bps / 100:.2f}%  value {state.total_usd18 / 10**18:,.2f} USD")
     print(f"last rebalance {snap.last_rebalance_ts or 'never'}  cooldown {snap.limits.cooldown_s}s")
+    if snap.loss_budget is not None:
+        print(_budget_line(snap.loss_budget))
     return 0
 
 

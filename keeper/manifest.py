@@ -85,6 +85,18 @@ class V2Pair(_Strict):
     symbols: list[str] = Field(min_length=2, max_length=2)
 
 
+class PinnedVenueEntry(_Strict):
+    """A venue the deployer pinned on the vault (extra key): the keeper reads the vault's own list."""
+
+    venue: str = Field(pattern=r"^(V2|V3)$")
+    router: Address
+    pool: Address
+    token0: Address
+    token1: Address
+    fee: int = Field(ge=0)
+    symbols: list[str] = Field(min_length=2, max_length=2)
+
+
 class Manifest(_Strict):
     chain_id: int = Field(gt=0)
     rpc_url: str = Field(pattern=r"^(https?|wss?)://\S+$")
@@ -101,6 +113,7 @@ class Manifest(_Strict):
     deploy_block: int | None = Field(default=None, ge=0)
     v3_pools: list[V3Pool] = Field(default_factory=list)
     v2_pairs: list[V2Pair] = Field(default_factory=list)
+    pinned_venues: list[PinnedVenueEntry] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:

@@ -24,6 +24,11 @@ USD18 = 10**18
 MAX_DECIMALS = 77
 # The V3 fee tiers the vault accepts (`_isV3FeeTier`); anything else reverts with BadFeeTier.
 V3_FEE_TIERS = frozenset({100, 500, 3000, 10_000})
+# A step whose amountIn has this bit set spends the vault's whole balance of tokenIn except
+# `amountIn - KEEP_FLAG` (IRebalancingVault.KEEP_FLAG): the one way to land an asset exactly.
+KEEP_FLAG = 2**255
+# Loss fractions of the vault's budget are in units of 1e18 = 100% (IRebalancingVault.LossBudget).
+LOSS_ONE = 10**18
 
 
 def scaled_decimal(value: int, decimals: int) -> Decimal:
@@ -125,12 +130,59 @@ class AssetState:
 
 @dataclass(frozen=True, slots=True)
 class VaultLimits:
-    """Mirrors `IRebalancingVault.Limits`."""
+    """Mirrors `IRebalancingVault.Limits` (field order differs: the window budget is last here
+    so older call sites that name the first four keep working)."""
 
     max_slippage_bps: int
     max_loss_bps: int
     cooldown_s: int
     max_steps: int
+    max_loss_bps_per_window: int = 300
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedVenue:
+    """Mirrors `IRebalancingVault.PinnedVenue`: a pool the owner allowed, token0 < token1."""
+
+    venue: Venue
+    router: Address
+    pool: Address
+    token0: Address
+    token1: Address
+    fee: int  # 0 for V2
+
+    def connects(self, token_a: Address, token_b: Address) -> bool:
+        pair = {self.token0.lower(), self.token1.lower()}
+        return token_a.lower() != token_b.lower() and {token_a.lower(), token_b.lower()} == pair
+
+    def matches(self, venue: Venue, router: Address, token_a: Address, token_b: Address, fee: int) -> bool:
+        """What the vault's `isPinned` answers for a step on this venue."""
+        return (
+            self.venue is venue
+            and self.router.lower() == router.lower()
+            and (0 if venue is Venue.V2 else fee) == self.fee
+            and self.connects(token_a, token_b)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LossBudget:
+    """Mirrors `IRebalancingVault.LossBudget`: fractions of value, 1e18 (LOSS_ONE) = 100%."""
+
+    window_s: int
+    epoch_start: int
+    spent_previous: int
+    spent_current: int
+    limit: int
+    remaining: int
+
+    @property
+    def remaining_bps(self) -> Decimal:
+        return Decimal(self.remaining) * BPS / LOSS_ONE
+
+    @property
+    def limit_bps(self) -> Decimal:
+        return Decimal(self.limit) * BPS / LOSS_ONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +222,10 @@ class Snapshot:
     quotes: tuple[Quote, ...] = ()
     sequencer: FeedRound | None = None
     gas: GasInfo | None = None
+    # The only venues the vault lets a step use; the planner quotes and routes over nothing else.
+    pinned_venues: tuple[PinnedVenue, ...] = ()
+    # None: not read (a backtest without a budget model); the planner then checks no budget.
+    loss_budget: LossBudget | None = None
 
     def __post_init__(self) -> None:
         symbols = [a.symbol for a in self.assets]
@@ -207,6 +263,11 @@ class Step:
     fee: int
     amount_in: int
     min_amount_out: int
+
+    @property
+    def keep(self) -> int | None:
+        """The balance of token_in this step leaves in the vault, for a KEEP step; else None."""
+        return self.amount_in - KEEP_FLAG if self.amount_in >= KEEP_FLAG else None
 
     def as_abi_tuple(self) -> tuple[int, Address, Address, Address, int, int, int]:
         return (
@@ -285,6 +346,7 @@ class SkipReason(StrEnum):
     QUOTE_DEVIATION = "quote_deviation"
     NO_ROUTE = "no_route"
     MAX_STEPS = "max_steps"
+    NOT_PINNED = "not_pinned"
 
 
 class RefusalCode(StrEnum):
@@ -295,6 +357,10 @@ class RefusalCode(StrEnum):
     EMPTY_VAULT = "empty_vault"
     DRIFT_WOULD_INCREASE = "drift_would_increase"
     VALUE_LOSS_OVER_LIMIT = "value_loss_over_limit"
+    NOT_TOWARD_TARGET = "not_toward_target"
+    EXCESS_TURNOVER = "excess_turnover"
+    LOSS_BUDGET_EXHAUSTED = "loss_budget_exhausted"
+    UNFUNDED_STEP = "unfunded_step"
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +377,9 @@ class PlannedLeg:
     step: Step
     symbol_in: str
     symbol_out: str
+    # What the step is expected to spend: step.amount_in, or for a KEEP step the balance above
+    # `keep` at the fills the quotes predict (the real input varies with the earlier fills).
+    amount_in: int
     value_in_usd18: int  # amount_in at the oracle price
     implied_out: int  # amount_in converted at oracle prices, floored like the vault
     price_in: ValidPrice
@@ -323,6 +392,10 @@ class PlannedLeg:
     @property
     def unquoted(self) -> bool:
         return self.quote is None
+
+    @property
+    def keep(self) -> int | None:
+        return self.step.keep
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +427,8 @@ class Plan:
     worst_drift_bps: int
     refusal: Refusal | None = None
     notes: tuple[str, ...] = ()
+    # The most the batch can take from the vault's rolling loss budget (1e18 = 100% of value).
+    worst_loss_fraction: int = 0
 
     @property
     def steps(self) -> tuple[Step, ...]:

@@ -1,29 +1,31 @@
-"""Target weights -> the netted swap batch, with oracle-derived minimum outputs (pure).
+"""Target weights -> the netted swap batch the vault v2 accepts, with oracle floors (pure).
 
 Routing. Every asset other than the hub (the quote asset) trades at most once, and in one
 direction: assets over target sell their excess to the hub, the hub buys each under-target
-asset's deficit. That is at most N-1 swaps and its turnover is the minimum possible, half the
-sum of |value - target value| (the hub's own difference nets out between the two sides). A
-seller and a buyer are swapped directly instead, one leg in place of two, only when the
-seller's excess and the buyer's deficit match to within `min_trade_usd` (the residue is dust
-that would not be traded anyway) and a direct quote beats the route through the hub. Any
-other direct pairing would make an asset trade twice.
+asset's deficit, all through venues the vault pinned (keeper/routes.py). That is at most N-1
+swaps and its turnover is the minimum possible. A seller and a buyer are swapped directly
+instead, one leg in place of two, only when the seller's excess and the buyer's deficit match
+to within `min_trade_usd` and a pinned direct venue quotes better than the route via the hub.
 
-Hub-leg sizing. Sells run before buys in the batch, and the vault only guarantees each sell's
-`min_amount_out`. Buys are sized at oracle value and then, if needed, scaled down pro rata so
-their total `amount_in` never exceeds the hub balance plus the sells' *minimum* outputs: no
-buy can fail for lack of hub tokens whatever the execution within tolerance. The hub then
-ends slightly over target in the worst case, which the drift check below accounts for.
-
-Never asking the vault to revert. The vault reverts if its drift after the batch exceeds the
-drift before (both at the oracle prices it read at the start) or if value falls below
-`before * (1 - max_loss)`. The planner replays both guards with the vault's integer math for
-every execution it allows: each leg's output anywhere between `min_amount_out` and
-`implied * (1 + max_quote_deviation)`. Drift after is a ratio of a convex function of the
-outputs to a positive affine one (quasiconvex), so up to the vault's own floor divisions its
-maximum over that box is at a corner; the planner
-checks every corner (2**legs, all of them up to `max_vertex_legs`). If a guard could fail,
-all legs are halved and checked again; if that never passes, the plan is refused.
+Sizing for the vault's rules (keeper/vault_rules.py). Fills vary between a step's floor and
+the best fill the planner allows: the expected fill (the pinned venue's quote, or the oracle
+when that is higher or there is no quote) plus as much again as the floor lies below the oracle
+(`slippage_bps`): the pool may move either way by the keeper's tolerance before the batch is
+mined. A fill better than that is a pool pushed in the vault's favour; the batch may then
+revert (a wasted fee, no loss), which the simulation before sending catches when it is
+already so. So:
+- a sell sells at most its excess (the seller ends at or above its target, never past it);
+- a fixed buy (or direct leg) is sized so that even its best fill leaves the bought asset at
+  or below its target;
+- the hub can only land inside its band [before, target] whatever the sells fetch through a
+  KEEP step: the last buy spends the hub's balance above `keep` (amountIn = KEEP_FLAG + keep),
+  so the hub ends at exactly `keep` and the fills' variance lands in the asset that buy gets,
+  whose deficit must have room for it;
+- with no buy to absorb it, sells into the hub are capped so the hub stays at or under target.
+The planner then replays the vault's rules (toward target, turnover, value loss, exact drift,
+the rolling loss budget, floors, funded steps) at every corner of the allowed execution box
+(2**legs, all of them up to `max_vertex_legs`). If a rule could fail, every leg is halved and
+checked again; if that never passes, the plan is refused with the rule's reason code.
 
 Prices. The vault reads every feed in `rebalance()`, so one rejected price, even of an asset
 the plan would not touch, means the vault cannot value itself and would revert: refuse all.
@@ -39,10 +41,11 @@ from fractions import Fraction
 
 from keeper.model import (
     BPS,
+    KEEP_FLAG,
     USD18,
-    V3_FEE_TIERS,
     Address,
     LegKind,
+    PinnedVenue,
     Plan,
     PlannedLeg,
     PriceRejection,
@@ -55,62 +58,52 @@ from keeper.model import (
     Snapshot,
     Step,
     ValidPrice,
-    Venue,
 )
-from keeper.portfolio import (
-    implied_amount_out,
-    min_amount_out,
-    tokens_for_usd18,
-    value_usd18,
-    vault_drift_bps,
-)
+from keeper.portfolio import implied_amount_out, tokens_for_usd18, value_usd18, vault_drift_bps
+from keeper.routes import PlanAsset, Route, direct_route, hub_route, scaled_out, skip, within
+from keeper.vault_rules import Execution, RuleAsset, RuleLimits, Violation, replay, vault_min_out, zero_floor
 
 
 @dataclass(frozen=True, slots=True)
 class PlannerParams:
     slippage_bps: int  # keeper tolerance for min_amount_out; must be <= the vault's max
-    max_quote_deviation_bps: int  # skip a leg whose best quote is further than this from oracle
+    max_quote_deviation_bps: int  # skip a leg whose best pinned quote is further than this from oracle
     min_trade_usd: Decimal  # legs worth less are dust
-    default_v3_router: Address | None = None  # route for hub legs without any quote
+    default_v3_router: Address | None = None  # preferred router among pinned venues for unquoted legs
     allow_direct: bool = True
     max_shrink_rounds: int = 6
     max_vertex_legs: int = 12
 
 
 @dataclass(frozen=True, slots=True)
-class _Asset:
-    symbol: str
-    token: Address
-    decimals: int
-    price: ValidPrice
-    balance: int
-    pool_fee: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    venue: Venue
-    router: Address
-    fee: int
-    quote: Quote | None
-
-
-@dataclass(frozen=True, slots=True)
 class _Intent:
-    """A leg chosen at full size; amounts are derived per shrink round from `value_usd18`."""
+    """A leg chosen at full size; amounts are derived per shrink round.
+
+    `value_usd18` is what the source should give up; `room_usd18` how far the destination may
+    rise before it passes its target (0 for the hub, whose landing is the KEEP step's job).
+    """
 
     kind: LegKind
-    src: _Asset
-    dst: _Asset
+    src: PlanAsset
+    dst: PlanAsset
     value_usd18: int
-    route: _Route
+    room_usd18: int
+    route: Route
+    upside_bps: int  # the best fill the planner allows, in bps above the oracle-implied output
 
 
 @dataclass(frozen=True, slots=True)
-class _Outcome:
-    worst_drift_bps: int
-    expected_drift_bps: int
-    worst_value_usd18: int
+class _Context:
+    assets: tuple[PlanAsset, ...]
+    hub: PlanAsset
+    hub_goal_usd18: int  # where the decision wants the hub, inside its band
+    band_usd18: Mapping[str, tuple[int, int]]  # per asset: the values the vault lets it end at
+    params: PlannerParams
+    rule_limits: RuleLimits
+    dust_usd18: int
+    value_before_usd18: int
+    drift_before_bps: int
+    min_turnover_usd18: int
 
 
 def plan(
@@ -119,7 +112,7 @@ def plan(
     target_weights_bps: Mapping[str, int],
     params: PlannerParams,
 ) -> Plan:
-    """Plan the batch that moves `snapshot`'s vault to `target_weights_bps` at oracle prices."""
+    """Plan the batch that moves `snapshot`'s vault toward `target_weights_bps` at oracle prices."""
     limits = snapshot.limits
     if snapshot.vault_paused:
         return _refused(RefusalCode.VAULT_PAUSED, "vault is paused by its guardian; nothing can trade")
@@ -141,108 +134,108 @@ def plan(
             RefusalCode.PRICE_REJECTED,
             f"not trading: the vault values every asset in rebalance(), so it would revert: {detail}",
         )
+    budget = snapshot.loss_budget
+    if budget is not None and budget.remaining <= 0:
+        return _refused(
+            RefusalCode.LOSS_BUDGET_EXHAUSTED,
+            f"the vault's rolling loss budget ({budget.limit_bps:.0f} bps per {budget.window_s} s) is used "
+            "up; any trade loses something to fees, so none can pass until the window rolls on",
+        )
 
-    assets = [
-        _Asset(
+    assets = tuple(
+        PlanAsset(
             a.symbol,
             a.config.token,
             a.config.decimals,
             _valid(prices[a.symbol]),
             a.balance,
             a.config.pool_fee,
+            a.config.target_bps,
         )
         for a in snapshot.assets
-    ]
-    config_targets = [a.config.target_bps for a in snapshot.assets]
+    )
     values = [value_usd18(a.balance, a.decimals, a.price) for a in assets]
     total = sum(values)
-    drift_before = vault_drift_bps(values, config_targets)
+    drift_before = vault_drift_bps(values, [a.target_bps for a in assets])
     if total <= 0:
         return _refused(RefusalCode.EMPTY_VAULT, "vault holds no value", drift_before=drift_before)
 
-    # Signed difference to the decision's target value: > 0 is excess to sell.
-    diffs = {
-        a.symbol: v - total * target_weights_bps[a.symbol] // BPS for a, v in zip(assets, values, strict=True)
-    }
-    min_turnover = sum(abs(d) for d in diffs.values()) // 2
+    # Each asset may only end between its value now and its configured target (the vault's
+    # rule); a decision target outside that band (a policy's own weights) is clamped into it.
+    band: dict[str, tuple[int, int]] = {}
+    goal: dict[str, int] = {}
+    for a, v in zip(assets, values, strict=True):
+        t_floor, t_ceil = a.target_bps * total // BPS, -(-a.target_bps * total // BPS)
+        lo, hi = min(v, t_ceil), max(v, t_floor)
+        band[a.symbol] = (lo, hi)
+        goal[a.symbol] = min(max(total * target_weights_bps[a.symbol] // BPS, lo), hi)
+    diffs = {a.symbol: v - goal[a.symbol] for a, v in zip(assets, values, strict=True)}
+    # What must change hands: all the excess sold, or all the deficit bought, whichever is more
+    # (half the sum of |diff| when they balance; clamping to the vault's bands can unbalance them).
+    min_turnover = max(sum(d for d in diffs.values() if d > 0), -sum(d for d in diffs.values() if d < 0))
     hub = next(a for a in assets if a.symbol == snapshot.quote_symbol)
     dust_usd18 = int(params.min_trade_usd * USD18)
-    intents, skipped = _choose_intents(assets, hub, diffs, snapshot.quotes, params, dust_usd18)
+    intents, skipped = _choose_intents(
+        assets, hub, diffs, snapshot.quotes, snapshot.pinned_venues, params, dust_usd18
+    )
     intents, capped = _cap_steps(intents, limits.max_steps)
     skipped += capped
-
-    min_value_after = total * (BPS - limits.max_loss_bps) // BPS  # the vault's ValueLoss floor
-    guards = _Guards(tuple(config_targets), drift_before, min_value_after, total, min_turnover)
-    return _fit_to_guards(assets, hub, intents, skipped, guards, params, dust_usd18)
-
-
-@dataclass(frozen=True, slots=True)
-class _Guards:
-    """What the vault judges the batch against, computed before it (vault targets, not the decision's)."""
-
-    config_targets_bps: tuple[int, ...]
-    drift_before_bps: int
-    min_value_after_usd18: int
-    value_before_usd18: int
-    min_turnover_usd18: int
-
-    def pass_(self, outcome: _Outcome) -> bool:
-        return (
-            outcome.worst_drift_bps <= self.drift_before_bps
-            and outcome.worst_value_usd18 >= self.min_value_after_usd18
-        )
+    ctx = _Context(
+        assets=assets,
+        hub=hub,
+        hub_goal_usd18=goal[hub.symbol],
+        band_usd18=band,
+        params=params,
+        rule_limits=RuleLimits(
+            limits.max_slippage_bps, limits.max_loss_bps, None if budget is None else budget.remaining
+        ),
+        dust_usd18=dust_usd18,
+        value_before_usd18=total,
+        drift_before_bps=drift_before,
+        min_turnover_usd18=min_turnover,
+    )
+    return _fit_to_rules(ctx, intents, skipped)
 
 
-def _fit_to_guards(
-    assets: Sequence[_Asset],
-    hub: _Asset,
-    intents: Sequence[_Intent],
-    skipped: list[SkippedLeg],
-    guards: _Guards,
-    params: PlannerParams,
-    dust_usd18: int,
-) -> Plan:
-    """The largest of full, 1/2, 1/4... size whose every allowed execution passes the vault's guards."""
-    base = {a.symbol: a.balance for a in assets}
+def _fit_to_rules(ctx: _Context, intents: Sequence[_Intent], skipped: list[SkippedLeg]) -> Plan:
+    """The largest of full, 1/2, 1/4... size whose every allowed execution passes the vault's rules."""
     scale = Fraction(1)
-    full_size: _Outcome | None = None
-    for _ in range(params.max_shrink_rounds + 1):
-        legs, dust, hub_note = _materialise(intents, scale, hub, params, dust_usd18)
-        outcome = _replay(assets, base, legs, guards.config_targets_bps, params)
+    first_violation: Violation | None = None
+    for _ in range(ctx.params.max_shrink_rounds + 1):
+        legs, dust, notes = _materialise(ctx, intents, scale)
+        worst = _worst_case(ctx, legs)
         # Shrinking until every leg is dust is no fix: that case is refused below.
-        if guards.pass_(outcome) and (legs or scale == 1):
-            scaled = None if scale == 1 else f"legs scaled to {scale} of full size to pass the vault guards"
+        if isinstance(worst, _Worst) and (legs or scale == 1):
+            if scale != 1:
+                notes.append(f"legs scaled to {scale} of full size to pass the vault's rules")
             return Plan(
                 legs=legs,
                 skipped=tuple(skipped + dust),
                 turnover_usd18=_turnover(legs),
-                min_turnover_usd18=guards.min_turnover_usd18,
-                value_before_usd18=guards.value_before_usd18,
-                worst_value_after_usd18=outcome.worst_value_usd18,
-                drift_before_bps=guards.drift_before_bps,
-                expected_drift_bps=outcome.expected_drift_bps,
-                worst_drift_bps=outcome.worst_drift_bps,
-                notes=tuple(n for n in (hub_note, scaled) if n is not None),
+                min_turnover_usd18=ctx.min_turnover_usd18,
+                value_before_usd18=ctx.value_before_usd18,
+                worst_value_after_usd18=worst.value_usd18,
+                drift_before_bps=ctx.drift_before_bps,
+                expected_drift_bps=_expected_drift(ctx, legs),
+                worst_drift_bps=worst.drift_bps,
+                notes=tuple(notes),
+                worst_loss_fraction=worst.loss_fraction,
             )
-        full_size = full_size or outcome
+        if isinstance(worst, Violation):
+            first_violation = first_violation or worst
         scale /= 2
-    assert full_size is not None  # the loop runs at least once
-    if full_size.worst_drift_bps > guards.drift_before_bps:
-        code = RefusalCode.DRIFT_WOULD_INCREASE
-        why = f"worst-case drift after {full_size.worst_drift_bps} bps > before {guards.drift_before_bps} bps"
-    else:
-        code = RefusalCode.VALUE_LOSS_OVER_LIMIT
-        why = (
-            f"worst-case value after {full_size.worst_value_usd18} < the vault's floor "
-            f"{guards.min_value_after_usd18}; lower slippage_bps or raise the vault's max_loss_bps"
-        )
+    code, why = (
+        (first_violation.code, first_violation.message)
+        if first_violation is not None
+        else (RefusalCode.VALUE_LOSS_OVER_LIMIT, "every leg became dust")
+    )
     return _refused(
         code,
         f"{why} at full size, and batches down to {scale * 2} of it failed too or were dust; "
         "not asking the vault to revert",
-        drift_before=guards.drift_before_bps,
-        value_before=guards.value_before_usd18,
-        min_turnover=guards.min_turnover_usd18,
+        drift_before=ctx.drift_before_bps,
+        value_before=ctx.value_before_usd18,
+        min_turnover=ctx.min_turnover_usd18,
         skipped=tuple(skipped),
     )
 
@@ -289,10 +282,11 @@ def _refused(
 
 
 def _choose_intents(
-    assets: Sequence[_Asset],
-    hub: _Asset,
+    assets: Sequence[PlanAsset],
+    hub: PlanAsset,
     diffs: Mapping[str, int],
     quotes: Sequence[Quote],
+    pinned: Sequence[PinnedVenue],
     params: PlannerParams,
     dust_usd18: int,
 ) -> tuple[list[_Intent], list[SkippedLeg]]:
@@ -300,6 +294,7 @@ def _choose_intents(
         (a for a in assets if a is not hub and diffs[a.symbol] > 0), key=lambda a: -diffs[a.symbol]
     )
     buyers = [a for a in assets if a is not hub and diffs[a.symbol] < 0]
+    dev = params.max_quote_deviation_bps
     intents: list[_Intent] = []
     skipped: list[SkippedLeg] = []
 
@@ -310,27 +305,60 @@ def _choose_intents(
                 if b.symbol in paired or abs(diffs[s.symbol] + diffs[b.symbol]) >= max(dust_usd18, 1):
                     continue
                 value = min(diffs[s.symbol], -diffs[b.symbol])
-                direct = _direct_route(s, b, hub, value, quotes, params)
+                direct = direct_route(s, b, hub, value, quotes, pinned, dev)
                 if direct is not None and value >= dust_usd18:
-                    intents.append(_Intent(LegKind.DIRECT, s, b, value, direct))
+                    up = _route_upside(s, b, value, direct, params)
+                    intents.append(_Intent(LegKind.DIRECT, s, b, value, _room(b, diffs), direct, up))
                     paired.update((s.symbol, b.symbol))
                     break
 
-    for kind, src, dst, value in [
-        *((LegKind.SELL_TO_HUB, s, hub, diffs[s.symbol]) for s in sellers if s.symbol not in paired),
-        *((LegKind.BUY_FROM_HUB, hub, b, -diffs[b.symbol]) for b in buyers if b.symbol not in paired),
+    for kind, src, dst, value, room in [
+        *((LegKind.SELL_TO_HUB, s, hub, diffs[s.symbol], 0) for s in sellers if s.symbol not in paired),
+        *(
+            (LegKind.BUY_FROM_HUB, hub, b, -diffs[b.symbol], _room(b, diffs))
+            for b in buyers
+            if b.symbol not in paired
+        ),
     ]:
         if value < dust_usd18 or value <= 0:
             skipped.append(
-                _skip(src, dst, value, SkipReason.DUST, f"worth less than {params.min_trade_usd} USD")
+                skip(src, dst, value, SkipReason.DUST, f"worth less than {params.min_trade_usd} USD")
             )
             continue
-        route = _hub_route(src, dst, hub, value, quotes, params)
+        route = hub_route(src, dst, hub, value, quotes, pinned, dev, params.default_v3_router)
         if isinstance(route, SkippedLeg):
             skipped.append(route)
         else:
-            intents.append(_Intent(kind, src, dst, value, route))
+            intents.append(
+                _Intent(kind, src, dst, value, room, route, _route_upside(src, dst, value, route, params))
+            )
     return intents, skipped
+
+
+def _room(buyer: PlanAsset, diffs: Mapping[str, int]) -> int:
+    """How far the buyer may rise, less one raw unit of it: a floor rounded up (the vault's
+    minimum) can deliver one unit more than the oracle-implied output."""
+    return max(0, -diffs[buyer.symbol] - value_usd18(1, buyer.decimals, buyer.price) - 1)
+
+
+def _upside(quoted_out: int | None, implied: int, params: PlannerParams) -> int:
+    """Bps above the implied output of the best fill allowed: the quote's premium, if any, plus
+    the keeper's slippage tolerance (the pool may move as far up as down)."""
+    premium = 0
+    if quoted_out is not None and implied > 0 and quoted_out > implied:
+        premium = -(-(quoted_out - implied) * BPS // implied)
+    return premium + params.slippage_bps
+
+
+def _route_upside(src: PlanAsset, dst: PlanAsset, value: int, route: Route, params: PlannerParams) -> int:
+    amount_in = tokens_for_usd18(value, src.decimals, src.price)
+    implied = implied_amount_out(amount_in, src.decimals, src.price, dst.decimals, dst.price)
+    quoted = scaled_out(route.quote, amount_in) if route.quote is not None and amount_in > 0 else None
+    return _upside(quoted, implied, params)
+
+
+def _leg_upside(leg: PlannedLeg, params: PlannerParams) -> int:
+    return _upside(leg.quoted_out, leg.implied_out, params)
 
 
 def _cap_steps(intents: list[_Intent], max_steps: int) -> tuple[list[_Intent], list[SkippedLeg]]:
@@ -339,202 +367,188 @@ def _cap_steps(intents: list[_Intent], max_steps: int) -> tuple[list[_Intent], l
         return intents, []
     ranked = sorted(intents, key=lambda i: -i.value_usd18)
     dropped = [
-        _skip(i.src, i.dst, i.value_usd18, SkipReason.MAX_STEPS, f"vault allows {max_steps} steps per batch")
+        skip(i.src, i.dst, i.value_usd18, SkipReason.MAX_STEPS, f"vault allows {max_steps} steps per batch")
         for i in ranked[max_steps:]
     ]
     return [i for i in intents if i in ranked[:max_steps]], dropped
 
 
-def _skip(src: _Asset, dst: _Asset, value: int, reason: SkipReason, message: str) -> SkippedLeg:
-    return SkippedLeg(src.symbol, dst.symbol, value, reason, f"{src.symbol}->{dst.symbol}: {message}")
+# --- sizing -------------------------------------------------------------------------------
 
 
-def _best_quote(
-    quotes: Sequence[Quote], src: _Asset, dst: _Asset, amount_in: int, params: PlannerParams
-) -> tuple[Quote | None, int, Fraction | None]:
-    """(best in-bound quote, its output scaled to amount_in, the deviation closest to the oracle
-    in bps among all usable quotes, None when there are none).
-
-    Per venue/fee, the probe nearest to `amount_in` is used and scaled linearly; the best of
-    those whose price is within `max_quote_deviation_bps` of the oracle wins.
-    """
-    t_in, t_out = src.token.lower(), dst.token.lower()
-    nearest: dict[tuple[Venue, str, int], Quote] = {}
-    for q in quotes:
-        if (
-            q.token_in.lower() != t_in
-            or q.token_out.lower() != t_out
-            or q.amount_out is None
-            or q.amount_in <= 0
-        ):
-            continue
-        if q.venue is Venue.V3 and q.fee not in V3_FEE_TIERS:
-            continue  # the vault would revert the step with BadFeeTier
-        key = (q.venue, q.router.lower(), q.fee)
-        held = nearest.get(key)
-        if held is None or abs(q.amount_in - amount_in) < abs(held.amount_in - amount_in):
-            nearest[key] = q
-    implied = implied_amount_out(amount_in, src.decimals, src.price, dst.decimals, dst.price)
-    best: Quote | None = None
-    best_out = 0
-    closest: Fraction | None = None
-    for q in nearest.values():
-        out = _scaled_out(q, amount_in)
-        if implied > 0:
-            dev = Fraction((out - implied) * BPS, implied)
-            closest = dev if closest is None or abs(dev) < abs(closest) else closest
-        if _within(out, implied, params.max_quote_deviation_bps) and (best is None or out > best_out):
-            best, best_out = q, out
-    return best, best_out, closest if nearest else None
+def _times(value: int, scale: Fraction) -> int:
+    return value * scale.numerator // scale.denominator
 
 
-def _scaled_out(q: Quote, amount_in: int) -> int:
-    assert q.amount_out is not None and q.amount_in > 0
-    return q.amount_out * amount_in // q.amount_in
+def _best_fill_fits(room_usd18: int, dev_bps: int) -> int:
+    """The input value whose best allowed fill (implied * (1 + upside)) still fits in `room`."""
+    return room_usd18 * BPS // (BPS + dev_bps)
 
 
-def _within(out: int, implied: int, max_dev_bps: int) -> bool:
-    return implied > 0 and abs(out - implied) * BPS <= max_dev_bps * implied
-
-
-def _route_of(q: Quote) -> _Route:
-    # The vault rejects a non-zero fee on a V2 step (BadFeeTier).
-    return _Route(q.venue, q.router, 0 if q.venue is Venue.V2 else q.fee, q)
-
-
-def _hub_route(
-    src: _Asset, dst: _Asset, hub: _Asset, value: int, quotes: Sequence[Quote], params: PlannerParams
-) -> _Route | SkippedLeg:
-    amount_in = tokens_for_usd18(value, src.decimals, src.price)
-    best, _, closest = _best_quote(quotes, src, dst, amount_in, params)
-    if best is not None:
-        return _route_of(best)
-    if closest is not None:
-        return _skip(
-            src,
-            dst,
-            value,
-            SkipReason.QUOTE_DEVIATION,
-            f"the closest quote is {float(closest):+.1f} bps from the oracle, beyond "
-            f"max_quote_deviation_bps={params.max_quote_deviation_bps} (pool manipulated or drained?)",
-        )
-    if params.default_v3_router is None:
-        return _skip(src, dst, value, SkipReason.NO_ROUTE, "no quote and no default_v3_router configured")
-    other = dst if src is hub else src
-    return _Route(Venue.V3, params.default_v3_router, other.pool_fee, None)
-
-
-def _direct_route(
-    src: _Asset, dst: _Asset, hub: _Asset, value: int, quotes: Sequence[Quote], params: PlannerParams
-) -> _Route | None:
-    """A direct route if a sane direct quote exists and beats seller->hub->buyer.
-
-    An unquoted hub path cannot be compared; the quoted direct leg is preferred then, as it
-    also pays the slippage tolerance once instead of twice.
-    """
-    amount_in = tokens_for_usd18(value, src.decimals, src.price)
-    direct, direct_out, _ = _best_quote(quotes, src, dst, amount_in, params)
-    if direct is None:
-        return None
-    to_hub, hub_out, _ = _best_quote(quotes, src, hub, amount_in, params)
-    if to_hub is not None:
-        from_hub, via_out, _ = _best_quote(quotes, hub, dst, hub_out, params)
-        if from_hub is not None and via_out > direct_out:
-            return None
-    return _route_of(direct)
-
-
-# --- sizing and checking ------------------------------------------------------------------
+def _tokens(asset: PlanAsset, value_usd18: int) -> int:
+    """Raw units worth at most `value_usd18`, one unit under so the seller's floored value stays
+    at or above what the vault compares it with."""
+    return max(0, tokens_for_usd18(value_usd18, asset.decimals, asset.price) - 1)
 
 
 def _materialise(
-    intents: Sequence[_Intent],
-    scale: Fraction,
-    hub: _Asset,
+    ctx: _Context, intents: Sequence[_Intent], scale: Fraction
+) -> tuple[tuple[PlannedLeg, ...], list[SkippedLeg], list[str]]:
+    """Amounts for each intent at `scale`, in execution order: sells, directs, fixed buys, KEEP."""
+    p, hub = ctx.params, ctx.hub
+    sells = [i for i in intents if i.kind is LegKind.SELL_TO_HUB]
+    directs = [i for i in intents if i.kind is LegKind.DIRECT]
+    buys = sorted((i for i in intents if i.kind is LegKind.BUY_FROM_HUB), key=lambda i: i.room_usd18)
+    notes: list[str] = []
+    dust: list[SkippedLeg] = []
+
+    sell_values = [_times(i.value_usd18, scale) for i in sells]
+    hub_lo, hub_hi = ctx.band_usd18[hub.symbol]
+    hub_value = value_usd18(hub.balance, hub.decimals, hub.price)
+    # What the hub can take in at the sells' best fills: its own room, plus (with buys) what
+    # the buys can spend without passing their targets. Sells beyond that are cut pro rata.
+    room = sum(_best_fill_fits(_times(i.room_usd18, scale), i.upside_bps) for i in buys)
+    room += max(0, hub_hi - hub_value)
+    room -= room // BPS  # a basis point to spare for the floors of token conversions
+    best_in = sum(v * (BPS + i.upside_bps) // BPS for i, v in zip(sells, sell_values, strict=True))
+    if best_in > room:
+        sell_values = [v * room // best_in for v in sell_values]
+        notes.append("sells cut so the hub and the buys stay within their targets at the sells' best fills")
+    legs = _keep_legs(ctx, [(i, _tokens(i.src, v)) for i, v in zip(sells, sell_values, strict=True)], dust)
+    legs += _keep_legs(
+        ctx,
+        [
+            (
+                i,
+                _tokens(
+                    i.src,
+                    min(
+                        _times(i.value_usd18, scale),
+                        _best_fill_fits(_times(i.room_usd18, scale), i.upside_bps),
+                    ),
+                ),
+            )
+            for i in directs
+        ],
+        dust,
+    )
+    if not buys:
+        return tuple(legs), dust, notes
+
+    sold = [leg for leg in legs if leg.kind is LegKind.SELL_TO_HUB]
+    hub_in_lo = hub.balance + sum(leg.step.min_amount_out for leg in sold)
+    hub_in_hi = hub.balance + sum(leg.implied_out * (BPS + _leg_upside(leg, p)) // BPS for leg in sold)
+    hub_in_exp = hub.balance + sum(_expected_out(leg) for leg in sold)
+    keep_lo = hub.balance if hub_lo == hub_value else tokens_for_usd18(hub_lo, hub.decimals, hub.price) + 1
+    keep_hi = hub.balance if hub_hi == hub_value else tokens_for_usd18(hub_hi, hub.decimals, hub.price)
+    # The KEEP step must spend something whose floor is not zero: at least a cent's worth.
+    margin = tokens_for_usd18(USD18 // 100, hub.decimals, hub.price) + 1
+
+    *fixed, absorber = buys
+    fixed_amounts = [_tokens(hub, _best_fill_fits(_times(i.room_usd18, scale), i.upside_bps)) for i in fixed]
+    spendable = hub_in_lo - keep_lo - margin
+    if sum(fixed_amounts) > max(spendable, 0):
+        fixed_amounts = [a * max(spendable, 0) // sum(fixed_amounts) for a in fixed_amounts]
+        notes.append("buys scaled to what the hub holds even at the sells' minimum outputs")
+    fixed_legs = _keep_legs(ctx, list(zip(fixed, fixed_amounts, strict=True)), dust)
+    legs += fixed_legs
+    spent = sum(leg.amount_in for leg in fixed_legs)
+
+    cap = _tokens(hub, _best_fill_fits(_times(absorber.room_usd18, scale), absorber.upside_bps))
+    goal_value = hub_value + _times(ctx.hub_goal_usd18 - hub_value, scale)
+    goal_keep = tokens_for_usd18(goal_value, hub.decimals, hub.price)
+    low = max(keep_lo, hub_in_hi - spent - cap)
+    high = min(keep_hi, hub_in_lo - spent - margin)
+    if low <= high:
+        keep = min(max(goal_keep, low), high)
+        expected_in = hub_in_exp - spent - keep
+        leg = _leg(absorber, expected_in, p, keep=keep, min_in=hub_in_lo - spent - keep)
+        if leg.value_in_usd18 >= ctx.dust_usd18:
+            legs.append(leg)
+        else:
+            dust.append(
+                skip(hub, absorber.dst, leg.value_in_usd18, SkipReason.DUST, "too small after sizing")
+            )
+    else:
+        notes.append(
+            f"no KEEP step: {absorber.dst.symbol}'s deficit has no room for the sells' fill variance; "
+            "buying it with a fixed amount"
+        )
+        legs += _keep_legs(ctx, [(absorber, min(cap, max(0, hub_in_lo - spent - keep_lo)))], dust)
+    return tuple(legs), dust, notes
+
+
+def _keep_legs(
+    ctx: _Context, sized: Sequence[tuple[_Intent, int]], dust: list[SkippedLeg]
+) -> list[PlannedLeg]:
+    """Fixed-amount legs that are worth trading; the rest go to `dust` with the reason."""
+    kept: list[PlannedLeg] = []
+    for intent, amount_in in sized:
+        leg = _leg(intent, amount_in, ctx.params)
+        src, dst = intent.src, intent.dst
+        floorless = zero_floor(
+            amount_in, src.decimals, src.price, dst.decimals, dst.price, ctx.rule_limits.max_slippage_bps
+        )
+        if amount_in <= 0 or floorless or leg.value_in_usd18 < ctx.dust_usd18:
+            # A zero floor would hand the router a free option on the vault's tokens (ZeroFloor).
+            dust.append(
+                skip(intent.src, intent.dst, leg.value_in_usd18, SkipReason.DUST, "too small after sizing")
+            )
+        elif leg.quoted_out is not None and not within(
+            leg.quoted_out, leg.implied_out, ctx.params.max_quote_deviation_bps
+        ):
+            # The route was checked at full size; a scaled-down leg is re-checked at its own size.
+            dust.append(
+                skip(
+                    intent.src,
+                    intent.dst,
+                    leg.value_in_usd18,
+                    SkipReason.QUOTE_DEVIATION,
+                    f"quote {leg.deviation_bps} bps from the oracle at the scaled-down size",
+                )
+            )
+        else:
+            kept.append(leg)
+    return kept
+
+
+def _leg(
+    intent: _Intent,
+    amount_in: int,
     params: PlannerParams,
-    dust_usd18: int,
-) -> tuple[tuple[PlannedLeg, ...], list[SkippedLeg], str | None]:
-    """Amounts for each intent at `scale`, buys fitted to the worst-case hub balance, in order."""
-    sized = [
-        (
-            i,
-            tokens_for_usd18(
-                i.value_usd18 * scale.numerator // scale.denominator, i.src.decimals, i.src.price
-            ),
-        )
-        for i in intents
-    ]
-    sells = [(i, a) for i, a in sized if i.kind is LegKind.SELL_TO_HUB]
-    directs = [(i, a) for i, a in sized if i.kind is LegKind.DIRECT]
-    buys = [(i, a) for i, a in sized if i.kind is LegKind.BUY_FROM_HUB]
-
-    legs: list[PlannedLeg] = []
-    dust: list[SkippedLeg] = []  # legs dropped at this size: dust, or a quote no longer in bounds
-
-    def add(batch: Sequence[tuple[_Intent, int]]) -> None:
-        for intent, amount_in in batch:
-            leg = _leg(intent, amount_in, params)
-            if amount_in <= 0 or leg.step.min_amount_out <= 0 or leg.value_in_usd18 < dust_usd18:
-                # A zero minimum would hand the router a free option on the vault's tokens.
-                dust.append(
-                    _skip(
-                        intent.src, intent.dst, leg.value_in_usd18, SkipReason.DUST, "too small after sizing"
-                    )
-                )
-            elif leg.quoted_out is not None and not _within(
-                leg.quoted_out, leg.implied_out, params.max_quote_deviation_bps
-            ):
-                # The route was checked at full size; a scaled-down leg is re-checked at its own size.
-                dust.append(
-                    _skip(
-                        intent.src,
-                        intent.dst,
-                        leg.value_in_usd18,
-                        SkipReason.QUOTE_DEVIATION,
-                        f"quote {leg.deviation_bps} bps from the oracle at the scaled-down size",
-                    )
-                )
-            else:
-                legs.append(leg)
-
-    add(sells)
-    add(directs)
-    available = hub.balance + sum(leg.step.min_amount_out for leg in legs if leg.kind is LegKind.SELL_TO_HUB)
-    needed = sum(a for _, a in buys)
-    note = None
-    if needed > available:
-        buys = [(i, a * available // needed) for i, a in buys]
-        note = (
-            f"buys scaled to {available}/{needed} of size: the hub holds that much even at sells' min output"
-        )
-    add(buys)
-    return tuple(legs), dust, note
-
-
-def _leg(intent: _Intent, amount_in: int, params: PlannerParams) -> PlannedLeg:
+    *,
+    keep: int | None = None,
+    min_in: int | None = None,
+) -> PlannedLeg:
+    """A leg spending `amount_in` (expected, for a KEEP step); its floor is taken at the least
+    a KEEP step can spend (`min_in`), as the vault enforces its own floor on the actual input."""
     src, dst, route = intent.src, intent.dst, intent.route
     implied = implied_amount_out(amount_in, src.decimals, src.price, dst.decimals, dst.price)
     quoted_out: int | None = None
     deviation: Decimal | None = None
     if route.quote is not None:
-        quoted_out = _scaled_out(route.quote, amount_in)
+        quoted_out = scaled_out(route.quote, amount_in)
         if implied > 0:
             # Exact to 0.01 bps; Decimal division would trap on a wild quote.
             deviation = Decimal(round(Fraction((quoted_out - implied) * BPS * 100, implied))).scaleb(-2)
+    floor_in = amount_in if min_in is None else min_in
     step = Step(
         venue=route.venue,
         router=route.router,
         token_in=src.token,
         token_out=dst.token,
         fee=route.fee,
-        amount_in=amount_in,
-        min_amount_out=min_amount_out(implied, params.slippage_bps),
+        amount_in=amount_in if keep is None else KEEP_FLAG + keep,
+        min_amount_out=vault_min_out(
+            floor_in, src.decimals, src.price, dst.decimals, dst.price, params.slippage_bps
+        ),
     )
     return PlannedLeg(
         kind=intent.kind,
         step=step,
         symbol_in=src.symbol,
         symbol_out=dst.symbol,
+        amount_in=amount_in,
         value_in_usd18=value_usd18(amount_in, src.decimals, src.price),
         implied_out=implied,
         price_in=src.price,
@@ -546,35 +560,62 @@ def _leg(intent: _Intent, amount_in: int, params: PlannerParams) -> PlannedLeg:
     )
 
 
-def _replay(
-    assets: Sequence[_Asset],
-    base: Mapping[str, int],
-    legs: Sequence[PlannedLeg],
-    targets: Sequence[int],
-    params: PlannerParams,
-) -> _Outcome:
-    """The vault's post-batch drift and value at the corners of the allowed execution box."""
-    after_in = dict(base)
-    for leg in legs:
-        after_in[leg.symbol_in] -= leg.step.amount_in
+def _expected_out(leg: PlannedLeg) -> int:
+    return leg.quoted_out if leg.quoted_out is not None else leg.implied_out
 
-    def state(outs: Sequence[int]) -> tuple[int, int]:
-        bal = dict(after_in)
-        for leg, out in zip(legs, outs, strict=True):
-            bal[leg.symbol_out] += out
-        values = [value_usd18(bal[a.symbol], a.decimals, a.price) for a in assets]
-        return vault_drift_bps(values, targets), sum(values)
 
-    lows = [leg.step.min_amount_out for leg in legs]
-    highs = [leg.implied_out * (BPS + params.max_quote_deviation_bps) // BPS for leg in legs]
-    if len(legs) <= params.max_vertex_legs:
-        corners: list[Sequence[int]] = [list(c) for c in itertools.product(*zip(lows, highs, strict=True))]
+# --- checking -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Worst:
+    drift_bps: int
+    value_usd18: int
+    loss_fraction: int
+
+
+def _worst_case(ctx: _Context, legs: Sequence[PlannedLeg]) -> _Worst | Violation:
+    """The vault's rules at every corner of the execution box: the first violation, or the
+    worst drift, value and loss over all corners."""
+    rule_assets = [
+        RuleAsset(a.symbol, a.token, a.decimals, a.price, a.balance, a.target_bps) for a in ctx.assets
+    ]
+    symbols_of = {a.token.lower(): a.symbol for a in ctx.assets}
+    steps = [leg.step for leg in legs]
+    upside = [_leg_upside(leg, ctx.params) for leg in legs]
+    n = len(steps)
+    if n <= ctx.params.max_vertex_legs:
+        corners: list[tuple[bool, ...]] = list(itertools.product((False, True), repeat=n))
     else:  # too many corners to enumerate: the two uniform extremes
-        corners = [lows, highs]
-    worst_drift = max(state(c)[0] for c in corners)
-    expected_drift, _ = state([leg.implied_out for leg in legs])
-    _, worst_value = state(lows)  # value rises with every output, so all-minimum is the floor
-    return _Outcome(worst_drift, expected_drift, worst_value)
+        corners = [(False,) * n, (True,) * n]
+    executions: list[Execution] = []
+    for fills in corners:
+        result = replay(
+            rule_assets,
+            steps,
+            fills,
+            ctx.rule_limits,
+            upside_bps=upside,
+            symbols_of=symbols_of,
+        )
+        if isinstance(result, Violation):
+            return result
+        executions.append(result)
+    return _Worst(
+        drift_bps=max(e.drift_after_bps for e in executions),
+        value_usd18=min(e.value_after_usd18 for e in executions),
+        loss_fraction=max(e.loss_fraction for e in executions),
+    )
+
+
+def _expected_drift(ctx: _Context, legs: Sequence[PlannedLeg]) -> int:
+    """Drift after the batch at the fills the quotes predict (oracle-implied where unquoted)."""
+    bal = {a.symbol: a.balance for a in ctx.assets}
+    for leg in legs:
+        bal[leg.symbol_in] -= leg.amount_in
+        bal[leg.symbol_out] += _expected_out(leg)
+    values = [value_usd18(bal[a.symbol], a.decimals, a.price) for a in ctx.assets]
+    return vault_drift_bps(values, [a.target_bps for a in ctx.assets])
 
 
 def _turnover(legs: Sequence[PlannedLeg]) -> int:

@@ -98,7 +98,9 @@ class TickReport:
                     "fee": leg.step.fee,
                     "token_in": leg.step.token_in,
                     "token_out": leg.step.token_out,
-                    "amount_in": str(leg.step.amount_in),
+                    "amount_in": str(leg.amount_in),
+                    # A KEEP step spends the balance above `keep` (amountIn = KEEP_FLAG + keep).
+                    "keep": None if leg.keep is None else str(leg.keep),
                     "min_amount_out": str(leg.step.min_amount_out),
                     "oracle_amount_out": str(leg.implied_out),
                     "quoted_amount_out": None if leg.quoted_out is None else str(leg.quoted_out),
@@ -122,6 +124,7 @@ class TickReport:
             "drift_before_bps": plan.drift_before_bps,
             "expected_drift_after_bps": plan.expected_drift_bps,
             "worst_drift_after_bps": plan.worst_drift_bps,
+            "worst_loss_bps": f"{plan.worst_loss_fraction * 10_000 / 10**18:.2f}",
             "refusal": None
             if plan.refusal is None
             else {"code": str(plan.refusal.code), "message": plan.refusal.message},

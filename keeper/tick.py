@@ -412,7 +412,7 @@ class Keeper:
         first = plan(snap, prices, decision.target_weights_bps, self.config.planner)
         if not first.actionable:
             return first
-        wanted = [(leg.step.token_in, leg.step.token_out, leg.step.amount_in) for leg in first.legs]
+        wanted = [(leg.step.token_in, leg.step.token_out, leg.amount_in) for leg in first.legs]
         sells = sorted(
             (leg for leg in first.legs if leg.kind is LegKind.SELL_TO_HUB),
             key=lambda leg: -leg.value_in_usd18,
@@ -421,7 +421,7 @@ class Keeper:
             (leg for leg in first.legs if leg.kind is LegKind.BUY_FROM_HUB),
             key=lambda leg: -leg.value_in_usd18,
         )[:MAX_DIRECT_CANDIDATES]
-        wanted += [(s.step.token_in, b.step.token_out, s.step.amount_in) for s in sells for b in buys]
+        wanted += [(s.step.token_in, b.step.token_out, s.amount_in) for s in sells for b in buys]
         quotes = self.reader.quote(snap, wanted)
         return plan(replace(snap, quotes=quotes), prices, decision.target_weights_bps, self.config.planner)
 

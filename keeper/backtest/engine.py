@@ -50,7 +50,14 @@ from keeper.model import (
 from keeper.oracle import OracleRules, split_results, validate_snapshot
 from keeper.planner import PlannerParams, plan
 from keeper.policy import Policy, PolicyContext, PolicyDecision
-from keeper.portfolio import PortfolioState, tokens_for_usd18, value_usd18, vault_drift_bps
+from keeper.portfolio import (
+    PortfolioState,
+    implied_amount_out,
+    tokens_for_usd18,
+    value_usd18,
+    vault_drift_bps,
+)
+from keeper.vault_rules import RuleAsset, RuleLimits, Violation, judge, vault_min_out
 
 # As keeper/tick.py: direct seller->buyer pairs quoted per rebalance.
 MAX_DIRECT_CANDIDATES = 3
@@ -313,14 +320,14 @@ class BacktestResult:
 
 def quote_requests(first: Plan) -> list[tuple[str, str, int]]:
     """The (token_in, token_out, amount_in) the daemon quotes for a first plan (keeper/tick.py)."""
-    wanted = [(leg.step.token_in, leg.step.token_out, leg.step.amount_in) for leg in first.legs]
+    wanted = [(leg.step.token_in, leg.step.token_out, leg.amount_in) for leg in first.legs]
     sells = sorted(
         (leg for leg in first.legs if leg.kind is LegKind.SELL_TO_HUB), key=lambda leg: -leg.value_in_usd18
     )[:MAX_DIRECT_CANDIDATES]
     buys = sorted(
         (leg for leg in first.legs if leg.kind is LegKind.BUY_FROM_HUB), key=lambda leg: -leg.value_in_usd18
     )[:MAX_DIRECT_CANDIDATES]
-    wanted += [(s.step.token_in, b.step.token_out, s.step.amount_in) for s in sells for b in buys]
+    wanted += [(s.step.token_in, b.step.token_out, s.amount_in) for s in sells for b in buys]
     return wanted
 
 
@@ -356,6 +363,7 @@ class _Run:
         self.scales = tuple(10 ** (a.decimals + a.feed_decimals) for a in assets)
         first = self.valid_prices(0)
         self.market = Market(assets, setup.pools, first)
+        self.pinned = self.market.pinned_venues()
         if setup.initial_balances is not None:
             missing = set(self.symbols) - set(setup.initial_balances)
             if missing:
@@ -432,6 +440,7 @@ class _Run:
             limits=self.setup.limits,
             last_rebalance_ts=self.last_rebalance_s,
             gas=GasInfo(base_fee_wei=self.base_fee_wei(k), priority_fee_wei=0),
+            pinned_venues=self.pinned,
         )
 
     def rebalance(self, k: int, decision: PolicyDecision[Any]) -> tuple[str, Plan | None, str]:
@@ -529,29 +538,48 @@ class _Run:
             return "cost_over_bps_budget"
         return None
 
-    def simulate(self, the_plan: Plan, valid: Mapping[str, ValidPrice]) -> list[int] | None:
-        """Each leg's output on the pool model; None where the vault would revert the batch."""
-        outs = []
+    def simulate(self, the_plan: Plan, valid: Mapping[str, ValidPrice]) -> list[tuple[int, int]] | None:
+        """Each leg's (actual input, output) on the pool model, in order as the vault runs them
+        (a KEEP step spends the balance above its keep); None where the vault would revert."""
+        bal = list(self.balances)
+        fills: list[tuple[int, int]] = []
         for leg in the_plan.legs:
-            fill = self.market.execute(leg.step, valid)
-            if fill.amount_out < leg.step.min_amount_out:
-                return None  # InsufficientOutput
-            outs.append(fill.amount_out)
-        before = [self.balances[i] for i in range(len(self.symbols))]
-        after = list(before)
-        for leg, out in zip(the_plan.legs, outs, strict=True):
-            after[self.index[leg.symbol_in]] -= leg.step.amount_in
-            after[self.index[leg.symbol_out]] += out
-        if min(after) < 0:
-            return None
-        values_before = self._values_of(before, valid)
-        values_after = self._values_of(after, valid)
-        if vault_drift_bps(values_after, self.targets) > vault_drift_bps(values_before, self.targets):
-            return None  # DriftIncreased
-        floor = sum(values_before) * (BPS - self.setup.limits.max_loss_bps) // BPS
-        if sum(values_after) < floor:
-            return None  # ValueLoss
-        return outs
+            i_in, i_out = self.index[leg.symbol_in], self.index[leg.symbol_out]
+            keep = leg.step.keep
+            spend = bal[i_in] - keep if keep is not None else leg.step.amount_in
+            if spend <= 0 or spend > bal[i_in]:
+                return None  # ZeroAmount, or a transfer the vault cannot make
+            src, dst = self.setup.assets[i_in], self.setup.assets[i_out]
+            floor = vault_min_out(
+                spend,
+                src.decimals,
+                valid[src.symbol],
+                dst.decimals,
+                valid[dst.symbol],
+                self.setup.limits.max_slippage_bps,
+            )
+            out = self.market.execute(leg.step, valid, spend).amount_out
+            if floor <= 0 or out < max(floor, leg.step.min_amount_out):
+                return None  # ZeroFloor, MinOutTooLow or InsufficientOutput
+            bal[i_in] -= spend
+            bal[i_out] += out
+            fills.append((spend, out))
+        rule_assets = [
+            RuleAsset(a.symbol, a.token, a.decimals, valid[a.symbol], b, a.target_bps)
+            for a, b in zip(self.setup.assets, self.balances, strict=True)
+        ]
+        gross = sum(
+            value_usd18(spend, self.setup.assets[self.index[leg.symbol_in]].decimals, leg.price_in)
+            for leg, (spend, _) in zip(the_plan.legs, fills, strict=True)
+        )
+        verdict = judge(
+            rule_assets,
+            {s: bal[i] for s, i in self.index.items()},
+            gross,
+            tuple(spend for spend, _ in fills),
+            RuleLimits(self.setup.limits.max_slippage_bps, self.setup.limits.max_loss_bps, None),
+        )
+        return None if isinstance(verdict, Violation) else fills
 
     def _values_of(self, balances: Sequence[int], valid: Mapping[str, ValidPrice]) -> list[int]:
         return [
@@ -564,7 +592,7 @@ class _Run:
         k: int,
         decision: PolicyDecision[Any],
         the_plan: Plan,
-        outs: list[int],
+        fills: list[tuple[int, int]],
         units: int,
         wei_per_gas: int,
         valid: Mapping[str, ValidPrice],
@@ -572,15 +600,14 @@ class _Run:
         values_before = self._values_of(self.balances, valid)
         legs: list[LegFill] = []
         by_symbol = {a.symbol: a for a in self.setup.assets}
-        for leg, out in zip(the_plan.legs, outs, strict=True):
-            self.balances[self.index[leg.symbol_in]] -= leg.step.amount_in
+        for leg, (spent, out) in zip(the_plan.legs, fills, strict=True):
+            self.balances[self.index[leg.symbol_in]] -= spent
             self.balances[self.index[leg.symbol_out]] += out
             src = by_symbol[leg.symbol_in]
             fee_ppm = V2_FEE if leg.step.venue.name == "V2" else leg.step.fee
-            fee_usd18 = value_usd18(
-                leg.step.amount_in * fee_ppm // FEE_DENOMINATOR, src.decimals, leg.price_in
-            )
-            shortfall = leg.implied_out - out
+            fee_usd18 = value_usd18(spent * fee_ppm // FEE_DENOMINATOR, src.decimals, leg.price_in)
+            implied = implied_amount_out(spent, src.decimals, leg.price_in, leg.decimals_out, leg.price_out)
+            shortfall = implied - out
             short_usd18 = (
                 value_usd18(shortfall, leg.decimals_out, leg.price_out)
                 if shortfall >= 0
@@ -593,9 +620,9 @@ class _Run:
                     leg.kind,
                     leg.step.venue.name,
                     leg.step.fee,
-                    leg.step.amount_in,
+                    spent,
                     leg.step.min_amount_out,
-                    leg.implied_out,
+                    implied,
                     out,
                     leg.value_in_usd18,
                     fee_usd18,

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from keeper.costs import GasModel
-from keeper.model import USD18, Address, AssetConfig, Quote, Step, ValidPrice, Venue
+from keeper.model import USD18, Address, AssetConfig, PinnedVenue, Quote, Step, ValidPrice, Venue
 
 GWEI = 10**9
 FEE_DENOMINATOR = 1_000_000  # fees in hundredths of a bp, as Uniswap V3 tiers
@@ -172,8 +172,19 @@ class Market:
                 )
         return tuple(out)
 
-    def execute(self, step: Step, prices: Mapping[str, ValidPrice]) -> Fill:
-        """The fill of one vault step on its pool (venue, router and fee must match a pool)."""
+    def pinned_venues(self) -> tuple[PinnedVenue, ...]:
+        """The simulated pools as the vault's pinned venues: the backtested vault trades only there."""
+        pins = []
+        for pool in self._pools:
+            t0, t1 = sorted((pool.a.token, pool.b.token), key=lambda t: int(t, 16))
+            fee = 0 if pool.spec.venue is Venue.V2 else pool.spec.fee
+            pins.append(PinnedVenue(pool.spec.venue, pool.router, pool.router, t0, t1, fee))
+        return tuple(pins)
+
+    def execute(self, step: Step, prices: Mapping[str, ValidPrice], amount_in: int | None = None) -> Fill:
+        """The fill of one vault step on its pool (venue, router and fee must match a pool);
+        `amount_in` is what a KEEP step actually spends."""
+        spend = step.amount_in if amount_in is None else amount_in
         for pool, a_to_b in self._by_pair.get((step.token_in.lower(), step.token_out.lower()), ()):
             fee = 0 if pool.spec.venue is Venue.V2 else pool.spec.fee
             if (
@@ -181,7 +192,7 @@ class Market:
                 and fee == step.fee
                 and pool.router.lower() == step.router.lower()
             ):
-                return self._fill(pool, a_to_b, step.amount_in, prices)
+                return self._fill(pool, a_to_b, spend, prices)
         raise MarketError(
             f"no simulated pool for step {step.token_in}->{step.token_out} on {step.venue.name} fee {step.fee}; "
             "add a pool for this pair (a default-route V3 leg needs a V3 pool at the asset's pool_fee)"

@@ -65,7 +65,12 @@ class DecodedError:
 
 STEP_TUPLE = "(uint8,address,address,address,uint24,uint256,uint256)"
 ASSET_TUPLE = "(address,address,uint32,uint16)"
-LIMITS_TUPLE = "(uint16,uint16,uint32,uint8)"
+# (maxSlippageBps, maxLossBps, maxLossBpsPerWindow, cooldownS, maxSteps)
+LIMITS_TUPLE = "(uint16,uint16,uint16,uint32,uint8)"
+# (venue, router, pool, token0, token1, fee)
+PINNED_VENUE_TUPLE = "(uint8,address,address,address,address,uint24)"
+# (windowS, epochStart, spentPrevious, spentCurrent, limit, remaining)
+LOSS_BUDGET_TUPLE = "(uint256,uint256,uint256,uint256,uint256,uint256)"
 
 
 class Feed:
@@ -105,7 +110,10 @@ class Vault:
     total_value = AbiFunction("totalValue", (), ("uint256",))
     weights = AbiFunction("weights", (), ("uint256[]",))
     drift_bps = AbiFunction("driftBps", (), ("uint256",))
-    is_router_allowed = AbiFunction("isRouterAllowed", ("address", "uint8"), ("bool",))
+    pinned_venues = AbiFunction("pinnedVenues", (), (f"{PINNED_VENUE_TUPLE}[]",))
+    is_pinned = AbiFunction("isPinned", ("uint8", "address", "address", "address", "uint24"), ("bool",))
+    loss_budget = AbiFunction("lossBudget", (), (LOSS_BUDGET_TUPLE,))
+    keep_flag = AbiFunction("KEEP_FLAG", (), ("uint256",))
 
 
 class QuoterV2:
@@ -132,7 +140,11 @@ VAULT_ERRORS: tuple[AbiError, ...] = (
     AbiError("CooldownActive", ("uint256", "uint256"), ("ready_at", "now_s")),
     AbiError("NoSteps"),
     AbiError("TooManySteps", ("uint256", "uint256"), ("count", "max")),
-    AbiError("RouterNotAllowed", ("address", "uint8"), ("router", "venue")),
+    AbiError(
+        "VenueNotPinned",
+        ("uint256", "uint8", "address", "address", "address", "uint24"),
+        ("step_index", "venue", "router", "token_in", "token_out", "fee"),
+    ),
     AbiError("UnknownAsset", ("address",), ("token",)),
     AbiError("SameToken", ("address",), ("token",)),
     AbiError("ZeroAmount", ("uint256",), ("step_index",)),
@@ -144,6 +156,7 @@ VAULT_ERRORS: tuple[AbiError, ...] = (
         ("feed", "updated_at", "heartbeat_s", "now_s"),
     ),
     AbiError("FuturePrice", ("address", "uint256", "uint256"), ("feed", "updated_at", "now_s")),
+    AbiError("ZeroFloor", ("uint256", "uint256"), ("step_index", "amount_in")),
     AbiError(
         "MinOutTooLow", ("uint256", "uint256", "uint256"), ("step_index", "min_amount_out", "required_min")
     ),
@@ -155,8 +168,15 @@ VAULT_ERRORS: tuple[AbiError, ...] = (
     ),
     AbiError("DriftIncreased", ("uint256", "uint256"), ("drift_before_bps", "drift_after_bps")),
     AbiError("InputOverspent", ("uint256", "uint256", "uint256"), ("step_index", "spent", "amount_in")),
+    AbiError(
+        "NotTowardTarget",
+        ("uint256", "uint256", "uint256", "uint256"),
+        ("asset_index", "value_before", "value_after", "target_value"),
+    ),
+    AbiError("ExcessTurnover", ("uint256", "uint256"), ("gross_value", "net_value")),
+    AbiError("LossBudgetExceeded", ("uint256", "uint256", "uint256"), ("spent", "loss", "limit")),
     AbiError("BadTargets", ("uint256",), ("sum_bps",)),
-    AbiError("BadLimits"),
+    AbiError("BadLimits", ("string",), ("reason",)),
     AbiError("BadConfig", ("string",), ("reason",)),
     AbiError("ReentrancyGuardReentrantCall"),
     AbiError("SafeERC20FailedOperation", ("address",), ("token",)),

@@ -18,9 +18,18 @@ from web3.types import BlockIdentifier
 from keeper.chain.abi import Erc20, Feed, Multicall3, QuoterV2, V2Router, Vault
 from keeper.chain.multicall import Call, CallResult, aggregate
 from keeper.manifest import Manifest
-from keeper.model import AssetConfig, AssetState, FeedRound, GasInfo, Quote, Snapshot, VaultLimits, Venue
-
-V3_FEE_TIERS = (100, 500, 3000, 10_000)
+from keeper.model import (
+    AssetConfig,
+    AssetState,
+    FeedRound,
+    GasInfo,
+    LossBudget,
+    PinnedVenue,
+    Quote,
+    Snapshot,
+    VaultLimits,
+    Venue,
+)
 
 
 class SnapshotError(RuntimeError):
@@ -60,7 +69,7 @@ def asset_configs(
 class SnapshotReader:
     """Builds the call list once per manifest; `read()` is then one eth_call."""
 
-    _HEAD = 10  # calls before the per-asset block
+    _HEAD = 12  # calls before the per-asset block
 
     def __init__(
         self,
@@ -86,6 +95,8 @@ class SnapshotReader:
             Call(vault, Vault.paused),
             Call(vault, Vault.last_rebalance),
             Call(vault, Vault.keeper),
+            Call(vault, Vault.pinned_venues),
+            Call(vault, Vault.loss_budget),
         ]
         for cfg in self._configs:
             self._calls += [
@@ -104,16 +115,18 @@ class SnapshotReader:
         basefee = head[3].values[0] if head[3].ok else 0
         keeper_balance = head[4].values[0] if head[4].ok else 0
         for name, result in zip(
-            ("getAssets", "getLimits", "paused", "lastRebalance", "keeper"), head[5:], strict=True
+            ("getAssets", "getLimits", "paused", "lastRebalance", "keeper", "pinnedVenues", "lossBudget"),
+            head[5:],
+            strict=True,
         ):
             if not result.ok:
                 raise SnapshotError(
                     f"vault {self._m.vault}.{name}() failed at block {block_number}: is the manifest's "
-                    "vault address right, and is it a RebalancingVault?"
+                    "vault address right, and is it a RebalancingVault (v2)?"
                 )
         (onchain_assets,) = head[5].values
         self._check_assets_match(onchain_assets)
-        ((max_slip, max_loss, cooldown, max_steps),) = head[6].values
+        ((max_slip, max_loss, max_loss_window, cooldown, max_steps),) = head[6].values
         assets: list[AssetState] = []
         base = self._HEAD
         for i, cfg in enumerate(self._configs):
@@ -132,11 +145,15 @@ class SnapshotReader:
             chain_id=int(chain_id),
             assets=tuple(assets),
             quote_symbol=self._quote_symbol,
-            limits=VaultLimits(int(max_slip), int(max_loss), int(cooldown), int(max_steps)),
+            limits=VaultLimits(
+                int(max_slip), int(max_loss), int(cooldown), int(max_steps), int(max_loss_window)
+            ),
             vault_paused=bool(head[7].values[0]),
             last_rebalance_ts=int(head[8].values[0]),
             sequencer=sequencer,
             gas=GasInfo(base_fee_wei=int(basefee), priority_fee_wei=0),
+            pinned_venues=tuple(_pinned(v) for v in head[10].values[0]),
+            loss_budget=LossBudget(*(int(x) for x in head[11].values[0])),
         )
         return ChainState(snapshot, int(keeper_balance), Web3.to_checksum_address(head[9].values[0]))
 
@@ -150,23 +167,28 @@ class SnapshotReader:
             )
 
     def quote(self, snapshot: Snapshot, legs: Iterable[tuple[str, str, int]]) -> tuple[Quote, ...]:
-        """Quote each (token_in, token_out, amount_in) on every V3 fee tier and V2, at the
-        snapshot's block; a venue with no pool comes back with amount_out None."""
+        """Quote each (token_in, token_out, amount_in) on every venue the vault pinned for that
+        pair, and on nothing else, at the snapshot's block; a failed quote comes back with
+        amount_out None. A pinned V3 venue on a router other than the manifest's is left
+        unquoted (the manifest's quoter belongs to its factory)."""
         uni = self._m.uniswap
         plan: list[tuple[Quote, Call]] = []
         for token_in, token_out, amount_in in legs:
-            for fee in V3_FEE_TIERS:
-                q = Quote(Venue.V3, uni.v3_swap_router, fee, token_in, token_out, amount_in, None)
-                call = Call(
-                    uni.v3_quoter,
-                    QuoterV2.quote_exact_input_single,
-                    ((token_in, token_out, amount_in, fee, 0),),
-                )
+            for pin in snapshot.pinned_venues:
+                if not pin.connects(token_in, token_out):
+                    continue
+                q = Quote(pin.venue, pin.router, pin.fee, token_in, token_out, amount_in, None)
+                if pin.venue is Venue.V2:
+                    call = Call(pin.router, V2Router.get_amounts_out, (amount_in, [token_in, token_out]))
+                elif pin.router.lower() == uni.v3_swap_router.lower():
+                    call = Call(
+                        uni.v3_quoter,
+                        QuoterV2.quote_exact_input_single,
+                        ((token_in, token_out, amount_in, pin.fee, 0),),
+                    )
+                else:
+                    continue
                 plan.append((q, call))
-            q = Quote(Venue.V2, uni.v2_router, 0, token_in, token_out, amount_in, None)
-            plan.append(
-                (q, Call(uni.v2_router, V2Router.get_amounts_out, (amount_in, [token_in, token_out])))
-            )
         if not plan:
             return ()
         results = aggregate(self._w3, self._m.multicall3, [c for _, c in plan], snapshot.block_number)
@@ -180,6 +202,18 @@ def _quoted_out(q: Quote, r: CallResult) -> int | None:
         return None
     out = r.values[0][-1] if q.venue is Venue.V2 else r.values[0]
     return int(out) if int(out) > 0 else None
+
+
+def _pinned(raw: tuple[int, str, str, str, str, int]) -> PinnedVenue:
+    venue, router, pool, token0, token1, fee = raw
+    return PinnedVenue(
+        Venue(int(venue)),
+        Web3.to_checksum_address(router),
+        Web3.to_checksum_address(pool),
+        Web3.to_checksum_address(token0),
+        Web3.to_checksum_address(token1),
+        int(fee),
+    )
 
 
 def _feed_round(rnd: CallResult, dec: CallResult | None) -> FeedRound:

@@ -153,8 +153,13 @@ def test_backtest_replays_the_daemon_decision_for_decision_and_trade_for_trade(
             (str(s.kind), s.symbol_in, s.symbol_out, s.step.venue.name, s.step.fee) for s in sim_legs
         ], where
         for d, s in zip(daemon_legs, sim_legs, strict=True):
-            on_chain, simulated = Decimal(d["amount_in"]), Decimal(s.step.amount_in)
+            # `amount_in` is what the step is planned to spend (a KEEP step's expected input);
+            # both must be KEEP steps (or neither), and keep the same balance.
+            on_chain, simulated = Decimal(d["amount_in"]), Decimal(s.amount_in)
             assert abs(on_chain - simulated) <= AMOUNT_REL_TOL * on_chain, f"{where}: {d} vs {s.step}"
+            assert (d["keep"] is None) == (s.keep is None), where
+            if s.keep is not None:
+                assert abs(Decimal(d["keep"]) - s.keep) <= AMOUNT_REL_TOL * max(s.keep, 1), where
 
     # And the vault ends where the simulation ends.
     final = {a.symbol: a.balance for a in rt.keeper.reader.read().snapshot.assets}

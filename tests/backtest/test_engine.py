@@ -40,14 +40,16 @@ def test_a_rally_is_rebalanced_once_back_to_target_at_a_cost() -> None:
     sells = [leg.symbol_in for leg in rec.legs if leg.kind is LegKind.SELL_TO_HUB]
     assert sells == ["WETH"]  # WETH over target sells to the hub
     assert {leg.symbol_out for leg in rec.legs if leg.kind is LegKind.BUY_FROM_HUB} == {"WBTC", "LINK"}
-    assert rec.drift_after_bps < 5 < rec.drift_before_bps
+    # Not all the way: vault v2 refuses an asset pushed past its target, so buys are sized for
+    # their best allowed fill (the quote plus the keeper's 50 bps tolerance) and land a little short.
+    assert rec.drift_after_bps < 15 < rec.drift_before_bps
     assert rec.gas_units == 200_000 + 100_000 * len(rec.legs)
     assert r.fees_usd > 0 and r.impact_usd > 0 and r.gas_usd > 0
     fee_expected = sum(leg.value_in_usd18 * 3000 // 10**6 for leg in rec.legs) / 1e18
     assert r.fees_usd == pytest.approx(fee_expected, rel=1e-6)
     assert r.trace is not None
     after = r.trace.weights_bps[3]
-    assert all(abs(w - t) < 5 for w, t in zip(after, FOUR.values(), strict=True))
+    assert all(abs(w - t) < 10 for w, t in zip(after, FOUR.values(), strict=True))  # see drift above
     # Buy and hold kept the rally; the rebalanced vault sold some of it: same prices after, so
     # buy-and-hold is ahead by exactly the WETH it did not sell, less nothing.
     assert r.buy_hold_final_usd > r.final_value_usd

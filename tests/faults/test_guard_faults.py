@@ -30,7 +30,7 @@ Build = Callable[..., Runtime]
 def _drift_again(chain: Chain) -> None:
     """Past the vault's cooldown, feeds fresh, WETH back to 3000: a second rebalance is due."""
     raw = chain.w3.eth.call({"to": chain.manifest.vault, "data": Vault.get_limits.calldata()})  # type: ignore[typeddict-item]
-    ((_, _, cooldown_s, _),) = Vault.get_limits.decode_output(bytes(raw))
+    ((_, _, _, cooldown_s, _),) = Vault.get_limits.decode_output(bytes(raw))
     chain.rpc("evm_increaseTime", [cooldown_s + 1])
     refresh_feeds(chain.w3, chain.manifest)
     move_price(chain.w3, chain.manifest, "WETH", 3000)

@@ -238,10 +238,34 @@ def test_cli_bad_targets_fail_before_any_node_is_touched(
     # A dead RPC URL proves the targets are judged first: no connection, no transaction.
     url = f"http://127.0.0.1:{closed_port}"
     result = _run_cli("world", "--rpc-url", url, "--manifest", str(tmp_path / "m.json"), "--targets", targets)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert expected in result.stderr
     assert "not reachable" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        (["--max-slippage-bps", "501"], "--max-slippage-bps=501 is outside 0..500 (the vault's hard cap)"),
+        (["--max-loss-bps", "301"], "--max-loss-bps=301 is outside 0..300"),
+        (["--max-loss-bps-per-window", "501"], "--max-loss-bps-per-window=501 is outside 0..500"),
+        (
+            ["--max-loss-bps", "250", "--max-loss-bps-per-window", "200"],
+            "--max-loss-bps=250 exceeds --max-loss-bps-per-window=200",
+        ),
+    ],
+)
+def test_cli_dangerous_limits_are_refused_before_anything_is_sent(
+    tmp_path: Path, closed_port: int, limits: list[str], expected: str
+) -> None:
+    # A dead RPC URL proves the limits are judged first: no connection, no transaction.
+    url = f"http://127.0.0.1:{closed_port}"
+    result = _run_cli("world", "--rpc-url", url, "--manifest", str(tmp_path / "m.json"), *limits)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert "not reachable" not in result.stderr
 
 
 def test_cli_good_targets_reach_the_node(tmp_path: Path, closed_port: int) -> None:

@@ -83,8 +83,14 @@ def test_vault_configuration_matches_manifest(chain: Chain) -> None:
     assert vault.functions.quoteAsset().call() == m.quote_asset
     assert vault.functions.keeper().call() == m.keeper
     assert vault.functions.guardian().call() == m.guardian
-    assert vault.functions.isRouterAllowed(m.uniswap.v3_swap_router, 0).call()
-    assert vault.functions.isRouterAllowed(m.uniswap.v2_router, 1).call()
+    # Pinned: every V3 pool and V2 pair the world seeded, the pools the factories return, no other.
+    pinned = {(v, r, pool, t0, t1, fee) for v, r, pool, t0, t1, fee in vault.functions.pinnedVenues().call()}
+    seeded = {(0, m.uniswap.v3_swap_router, p.pool, p.token0, p.token1, p.fee) for p in m.v3_pools}
+    seeded |= {(1, m.uniswap.v2_router, p.pair, p.token0, p.token1, 0) for p in m.v2_pairs}
+    assert pinned == seeded and len(pinned) == len(m.pinned_venues) == 7
+    weth, usdc = m.asset("WETH").token, m.quote.token
+    assert vault.functions.isPinned(0, m.uniswap.v3_swap_router, weth, usdc, 3000).call()
+    assert not vault.functions.isPinned(0, m.uniswap.v3_swap_router, weth, usdc, 500).call()
     for a in m.assets:
         feed = contract_at(chain.w3, artifacts.contract("MockV3Aggregator"), a.feed)
         token = contract_at(chain.w3, artifacts.contract("TestToken"), a.token)
@@ -96,7 +102,9 @@ def test_local_world_roles_limits_and_feed_decimals(local_world: Chain) -> None:
     m, vault = local_world.manifest, local_world.vault()
     assert (m.keeper, m.guardian, m.market_maker) == (KEEPER.address, GUARDIAN.address, MARKET_MAKER.address)
     assert vault.functions.owner().call() == DEV_ACCOUNTS[0].address
-    assert tuple(vault.functions.getLimits().call()) == (100, 150, 60, 8)
+    assert tuple(vault.functions.getLimits().call()) == (100, 150, 300, 60, 8)
+    budget = vault.functions.lossBudget().call()
+    assert (budget[0], budget[4], budget[5]) == (86_400, 300 * 10**14, 300 * 10**14)  # window, limit, left
     dev_accounts = [x.lower() for x in local_world.rpc("eth_accounts")[:4]]
     assert dev_accounts == [a.address.lower() for a in DEV_ACCOUNTS]
     assert {a.symbol: a.feed_decimals for a in m.assets} == {"WETH": 8, "WBTC": 8, "LINK": 18, "USDC": 8}

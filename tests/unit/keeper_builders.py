@@ -6,6 +6,7 @@ USDC (6 decimals, 8-decimal feed) is the hub; WETH (18/8), WBTC (8/8) and LINK (
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from decimal import Decimal
 
@@ -13,6 +14,7 @@ from keeper.model import (
     AssetConfig,
     AssetState,
     FeedRound,
+    PinnedVenue,
     Quote,
     Snapshot,
     ValidPrice,
@@ -76,6 +78,19 @@ def world_asset(symbol: str, usd_value: Decimal, price: Decimal | None = None) -
     return AssetState(cfg, balance, fresh_round(answer_for(px, fdec), fdec))
 
 
+def pins_for(
+    assets: tuple[AssetState, ...], fees: tuple[int, ...] = (100, 500, 3000, 10_000), v2: bool = True
+) -> tuple[PinnedVenue, ...]:
+    """Pinned venues between every two assets: V3 at `fees` and (if `v2`) a V2 pair."""
+    pins: list[PinnedVenue] = []
+    for a, b in itertools.combinations(assets, 2):
+        t0, t1 = sorted((a.config.token, b.config.token), key=lambda t: int(t, 16))
+        pins += [PinnedVenue(Venue.V3, V3_ROUTER, V3_ROUTER, t0, t1, fee) for fee in fees]
+        if v2:
+            pins.append(PinnedVenue(Venue.V2, V2_ROUTER, V2_ROUTER, t0, t1, 0))
+    return tuple(pins)
+
+
 def snapshot(
     assets: tuple[AssetState, ...],
     *,
@@ -83,6 +98,7 @@ def snapshot(
     quotes: tuple[Quote, ...] = (),
     limits: VaultLimits | None = None,
     paused: bool = False,
+    pinned: tuple[PinnedVenue, ...] | None = None,
 ) -> Snapshot:
     return Snapshot(
         block_number=100,
@@ -94,6 +110,7 @@ def snapshot(
         vault_paused=paused,
         last_rebalance_ts=NOW - 86_400,
         quotes=quotes,
+        pinned_venues=pins_for(assets) if pinned is None else pinned,
     )
 
 
@@ -164,7 +181,12 @@ def quotes_to_and_from_hub(
 
 def with_quotes(snap: Snapshot, quotes: tuple[Quote, ...]) -> Snapshot:
     return snapshot(
-        snap.assets, hub=snap.quote_symbol, quotes=quotes, limits=snap.limits, paused=snap.vault_paused
+        snap.assets,
+        hub=snap.quote_symbol,
+        quotes=quotes,
+        limits=snap.limits,
+        paused=snap.vault_paused,
+        pinned=snap.pinned_venues,
     )
 
 

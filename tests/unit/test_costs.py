@@ -14,8 +14,9 @@ from keeper_builders import (
 )
 
 from keeper.costs import CostBudget, CostVerdict, GasModel, estimate_costs, gas_cost_usd18, leg_impact_usd18
-from keeper.model import USD18, GasInfo, Plan, ValidPrice
+from keeper.model import GasInfo, Plan, ValidPrice
 from keeper.planner import PlannerParams, plan
+from keeper.portfolio import value_usd18
 
 ETH = ValidPrice("ETH", 2000_00000000, 8, 0, 1)
 GWEI = 10**9
@@ -49,10 +50,11 @@ def test_gas_priced_at_base_fee_headroom_plus_tip() -> None:
 
 def test_quoted_impact_is_implied_minus_quoted_in_usd() -> None:
     p = rally_plan(bps_off=-30)
-    impacts = [leg_impact_usd18(leg) for leg in p.legs]
-    # 0.3% of 96k, 48k and 16k, to within one raw output unit each.
-    for impact, usd in zip(impacts, (96_000, 48_000, 16_000), strict=True):
-        assert abs(impact - usd * 30 * USD18 // 10_000) < 10**13
+    assert p.legs
+    # 0.3% of each leg's oracle value (the sell, a fixed buy, the KEEP buy), to one raw output unit.
+    for leg in p.legs:
+        one_unit = value_usd18(1, leg.decimals_out, leg.price_out) + 1
+        assert abs(leg_impact_usd18(leg) - leg.value_in_usd18 * 30 // 10_000) <= one_unit + 10**13
 
 
 def test_better_than_oracle_quotes_do_not_count_as_negative_cost() -> None:

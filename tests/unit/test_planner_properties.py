@@ -15,7 +15,7 @@ from math import ceil
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from keeper_builders import NOW, V2_ROUTER, V3_ROUTER, config, fresh_round
+from keeper_builders import NOW, V2_ROUTER, V3_ROUTER, config, fresh_round, pins_for
 
 from keeper.model import (
     BPS,
@@ -23,6 +23,7 @@ from keeper.model import (
     AssetState,
     LegKind,
     Plan,
+    PlannedLeg,
     Quote,
     RefusalCode,
     Snapshot,
@@ -31,7 +32,8 @@ from keeper.model import (
     Venue,
 )
 from keeper.planner import PlannerParams, plan
-from keeper.portfolio import implied_amount_out, min_amount_out, value_usd18, vault_drift_bps
+from keeper.portfolio import implied_amount_out, value_usd18, vault_drift_bps
+from keeper.vault_rules import RuleAsset, RuleLimits, Violation, judge, vault_min_out
 
 MAX_DEV_BPS = 200
 
@@ -126,6 +128,7 @@ def cases(draw: st.DrawFn) -> Case:
         quote_symbol=hub,
         limits=limits,
         quotes=tuple(quotes),
+        pinned_venues=pins_for(tuple(assets)),
     )
     decision_targets = dict(
         zip(symbols, targets if draw(st.booleans()) else _split_bps(draw, n), strict=True)
@@ -145,15 +148,44 @@ def unit_usd18(case: Case, sym: str) -> int:
     return ceil(Fraction(p.answer * USD18, 10 ** (a.config.decimals + p.decimals))) + 1
 
 
-def execute(case: Case, p: Plan, outs: list[int]) -> tuple[int, int]:
-    """Run the steps in order like the vault (balance checked per step); (drift, value) after."""
-    bal = {a.symbol: a.balance for a in case.snap.assets}
-    for leg, out in zip(p.legs, outs, strict=True):
-        assert bal[leg.symbol_in] >= leg.step.amount_in, "a step would spend tokens the vault does not hold"
-        bal[leg.symbol_in] -= leg.step.amount_in
-        bal[leg.symbol_out] += out
-    values = [value_usd18(bal[a.symbol], a.config.decimals, case.prices[a.symbol]) for a in case.snap.assets]
-    return vault_drift_bps(values, [a.config.target_bps for a in case.snap.assets]), sum(values)
+def upside_bps(case: Case, leg: PlannedLeg) -> int:
+    """The best fill the planner allows above the implied output (keeper/planner.py)."""
+    premium = 0
+    if leg.quoted_out is not None and leg.quoted_out > leg.implied_out > 0:
+        premium = -(-(leg.quoted_out - leg.implied_out) * BPS // leg.implied_out)
+    return premium + case.params.slippage_bps
+
+
+def execute(case: Case, p: Plan, points: list[float]) -> tuple[int, int]:
+    """Run the steps in order like the vault v2 (KEEP resolved, balance checked per step), each
+    filling at `point` of the way from its floor to its best allowed fill; the rules must hold.
+    Returns (drift, value) after."""
+    snap = case.snap
+    by_token = {a.config.token.lower(): a for a in snap.assets}
+    bal = {a.symbol: a.balance for a in snap.assets}
+    gross = 0
+    vault_slip = snap.limits.max_slippage_bps
+    for leg, x in zip(p.legs, points, strict=True):
+        src, dst = by_token[leg.step.token_in.lower()], by_token[leg.step.token_out.lower()]
+        keep = leg.keep
+        spend = bal[src.symbol] - keep if keep is not None else leg.step.amount_in
+        assert 0 < spend <= bal[src.symbol], "a step would spend nothing or tokens the vault does not hold"
+        args = (src.config.decimals, case.prices[src.symbol], dst.config.decimals, case.prices[dst.symbol])
+        lo = max(leg.step.min_amount_out, vault_min_out(spend, *args, vault_slip))
+        hi = max(lo, implied_amount_out(spend, *args) * (BPS + upside_bps(case, leg)) // BPS)
+        bal[src.symbol] -= spend
+        bal[dst.symbol] += lo + int((hi - lo) * Fraction(x))  # exact: a float product can round up
+        gross += value_usd18(spend, src.config.decimals, case.prices[src.symbol])
+    rules = [
+        RuleAsset(
+            a.symbol, a.config.token, a.config.decimals, case.prices[a.symbol], a.balance, a.config.target_bps
+        )
+        for a in snap.assets
+    ]
+    verdict = judge(rules, bal, gross, (), RuleLimits(vault_slip, snap.limits.max_loss_bps, None))
+    assert not isinstance(verdict, Violation), verdict.message
+    values = [value_usd18(bal[a.symbol], a.config.decimals, case.prices[a.symbol]) for a in snap.assets]
+    return vault_drift_bps(values, [a.config.target_bps for a in snap.assets]), sum(values)
 
 
 PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -168,14 +200,27 @@ def check_invariants(case: Case, p: Plan, exec_points: list[float]) -> None:
     assert len(touched) == len(set(touched))
     kinds = [leg.kind for leg in p.legs]
     assert kinds == sorted(kinds, key=[LegKind.SELL_TO_HUB, LegKind.DIRECT, LegKind.BUY_FROM_HUB].index)
+    # At most one KEEP step, the last, spending the hub.
+    keeps = [i for i, leg in enumerate(p.legs) if leg.keep is not None]
+    assert keeps in ([], [len(p.legs) - 1])
+    assert all(p.legs[i].symbol_in == hub for i in keeps)
 
     tol = len(snap.assets)
     for leg in p.legs:
         step = leg.step
-        assert step.amount_in > 0 and step.min_amount_out > 0 and step.token_in != step.token_out
+        assert leg.amount_in > 0 and step.min_amount_out > 0 and step.token_in != step.token_out
         assert step.fee == 0 or step.venue is Venue.V3
-        # min_out from the oracle, never from a quote
-        assert step.min_amount_out == min_amount_out(leg.implied_out, case.params.slippage_bps)
+        if leg.keep is None:
+            # min_out from the oracle (exact, rounded up), never from a quote
+            a_in, a_out = snap.asset(leg.symbol_in), snap.asset(leg.symbol_out)
+            assert step.min_amount_out == vault_min_out(
+                leg.amount_in,
+                a_in.config.decimals,
+                case.prices[a_in.symbol],
+                a_out.config.decimals,
+                case.prices[a_out.symbol],
+                case.params.slippage_bps,
+            )
         # oracle value conserved per leg up to one raw unit of the output token
         out_value = value_usd18(leg.implied_out, leg.decimals_out, leg.price_out)
         assert 0 <= leg.value_in_usd18 - out_value <= unit_usd18(case, leg.symbol_out)
@@ -185,24 +230,17 @@ def check_invariants(case: Case, p: Plan, exec_points: list[float]) -> None:
         if leg.kind is LegKind.DIRECT:
             tol += int(case.params.min_trade_usd * USD18)
 
-    # Turnover: never above the minimum; equal to it (up to rounding) when nothing was cut.
+    # Turnover: never above the minimum.
     assert p.turnover_usd18 <= p.min_turnover_usd18 + tol
-    if not p.skipped and not p.notes:
-        assert p.turnover_usd18 >= p.min_turnover_usd18 - tol
 
-    # The vault's guards hold at both extremes and at random points of the execution box.
-    lows = [leg.step.min_amount_out for leg in p.legs]
-    highs = [leg.implied_out * (BPS + MAX_DEV_BPS) // BPS for leg in p.legs]
-    mids = [lo + int((hi - lo) * x) for lo, hi, x in zip(lows, highs, exec_points, strict=False)]
+    # The vault's rules hold at both extremes and at random points of the execution box.
+    n = len(p.legs)
     floor = p.value_before_usd18 * (BPS - snap.limits.max_loss_bps) // BPS
-    for outs in (lows, highs, mids):
-        drift_after, _ = execute(case, p, outs)
+    for points in ([0.0] * n, [1.0] * n, exec_points[:n] + [0.5] * (n - len(exec_points[:n]))):
+        drift_after, value_after = execute(case, p, points)
         assert drift_after <= p.drift_before_bps
         assert drift_after <= p.worst_drift_bps
-    _, worst_value = execute(case, p, lows)
-    assert worst_value == p.worst_value_after_usd18 >= floor
-    expected, _ = execute(case, p, [leg.implied_out for leg in p.legs])
-    assert expected == p.expected_drift_bps
+        assert value_after >= p.worst_value_after_usd18 >= floor
 
 
 EXEC_POINTS = st.lists(st.floats(0, 1), min_size=8, max_size=8)
@@ -220,6 +258,9 @@ def test_plan_invariants(case: Case, exec_points: list[float]) -> None:
             RefusalCode.DRIFT_WOULD_INCREASE,
             RefusalCode.VALUE_LOSS_OVER_LIMIT,
             RefusalCode.EMPTY_VAULT,
+            RefusalCode.NOT_TOWARD_TARGET,
+            RefusalCode.EXCESS_TURNOVER,
+            RefusalCode.UNFUNDED_STEP,
         }
         return
     check_invariants(case, p, exec_points)
@@ -281,6 +322,7 @@ def matched_pair_cases(draw: st.DrawFn) -> tuple[Case, int, int, int]:
         quote_symbol="HUB",
         limits=VaultLimits(100, 500, 0, 8),
         quotes=quotes,
+        pinned_venues=pins_for(tuple(assets)),
     )
     params = PlannerParams(
         slippage_bps=draw(st.integers(0, 100)), max_quote_deviation_bps=MAX_DEV_BPS, min_trade_usd=Decimal(1)
@@ -296,7 +338,7 @@ def test_direct_pairing_invariants(data: tuple[Case, int, int, int], exec_points
     kinds = [leg.kind for leg in p.legs]
     event(f"kinds={kinds} refusal={p.refusal and p.refusal.code} skips={[s.reason for s in p.skipped]}")
     if p.refusal is not None:
-        assert p.refusal.code is RefusalCode.DRIFT_WOULD_INCREASE and not p.legs
+        assert not p.legs
         return
     check_invariants(case, p, exec_points)
     if LegKind.DIRECT in kinds:
@@ -324,6 +366,7 @@ def test_planning_at_config_targets_with_full_quotes_reaches_them(case: Case) ->
         quote_symbol=snap.quote_symbol,
         limits=VaultLimits(100, 10_000, 0, 8),
         quotes=(),
+        pinned_venues=snap.pinned_venues,
     )
     params = PlannerParams(
         slippage_bps=0, max_quote_deviation_bps=0, min_trade_usd=Decimal(0), default_v3_router=V3_ROUTER
@@ -332,11 +375,11 @@ def test_planning_at_config_targets_with_full_quotes_reaches_them(case: Case) ->
     # Only raw-unit rounding stops an exact landing: tiny or lumpy (0-decimal) tokens can't hit target.
     coarse = any(a.config.decimals == 0 for a in snap.assets) or p.value_before_usd18 <= 10**6 * USD18
     if p.refusal is not None:
-        assert p.refusal.code is RefusalCode.EMPTY_VAULT or (
-            p.refusal.code is RefusalCode.DRIFT_WOULD_INCREASE and (coarse or p.drift_before_bps <= 1)
-        )
+        assert p.refusal.code is RefusalCode.EMPTY_VAULT or coarse or p.drift_before_bps <= 1
         return
     assert all(leg.unquoted for leg in p.legs)
     assert p.expected_drift_bps <= p.drift_before_bps
     if not coarse:
-        assert p.expected_drift_bps <= 1
+        # The sells keep a basis point to spare for conversion floors (keeper/planner.py), so up
+        # to 2 bps of drift (one on each side) can remain.
+        assert p.expected_drift_bps <= 2

@@ -1,0 +1,216 @@
+"""Which venue a leg trades through: only the vault's pinned venues, never a pool found by quote (pure).
+
+Vault v2 reverts a step whose venue the owner did not pin (VenueNotPinned), and that is also
+what keeps an outsider from steering the keeper: a pool anyone creates at an unused fee tier,
+priced a little better than the oracle, would otherwise win "the best quote within the band"
+and then be front-run down to the keeper's minimum. So a quote counts only when its venue is
+pinned; among the pinned venues of a pair the best quote within the band still wins (the
+owner chose them all), and a leg without a usable quote takes a pinned venue unquoted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+from keeper.model import BPS, Address, PinnedVenue, Quote, SkippedLeg, SkipReason, ValidPrice, Venue
+from keeper.portfolio import implied_amount_out, tokens_for_usd18
+
+
+@dataclass(frozen=True, slots=True)
+class PlanAsset:
+    symbol: str
+    token: Address
+    decimals: int
+    price: ValidPrice
+    balance: int
+    pool_fee: int
+    target_bps: int  # the vault's configured target (its rules use it)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    venue: Venue
+    router: Address
+    fee: int
+    quote: Quote | None
+
+
+def skip(src: PlanAsset, dst: PlanAsset, value: int, reason: SkipReason, message: str) -> SkippedLeg:
+    return SkippedLeg(src.symbol, dst.symbol, value, reason, f"{src.symbol}->{dst.symbol}: {message}")
+
+
+def pinned_between(pinned: Sequence[PinnedVenue], a: PlanAsset, b: PlanAsset) -> list[PinnedVenue]:
+    return [p for p in pinned if p.connects(a.token, b.token)]
+
+
+def is_pinned_quote(pinned: Sequence[PinnedVenue], q: Quote) -> bool:
+    return any(p.matches(q.venue, q.router, q.token_in, q.token_out, q.fee) for p in pinned)
+
+
+def best_quote(
+    quotes: Sequence[Quote],
+    pinned: Sequence[PinnedVenue],
+    src: PlanAsset,
+    dst: PlanAsset,
+    amount_in: int,
+    max_dev_bps: int,
+) -> tuple[Quote | None, int, Fraction | None]:
+    """(best in-band quote on a pinned venue, its output scaled to amount_in, the deviation
+    closest to the oracle in bps among the pinned venues' quotes, None when there are none).
+
+    Per venue, the probe nearest to `amount_in` is used and scaled linearly.
+    """
+    t_in, t_out = src.token.lower(), dst.token.lower()
+    nearest: dict[tuple[Venue, str, int], Quote] = {}
+    for q in quotes:
+        if (
+            q.token_in.lower() != t_in
+            or q.token_out.lower() != t_out
+            or q.amount_out is None
+            or q.amount_in <= 0
+            or not is_pinned_quote(pinned, q)
+        ):
+            continue
+        key = (q.venue, q.router.lower(), q.fee)
+        held = nearest.get(key)
+        if held is None or abs(q.amount_in - amount_in) < abs(held.amount_in - amount_in):
+            nearest[key] = q
+    implied = implied_amount_out(amount_in, src.decimals, src.price, dst.decimals, dst.price)
+    best: Quote | None = None
+    best_out = 0
+    closest: Fraction | None = None
+    for q in nearest.values():
+        out = scaled_out(q, amount_in)
+        if implied > 0:
+            dev = Fraction((out - implied) * BPS, implied)
+            closest = dev if closest is None or abs(dev) < abs(closest) else closest
+        if within(out, implied, max_dev_bps) and (best is None or out > best_out):
+            best, best_out = q, out
+    return best, best_out, closest if nearest else None
+
+
+def scaled_out(q: Quote, amount_in: int) -> int:
+    assert q.amount_out is not None and q.amount_in > 0
+    return q.amount_out * amount_in // q.amount_in
+
+
+def within(out: int, implied: int, max_dev_bps: int) -> bool:
+    return implied > 0 and abs(out - implied) * BPS <= max_dev_bps * implied
+
+
+def route_of(q: Quote) -> Route:
+    # The vault rejects a non-zero fee on a V2 step (BadFeeTier).
+    return Route(q.venue, q.router, 0 if q.venue is Venue.V2 else q.fee, q)
+
+
+def unquoted_route(
+    pinned: Sequence[PinnedVenue], src: PlanAsset, dst: PlanAsset, fee_hint: int, router_hint: Address | None
+) -> Route | None:
+    """A pinned venue for a leg no quote covers: V3 at the asset's configured tier first, then
+    any pinned V3 (the configured router first), then V2; None when no venue is pinned."""
+    candidates = pinned_between(pinned, src, dst)
+    if not candidates:
+        return None
+
+    def rank(p: PinnedVenue) -> tuple[int, int, int]:
+        return (
+            0 if p.venue is Venue.V3 else 1,
+            0 if p.fee == fee_hint else 1,
+            0 if router_hint is not None and p.router.lower() == router_hint.lower() else 1,
+        )
+
+    chosen = min(candidates, key=rank)
+    return Route(chosen.venue, chosen.router, chosen.fee, None)
+
+
+def hub_route(
+    src: PlanAsset,
+    dst: PlanAsset,
+    hub: PlanAsset,
+    value: int,
+    quotes: Sequence[Quote],
+    pinned: Sequence[PinnedVenue],
+    max_dev_bps: int,
+    router_hint: Address | None,
+) -> Route | SkippedLeg:
+    amount_in = tokens_for_usd18(value, src.decimals, src.price)
+    best, _, closest = best_quote(quotes, pinned, src, dst, amount_in, max_dev_bps)
+    if best is not None:
+        return route_of(best)
+    if closest is not None:
+        return skip(
+            src,
+            dst,
+            value,
+            SkipReason.QUOTE_DEVIATION,
+            f"the closest quote on a pinned venue is {float(closest):+.1f} bps from the oracle, beyond "
+            f"max_quote_deviation_bps={max_dev_bps} (pool manipulated or drained?)",
+        )
+    other = dst if src is hub else src
+    route = unquoted_route(pinned, src, dst, other.pool_fee, router_hint)
+    if route is None:
+        return skip(
+            src,
+            dst,
+            value,
+            SkipReason.NOT_PINNED,
+            "the vault has no pinned venue for this pair (see keeper check)",
+        )
+    return route
+
+
+def direct_route(
+    src: PlanAsset,
+    dst: PlanAsset,
+    hub: PlanAsset,
+    value: int,
+    quotes: Sequence[Quote],
+    pinned: Sequence[PinnedVenue],
+    max_dev_bps: int,
+) -> Route | None:
+    """A direct route if a pinned venue's quote is sane and beats seller->hub->buyer.
+
+    An unquoted hub path cannot be compared; the quoted direct leg is preferred then, as it
+    also pays the slippage tolerance once instead of twice.
+    """
+    amount_in = tokens_for_usd18(value, src.decimals, src.price)
+    direct, direct_out, _ = best_quote(quotes, pinned, src, dst, amount_in, max_dev_bps)
+    if direct is None:
+        return None
+    to_hub, hub_out, _ = best_quote(quotes, pinned, src, hub, amount_in, max_dev_bps)
+    if to_hub is not None:
+        from_hub, via_out, _ = best_quote(quotes, pinned, hub, dst, hub_out, max_dev_bps)
+        if from_hub is not None and via_out > direct_out:
+            return None
+    return route_of(direct)
+
+
+def reachability(
+    tokens: Mapping[str, Address], hub_symbol: str, pinned: Sequence[PinnedVenue]
+) -> dict[str, str | None]:
+    """How each non-hub asset can be reached from the hub through pinned venues: "direct",
+    "via <symbol>" (one other vault asset in between), or None when it cannot be traded at all."""
+    hub = tokens[hub_symbol]
+
+    def linked(a: Address, b: Address) -> bool:
+        return any(p.connects(a, b) for p in pinned)
+
+    out: dict[str, str | None] = {}
+    for symbol, token in tokens.items():
+        if symbol == hub_symbol:
+            continue
+        if linked(hub, token):
+            out[symbol] = "direct"
+            continue
+        via = next(
+            (
+                s
+                for s, t in tokens.items()
+                if s not in (symbol, hub_symbol) and linked(hub, t) and linked(t, token)
+            ),
+            None,
+        )
+        out[symbol] = None if via is None else f"via {via}"
+    return out
