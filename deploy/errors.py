@@ -5,3 +5,7 @@ from __future__ import annotations
 
 class DeployError(RuntimeError):
     """A problem the user can fix; the message says what to change."""
+
+
+class DeployUsageError(DeployError):
+    """A bad argument found before anything was deployed (exit code 2, like argparse's)."""

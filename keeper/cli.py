@@ -7,7 +7,9 @@ clear message on stderr and exit code 2, never a traceback; a failed check exits
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +29,7 @@ from keeper.metrics import MetricsServer
 from keeper.model import ValidPrice
 from keeper.oracle import validate_snapshot
 from keeper.portfolio import portfolio_state
+from keeper.redact import redact_text
 from keeper.runtime import Runtime, build_runtime
 from keeper.settings import ConfigError, Settings, load_settings
 
@@ -42,11 +45,37 @@ def _runtime(overrides: dict[str, object] | None = None) -> tuple[Settings, Runt
     return settings, build_runtime(settings)
 
 
+def _metrics_server(settings: Settings, rt: Runtime) -> MetricsServer:
+    """The /metrics listener, or a ConfigError naming the setting to change."""
+    host, port = settings.metrics_host, settings.metrics_port
+    try:
+        return MetricsServer(rt.metrics, rt.health, host, port).start()
+    except socket.gaierror:
+        raise ConfigError(
+            f"KEEPER_METRICS_HOST={host} does not resolve to an address to listen on; "
+            "use an IP address such as 127.0.0.1 or 0.0.0.0"
+        ) from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"KEEPER_METRICS_PORT={port}: the port is in use on {host}; choose a free port "
+                "(or 0 to turn metrics off)"
+            ) from None
+        raise ConfigError(
+            f"KEEPER_METRICS_HOST={host} / KEEPER_METRICS_PORT={port}: cannot listen there "
+            f"({exc.strerror or exc}); use a local address and a free port"
+        ) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     settings, rt = _runtime()
     server = None
     if settings.metrics_port:
-        server = MetricsServer(rt.metrics, rt.health, settings.metrics_host, settings.metrics_port).start()
+        try:
+            server = _metrics_server(settings, rt)
+        except ConfigError:
+            rt.close()
+            raise
         log.info("metrics_listening", host=settings.metrics_host, port=server.port)
     log.info(
         "keeper_starting",
@@ -60,9 +89,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         Daemon(rt.keeper.tick, settings.interval_s, on_stop=rt.keeper.request_stop).run()
     finally:
-        rt.close()  # hands the lease over: a successor need not wait for it to expire
-        if server is not None:
-            server.stop()
+        try:
+            rt.close()  # hands the lease over: a successor need not wait for it to expire
+        finally:
+            if server is not None:
+                server.stop()
     return 0
 
 
@@ -85,7 +116,8 @@ def cmd_once(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     settings, rt = _runtime()
     w3, m = rt.w3, rt.manifest
-    results: list[tuple[bool, str]] = [(True, f"config valid; RPC {settings.rpc_url or m.rpc_url} answers")]
+    endpoints = ", ".join(e.label for e in rt.pool.endpoints)  # scheme://host:port: URLs hold keys
+    results: list[tuple[bool, str]] = [(True, f"config valid; RPC {endpoints} answers")]
     results.append((True, f"chain id {w3.eth.chain_id} matches"))
     contracts = {
         "vault": m.vault,
@@ -251,7 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except (ConfigError, ManifestError, RpcError, SnapshotError, JournalError) as exc:
-        print(f"keeper: {exc}", file=sys.stderr)
+        # Messages may quote a library's text: URLs in it are cut to scheme://host:port.
+        print(f"keeper: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
 
 

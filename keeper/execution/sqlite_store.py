@@ -130,8 +130,28 @@ class SqliteJournal:
 
     def __init__(self, path: Path | str, busy_timeout_s: float = 10.0) -> None:
         self.path = Path(path)
+        where = f"KEEPER_JOURNAL_PATH={path}"
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.is_dir():
+                raise JournalError(
+                    f"{where} is a directory; name a file in it, e.g. {self.path / 'journal.sqlite3'}"
+                )
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise JournalError(
+                    f"{where}: cannot create its directory ({exc.strerror}); fix the path"
+                ) from None
+        try:
+            self._open(path, busy_timeout_s)
+        except sqlite3.DatabaseError as exc:
+            # "file is not a database", "unable to open", "disk is full": the operator's to fix.
+            raise JournalError(
+                f"{where}: not a usable SQLite journal ({exc}); point it at the keeper's journal "
+                "file or at a new path (never at another file)"
+            ) from None
+
+    def _open(self, path: Path | str, busy_timeout_s: float) -> None:
         # isolation_level=None: no implicit transactions; each write opens its own explicitly.
         self._db = sqlite3.connect(
             str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
