@@ -176,7 +176,7 @@ class JsonRpcConnection:
         except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
             if watchdog.fired:
                 self._drop()
-                raise TransportError(f"no complete answer within {timeout:g} s") from None
+                raise TransportError(f"no answer within {timeout:g} s") from None
             if not started:
                 raise _StaleConnectionError() from exc
             self._drop()
@@ -184,7 +184,7 @@ class JsonRpcConnection:
         except (OSError, http.client.HTTPException) as exc:
             self._drop()
             if watchdog.fired or isinstance(exc, TimeoutError):
-                raise TransportError(f"no complete answer within {timeout:g} s") from None
+                raise TransportError(f"no answer within {timeout:g} s") from None
             if isinstance(exc, socket.gaierror):
                 raise TransportError("host name does not resolve") from None
             if isinstance(exc, ConnectionRefusedError):
@@ -204,7 +204,7 @@ class JsonRpcConnection:
         size = 0
         while True:
             if time.monotonic() > deadline:
-                raise TransportError(f"no complete answer within {timeout:g} s")
+                raise TransportError(f"no answer within {timeout:g} s")
             chunk = response.read1(_CHUNK)
             if not chunk:
                 break
@@ -212,8 +212,11 @@ class JsonRpcConnection:
             if size > cap:
                 raise TransportError(f"answer over the {cap}-byte cap")
             chunks.append(chunk)
+            if response.length == 0:  # read1 would not notice the end of a sized body by itself
+                break
+        response.close()  # frees the kept-alive connection for the next request
         if time.monotonic() > deadline:
-            raise TransportError(f"no complete answer within {timeout:g} s")
+            raise TransportError(f"no answer within {timeout:g} s")
         return b"".join(chunks)
 
 
