@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import getpass
 import json
+import os
 import socket
 import sys
 import time
@@ -21,6 +23,7 @@ from keeper.chain.abi import Vault
 from keeper.chain.rpc import RpcError
 from keeper.chain.snapshot import SnapshotError
 from keeper.daemon import Daemon
+from keeper.execution.adoption import Adoption, adopt_problem
 from keeper.execution.journal import JournalError
 from keeper.execution.sqlite_store import SqliteJournal
 from keeper.log import configure_logging, get_logger
@@ -231,8 +234,44 @@ def cmd_reset_breaker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # a container user without a passwd entry
+        return f"uid {os.getuid()}"
+
+
+def cmd_adopt(args: argparse.Namespace) -> int:
+    """Confirm that this journal accounts for the key's history on this chain (see
+    keeper.execution.adoption); refused while a transaction from the key may be in flight."""
+    settings, rt = _runtime()
+    try:
+        txm = rt.keeper.txm
+        if txm is None or rt.account is None:
+            raise ConfigError(
+                "`keeper journal adopt` needs the keeper's key (KEEPER_PRIVATE_KEY or KEEPER_PRIVATE_KEY_FILE)"
+            )
+        view = txm.read_nonces()
+        problem = adopt_problem(view, len(txm.store.unfinished(txm.scope)))
+        if problem is not None:
+            print(f"not adopted: {problem}", file=sys.stderr)
+            return EXIT_CHECK_FAILED
+        head = rt.w3.eth.block_number
+        txm.store.adopt(txm.scope, Adoption(view.chain_count, head, time.time(), _operator()))
+    finally:
+        rt.close()
+    print(
+        f"journal {settings.journal_path} adopted key {rt.account.address} at nonce {view.chain_count} "
+        f"(block {head}): the keeper sends again when the policy asks"
+    )
+    log.info("journal_adopted", nonce=view.chain_count, block=head, by="operator")
+    return 0
+
+
 def cmd_journal(args: argparse.Namespace) -> int:
     """The newest intents, newest first: state, nonce, attempts and their hashes."""
+    if args.action == "adopt":
+        return cmd_adopt(args)
     settings = load_settings()
     store = _journal(settings)
     try:
@@ -269,7 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
         "reset-breaker",
         help="close the circuit breaker (written to the journal; the daemon sees it next tick)",
     ).set_defaults(func=cmd_reset_breaker)
-    journal = sub.add_parser("journal", help="the newest transaction intents in the journal")
+    journal = sub.add_parser(
+        "journal",
+        help="the newest transaction intents in the journal; `journal adopt`: confirm the journal "
+        "accounts for the key's past transactions (needed before sending on a new or replaced journal)",
+    )
+    journal.add_argument("action", nargs="?", choices=["list", "adopt"], default="list")
     journal.add_argument("--limit", type=int, default=20, help="how many intents (default 20)")
     journal.add_argument("--json", action="store_true", help="as JSON")
     journal.set_defaults(func=cmd_journal)

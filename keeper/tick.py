@@ -27,6 +27,7 @@ from keeper.chain.rpc import EndpointPool, RpcMalformedError, RpcUnavailableErro
 from keeper.chain.snapshot import SnapshotReader
 from keeper.costs import CostBudget, CostEstimate, GasModel, estimate_costs
 from keeper.execution import sender
+from keeper.execution.adoption import adoption_refusal
 from keeper.execution.guards import SendGuards
 from keeper.execution.journal import (
     AttemptState,
@@ -381,7 +382,13 @@ class Keeper:
         if self.pool is not None:
             # From here on a transaction may go out: its reads must not be cut short.
             self.pool.tick_deadline = None
-        choice = self.txm.plan_nonce()
+        view = self.txm.read_nonces()
+        refusal = adoption_refusal(view, self.txm.store.adoption(self.txm.scope), self.account.address)
+        self.metrics.journal_adoption_required.set(0 if refusal is None else 1)
+        if refusal is not None:
+            report.finish("skipped", refusal.code, refusal.message)
+            return
+        choice = self.txm.plan_nonce(view)
         if choice.gap is not None:
             report.finish("skipped", "nonce_gap", choice.gap)
             return
