@@ -14,7 +14,9 @@ import re
 from urllib.parse import urlsplit
 
 # A URL inside free text: a scheme, then everything up to whitespace or a closing quote/bracket.
-_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,15}://[^\s'\"<>()\[\]{}]+")
+_URL_IN_TEXT = re.compile(
+    r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,15}://(?:[^\s'\"<>()\[\]{}@/]*@)?(?:\[[0-9a-fA-F:.]+\])?[^\s'\"<>()\[\]{}]*"
+)
 
 
 def redact_url(url: str) -> str:
@@ -34,4 +36,11 @@ def redact_text(text: str) -> str:
     """The text with every URL in it reduced to scheme://host:port."""
     if "://" not in text:
         return text
-    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+    return _URL_IN_TEXT.sub(_redact_match, text)
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    # Punctuation after a URL ends the sentence, not the URL: "at http://host:8545: refused".
+    url = match.group(0)
+    kept = url.rstrip(".,;:!?")
+    return redact_url(kept) + url[len(kept) :]

@@ -24,7 +24,7 @@ from web3 import Web3
 
 from keeper.chain.answers import MalformedAnswerError
 from keeper.chain.rpc import EndpointPool, RpcMalformedError, RpcUnavailableError
-from keeper.chain.snapshot import SnapshotReader
+from keeper.chain.snapshot import ManifestMismatchError, SnapshotReader
 from keeper.costs import CostBudget, CostEstimate, GasModel, estimate_costs
 from keeper.execution import sender
 from keeper.execution.adoption import adoption_refusal
@@ -193,12 +193,18 @@ class Keeper:
             self._run(report, budget, send and not self.config.dry_run)
         except Exception as exc:
             unavailable = _rpc_unavailable(exc)
-            if isinstance(unavailable, RpcMalformedError | MalformedAnswerError):
+            if isinstance(unavailable, RpcMalformedError):
                 # Every endpoint asked answered garbage: a fault of the nodes, nothing was sent.
                 report.finish("error", "rpc_malformed", str(unavailable))
+            elif isinstance(unavailable, MalformedAnswerError):
+                # Well-formed JSON whose content is not what was asked (e.g. not aggregate3 output).
+                source = self.pool.last_answered if self.pool is not None else None
+                report.finish("error", "rpc_malformed", f"{unavailable} (answered by {source})")
             elif unavailable is not None:
                 # Reads failed on every endpoint after retries: skip the tick; nothing was sent.
                 report.finish("error", "rpc_unavailable", str(unavailable))
+            elif isinstance(exc, ManifestMismatchError):
+                report.finish("error", "manifest_mismatch", str(exc))
             else:
                 report.finish("error", "tick_error", f"{type(exc).__name__}: {exc}")
             log.error("tick_failed", error=report.message)

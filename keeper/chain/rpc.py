@@ -127,6 +127,8 @@ class EndpointPool:
         )
         # Set by the tick: no read ATTEMPT starts after it (a started one has its own deadline).
         self.tick_deadline: float | None = None
+        # Who gave the last read answer: names the culprit when its content proves unusable later.
+        self.last_answered: str | None = None
         self.rules = rules
         self.timeout_s = timeout_s
         self.retries = retries
@@ -151,8 +153,7 @@ class EndpointPool:
         try:
             return ep.conn.post(payload)
         except TransportError as exc:
-            log.warning("rpc_fault", endpoint=ep.label, method=method, error=str(exc))
-            raise _TransportError(str(exc)) from None
+            raise _TransportError(f"malformed answer: {exc}" if exc.malformed else str(exc)) from None
 
     def _post_checked(self, ep: Endpoint, method: str, payload: bytes) -> Any:
         """`_post`, then the answer's shape: a malformed answer is this endpoint's fault."""
@@ -160,7 +161,6 @@ class EndpointPool:
         try:
             check_answer(method, answer)
         except MalformedAnswerError as exc:
-            log.warning("rpc_fault", endpoint=ep.label, method=method, error=f"malformed answer: {exc}")
             raise _TransportError(f"malformed answer: {exc}") from None
         return answer
 
@@ -197,8 +197,12 @@ class EndpointPool:
                 break
             ep = candidates[attempt % len(candidates)]
             try:
-                return cast(RPCResponse, self._post_checked(ep, method, payload))
+                answer = cast(RPCResponse, self._post_checked(ep, method, payload))
+                self.last_answered = ep.label
+                return answer
             except _TransportError as exc:
+                # Start-up reports a bad endpoint in its one error line; reads log each fault.
+                log.warning("rpc_fault", endpoint=ep.label, method=method, error=str(exc))
                 failures.append(f"{ep.label}: {exc}")
                 kind = "malformed" if str(exc).startswith("malformed") else "unreachable"
                 self._mark(ep, Verdict(False, f"{kind}: {exc}".replace("malformed: malformed", "malformed")))
@@ -281,9 +285,6 @@ class EndpointPool:
                 parse_quantity(block["timestamp"], "head timestamp"),
             )
         except MalformedAnswerError as exc:
-            log.warning(
-                "rpc_fault", endpoint=ep.label, method="health_probe", error=f"malformed answer: {exc}"
-            )
             return Probe(error=f"malformed answer: {exc}")
         return probe
 

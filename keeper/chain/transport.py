@@ -44,7 +44,12 @@ _CHUNK = 64 * 1024
 
 class TransportError(Exception):
     """No usable answer: unreachable, too slow, too big, not HTTP 200, not (shallow) JSON.
-    The message names no URL."""
+    The message names no URL. `malformed`: the node answered, but not with usable JSON (too
+    big, too deep, not JSON), as opposed to not answering (in time) at all."""
+
+    def __init__(self, message: str, malformed: bool = False) -> None:
+        super().__init__(message)
+        self.malformed = malformed
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +125,9 @@ class JsonRpcConnection:
         try:
             return safejson.loads(raw, self.limits.max_depth, "answer")
         except safejson.TooDeepError as exc:
-            raise TransportError(str(exc)) from None
+            raise TransportError(str(exc), malformed=True) from None
         except (ValueError, RecursionError):
-            raise TransportError("answer is not JSON") from None
+            raise TransportError("answer is not JSON", malformed=True) from None
 
     def close(self) -> None:
         with self._lock:
@@ -199,7 +204,9 @@ class JsonRpcConnection:
             raise TransportError(f"HTTP {response.status}")
         declared = response.getheader("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
-            raise TransportError(f"answer of {int(declared)} bytes is over the {cap}-byte cap")
+            raise TransportError(
+                f"answer of {int(declared)} bytes is over the {cap}-byte cap", malformed=True
+            )
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -210,7 +217,7 @@ class JsonRpcConnection:
                 break
             size += len(chunk)
             if size > cap:
-                raise TransportError(f"answer over the {cap}-byte cap")
+                raise TransportError(f"answer over the {cap}-byte cap", malformed=True)
             chunks.append(chunk)
             if response.length == 0:  # read1 would not notice the end of a sized body by itself
                 break
