@@ -70,6 +70,8 @@ def _route_stdlib_logging(
         root.removeHandler(old)  # configured again (tests, a second command): replace, not add
     root.addHandler(handler)
     root.setLevel(logging.getLevelNamesMapping()[level.upper()])
+    # The scheduler says "job executed successfully" every tick; its warnings are what matter.
+    logging.getLogger("apscheduler").setLevel(max(root.level, logging.WARNING))
     logging.captureWarnings(True)
     crash = structlog.get_logger("keeper.crash")
 
