@@ -120,7 +120,8 @@ def test_daemon_survives_every_malformed_answer_then_rebalances_once(
 def test_a_dripping_node_cannot_stretch_a_tick(
     drifted: Chain, node: HostileNode, manifest_path: Path, tmp_path: Path
 ) -> None:
-    """One byte every 0.4 s: each request ends at its total deadline, each tick by its own.
+    """One byte every 0.4 s: each request ends at its total deadline, each tick by its own, and
+    the overrunning ticks make APScheduler complain: in JSON, like every other line.
     (A slow node is an outage, not a malformed answer: it counts toward the breaker as a
     timeout always has.)"""
     node.drip_s = 0.4
@@ -149,6 +150,11 @@ def test_a_dripping_node_cannot_stretch_a_tick(
             assert any(f"no answer within {RPC_TIMEOUT_S:g} s" in t["message"] for t in ticks), ticks
             assert all(node.url in t["message"] for t in ticks), ticks
         assert node.seen(SEND) == 0 and _nonce(drifted) == nonce_before
+        # Ticks overran the 0.5 s interval: APScheduler said so, and every line the process
+        # wrote (stdout and stderr share the file) is JSON; log_lines() fails on any other.
+        lines = daemon.log_lines()
+        assert any(line.get("logger", "").startswith("apscheduler") for line in lines), lines[-5:]
+        assert any(line.get("event") == "tick_skipped" for line in lines)
     finally:
         daemon.stop()
 
