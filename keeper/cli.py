@@ -23,7 +23,7 @@ from keeper.chain.abi import Vault
 from keeper.chain.rpc import RpcError
 from keeper.chain.snapshot import SnapshotError
 from keeper.daemon import Daemon
-from keeper.execution.adoption import Adoption, adopt_problem
+from keeper.execution.adoption import Adoption, adopt_problem, adoption_refusal
 from keeper.execution.journal import JournalError
 from keeper.execution.sqlite_store import SqliteJournal
 from keeper.log import configure_logging, get_logger
@@ -157,13 +157,13 @@ def cmd_check(args: argparse.Namespace) -> int:
                 f"gas balance {balance:.6f} {'>=' if enough else '<'} minimum {settings.min_gas_balance_eth}",
             )
         )
-    results += _journal_checks(rt)
+    results += _journal_checks(rt, keeper_role=all(ok for ok, _ in results))
     for ok, line in results:
         print(f"{'ok  ' if ok else 'FAIL'} {line}")
     return 0 if all(ok for ok, _ in results) else EXIT_CHECK_FAILED
 
 
-def _journal_checks(rt: Runtime) -> list[tuple[bool, str]]:
+def _journal_checks(rt: Runtime, keeper_role: bool) -> list[tuple[bool, str]]:
     """The journal's view: writable, what is in flight, the breaker (open fails the check)."""
     txm, guards = rt.keeper.txm, rt.keeper.guards
     if txm is None or guards is None:
@@ -172,6 +172,16 @@ def _journal_checks(rt: Runtime) -> list[tuple[bool, str]]:
     lines = [(True, f"journal {rt.settings.journal_path}: {len(unfinished)} transaction(s) in flight")]
     for intent in unfinished:
         lines.append((True, f"  intent {intent.key} nonce {intent.nonce} is {intent.state}"))
+    # Adoption matters only for a key that may send: a wrong key has failed the check already.
+    refusal = (
+        adoption_refusal(txm.read_nonces(), txm.store.adoption(txm.scope), txm.sender)
+        if keeper_role
+        else None
+    )
+    if refusal is not None:
+        lines.append((False, f"{refusal.code}: {refusal.message}"))
+    elif keeper_role:
+        lines.append((True, "journal accounts for every transaction of the key"))
     state = guards.breaker()
     if state.open:
         lines.append((False, f"circuit breaker OPEN ({state.reason}); `keeper reset-breaker` closes it"))
