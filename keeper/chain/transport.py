@@ -38,7 +38,7 @@ from web3.types import RPCEndpoint, RPCResponse
 from keeper import safejson
 from keeper.chain.answers import check_answer
 
-DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024  # a 32-asset snapshot answer is ~70 kB
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024  # a 32-asset snapshot answer: ~70 kB by its ABI encoding
 _CHUNK = 64 * 1024
 
 
@@ -162,6 +162,8 @@ class JsonRpcConnection:
 
     def _exchange(self, body: bytes, deadline: float, timeout: float) -> bytes:
         conn = self._open(deadline)
+        if conn.sock is not None:  # a kept connection: its timeout was set for an earlier request
+            conn.sock.settimeout(max(deadline - time.monotonic(), 0.001))
         watchdog = _Watchdog(conn, deadline - time.monotonic())
         started = False
         try:
