@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -178,14 +179,29 @@ def fork_manifest_path(chain: Chain, tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def outcomes(
+    fork: Chain, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Every case run once, four at a time: each is a process start, and none writes to the chain."""
+    root = tmp_path_factory.mktemp("bad-input")
+    manifest = root / "manifest.json"
+    write_manifest(fork.manifest, manifest)
+    staged = {}
+    for i, case in enumerate(CASES):
+        scratch = root / f"case-{i}"
+        scratch.mkdir()
+        staged[case.name] = (*case.stage(scratch, manifest), case.module)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {name: pool.submit(run, *how) for name, how in staged.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_is_one_message_naming_it_and_exit_2(
-    case: Case, fork_manifest_path: Path, tmp_path: Path
+    case: Case, outcomes: dict[str, subprocess.CompletedProcess[str]]
 ) -> None:
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    args, env = case.stage(scratch, fork_manifest_path)
-    done = run(args, env, case.module)
+    done = outcomes[case.name]
 
     assert done.returncode == case.code, (done.returncode, done.stderr[-2000:])
     assert "Traceback" not in done.stderr + done.stdout, done.stderr[-2000:]

@@ -90,9 +90,8 @@ def test_daemon_survives_every_malformed_answer_then_rebalances_once(
     try:
         daemon.wait_for(bool, "the metrics port")
         for name, kind, methods, value, reason in MALFORMED:
-            node.misbehave(kind, methods, value)
+            node.misbehave(kind, methods, value)  # replaces the last one: the node never behaves between
             ticks = _after(daemon, BREAKER_AFTER + 1, name)()
-            node.behave()
             assert daemon.process.poll() is None, f"{name}: keeper exited\n{daemon.logs_text()[-3000:]}"
             reasons = {t["reason"] for t in ticks}
             assert reasons == {reason}, f"{name}: {[(t['reason'], t['message']) for t in ticks]}"
@@ -107,6 +106,7 @@ def test_daemon_survives_every_malformed_answer_then_rebalances_once(
             assert node.seen(SEND) == 0 and _nonce(drifted) == nonce_before, f"{name}: something was sent"
 
         # The node behaves again: one rebalance, and only one.
+        node.behave()
         daemon.wait_for(lambda m: m.get('keeper_ticks_total{result="rebalanced"}', 0) >= 1, "the rebalance")
         settled = _after(daemon, 2, "a behaving node")()
         assert {t["reason"] for t in settled} <= {"policy_within_bands", "policy_cooldown"}, settled

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,13 +55,27 @@ def test_no_secret_in_any_output_metric_journal_or_manifest(
     journal = tmp_path / "journal.sqlite3"
     keyed = {"KEEPER_PRIVATE_KEY": KEEPER.private_key, "KEEPER_JOURNAL_PATH": str(journal)}
     out: list[str] = []
+    written = tmp_path / "deployed.json"
+    deployer_env = keeper_env(manifest_path, KEEPER_JOURNAL_PATH=str(journal))
+    with ThreadPoolExecutor(max_workers=4) as pool:  # independent process starts, side by side
+        side_by_side = [
+            pool.submit(_run, "keeper", ["check"], keeper_env(manifest_path, KEEPER_RPC_URL=url, **keyed)),
+            pool.submit(_run, "keeper", ["once"], keeper_env(manifest_path, KEEPER_RPC_URL=dead, **keyed)),
+            pool.submit(
+                _run, "deploy", ["world", "--rpc-url", url, "--manifest", str(written)], deployer_env
+            ),
+            pool.submit(
+                _run, "deploy", ["weights", "--manifest", str(manifest_path), "--rpc-url", dead], deployer_env
+            ),
+        ]
+        out += [future.result() for future in side_by_side]
+    assert "is not reachable" in out[1] and "is not reachable" in out[3], out
+    out.append(written.read_text())
 
-    out.append(_run("keeper", ["check"], keeper_env(manifest_path, KEEPER_RPC_URL=url, **keyed)))
     out.append(_run("keeper", ["once", "--json"], keeper_env(manifest_path, KEEPER_RPC_URL=url, **keyed)))
     assert '"result": "rebalanced"' in out[-1], out[-1]  # a real send went through that URL
     out.append(_run("keeper", ["journal", "--json"], keeper_env(manifest_path, **keyed)))
-    out.append(_run("keeper", ["once"], keeper_env(manifest_path, KEEPER_RPC_URL=dead, **keyed)))
-    assert "is not reachable" in out[-1], out[-1]
+    out.append(_run("deploy", ["weights", "--manifest", str(manifest_path), "--rpc-url", url], deployer_env))
 
     daemon = Daemon(
         keeper_env(manifest_path, KEEPER_RPC_URL=url, KEEPER_METRICS_PORT=str(free_port()), **keyed),
@@ -73,32 +88,6 @@ def test_no_secret_in_any_output_metric_journal_or_manifest(
     finally:
         daemon.stop()
     out.append((tmp_path / "daemon.log").read_text())
-
-    written = tmp_path / "deployed.json"
-    plain = {"KEEPER_JOURNAL_PATH": str(journal)}
-    out.append(
-        _run(
-            "deploy",
-            ["world", "--rpc-url", url, "--manifest", str(written)],
-            keeper_env(manifest_path, **plain),
-        )
-    )
-    out.append(written.read_text())
-    out.append(
-        _run(
-            "deploy",
-            ["weights", "--manifest", str(manifest_path), "--rpc-url", url],
-            keeper_env(manifest_path),
-        )
-    )
-    out.append(
-        _run(
-            "deploy",
-            ["weights", "--manifest", str(manifest_path), "--rpc-url", dead],
-            keeper_env(manifest_path),
-        )
-    )
-    assert "is not reachable" in out[-1], out[-1]
     journal_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("journal.sqlite3*"))
 
     everything = "\n".join(out)
