@@ -90,7 +90,10 @@ def test_daemon_survives_every_malformed_answer_then_rebalances_once(
     try:
         daemon.wait_for(bool, "the metrics port")
         for name, kind, methods, value, reason in MALFORMED:
-            node.misbehave(kind, methods, value)  # replaces the last one: the node never behaves between
+            # The snapshot's eth_call is always broken too: a tick that read the probe under the
+            # previous misbehaviour must not find a healthy snapshot under this one. Within a
+            # phase the tick stops at the first broken answer, so the reason is this phase's.
+            node.misbehave(kind, methods | {CALL}, value)  # replaces the last one, no gap between
             ticks = _after(daemon, BREAKER_AFTER + 1, name)()
             assert daemon.process.poll() is None, f"{name}: keeper exited\n{daemon.logs_text()[-3000:]}"
             reasons = {t["reason"] for t in ticks}
@@ -139,7 +142,7 @@ def test_a_dripping_node_cannot_stretch_a_tick(
     daemon = Daemon(env, tmp_path / "daemon.log")
     try:
         daemon.wait_for(bool, "the metrics port")
-        for methods in ({CALL}, {PROBE}):
+        for methods in ({CALL}, {PROBE, CALL}):  # the snapshot stays broken across the switch
             node.misbehave("drip", methods)
             ticks = _after(daemon, 2, f"a drip on {methods}")()
             node.behave()
