@@ -22,10 +22,12 @@ import structlog
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from keeper.chain.rpc import EndpointPool, RpcUnavailableError
-from keeper.chain.snapshot import SnapshotReader
+from keeper.chain.answers import MalformedAnswerError
+from keeper.chain.rpc import EndpointPool, RpcMalformedError, RpcUnavailableError
+from keeper.chain.snapshot import ManifestMismatchError, SnapshotReader
 from keeper.costs import CostBudget, CostEstimate, GasModel, estimate_costs
 from keeper.execution import sender
+from keeper.execution.adoption import adoption_refusal
 from keeper.execution.guards import SendGuards
 from keeper.execution.journal import (
     AttemptState,
@@ -53,6 +55,12 @@ log = get_logger("keeper.tick")
 # Direct seller->buyer pairs quoted per tick; bounded so the quote call stays one eth_call
 # of sane gas however many assets the vault holds.
 MAX_DIRECT_CANDIDATES = 3
+
+
+# Faults of what a node answered (garbage, another chain): a bad node is failed over and
+# reported, but it is not a failure of the keeper's own sending, so it does not count toward
+# the circuit breaker (one bad endpoint must not stop rebalancing for half an hour).
+BREAKER_NEUTRAL_REASONS = frozenset({"rpc_malformed", "wrong_chain"})
 
 
 class TickTimeoutError(RuntimeError):
@@ -88,14 +96,23 @@ class TickConfig:
     max_fee_gwei: Decimal
 
 
-def _rpc_unavailable(exc: BaseException) -> RpcUnavailableError | None:
-    """The RPC outage behind an exception, however many layers wrapped it."""
+def _rpc_unavailable(exc: BaseException) -> RpcUnavailableError | MalformedAnswerError | None:
+    """The RPC outage or malformed answer behind an exception, however many layers wrapped it."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, RpcUnavailableError):
+        if isinstance(seen, RpcUnavailableError | MalformedAnswerError):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _unhealthy_reason(reasons: list[str]) -> str:
+    """rpc_malformed or wrong_chain when every endpoint fails that way; rpc_unhealthy otherwise."""
+    if reasons and all("malformed" in r for r in reasons):
+        return "rpc_malformed"
+    if reasons and all(r.startswith("wrong_chain") for r in reasons):
+        return "wrong_chain"
+    return "rpc_unhealthy"
 
 
 def pending_reason(action: Action) -> str:
@@ -168,17 +185,32 @@ class Keeper:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(tick_id=tick_id)
         report = TickReport(tick_id=tick_id, send_enabled=send and not self.config.dry_run)
+        if self.pool is not None:
+            # No read attempt starts past the tick's timeout: a slow or dripping node cannot
+            # stretch a tick beyond KEEPER_TICK_TIMEOUT_S + one KEEPER_RPC_TIMEOUT_S.
+            self.pool.tick_deadline = budget.started + self.config.tick_timeout_s
         try:
             self._run(report, budget, send and not self.config.dry_run)
         except Exception as exc:
             unavailable = _rpc_unavailable(exc)
-            if unavailable is not None:
+            if isinstance(unavailable, RpcMalformedError):
+                # Every endpoint asked answered garbage: a fault of the nodes, nothing was sent.
+                report.finish("error", "rpc_malformed", str(unavailable))
+            elif isinstance(unavailable, MalformedAnswerError):
+                # Well-formed JSON whose content is not what was asked (e.g. not aggregate3 output).
+                source = self.pool.last_answered if self.pool is not None else None
+                report.finish("error", "rpc_malformed", f"{unavailable} (answered by {source})")
+            elif unavailable is not None:
                 # Reads failed on every endpoint after retries: skip the tick; nothing was sent.
                 report.finish("error", "rpc_unavailable", str(unavailable))
+            elif isinstance(exc, ManifestMismatchError):
+                report.finish("error", "manifest_mismatch", str(exc))
             else:
                 report.finish("error", "tick_error", f"{type(exc).__name__}: {exc}")
             log.error("tick_failed", error=report.message)
         finally:
+            if self.pool is not None:
+                self.pool.tick_deadline = None
             report.duration_s = time.monotonic() - budget.started
             self._record(report)
             structlog.contextvars.clear_contextvars()
@@ -188,7 +220,8 @@ class Keeper:
         if self.pool is not None:
             self.pool.check()
             if not self.pool.any_healthy:
-                report.finish("error", "rpc_unhealthy", f"no healthy RPC endpoint: {self.pool.describe()}")
+                reason = _unhealthy_reason([e.reason for e in self.pool.endpoints])
+                report.finish("error", reason, f"no healthy RPC endpoint: {self.pool.describe()}")
                 return
         # In-flight transactions are settled before anything new is read or planned.
         unfinished = self._settle_in_flight(report, send)
@@ -352,7 +385,16 @@ class Keeper:
             raise RuntimeError("a signing key without a transaction journal: refusing to send")
 
         budget.check("signing")
-        choice = self.txm.plan_nonce()
+        if self.pool is not None:
+            # From here on a transaction may go out: its reads must not be cut short.
+            self.pool.tick_deadline = None
+        view = self.txm.read_nonces()
+        refusal = adoption_refusal(view, self.txm.store.adoption(self.txm.scope), self.account.address)
+        self.metrics.journal_adoption_required.set(0 if refusal is None else 1)
+        if refusal is not None:
+            report.finish("skipped", refusal.code, refusal.message)
+            return
+        choice = self.txm.plan_nonce(view)
         if choice.gap is not None:
             report.finish("skipped", "nonce_gap", choice.gap)
             return
@@ -538,7 +580,8 @@ class Keeper:
             if self.guards is not None:
                 if self._writer:
                     # Only the lease holder counts ticks: an observer's view is not its failure.
-                    self.guards.record_tick(failed=report.result in ("error", "reverted"))
+                    failed = report.result in ("error", "reverted")
+                    self.guards.record_tick(failed=failed and report.reason not in BREAKER_NEUTRAL_REASONS)
                 else:
                     self.guards.breaker()
                 self.guards.spend_today()
