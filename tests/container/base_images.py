@@ -24,7 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RECIPE_VERSION = 1  # bump when the way an image is made changes without its package list changing
-SUITE = "bookworm"  # bookworm's python3 is 3.11, as python:3.11-slim
+PYTHON_SUITE = "bookworm"  # bookworm's python3 is 3.11, as python:3.11-slim
+# Foundry's npm packages need node >= 20 (npm skips their platform binaries on an older node,
+# silently: they are optional dependencies); bookworm has 18, trixie 20.
+NODE_SUITE = "trixie"
 DEFAULT_CACHE = Path("/var/cache/keeper-images")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
@@ -45,6 +48,7 @@ class BaseImage:
 
     name: str
     stands_in_for: str
+    suite: str
     packages: tuple[str, ...]
     changes: tuple[str, ...]  # `podman import --change` lines (ENV, USER, ENTRYPOINT, ...)
     hooks: tuple[str, ...] = ()  # extra mmdebstrap --customize-hook commands
@@ -53,7 +57,7 @@ class BaseImage:
     @property
     def key(self) -> str:
         recipe = json.dumps(
-            [RECIPE_VERSION, SUITE, self.packages, self.changes, self.hooks, self.excludes, _SLIM],
+            [RECIPE_VERSION, self.suite, self.packages, self.changes, self.hooks, self.excludes, _SLIM],
             sort_keys=True,
         )
         return hashlib.sha256(recipe.encode()).hexdigest()[:16]
@@ -66,6 +70,7 @@ class BaseImage:
 PYTHON = BaseImage(
     name="python",
     stands_in_for="python:3.11-slim-bookworm",
+    suite=PYTHON_SUITE,
     # The official image has `python` and `useradd`; Debian's minbase has neither without these.
     packages=("python3", "python3-venv", "python-is-python3", "ca-certificates", "passwd"),
     changes=("ENV LANG=C.UTF-8", 'CMD ["python3"]'),
@@ -73,12 +78,14 @@ PYTHON = BaseImage(
 NODE = BaseImage(
     name="node",
     stands_in_for="node:22-bookworm-slim",
+    suite=NODE_SUITE,
     packages=("nodejs", "npm", "ca-certificates"),
     changes=("ENV LANG=C.UTF-8", 'CMD ["node"]'),
 )
 PROMETHEUS = BaseImage(
     name="prometheus",
     stands_in_for="prom/prometheus",
+    suite=PYTHON_SUITE,
     # wget: the compose healthcheck probes /-/ready with it, as in the official (busybox) image.
     packages=("prometheus", "wget", "ca-certificates"),
     # As the official image: `prometheus` is the entrypoint, runs as nobody, data in /prometheus.
@@ -118,10 +125,11 @@ def _image_exists(tag: str) -> bool:
 def _mmdebstrap(image: BaseImage, tarball: Path) -> None:
     mirror = debian_mirror()
     security = mirror.rsplit("/", 1)[0] + "/debian-security"
+    suite = image.suite
     sources = [
-        f"deb {mirror} {SUITE} main",
-        f"deb {mirror} {SUITE}-updates main",
-        f"deb {security} {SUITE}-security main",
+        f"deb {mirror} {suite} main",
+        f"deb {mirror} {suite}-updates main",
+        f"deb {security} {suite}-security main",
     ]
     partial = tarball.with_suffix(".partial.tar")
     with tempfile.NamedTemporaryFile("w+", prefix=f"mmdebstrap-{image.name}-", suffix=".log") as log:
@@ -132,7 +140,7 @@ def _mmdebstrap(image: BaseImage, tarball: Path) -> None:
             *_SLIM,
             *(f"--dpkgopt=path-exclude={glob}" for glob in image.excludes),
             *(f"--customize-hook={hook}" for hook in image.hooks),
-            SUITE,
+            suite,
             str(partial),
             *sources,
         ]
@@ -144,6 +152,22 @@ def _mmdebstrap(image: BaseImage, tarball: Path) -> None:
     partial.rename(tarball)  # only a complete tarball is ever found in the cache
 
 
+def _prune_superseded(image: BaseImage, directory: Path) -> None:
+    """Drop this image's tarballs and tags made by an older recipe: they are never used again."""
+    for old in directory.glob(f"{image.name}-*.tar"):
+        if old.name != f"{image.name}-{image.key}.tar":
+            old.unlink(missing_ok=True)
+    listed = subprocess.run(
+        ["podman", "images", "--format", "{{.Repository}}:{{.Tag}}", f"localhost/keeper-base-{image.name}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for tag in listed.stdout.split():
+        if tag != image.tag:
+            subprocess.run(["podman", "rmi", tag], capture_output=True, check=False)
+
+
 def ensure(image: BaseImage) -> str:
     """The image's tag in podman's store, made (or imported from the cache) when missing."""
     if _image_exists(image.tag):
@@ -153,12 +177,13 @@ def ensure(image: BaseImage) -> str:
     tarball = directory / f"{image.name}-{image.key}.tar"
     started = time.monotonic()
     if not tarball.is_file():
-        print(f"base image {image.name}: mmdebstrap {SUITE} {' '.join(image.packages)}", flush=True)
+        print(f"base image {image.name}: mmdebstrap {image.suite} {' '.join(image.packages)}", flush=True)
         _mmdebstrap(image, tarball)
     command = ["podman", "import", "--quiet"]
     for change in image.changes:
         command += ["--change", change]
     subprocess.run([*command, str(tarball), image.tag], check=True, stdout=subprocess.DEVNULL)
+    _prune_superseded(image, directory)
     print(
         f"base image {image.tag} (for {image.stands_in_for}) ready in {time.monotonic() - started:.0f} s; "
         f"rootfs cached at {tarball}",
