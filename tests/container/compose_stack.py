@@ -1,10 +1,10 @@
 """docker-compose.yml brought up under podman-compose with a unique project name and free host
 ports, and always torn down (`down -v`) whatever happened.
 
-Compose's `depends_on` conditions are honoured by the harness rather than by podman-compose:
-podman here runs no healthcheck on a timer (no systemd), so nothing would ever turn healthy by
-itself. The stack therefore comes up as Docker Compose would order it: anvil until its
-healthcheck passes, then the deployer until it has completed with 0, then the keeper and
+podman-compose creates the containers from the file (`up --no-start`); the harness starts them
+in the order compose's `depends_on` conditions ask for, because podman here runs no healthcheck
+on a timer (no systemd) and podman-compose ignores `service_healthy` on podman 4.3: anvil until
+its healthcheck passes, then the deployer until it has completed with 0, then the keeper and
 Prometheus, each judged by `podman healthcheck run` and `podman inspect`.
 """
 
@@ -116,19 +116,7 @@ class Stack:
         return done.stdout + done.stderr
 
     def up(self) -> None:
-        started = time.monotonic()
-        self.compose("up", "-d", "--no-build", "anvil")
-        wait_healthy(self.container("anvil"), HEALTHY_WITHIN_S)
-        self.compose("up", "-d", "--no-build", "deployer")
-        deployer = self.container("deployer")
-
-        def deployer_exit() -> int | None:
-            state = inspect(deployer)["State"]
-            return None if state["Status"] in ("created", "running", "configured") else int(state["ExitCode"])
-
-        code = wait_for("the deployer to complete", deployer_exit, 300, every_s=2)
-        assert code == 0, f"deployer exited {code}:\n{self.logs('deployer')}"
-        services = ["keeper", "prometheus"]
+        services = ["anvil", "deployer", "keeper", "prometheus"]
         grafana_image = self.env().get("GRAFANA_IMAGE", GRAFANA_DEFAULT_IMAGE)
         if podman("image", "exists", grafana_image, check=False).returncode == 0:
             services.append("grafana")
@@ -137,12 +125,27 @@ class Stack:
                 f"grafana skipped: its image {grafana_image} is not in podman's store and no image "
                 "registry is reachable here (Debian has no grafana package to make one from)"
             )
-        self.compose("up", "-d", "--no-build", *services)
-        for service in services:
+        started = time.monotonic()
+        # Created by podman-compose from the file, started here in depends_on order. --no-deps:
+        # podman 4.3 cannot start a container whose `--requires` dependencies have their own
+        # ("depends on container ... not found in input list").
+        self.compose("up", "--no-start", "--no-deps", "--no-build", *services)
+        podman("start", self.container("anvil"))
+        wait_healthy(self.container("anvil"), HEALTHY_WITHIN_S)
+        deployer = self.container("deployer")
+        podman("start", deployer)
+
+        def deployer_exit() -> int | None:
+            state = inspect(deployer)["State"]
+            return None if state["Status"] in ("created", "running", "configured") else int(state["ExitCode"])
+
+        code = wait_for("the deployer to complete", deployer_exit, 300, every_s=2)
+        assert code == 0, f"deployer exited {code}:\n{self.logs('deployer')}"
+        for service in services[2:]:
+            podman("start", self.container(service))
+        for service in services[2:]:
             wait_healthy(self.container(service), HEALTHY_WITHIN_S)
-        figure(
-            f"compose stack ({', '.join(['anvil', 'deployer', *services])}) up in {time.monotonic() - started:.0f} s"
-        )
+        figure(f"compose stack ({', '.join(services)}) up and healthy in {time.monotonic() - started:.0f} s")
 
     def down(self) -> None:
         self.compose("down", "-v", "-t", "5", check=False, timeout_s=300)

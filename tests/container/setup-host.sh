@@ -3,7 +3,8 @@
 # (`make test-container`). Host settings only: nothing here goes into an image, the Dockerfile or
 # the compose files, which stay plain Docker/Compose.
 #
-# - Debian's podman, runc, mmdebstrap and the CNI plugins for compose's bridge network (no Docker
+# - Debian's podman, runc, mmdebstrap, the CNI plugins for compose's bridge network and the CNI
+#   dnsname plugin (without it service names do not resolve between containers) (no Docker
 #   engine here; mmdebstrap makes the base images from Debian packages, since no image registry
 #   is reachable). podman-compose comes from PyPI in the dev extra: Debian's 1.0.3 cannot read
 #   docker-compose.yml (the `env_file` long syntax).
@@ -15,7 +16,7 @@ set -euo pipefail
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 
-packages=(podman runc mmdebstrap containernetworking-plugins)
+packages=(podman runc mmdebstrap containernetworking-plugins golang-github-containernetworking-plugin-dnsname)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
