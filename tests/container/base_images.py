@@ -31,6 +31,9 @@ NODE_SUITE = "trixie"
 DEFAULT_CACHE = Path("/var/cache/keeper-images")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+# mmdebstrap's own hook: dpkg under eatmydata while the rootfs is made (no fsync per file; it
+# roughly halved the node image's time here). Speed only, so not part of an image's key.
+EATMYDATA_HOOKS = Path("/usr/share/mmdebstrap/hooks/eatmydata")
 
 # Docs, man pages and translations are not needed to run anything; they are about a fifth of a rootfs.
 _SLIM = [
@@ -136,6 +139,7 @@ def _mmdebstrap(image: BaseImage, tarball: Path) -> None:
         command = [
             "mmdebstrap",
             "--variant=minbase",
+            *([f"--hook-dir={EATMYDATA_HOOKS}"] if EATMYDATA_HOOKS.is_dir() else []),
             f"--include={','.join(image.packages)}",
             *_SLIM,
             *(f"--dpkgopt=path-exclude={glob}" for glob in image.excludes),
