@@ -16,7 +16,8 @@ set -euo pipefail
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 
-packages=(podman runc mmdebstrap containernetworking-plugins golang-github-containernetworking-plugin-dnsname)
+# iptables: the CNI portmap plugin publishes ports with it.
+packages=(podman runc mmdebstrap containernetworking-plugins golang-github-containernetworking-plugin-dnsname iptables)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
