@@ -182,8 +182,19 @@ def _vault_rule_checks(rt: Runtime) -> list[tuple[bool, str]]:
                     "via one other vault asset; the owner must pin one (pinVenue)",
                 )
             )
+        elif how != "direct":
+            # The planner trades each asset against the quote asset or directly against another
+            # asset it rebalances with; it does not build two-hop routes, so "via X" alone would
+            # leave the asset untraded.
+            lines.append(
+                (
+                    False,
+                    f"{symbol} is reachable only {how}: the keeper trades an asset through a pinned venue "
+                    f"against {snap.quote_symbol} (two-hop routes are not planned); pin one (pinVenue)",
+                )
+            )
         else:
-            lines.append((True, f"{symbol} reachable from {snap.quote_symbol} through pinned venues ({how})"))
+            lines.append((True, f"{symbol} reachable from {snap.quote_symbol} through a pinned venue"))
     lim = snap.limits
     lines.append(
         (
