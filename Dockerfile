@@ -10,6 +10,17 @@
 #
 #   docker build -t keeper .                       # the keeper image
 #   docker build --target deployer -t keeper-deployer .
+#
+# What stays out of the run-time images: node, npm, node_modules, forge, cast and solcjs live in
+# the `toolchain` stage only; pip works in `build`. The keeper image gets the venv and nothing else
+# (about 100 MB over the base; no compiler: every dependency installs as a wheel). The deployer
+# image keeps only what is read or run at run time: the `anvil` binary (43 MB; the `anvil` service
+# runs it), the Uniswap V2/V3 build artifacts (13 MB; `python -m deploy world` deploys their
+# bytecode) and contracts/out (the vault and world contracts' ABI and bytecode); not the rest of
+# node_modules (package sources, forge, cast, solcjs: about 180 MB).
+#
+# Both base images are build arguments, so a registry mirror or a local image can stand in for
+# them (tests/container builds with Debian-made ones: no registry is reachable there).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG NODE_IMAGE=node:22-bookworm-slim
@@ -17,13 +28,19 @@ ARG NODE_IMAGE=node:22-bookworm-slim
 # ---------------------------------------------------------------------------- toolchain
 # Foundry (anvil, forge) and the Uniswap artifacts from npm, pinned by package-lock.json, as
 # `make install` does; then the contracts compiled by forge through contracts/bin/solc (solcjs).
-# The lock holds Foundry's linux-amd64 binaries only: build this target for linux/amd64.
+# The lock holds Foundry's linux-amd64 binaries only: build this target for linux/amd64. They need
+# node >= 20: on an older node npm skips them without an error (optional dependencies whose
+# `engines` do not match), and the `cp` below is what fails.
 FROM ${NODE_IMAGE} AS toolchain
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm install --no-audit --no-fund --no-save --loglevel=error \
  && cp node_modules/@foundry-rs/anvil-linux-*/bin/anvil /usr/local/bin/anvil
-COPY contracts/ contracts/
+# Only what the deployer deploys: the sources, not the tests (nothing deploys them; leaving them out
+# keeps the slow solcjs compile short and this layer cached when only tests change).
+COPY contracts/foundry.toml contracts/
+COPY contracts/bin/ contracts/bin/
+COPY contracts/src/ contracts/src/
 RUN cd contracts && ../node_modules/@foundry-rs/forge-linux-*/bin/forge build --quiet
 
 # ---------------------------------------------------------------------------- build
@@ -57,7 +74,10 @@ RUN groupadd --system --gid 10001 keeper \
 COPY --from=build /opt/venv /opt/venv
 COPY --from=toolchain /usr/local/bin/anvil /usr/local/bin/anvil
 WORKDIR /app
-COPY --from=toolchain /src/node_modules/@uniswap/ node_modules/@uniswap/
+COPY --from=toolchain /src/node_modules/@uniswap/v2-core/build/ node_modules/@uniswap/v2-core/build/
+COPY --from=toolchain /src/node_modules/@uniswap/v2-periphery/build/ node_modules/@uniswap/v2-periphery/build/
+COPY --from=toolchain /src/node_modules/@uniswap/v3-core/artifacts/ node_modules/@uniswap/v3-core/artifacts/
+COPY --from=toolchain /src/node_modules/@uniswap/v3-periphery/artifacts/ node_modules/@uniswap/v3-periphery/artifacts/
 COPY --from=toolchain /src/contracts/out/ contracts/out/
 COPY keeper/ keeper/
 COPY deploy/ deploy/

@@ -11,7 +11,7 @@ FORGE = $(firstword $(wildcard node_modules/@foundry-rs/forge-*/bin/forge))
 CONTRACTS_STAMP := contracts/out/.keeper-built
 CONTRACT_SOURCES := $(shell find contracts/src contracts/test -name '*.sol' 2>/dev/null) contracts/foundry.toml
 
-.PHONY: all install build demo test test-contracts test-python lint typecheck clean ops-tools
+.PHONY: all install build demo test test-contracts test-python test-container lint typecheck clean ops-tools
 
 all: build
 
@@ -62,9 +62,17 @@ ops-tools:
 	fi
 
 test-python: install build ops-tools
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not container"
 
-test: lint typecheck test-contracts test-python
+# tests/container build the images from the Dockerfile and run them and the compose stack with
+# podman: setup-host.sh installs Debian's podman, runc and mmdebstrap (apt, as root or with sudo)
+# and writes the podman settings this machine needs. Base images are made from Debian packages
+# once and cached in /var/cache/keeper-images (KEEPER_IMAGE_CACHE). Here they must run, not skip.
+test-container: install build
+	bash tests/container/setup-host.sh
+	KEEPER_CONTAINER_TESTS=required $(PY) -m pytest tests/container -m container
+
+test: lint typecheck test-contracts test-python test-container
 
 clean:
 	rm -rf contracts/out contracts/cache .pytest_cache .mypy_cache .ruff_cache

@@ -12,14 +12,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
 from eth_abi.abi import decode as abi_decode
-from eth_typing import URI
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from rlp import encode  # type: ignore[import-untyped]
-from web3 import HTTPProvider, Web3
+from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import TransactionNotFound
@@ -28,6 +26,8 @@ from web3.types import Nonce, TxParams, Wei
 from deploy.accounts import DevAccount
 from deploy.artifacts import Artifact
 from deploy.errors import DeployError
+from keeper.chain.transport import BoundedHTTPProvider, HttpLimits, TransportError
+from keeper.redact import redact_text, redact_url
 
 GWEI = 10**9
 
@@ -35,23 +35,25 @@ GWEI = 10**9
 def connect(
     url: str, timeout_s: float = 5.0, hint: str = "start it (e.g. `anvil`) or use --start-anvil"
 ) -> Web3:
-    """A Web3 on `url`; a node that does not answer within timeout_s is a DeployError naming it."""
+    """A Web3 on `url`; a node that does not answer within timeout_s is a DeployError naming it
+    (as scheme://host:port: the rest of a provider URL holds keys). Every request has the
+    keeper's transport rule: a total deadline, a size cap, bounded JSON, strict answers."""
+    shown = redact_url(url)
     if not url.startswith(("http://", "https://")):
-        raise DeployError(f"RPC URL {url!r} is not an http(s) URL, e.g. http://127.0.0.1:8545")
-    w3 = Web3(
-        HTTPProvider(URI(url), request_kwargs={"timeout": timeout_s}, exception_retry_configuration=None)
-    )
+        raise DeployError(f"RPC URL {shown} is not an http(s) URL, e.g. http://127.0.0.1:8545")
+    try:
+        provider = BoundedHTTPProvider(url, HttpLimits(timeout_s))
+    except TransportError as exc:
+        raise DeployError(f"RPC URL {shown}: {exc}; e.g. http://127.0.0.1:8545") from None
+    w3 = Web3(provider)
     try:
         w3.eth.chain_id  # noqa: B018 - the cheapest call that proves the node answers
-    except requests.Timeout:
-        raise DeployError(
-            f"node at {url} is not reachable: no answer within {timeout_s:g} s; {hint}"
-        ) from None
-    except requests.ConnectionError:
-        raise DeployError(f"node at {url} is not reachable: connection refused or no route; {hint}") from None
+    except TransportError as exc:
+        raise DeployError(f"node at {shown} is not reachable: {exc}; {hint}") from None
     except Exception as exc:
         raise DeployError(
-            f"node at {url} did not answer JSON-RPC ({type(exc).__name__}: {exc}); is it an Ethereum node? {hint}"
+            f"node at {shown} did not answer JSON-RPC ({type(exc).__name__}: {redact_text(str(exc))}); "
+            f"is it an Ethereum node? {hint}"
         ) from None
     return w3
 

@@ -1,15 +1,19 @@
 """`python -m deploy`: deploy the local world, move prices, show the vault's weights.
 
 Every error a user can cause ends as one "error: ..." line on stderr and exit code 1 (argparse
-usage errors: 2), never a traceback.
+usage errors and bad arguments found before any node is touched, such as an unwritable
+--manifest: 2), never a traceback. URLs are shown as scheme://host:port only.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import os
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +32,10 @@ from deploy.spec import VaultLimits, WorldSpec, parse_price, parse_targets
 from deploy.toolchain import ToolchainError
 from deploy.weights import format_weights_table, read_weights
 from deploy.world import timed_deploy, write_manifest
+from keeper.chain.answers import MalformedAnswerError
+from keeper.chain.transport import TransportError
 from keeper.manifest import Manifest, ManifestError, load_manifest
+from keeper.redact import redact_text, redact_url
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,11 +95,42 @@ def _world_spec(args: argparse.Namespace) -> WorldSpec:
     return spec
 
 
+def _check_writable(path: Path) -> None:
+    """Fail before deploying anything when the manifest cannot be written (a deploy takes
+    minutes and its addresses are lost without the manifest)."""
+    where = f"--manifest {path}"
+    if path.is_dir():
+        raise UsageError(f"{where} is a directory; name a file, e.g. {path / 'manifest.json'}")
+    parent = path.parent if str(path.parent) else Path(".")
+    try:  # a real write: as root, permission bits say nothing about a read-only mount
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".manifest-probe-"):
+            pass
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(errno.EACCES, "permission denied")
+    except OSError as exc:
+        raise UsageError(
+            f"{where}: cannot write there ({exc.strerror or exc}); choose a writable path"
+        ) from None
+
+
+def _recorded_url(url: str) -> str:
+    """The URL the manifest records: a provider URL with credentials, a path or a query (API
+    keys) is recorded as scheme://host:port; the keeper then takes it from KEEPER_RPC_URL."""
+    return redact_url(url) if redact_url(url) != url.rstrip("/") else url
+
+
 def _deploy(w3: Web3, url: str, spec: WorldSpec, manifest_path: Path) -> Manifest:
-    manifest, seconds = timed_deploy(w3, url, spec)
+    manifest, seconds = timed_deploy(w3, _recorded_url(url), spec)
     write_manifest(manifest, manifest_path)
+    if _recorded_url(url) != url:
+        print(
+            f"the manifest records the RPC endpoint as {redact_url(url)} only (its URL carries credentials); "
+            "give the keeper the full URL in KEEPER_RPC_URL"
+        )
     print(
-        f"world deployed on {url} (chain {manifest.chain_id}) in {seconds:.1f} s; manifest: {manifest_path}"
+        f"world deployed on {redact_url(url)} (chain {manifest.chain_id}) in {seconds:.1f} s; "
+        f"manifest: {manifest_path}"
     )
     print(f"vault {manifest.vault}, keeper {manifest.keeper}, block {manifest.deploy_block}")
     return manifest
@@ -103,6 +141,7 @@ def _cmd_world(args: argparse.Namespace) -> None:
         spec = _world_spec(args)  # bad targets or limits fail before any node or transaction
     except DeployError as exc:
         raise UsageError(str(exc)) from None
+    _check_writable(args.manifest)
     if args.rpc_url:
         _deploy(connect(args.rpc_url, args.timeout_s), args.rpc_url, spec, args.manifest)
         return
@@ -123,6 +162,7 @@ def _cmd_world(args: argparse.Namespace) -> None:
 def _connect_manifest(args: argparse.Namespace) -> tuple[Web3, Manifest]:
     manifest = load_manifest(args.manifest)
     url = args.rpc_url or manifest.rpc_url
+    shown = redact_url(url)
     hint = (
         "is the world's Anvil still running? (`python -m deploy world --start-anvil` writes a new manifest)"
         if args.rpc_url is None
@@ -131,11 +171,11 @@ def _connect_manifest(args: argparse.Namespace) -> tuple[Web3, Manifest]:
     w3 = connect(url, args.timeout_s, hint)
     if w3.eth.chain_id != manifest.chain_id:
         raise DeployError(
-            f"node at {url} is on chain {w3.eth.chain_id} but the manifest is for chain {manifest.chain_id}"
+            f"node at {shown} is on chain {w3.eth.chain_id} but the manifest is for chain {manifest.chain_id}"
         )
     if not w3.eth.get_code(to_checksum_address(manifest.vault)):
         raise DeployError(
-            f"no vault code at {manifest.vault} on {url}: the node was restarted or the manifest is for "
+            f"no vault code at {manifest.vault} on {shown}: the node was restarted or the manifest is for "
             "another deployment; deploy again with `python -m deploy world`"
         )
     return w3, manifest
@@ -172,12 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         COMMANDS[args.command](args)
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     except (DeployError, ManifestError, ToolchainError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return 1
-    except Web3Exception as exc:
-        print(f"error: the node rejected a call: {exc}", file=sys.stderr)
+    except (Web3Exception, TransportError, MalformedAnswerError) as exc:
+        print(f"error: the node rejected or garbled a call: {redact_text(str(exc))}", file=sys.stderr)
         return 1
     return 0

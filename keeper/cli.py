@@ -7,7 +7,11 @@ clear message on stderr and exit code 2, never a traceback; a failed check exits
 from __future__ import annotations
 
 import argparse
+import errno
+import getpass
 import json
+import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +23,7 @@ from keeper.chain.abi import Vault
 from keeper.chain.rpc import RpcError
 from keeper.chain.snapshot import SnapshotError
 from keeper.daemon import Daemon
+from keeper.execution.adoption import Adoption, adopt_problem, adoption_refusal
 from keeper.execution.journal import JournalError
 from keeper.execution.sqlite_store import SqliteJournal
 from keeper.log import configure_logging, get_logger
@@ -27,6 +32,7 @@ from keeper.metrics import MetricsServer
 from keeper.model import LossBudget, ValidPrice
 from keeper.oracle import validate_snapshot
 from keeper.portfolio import portfolio_state
+from keeper.redact import redact_text
 from keeper.routes import reachability
 from keeper.runtime import Runtime, build_runtime
 from keeper.settings import ConfigError, Settings, load_settings
@@ -43,11 +49,37 @@ def _runtime(overrides: dict[str, object] | None = None) -> tuple[Settings, Runt
     return settings, build_runtime(settings)
 
 
+def _metrics_server(settings: Settings, rt: Runtime) -> MetricsServer:
+    """The /metrics listener, or a ConfigError naming the setting to change."""
+    host, port = settings.metrics_host, settings.metrics_port
+    try:
+        return MetricsServer(rt.metrics, rt.health, host, port).start()
+    except socket.gaierror:
+        raise ConfigError(
+            f"KEEPER_METRICS_HOST={host} does not resolve to an address to listen on; "
+            "use an IP address such as 127.0.0.1 or 0.0.0.0"
+        ) from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"KEEPER_METRICS_PORT={port}: the port is in use on {host}; choose a free port "
+                "(or 0 to turn metrics off)"
+            ) from None
+        raise ConfigError(
+            f"KEEPER_METRICS_HOST={host} / KEEPER_METRICS_PORT={port}: cannot listen there "
+            f"({exc.strerror or exc}); use a local address and a free port"
+        ) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     settings, rt = _runtime()
     server = None
     if settings.metrics_port:
-        server = MetricsServer(rt.metrics, rt.health, settings.metrics_host, settings.metrics_port).start()
+        try:
+            server = _metrics_server(settings, rt)
+        except ConfigError:
+            rt.close()
+            raise
         log.info("metrics_listening", host=settings.metrics_host, port=server.port)
     log.info(
         "keeper_starting",
@@ -61,9 +93,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         Daemon(rt.keeper.tick, settings.interval_s, on_stop=rt.keeper.request_stop).run()
     finally:
-        rt.close()  # hands the lease over: a successor need not wait for it to expire
-        if server is not None:
-            server.stop()
+        try:
+            rt.close()  # hands the lease over: a successor need not wait for it to expire
+        finally:
+            if server is not None:
+                server.stop()
     return 0
 
 
@@ -86,7 +120,8 @@ def cmd_once(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     settings, rt = _runtime()
     w3, m = rt.w3, rt.manifest
-    results: list[tuple[bool, str]] = [(True, f"config valid; RPC {settings.rpc_url or m.rpc_url} answers")]
+    endpoints = ", ".join(e.label for e in rt.pool.endpoints)  # scheme://host:port: URLs hold keys
+    results: list[tuple[bool, str]] = [(True, f"config valid; RPC {endpoints} answers")]
     results.append((True, f"chain id {w3.eth.chain_id} matches"))
     contracts = {
         "vault": m.vault,
@@ -123,8 +158,9 @@ def cmd_check(args: argparse.Namespace) -> int:
                 f"gas balance {balance:.6f} {'>=' if enough else '<'} minimum {settings.min_gas_balance_eth}",
             )
         )
+    keeper_role = all(ok for ok, _ in results)
     results += _vault_rule_checks(rt)
-    results += _journal_checks(rt)
+    results += _journal_checks(rt, keeper_role=keeper_role)
     for ok, line in results:
         print(f"{'ok  ' if ok else 'FAIL'} {line}")
     return 0 if all(ok for ok, _ in results) else EXIT_CHECK_FAILED
@@ -146,8 +182,19 @@ def _vault_rule_checks(rt: Runtime) -> list[tuple[bool, str]]:
                     "via one other vault asset; the owner must pin one (pinVenue)",
                 )
             )
+        elif how != "direct":
+            # The planner trades each asset against the quote asset or directly against another
+            # asset it rebalances with; it does not build two-hop routes, so "via X" alone would
+            # leave the asset untraded.
+            lines.append(
+                (
+                    False,
+                    f"{symbol} is reachable only {how}: the keeper trades an asset through a pinned venue "
+                    f"against {snap.quote_symbol} (two-hop routes are not planned); pin one (pinVenue)",
+                )
+            )
         else:
-            lines.append((True, f"{symbol} reachable from {snap.quote_symbol} through pinned venues ({how})"))
+            lines.append((True, f"{symbol} reachable from {snap.quote_symbol} through a pinned venue"))
     lim = snap.limits
     lines.append(
         (
@@ -168,7 +215,7 @@ def _budget_line(budget: LossBudget) -> str:
     )
 
 
-def _journal_checks(rt: Runtime) -> list[tuple[bool, str]]:
+def _journal_checks(rt: Runtime, keeper_role: bool) -> list[tuple[bool, str]]:
     """The journal's view: writable, what is in flight, the breaker (open fails the check)."""
     txm, guards = rt.keeper.txm, rt.keeper.guards
     if txm is None or guards is None:
@@ -177,6 +224,16 @@ def _journal_checks(rt: Runtime) -> list[tuple[bool, str]]:
     lines = [(True, f"journal {rt.settings.journal_path}: {len(unfinished)} transaction(s) in flight")]
     for intent in unfinished:
         lines.append((True, f"  intent {intent.key} nonce {intent.nonce} is {intent.state}"))
+    # Adoption matters only for a key that may send: a wrong key has failed the check already.
+    refusal = (
+        adoption_refusal(txm.read_nonces(), txm.store.adoption(txm.scope), txm.sender)
+        if keeper_role
+        else None
+    )
+    if refusal is not None:
+        lines.append((False, f"{refusal.code}: {refusal.message}"))
+    elif keeper_role:
+        lines.append((True, "journal accounts for every transaction of the key"))
     state = guards.breaker()
     if state.open:
         lines.append((False, f"circuit breaker OPEN ({state.reason}); `keeper reset-breaker` closes it"))
@@ -241,8 +298,44 @@ def cmd_reset_breaker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # a container user without a passwd entry
+        return f"uid {os.getuid()}"
+
+
+def cmd_adopt(args: argparse.Namespace) -> int:
+    """Confirm that this journal accounts for the key's history on this chain (see
+    keeper.execution.adoption); refused while a transaction from the key may be in flight."""
+    settings, rt = _runtime()
+    try:
+        txm = rt.keeper.txm
+        if txm is None or rt.account is None:
+            raise ConfigError(
+                "`keeper journal adopt` needs the keeper's key (KEEPER_PRIVATE_KEY or KEEPER_PRIVATE_KEY_FILE)"
+            )
+        view = txm.read_nonces()
+        problem = adopt_problem(view, len(txm.store.unfinished(txm.scope)))
+        if problem is not None:
+            print(f"not adopted: {problem}", file=sys.stderr)
+            return EXIT_CHECK_FAILED
+        head = rt.w3.eth.block_number
+        txm.store.adopt(txm.scope, Adoption(view.chain_count, head, time.time(), _operator()))
+    finally:
+        rt.close()
+    print(
+        f"journal {settings.journal_path} adopted key {rt.account.address} at nonce {view.chain_count} "
+        f"(block {head}): the keeper sends again when the policy asks"
+    )
+    log.info("journal_adopted", nonce=view.chain_count, block=head, by="operator")
+    return 0
+
+
 def cmd_journal(args: argparse.Namespace) -> int:
     """The newest intents, newest first: state, nonce, attempts and their hashes."""
+    if args.action == "adopt":
+        return cmd_adopt(args)
     settings = load_settings()
     store = _journal(settings)
     try:
@@ -290,7 +383,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "reset-breaker",
         help="close the circuit breaker (written to the journal; the daemon sees it next tick)",
     ).set_defaults(func=cmd_reset_breaker)
-    journal = sub.add_parser("journal", help="the newest transaction intents in the journal")
+    journal = sub.add_parser(
+        "journal",
+        help="the newest transaction intents in the journal; `journal adopt`: confirm the journal "
+        "accounts for the key's past transactions (needed before sending on a new or replaced journal)",
+    )
+    journal.add_argument("action", nargs="?", choices=["list", "adopt"], default="list")
     journal.add_argument("--limit", type=int, default=20, help="how many intents (default 20)")
     journal.add_argument("--json", action="store_true", help="as JSON")
     journal.set_defaults(func=cmd_journal)
@@ -305,7 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except (ConfigError, ManifestError, RpcError, SnapshotError, JournalError) as exc:
-        print(f"keeper: {exc}", file=sys.stderr)
+        # Messages may quote a library's text: URLs in it are cut to scheme://host:port.
+        print(f"keeper: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
 
 

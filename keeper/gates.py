@@ -3,6 +3,7 @@ stop or nothing, in order. The first stop ends the tick with its reason (keeper/
 
     before simulation: keeper paused -> key -> keeper role -> lease -> daily budgets -> breaker
     after simulation:  cost at the live fee -> fee cap -> gas balance -> gas budget
+    before signing:    journal adoption (a journal that never saw this key refuses to send)
 
 The cost was already judged by the decision (keeper/decision.py) at the snapshot's base fee;
 the gate judges it again with the same cost model at the fee the transaction will carry, so it
@@ -18,6 +19,7 @@ from typing import Any
 from keeper import reasons
 from keeper.costs import estimate_costs
 from keeper.decision import Decision, DecisionParams
+from keeper.execution.adoption import Adoption, NonceView, adoption_refusal
 from keeper.execution.guards import SendGuards
 from keeper.execution.sender import PreparedTx
 from keeper.model import GasInfo, ValidPrice
@@ -141,6 +143,13 @@ AFTER_SIMULATION: Sequence[Callable[[Prepared], Stop | None]] = (
     gas_balance,
     gas_budget,
 )
+
+
+def journal_adoption(view: NonceView, adopted: Adoption | None, sender: str) -> Stop | None:
+    """Last before signing: a journal that never saw this key's nonces refuses to send until
+    `keeper journal adopt` (keeper/execution/adoption.py)."""
+    refusal = adoption_refusal(view, adopted, sender)
+    return None if refusal is None else reasons.skipped(refusal.code, refusal.message)
 
 
 def first_stop_prepared(p: Prepared) -> Stop | None:

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from eth_utils.address import is_hex_address, to_checksum_address
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from keeper import safejson
 from keeper.model import BPS as BPS_TOTAL
 from keeper.model import V3_FEE_TIERS
 
@@ -219,11 +220,16 @@ def load_manifest(path: Path | str) -> Manifest:
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(path, [f"cannot read {path}: {exc}"]) from None
     try:
-        data = json.loads(text)
+        # Bounded: a manifest nested 100,000 deep must be an error, not a C stack overflow.
+        data = safejson.loads(text, what="the manifest")
+    except safejson.TooDeepError as exc:
+        raise ManifestError(path, [f"{exc}; a manifest is a flat object of addresses"]) from None
     except json.JSONDecodeError as exc:
         raise ManifestError(
             path, [f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]
         ) from None
+    except ValueError as exc:  # NaN/Infinity, a number too long to convert
+        raise ManifestError(path, [f"not valid JSON: {exc}"]) from None
     if not isinstance(data, dict):
         raise ManifestError(path, [f"top level must be a JSON object, got {type(data).__name__}"])
     return parse_manifest(data, path)

@@ -87,6 +87,11 @@ class KeeperMetrics:
         self.breaker_open = Gauge(
             "keeper_breaker_open", "1 while the circuit breaker stops sending.", registry=r
         )
+        self.journal_adoption_required = Gauge(
+            "keeper_journal_adoption_required",
+            "1 while sending waits for `keeper journal adopt` (the journal cannot account for the key).",
+            registry=r,
+        )
         self.budget_used_ratio = Gauge(
             "keeper_budget_used_ratio",
             "Share of today's budget used, by budget (gas, slippage).",

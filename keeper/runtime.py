@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
@@ -15,7 +16,7 @@ from keeper.costs import CostBudget
 from keeper.execution.breaker import BreakerRules
 from keeper.execution.budgets import BudgetCaps
 from keeper.execution.guards import SendGuards
-from keeper.execution.journal import JournalStore
+from keeper.execution.journal import JournalError, JournalStore
 from keeper.execution.lease import new_owner_id
 from keeper.execution.lifecycle import LifecycleRules
 from keeper.execution.manager import TxConfig, TxManager, scope_of
@@ -28,6 +29,7 @@ from keeper.model import GWEI
 from keeper.oracle import OracleRules
 from keeper.planner import PlannerParams
 from keeper.records import RecordStore, Retention
+from keeper.redact import redact_url
 from keeper.settings import ConfigError, Settings
 from keeper.tick import Keeper, TickConfig
 
@@ -47,12 +49,21 @@ class Runtime:
     store: JournalStore | None = None
 
     def close(self) -> None:
-        """Release the lease and close the journal (a clean shutdown)."""
-        self.keeper.close()
-        if self.store is not None:
-            self.store.close()
-        if self.keeper.records is not None:
-            self.keeper.records.close()
+        """Release the lease and close the journal (a clean shutdown). A journal that cannot be
+        written (a full disk) is a JournalError saying so: the lease then expires by itself."""
+        try:
+            self.keeper.close()
+        except sqlite3.Error as exc:
+            raise JournalError(
+                f"KEEPER_JOURNAL_PATH={self.settings.journal_path}: could not release the lease at "
+                f"shutdown ({exc}); free space on its volume. A successor takes over once the lease "
+                f"expires ({self.settings.effective_lease_ttl_s:g} s)"
+            ) from None
+        finally:
+            if self.store is not None:
+                self.store.close()
+            if self.keeper.records is not None:
+                self.keeper.records.close()
 
 
 def chain_id_problem(settings: Settings, manifest: Manifest, node_chain_id: int) -> str | None:
@@ -126,6 +137,10 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
         # The journal is opened only with a key: without one nothing can be signed or sent.
         store = SqliteJournal(settings.journal_path)
         genesis = pool.call("eth_getBlockByNumber", ["0x0", False])
+        if not isinstance(genesis, dict) or genesis.get("hash") is None:
+            raise RpcError(
+                "the node has no genesis block (eth_getBlockByNumber 0x0 is null): not a usable node"
+            )
         scope = scope_of(chain_id, str(genesis["hash"]), account.address)
         tx_config = TxConfig(
             chain_id=chain_id,
@@ -190,6 +205,7 @@ def open_pool(settings: Settings, manifest: Manifest, metrics: KeeperMetrics) ->
         retries=settings.rpc_retries,
         backoff_s=settings.rpc_backoff_s,
         private_url=settings.private_tx_url,
+        max_response_bytes=settings.rpc_max_response_bytes,
         on_request=lambda m: metrics.rpc_requests.labels(method=m).inc(),
         on_health=lambda label, ok: metrics.rpc_endpoint_healthy.labels(endpoint=label).set(1 if ok else 0),
     )
@@ -200,7 +216,7 @@ def open_pool(settings: Settings, manifest: Manifest, metrics: KeeperMetrics) ->
             problem = chain_id_problem(settings, manifest, got)
             raise RpcError(f"{problem} (endpoint {status.label})" if len(urls) > 1 else str(problem))
     if not any(s.reason.startswith(("ok", "head_")) for s in statuses):
-        url = urls[0]
+        url = redact_url(urls[0])
         detail = statuses[0].reason.removeprefix("unreachable: ")
         raise RpcError(
             f"node at {url} is not reachable ({detail}); check KEEPER_RPC_URLS / KEEPER_RPC_URL / the "

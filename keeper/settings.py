@@ -7,6 +7,7 @@ secret: it comes from KEEPER_PRIVATE_KEY or from a file named by KEEPER_PRIVATE_
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -32,11 +33,33 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from keeper import safejson
+from keeper.chain.transport import DEFAULT_MAX_RESPONSE_BYTES
 from keeper.policy import PolicyConfig, parse_policy_config
 
 ENV_PREFIX = "KEEPER_"
 LOCAL_DEV_CHAIN_ID = 31337
 CONFIG_FILE_ENV = "KEEPER_CONFIG_FILE"
+# KEEPER_* names that are not settings but are legitimately in a keeper's environment: the
+# config file pointer, the test crash hook, the Foundry binary overrides, and the compose-level
+# variables of .env.example (an operator may reuse that file as the keeper's env_file).
+NOT_SETTINGS = frozenset(
+    {
+        CONFIG_FILE_ENV,
+        "KEEPER_TEST_CRASH_AT",
+        "KEEPER_FORK_MANIFEST",
+        "KEEPER_ANVIL_BIN",
+        "KEEPER_FORGE_BIN",
+        "KEEPER_CAST_BIN",
+        "KEEPER_KEY_SECRET_FILE",
+        "KEEPER_SETTINGS_FILE",
+        "KEEPER_METRICS_PUBLISH_PORT",
+        "KEEPER_IMAGE",
+        "KEEPER_MANIFEST_FILE",
+    }
+)
+# Seconds beyond which a duration is a typo (APScheduler overflows on huge intervals).
+MAX_DURATION_S = 7 * 86_400
 
 
 class ConfigError(ValueError):
@@ -77,6 +100,8 @@ class Settings(BaseSettings):
         extra="forbid",
         frozen=True,
         hide_input_in_errors=True,
+        # inf and nan pass `gt=0` and then overflow the scheduler or every comparison.
+        allow_inf_nan=False,
     )
 
     # --- where the chain is ---
@@ -91,7 +116,18 @@ class Settings(BaseSettings):
         default=None,
         description="Expected chain id; defaults to the manifest's. A node on another chain is refused.",
     )
-    rpc_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one RPC request.")
+    rpc_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Total time one RPC request may take (connect and the whole answer).",
+    )
+    rpc_max_response_bytes: int = Field(
+        default=DEFAULT_MAX_RESPONSE_BYTES,
+        ge=65_536,
+        le=256 * 1024 * 1024,
+        description="Largest JSON-RPC answer accepted; a bigger one is a fault of that endpoint.",
+    )
     rpc_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="JSON-RPC endpoints in priority order, comma-separated, with failover; "
@@ -134,10 +170,11 @@ class Settings(BaseSettings):
     # --- operation ---
     paused: bool = Field(default=False, description="Read, validate and export metrics, but never send.")
     dry_run: bool = Field(default=False, description="Plan and simulate every tick but never sign or send.")
-    interval_s: float = Field(default=60.0, gt=0, description="Seconds between ticks.")
+    interval_s: float = Field(default=60.0, gt=0, le=MAX_DURATION_S, description="Seconds between ticks.")
     tick_timeout_s: float = Field(
         default=120.0,
         gt=0,
+        le=MAX_DURATION_S,
         description="A tick past this is abandoned at its next checkpoint (never once a tx is sent).",
     )
     receipt_timeout_s: float = Field(
@@ -367,11 +404,60 @@ class Settings(BaseSettings):
         return self.lease_ttl_s if self.lease_ttl_s is not None else max(180.0, 3 * self.interval_s)
 
 
+def known_variables() -> frozenset[str]:
+    return frozenset(f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields) | NOT_SETTINGS
+
+
+def unknown_variable_problems(environ: dict[str, str]) -> list[str]:
+    """One line per KEEPER_* variable that is no setting, with the nearest name if one is close:
+    a misspelled KEEPER_PAUSED must not start a live keeper."""
+    known = known_variables()
+    problems = []
+    for name in sorted(n for n in environ if n.upper().startswith(ENV_PREFIX)):
+        if name.upper() in known:
+            continue
+        close = difflib.get_close_matches(name.upper(), sorted(known), n=1, cutoff=0.75)
+        hint = (
+            f"; did you mean {close[0]}?" if close else "; remove it (see the README's environment reference)"
+        )
+        problems.append(f"  {name}: not a keeper setting{hint}")
+    return problems
+
+
+def _nesting_problems(environ: dict[str, str]) -> list[str]:
+    # JSON settings (policy, price bounds) are decoded by pydantic-settings: bound them first.
+    problems = []
+    for name, value in environ.items():
+        if name.upper().startswith(ENV_PREFIX) and ("[" in value or "{" in value):
+            try:
+                safejson.check_depth(value, what="value")
+            except safejson.TooDeepError as exc:
+                problems.append(f"  {name}: {exc}")
+    return problems
+
+
+def _check_config_file(config_file: str) -> None:
+    path = Path(config_file)
+    if not path.is_file():
+        raise ConfigError(f"{CONFIG_FILE_ENV}={config_file}: no such file; fix the path or unset it")
+    try:
+        safejson.loads_toml(path.read_text(encoding="utf-8"), what="the file")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{CONFIG_FILE_ENV}={config_file}: cannot read it ({exc})") from None
+    except safejson.TooDeepError as exc:
+        raise ConfigError(f"{CONFIG_FILE_ENV}={config_file}: {exc}; flatten it") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{CONFIG_FILE_ENV}={config_file}: not valid TOML: {exc}") from None
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build Settings, turning pydantic's report into one readable line per bad field."""
+    problems = unknown_variable_problems(dict(os.environ)) + _nesting_problems(dict(os.environ))
+    if problems:
+        raise ConfigError("invalid keeper configuration:\n" + "\n".join(problems))
     config_file = os.environ.get(CONFIG_FILE_ENV)
-    if config_file and not Path(config_file).is_file():
-        raise ConfigError(f"{CONFIG_FILE_ENV}={config_file}: no such file; fix the path or unset it")
+    if config_file:
+        _check_config_file(config_file)
     try:
         return Settings(**overrides)
     except ValidationError as exc:

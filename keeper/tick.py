@@ -29,8 +29,9 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from keeper import gates, reasons
-from keeper.chain.rpc import EndpointPool, RpcUnavailableError
-from keeper.chain.snapshot import ChainState, SnapshotReader
+from keeper.chain.answers import MalformedAnswerError
+from keeper.chain.rpc import EndpointPool, RpcMalformedError, RpcUnavailableError
+from keeper.chain.snapshot import ChainState, ManifestMismatchError, SnapshotReader
 from keeper.costs import CostBudget, GasModel, calibrated_gas_model
 from keeper.decision import Decision, DecisionParams, Observation, decide, observe
 from keeper.execution import sender
@@ -60,6 +61,12 @@ from keeper.replay import inputs_of
 from keeper.report import TickReport
 
 log = get_logger("keeper.tick")
+
+
+# Faults of what a node answered (garbage, another chain): a bad node is failed over and
+# reported, but it is not a failure of the keeper's own sending, so it does not count toward
+# the circuit breaker (one bad endpoint must not stop rebalancing for half an hour).
+BREAKER_NEUTRAL_REASONS = frozenset({"rpc_malformed", "wrong_chain"})
 
 
 class TickTimeoutError(RuntimeError):
@@ -108,14 +115,41 @@ class TickConfig:
         )
 
 
-def _rpc_unavailable(exc: BaseException) -> RpcUnavailableError | None:
-    """The RPC outage behind an exception, however many layers wrapped it."""
+def _rpc_unavailable(exc: BaseException) -> RpcUnavailableError | MalformedAnswerError | None:
+    """The RPC outage or malformed answer behind an exception, however many layers wrapped it."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, RpcUnavailableError):
+        if isinstance(seen, RpcUnavailableError | MalformedAnswerError):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _unhealthy_reason(reasons: list[str]) -> str:
+    """rpc_malformed or wrong_chain when every endpoint fails that way; rpc_unhealthy otherwise."""
+    if reasons and all("malformed" in r for r in reasons):
+        return "rpc_malformed"
+    if reasons and all(r.startswith("wrong_chain") for r in reasons):
+        return "wrong_chain"
+    return "rpc_unhealthy"
+
+
+def failure_of(exc: Exception, pool: EndpointPool | None) -> Stop:
+    """The reason a tick that raised ends with: a node's fault, an outage, or the keeper's."""
+    unavailable = _rpc_unavailable(exc)
+    if isinstance(unavailable, RpcMalformedError):
+        # Every endpoint asked answered garbage: a fault of the nodes, nothing was sent.
+        return Stop("error", "rpc_malformed", str(unavailable))
+    if isinstance(unavailable, MalformedAnswerError):
+        # Well-formed JSON whose content is not what was asked (e.g. not aggregate3 output).
+        source = pool.last_answered if pool is not None else None
+        return Stop("error", "rpc_malformed", f"{unavailable} (answered by {source})")
+    if unavailable is not None:
+        # Reads failed on every endpoint after retries: skip the tick; nothing was sent.
+        return Stop("error", "rpc_unavailable", str(unavailable))
+    if isinstance(exc, ManifestMismatchError):
+        return Stop("error", "manifest_mismatch", str(exc))
+    return Stop("error", "tick_error", f"{type(exc).__name__}: {exc}")
 
 
 def pending_reason(action: Action) -> str:
@@ -213,17 +247,18 @@ class Keeper:
         structlog.contextvars.bind_contextvars(tick_id=tick_id)
         report = TickReport(tick_id=tick_id, send_enabled=send and not self.config.dry_run)
         self._inputs = None
+        if self.pool is not None:
+            # No read attempt starts past the tick's timeout: a slow or dripping node cannot
+            # stretch a tick beyond KEEPER_TICK_TIMEOUT_S + one KEEPER_RPC_TIMEOUT_S.
+            self.pool.tick_deadline = budget.started + self.config.tick_timeout_s
         try:
             self._run(report, budget, send and not self.config.dry_run)
         except Exception as exc:
-            unavailable = _rpc_unavailable(exc)
-            if unavailable is not None:
-                # Reads failed on every endpoint after retries: skip the tick; nothing was sent.
-                report.finish("error", "rpc_unavailable", str(unavailable))
-            else:
-                report.finish("error", "tick_error", f"{type(exc).__name__}: {exc}")
+            report.stop(failure_of(exc, self.pool))
             log.error("tick_failed", error=report.message)
         finally:
+            if self.pool is not None:
+                self.pool.tick_deadline = None
             report.duration_s = time.monotonic() - budget.started
             self._record(report)
             structlog.contextvars.clear_contextvars()
@@ -264,7 +299,8 @@ class Keeper:
         self.pool.check()
         if self.pool.any_healthy:
             return None
-        return Stop("error", "rpc_unhealthy", f"no healthy RPC endpoint: {self.pool.describe()}")
+        reason = _unhealthy_reason([e.reason for e in self.pool.endpoints])
+        return Stop("error", reason, f"no healthy RPC endpoint: {self.pool.describe()}")
 
     def _read(self, report: TickReport) -> Observation | None:
         """One snapshot, its prices validated and the vault valued (None: a node on another chain)."""
@@ -355,7 +391,15 @@ class Keeper:
         """Journal the intent, sign, send, and follow it to a receipt (or hand it to later ticks)."""
         assert self.txm is not None and decision.plan is not None and decision.policy is not None
         budget.check("signing")
-        choice = self.txm.plan_nonce()
+        if self.pool is not None:
+            # From here on a transaction may go out: its reads must not be cut short.
+            self.pool.tick_deadline = None
+        view = self.txm.read_nonces()
+        adoption = gates.journal_adoption(view, self.txm.store.adoption(self.txm.scope), self.txm.sender)
+        self.metrics.journal_adoption_required.set(0 if adoption is None else 1)
+        if adoption is not None:
+            return report.stop(adoption)
+        choice = self.txm.plan_nonce(view)
         if choice.gap is not None:
             return report.finish("skipped", "nonce_gap", choice.gap)
         native = prepared.native
@@ -486,7 +530,8 @@ class Keeper:
             if self.guards is not None:
                 if self._writer:
                     # Only the lease holder counts ticks: an observer's view is not its failure.
-                    self.guards.record_tick(failed=report.result in ("error", "reverted"))
+                    failed = report.result in ("error", "reverted")
+                    self.guards.record_tick(failed=failed and report.reason not in BREAKER_NEUTRAL_REASONS)
                 else:
                     self.guards.breaker()
                 self.guards.spend_today()

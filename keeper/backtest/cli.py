@@ -164,10 +164,12 @@ def cmd_import_feeds(args: argparse.Namespace) -> int:
     from web3 import Web3  # noqa: PLC0415 - only this command talks to a node
 
     from keeper.backtest.history import feed_history, history_path  # noqa: PLC0415
+    from keeper.chain.transport import BoundedHTTPProvider, HttpLimits  # noqa: PLC0415
     from keeper.manifest import load_manifest  # noqa: PLC0415
 
     manifest = load_manifest(args.manifest)
-    w3 = Web3(Web3.HTTPProvider(args.rpc_url or manifest.rpc_url, request_kwargs={"timeout": 60}))
+    # The keeper's transport rule: a total deadline, a size cap, bounded JSON, strict answers.
+    w3 = Web3(BoundedHTTPProvider(args.rpc_url or manifest.rpc_url, HttpLimits(timeout_s=60)))
     symbols = args.symbols.split(",") if args.symbols else None
     histories = feed_history(w3, manifest, symbols, args.rounds, batch=args.batch)
     path = history_path(histories, args.step_s, name="feeds")

@@ -49,7 +49,6 @@ have the daemon's setting names, so a configuration moves between the two unchan
 
 from __future__ import annotations
 
-import json
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -59,6 +58,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from keeper import safejson
 from keeper.backtest.engine import DEFAULT_LIMITS, BacktestSetup
 from keeper.backtest.generate import DEFAULT_UNIVERSE, AssetProcess, universe_targets
 from keeper.backtest.market import (
@@ -192,8 +192,11 @@ def load_config(path: Path | str) -> BacktestConfig:
     except OSError as exc:
         raise BacktestConfigError(f"cannot read backtest config {file}: {exc.strerror or exc}") from None
     try:
-        raw = tomllib.loads(text) if file.suffix.lower() == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        # Bounded: a deeply nested file must be an error, not a C stack overflow.
+        raw = safejson.loads_toml(text) if file.suffix.lower() == ".toml" else safejson.loads(text)
+    except safejson.TooDeepError as exc:
+        raise BacktestConfigError(f"{file}: {exc}") from None
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
         kind = "TOML" if file.suffix.lower() == ".toml" else "JSON"
         raise BacktestConfigError(f"{file} is not valid {kind}: {exc}") from None
     return parse_config(raw, str(file))

@@ -10,6 +10,7 @@ from web3 import Web3
 from web3.types import BlockIdentifier, TxParams
 
 from keeper.chain.abi import AbiFunction, Multicall3
+from keeper.chain.answers import MalformedAnswerError
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +45,13 @@ def aggregate(
         raw = w3.eth.call(tx, block_identifier=block)
     except Exception as exc:
         raise MulticallError(f"Multicall3.aggregate3 at {multicall} failed: {exc}") from exc
-    (results,) = Multicall3.aggregate3.decode_output(bytes(raw))
+    try:
+        (results,) = Multicall3.aggregate3.decode_output(bytes(raw))
+    except Exception:
+        # Hex that is not an aggregate3 answer: the node's fault, not the vault's.
+        raise MalformedAnswerError(
+            f"eth_call to Multicall3 {multicall}: the answer is not aggregate3 output"
+        ) from None
     out: list[CallResult] = []
     for call, (ok, data) in zip(calls, results, strict=True):
         if not ok:

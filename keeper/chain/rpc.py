@@ -8,8 +8,14 @@ send is offer the SAME raw bytes to the next endpoint, which is harmless (same h
 that has it says "already known"). Whether a send landed is decided by the transaction
 lifecycle from receipts and nonces, never by re-signing.
 
-Endpoint labels in logs and metrics are scheme://host:port only: provider URLs carry API keys
-in their paths.
+Every request goes through keeper.chain.transport (one total deadline, a size cap, bounded JSON)
+and every answer through keeper.chain.answers (strict shapes): a malformed answer is a fault of
+the endpoint that sent it, like a timeout. Reads also stop starting new attempts once the
+tick's deadline has passed (`tick_deadline`), so a tick ends within KEEPER_TICK_TIMEOUT_S plus
+one request's KEEPER_RPC_TIMEOUT_S however the node misbehaves.
+
+Endpoint labels in logs and metrics are scheme://host:port only (keeper.redact): provider URLs
+carry API keys in their paths.
 """
 
 from __future__ import annotations
@@ -20,16 +26,17 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
-from urllib.parse import urlsplit
 
-import requests
 from web3 import Web3
 from web3.providers.base import JSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
 
+from keeper.chain.answers import MalformedAnswerError, check_answer, parse_quantity
 from keeper.chain.health import HeadSeen, HealthRules, Probe, Verdict, judge, remember_head
 from keeper.chain.send_errors import SendVerdict, classify_send_error
+from keeper.chain.transport import DEFAULT_MAX_RESPONSE_BYTES, HttpLimits, JsonRpcConnection, TransportError
 from keeper.log import get_logger
+from keeper.redact import redact_url
 
 SEND_METHOD = "eth_sendRawTransaction"
 
@@ -44,23 +51,22 @@ class RpcUnavailableError(RpcError):
     """A read failed on every usable endpoint after its retries: skip the tick, send nothing."""
 
 
+class RpcMalformedError(RpcUnavailableError):
+    """Every attempt of a read got an answer of the wrong shape (see keeper.chain.answers)."""
+
+
 class _TransportError(Exception):
     pass
 
 
-def redact(url: str) -> str:
-    """scheme://host:port of a URL, without the path, query or credentials that hold API keys."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}"
+redact = redact_url  # the one helper; kept under this name for existing callers
 
 
 @dataclass
 class Endpoint:
-    url: str
+    url: str = field(repr=False)
     label: str
-    session: requests.Session = field(default_factory=requests.Session, repr=False)
+    conn: JsonRpcConnection = field(repr=False)
     healthy: bool = True
     reason: str = "unchecked"
     head: HeadSeen | None = None
@@ -69,7 +75,7 @@ class Endpoint:
     def usable(self) -> bool:
         # An endpoint that failed a request may answer the next one; one that answers for
         # another chain or with a stalled head answers wrongly, and is never used.
-        return self.healthy or self.reason.startswith("unreachable")
+        return self.healthy or self.reason.startswith(("unreachable", "malformed"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +103,7 @@ class EndpointPool:
         retries: int = 2,
         backoff_s: float = 0.25,
         private_url: str | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         on_request: Callable[[str], None] | None = None,
@@ -109,8 +116,19 @@ class EndpointPool:
         labels = [redact(u) for u in urls]
         # Two URLs on one host (two API keys) must stay apart in metrics.
         labels = [f"{lab}#{i}" if labels.count(lab) > 1 else lab for i, lab in enumerate(labels)]
-        self.endpoints = [Endpoint(u, lab) for u, lab in zip(urls, labels, strict=True)]
-        self.private = Endpoint(private_url, redact(private_url) + " (private)") if private_url else None
+        limits = HttpLimits(timeout_s, max_response_bytes)
+        self.endpoints = [
+            Endpoint(u, lab, JsonRpcConnection(u, limits)) for u, lab in zip(urls, labels, strict=True)
+        ]
+        self.private = (
+            Endpoint(private_url, redact(private_url) + " (private)", JsonRpcConnection(private_url, limits))
+            if private_url
+            else None
+        )
+        # Set by the tick: no read ATTEMPT starts after it (a started one has its own deadline).
+        self.tick_deadline: float | None = None
+        # Who gave the last read answer: names the culprit when its content proves unusable later.
+        self.last_answered: str | None = None
         self.rules = rules
         self.timeout_s = timeout_s
         self.retries = retries
@@ -133,19 +151,21 @@ class EndpointPool:
         if self._on_request is not None:
             self._on_request(method)
         try:
-            response = ep.session.post(
-                ep.url, data=payload, headers={"Content-Type": "application/json"}, timeout=self.timeout_s
-            )
-        except requests.Timeout:
-            raise _TransportError(f"no answer within {self.timeout_s:g} s") from None
-        except requests.RequestException as exc:
-            raise _TransportError(f"{type(exc).__name__}") from None
-        if response.status_code != 200:
-            raise _TransportError(f"HTTP {response.status_code}")
+            return ep.conn.post(payload)
+        except TransportError as exc:
+            raise _TransportError(f"malformed answer: {exc}" if exc.malformed else str(exc)) from None
+
+    def _post_checked(self, ep: Endpoint, method: str, payload: bytes) -> Any:
+        """`_post`, then the answer's shape: a malformed answer is this endpoint's fault."""
+        answer = self._post(ep, method, payload)
         try:
-            return response.json()
-        except ValueError:
-            raise _TransportError("answer is not JSON") from None
+            check_answer(method, answer)
+        except MalformedAnswerError as exc:
+            raise _TransportError(f"malformed answer: {exc}") from None
+        return answer
+
+    def _past_tick_deadline(self) -> bool:
+        return self.tick_deadline is not None and time.monotonic() > self.tick_deadline
 
     def _mark(self, ep: Endpoint, verdict: Verdict) -> None:
         # The first verdict is reported by whoever asked for it (start-up refuses or warns).
@@ -172,16 +192,30 @@ class EndpointPool:
             candidates = self._ordered()
             if not candidates:
                 break
+            if self._past_tick_deadline():
+                failures.append("the tick's deadline passed; no further attempt")
+                break
             ep = candidates[attempt % len(candidates)]
             try:
-                return cast(RPCResponse, self._post(ep, method, payload))
+                answer = cast(RPCResponse, self._post_checked(ep, method, payload))
+                self.last_answered = ep.label
+                return answer
             except _TransportError as exc:
+                # Start-up reports a bad endpoint in its one error line; reads log each fault.
+                log.warning("rpc_fault", endpoint=ep.label, method=method, error=str(exc))
                 failures.append(f"{ep.label}: {exc}")
-                self._mark(ep, Verdict(False, f"unreachable: {exc}"))
+                kind = "malformed" if str(exc).startswith("malformed") else "unreachable"
+                self._mark(ep, Verdict(False, f"{kind}: {exc}".replace("malformed: malformed", "malformed")))
             if attempt < self.retries:
-                self._sleep(self.backoff_s * 2**attempt)
+                pause = self.backoff_s * 2**attempt
+                if self.tick_deadline is not None:
+                    pause = min(pause, max(self.tick_deadline - time.monotonic(), 0.0))
+                self._sleep(pause)
         detail = "; ".join(failures) or "no usable endpoint: " + self.describe()
-        raise RpcUnavailableError(f"{method} failed after {len(failures)} tries ({detail})")
+        error = (
+            RpcMalformedError if failures and all("malformed" in f for f in failures) else RpcUnavailableError
+        )
+        raise error(f"{method} failed after {len(failures)} tries ({detail})")
 
     def call(self, method: str, params: list[Any]) -> Any:
         """A read with plain-JSON params; returns `result` or raises RpcError with the node's error."""
@@ -200,8 +234,9 @@ class EndpointPool:
         silent: list[str] = []
         for ep in targets:
             try:
-                answer = self._post(ep, SEND_METHOD, payload)
+                answer = self._post_checked(ep, SEND_METHOD, payload)
             except _TransportError as exc:
+                # No answer, or one that is not an answer: the bytes may still sit in its pool.
                 silent.append(f"{ep.label}: {exc}")
                 continue
             if answer.get("result"):
@@ -233,14 +268,25 @@ class EndpointPool:
         except _TransportError as exc:
             return Probe(error=str(exc))
         if not isinstance(answer, list):
+            error = answer.get("error") if isinstance(answer, dict) else None
             return Probe(
-                error=f"batch refused: {answer.get('error') if isinstance(answer, dict) else answer}"
+                error=f"batch refused: {str(error)[:200]}" if error else "malformed answer: not a batch"
             )
-        by_id = {a.get("id"): a for a in answer if isinstance(a, dict)}
-        chain, block = by_id.get(1, {}).get("result"), by_id.get(2, {}).get("result")
-        if chain is None or not isinstance(block, dict):
-            return Probe(error="incomplete answer")
-        return Probe(int(chain, 16), int(block["number"], 16), int(block["timestamp"], 16))
+        by_id = {a.get("id"): a for a in answer if isinstance(a, dict) and isinstance(a.get("id"), int)}
+        try:
+            check_answer("eth_chainId", by_id.get(1))
+            check_answer("eth_getBlockByNumber", by_id.get(2))
+            chain, block = by_id[1].get("result"), by_id[2].get("result")
+            if chain is None or block is None:
+                raise MalformedAnswerError("no chain id or no head block")
+            probe = Probe(
+                parse_quantity(chain, "eth_chainId result"),
+                parse_quantity(block["number"], "head number"),
+                parse_quantity(block["timestamp"], "head timestamp"),
+            )
+        except MalformedAnswerError as exc:
+            return Probe(error=f"malformed answer: {exc}")
+        return probe
 
     def check(self) -> list[EndpointStatus]:
         """Probe every endpoint (one batched request each) and judge it."""

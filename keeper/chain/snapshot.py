@@ -16,6 +16,7 @@ from web3 import Web3
 from web3.types import BlockIdentifier
 
 from keeper.chain.abi import Erc20, Feed, Multicall3, QuoterV2, V2Router, Vault
+from keeper.chain.decimals import token_decimals_problems
 from keeper.chain.multicall import Call, CallResult, aggregate
 from keeper.manifest import Manifest
 from keeper.model import (
@@ -34,6 +35,10 @@ from keeper.model import (
 
 class SnapshotError(RuntimeError):
     """The vault's state could not be read (as opposed to one feed failing, which is data)."""
+
+
+class ManifestMismatchError(SnapshotError):
+    """The manifest disagrees with the chain (assets, token decimals): fix the manifest."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +108,7 @@ class SnapshotReader:
                 Call(cfg.feed, Feed.latest_round_data),
                 Call(cfg.feed, Feed.decimals),
                 Call(cfg.token, Erc20.balance_of, (vault,)),
+                Call(cfg.token, Erc20.decimals),  # checked against the manifest
             ]
         self._sequencer = sequencer_feed
         if sequencer_feed:
@@ -129,12 +135,19 @@ class SnapshotReader:
         ((max_slip, max_loss, max_loss_window, cooldown, max_steps),) = head[6].values
         assets: list[AssetState] = []
         base = self._HEAD
+        token_decimals: list[CallResult] = []
         for i, cfg in enumerate(self._configs):
-            rnd, dec, bal = results[base + 3 * i : base + 3 * i + 3]
+            rnd, dec, bal, token_dec = results[base + 4 * i : base + 4 * i + 4]
+            token_decimals.append(token_dec)
             onchain_heartbeat = int(onchain_assets[i][2])
             # The vault's heartbeat is the one its guard enforces: plan with it.
             cfg_now = replace(cfg, heartbeat_s=onchain_heartbeat, target_bps=int(onchain_assets[i][3]))
             assets.append(AssetState(cfg_now, int(bal.values[0]) if bal.ok else 0, _feed_round(rnd, dec)))
+        problems = token_decimals_problems(self._configs, token_decimals)
+        if problems:
+            raise ManifestMismatchError(
+                "manifest token decimals disagree with the tokens: " + "; ".join(problems)
+            )
         sequencer = None
         if self._sequencer:
             seq = results[-1]
@@ -161,7 +174,7 @@ class SnapshotReader:
         ours = [(c.token, c.feed) for c in self._configs]
         theirs = [(Web3.to_checksum_address(t), Web3.to_checksum_address(f)) for t, f, _, _ in onchain]
         if ours != theirs:
-            raise SnapshotError(
+            raise ManifestMismatchError(
                 f"manifest assets {ours} do not match the vault's getAssets() {theirs}: regenerate the "
                 "manifest for this vault"
             )

@@ -30,6 +30,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
+from keeper.execution.adoption import Adoption
+
 
 class IntentState(StrEnum):
     PLANNED = "planned"
@@ -280,5 +282,11 @@ class JournalStore(Protocol):
     def reset_breakers(self) -> list[str]:
         """Close every breaker in this journal; returns the scopes that were open."""
         ...
+
+    def adoption(self, scope: str) -> Adoption | None:
+        """The operator's confirmation that this journal accounts for the key (keeper.execution.adoption)."""
+        ...
+
+    def adopt(self, scope: str, adoption: Adoption) -> None: ...
 
     def close(self) -> None: ...

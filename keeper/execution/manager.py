@@ -30,6 +30,7 @@ from web3 import Web3
 from keeper.chain.rpc import EndpointPool
 from keeper.chain.send_errors import REFUSED, SendVerdict
 from keeper.execution import budgets, crashpoints
+from keeper.execution.adoption import NonceView
 from keeper.execution.fees import Fees, fee_quote
 from keeper.execution.journal import (
     Attempt,
@@ -496,11 +497,15 @@ class TxManager:
 
     # ------------------------------------------------------------------ new intents
 
-    def plan_nonce(self) -> NonceChoice:
+    def read_nonces(self) -> NonceView:
         latest = _int(self.pool.call("eth_getTransactionCount", [self.sender, "latest"]))
         pending = _int(self.pool.call("eth_getTransactionCount", [self.sender, "pending"]))
         highest = self.store.highest_spent_nonce(self.scope)
-        return next_nonce(latest, pending, 0 if highest is None else highest + 1)
+        return NonceView(latest, pending, None if highest is None else highest + 1)
+
+    def plan_nonce(self, view: NonceView | None = None) -> NonceChoice:
+        view = view if view is not None else self.read_nonces()
+        return next_nonce(view.latest, view.pending, view.journal_next or 0)
 
     def submit(
         self,

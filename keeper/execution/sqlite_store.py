@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from keeper.execution.adoption import Adoption
 from keeper.execution.journal import (
     FINAL_STATES,
     NEVER_SIGNED,
@@ -99,6 +100,10 @@ CREATE TABLE IF NOT EXISTS attempts (
 CREATE INDEX IF NOT EXISTS attempts_hash ON attempts (tx_hash);
 CREATE TABLE IF NOT EXISTS leases (scope TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS breakers (scope TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS adoptions (
+    scope TEXT PRIMARY KEY, nonce INTEGER NOT NULL, block INTEGER NOT NULL,
+    adopted_at REAL NOT NULL, adopted_by TEXT NOT NULL
+);
 """
 
 
@@ -130,8 +135,28 @@ class SqliteJournal:
 
     def __init__(self, path: Path | str, busy_timeout_s: float = 10.0) -> None:
         self.path = Path(path)
+        where = f"KEEPER_JOURNAL_PATH={path}"
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.is_dir():
+                raise JournalError(
+                    f"{where} is a directory; name a file in it, e.g. {self.path / 'journal.sqlite3'}"
+                )
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise JournalError(
+                    f"{where}: cannot create its directory ({exc.strerror}); fix the path"
+                ) from None
+        try:
+            self._open(path, busy_timeout_s)
+        except sqlite3.DatabaseError as exc:
+            # "file is not a database", "unable to open", "disk is full": the operator's to fix.
+            raise JournalError(
+                f"{where}: not a usable SQLite journal ({exc}); point it at the keeper's journal "
+                "file or at a new path (never at another file)"
+            ) from None
+
+    def _open(self, path: Path | str, busy_timeout_s: float) -> None:
         # isolation_level=None: no implicit transactions; each write opens its own explicitly.
         self._db = sqlite3.connect(
             str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
@@ -459,6 +484,26 @@ class SqliteJournal:
                 "UPDATE breakers SET state = ?", (json.dumps({"open": False, "consecutive_failures": 0}),)
             )
         return was_open
+
+    # ------------------------------------------------------------------ adoption
+
+    def adoption(self, scope: str) -> Adoption | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM adoptions WHERE scope = ?", (scope,)).fetchone()
+        if row is None:
+            return None
+        return Adoption(
+            int(row["nonce"]), int(row["block"]), float(row["adopted_at"]), str(row["adopted_by"])
+        )
+
+    def adopt(self, scope: str, adoption: Adoption) -> None:
+        with self._write() as db:
+            db.execute(
+                """INSERT INTO adoptions (scope, nonce, block, adopted_at, adopted_by) VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (scope) DO UPDATE SET nonce = excluded.nonce, block = excluded.block,
+                   adopted_at = excluded.adopted_at, adopted_by = excluded.adopted_by""",
+                (scope, adoption.nonce, adoption.block, adoption.adopted_at, adoption.by),
+            )
 
     def close(self) -> None:
         with self._lock:

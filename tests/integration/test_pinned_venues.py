@@ -87,7 +87,7 @@ def test_check_names_an_asset_no_pinned_venue_reaches(local_world: Chain, manife
     failed = [line for line in done.stdout.splitlines() if line.startswith("FAIL")]
     assert len(failed) == 1, done.stdout
     assert "LINK is unreachable" in failed[0] and link.symbol in failed[0]
-    assert "WETH reachable from USDC through pinned venues (direct)" in done.stdout
+    assert "WETH reachable from USDC through a pinned venue" in done.stdout
     assert "loss budget left 300.00 of 300.00 bps" in done.stdout
     assert "300 bps per window" in done.stdout
     assert "Traceback" not in done.stderr

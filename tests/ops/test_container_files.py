@@ -268,3 +268,12 @@ def test_compose_files_reference_only_files_that_exist() -> None:
                 if source.startswith("./"):
                     assert (REPO_ROOT / source).exists(), f"{path.name} mounts missing {source}"
     assert Path(REPO_ROOT / "deploy/compose/deploy-world.sh").stat().st_size > 0
+
+
+def test_compose_and_dockerfile_carry_no_podman_settings() -> None:
+    """The podman settings this machine needs live in the test harness (tests/container), so the
+    same files keep working unchanged where Docker runs."""
+    for path in (COMPOSE_FILE, EXTERNAL_NODE_FILE, DOCKERFILE):
+        text = path.read_text().lower()
+        for podman_only in ("x-podman", "podman", "runc", "ulimit", "/etc/containers"):
+            assert podman_only not in text, f"{path.name} mentions {podman_only}"
