@@ -106,6 +106,7 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         uint256 pinStart; // cfg index of the first pin key word
         uint256 pinCount;
         uint256 maxSlippageBps;
+        uint256 scanFrom; // where `_indicesOf` starts scanning for the step's non-quote asset
     }
 
     address public owner;
@@ -279,7 +280,7 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     {
         uint256[] memory cfg = _readConfig(_hot.configNonce);
         uint256 n = _assetCount;
-        (uint256 idxA, uint256 idxB) = _indicesOf(cfg, n, tokenA, tokenB);
+        (uint256 idxA, uint256 idxB) = _indicesOf(cfg, n, tokenA, tokenB, 0);
         if (idxA == n || idxB == n || idxA == idxB) return false;
         return _isPinnedKey(cfg, _pinKey(uint256(venue), router, fee, idxA, idxB));
     }
@@ -779,9 +780,12 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
             }
         }
         uint256 n = _assetCount;
-        (idxIn, idxOut) = _indicesOf(book.cfg, n, tokenIn, tokenOut);
+        (idxIn, idxOut) = _indicesOf(book.cfg, n, tokenIn, tokenOut, book.scanFrom);
         if (idxIn == n) revert UnknownAsset(tokenIn);
         if (idxOut == n) revert UnknownAsset(tokenOut);
+        // A batch usually visits the non-quote assets in asset order: the next step's scan starts
+        // just after this one's (measured: see `_indicesOf`).
+        book.scanFrom = (idxIn == _quoteIndex ? idxOut : idxIn) + 1;
         if (idxIn == idxOut) revert SameToken(tokenIn);
         if (!_feeOk(venue, fee)) revert BadFeeTier(i, uint24(fee));
         // Invariant: every swap goes through a pinned venue (see `pinVenue` for why the key is
@@ -883,11 +887,11 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
             mstore(add(m, 0x20), router)
             mstore(add(m, 0x40), amountIn)
             approved := call(gas(), tokenIn, 0, add(m, 28), 68, 0, 0x20)
-            let returnSize := returndatasize()
-            approved := and(
-                approved,
-                or(and(iszero(returnSize), gt(extcodesize(tokenIn), 0)), and(gt(returnSize, 0), eq(mload(0), 1)))
-            )
+            // Yul evaluates every argument, so the code-size check (only needed for a token that
+            // returns nothing) sits in its own branch: measured ~100 gas a step less.
+            switch returndatasize()
+            case 0 { approved := and(approved, gt(extcodesize(tokenIn), 0)) }
+            default { approved := and(approved, eq(mload(0), 1)) }
         }
         if (!approved) IERC20(step.tokenIn).forceApprove(step.router, amountIn);
         v3 = step.venue == Venue.V3;
@@ -1032,7 +1036,7 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     ) private view returns (uint256 key, address token0, address token1) {
         if (router == address(0)) revert BadConfig("router is the zero address");
         uint256 n = _assetCount;
-        (uint256 idxA, uint256 idxB) = _indicesOf(cfg, n, tokenA, tokenB);
+        (uint256 idxA, uint256 idxB) = _indicesOf(cfg, n, tokenA, tokenB, 0);
         if (idxA == n) revert UnknownAsset(tokenA);
         if (idxB == n) revert UnknownAsset(tokenB);
         if (idxA == idxB) revert SameToken(tokenA);
@@ -1099,27 +1103,38 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     }
 
     /// @dev Indices of tokenIn and tokenOut among the `n` assets (`n`: not an asset). The quote
-    /// asset, which most steps trade against, is tried first; then a scan of the in-memory config.
-    function _indicesOf(uint256[] memory cfg, uint256 n, address tokenIn, address tokenOut)
+    /// asset, which most steps trade against, is tried first; then a scan of the in-memory config
+    /// from asset `from` (<= n) to the end, wrapping around to the assets before `from`, so every
+    /// asset is still compared once. `rebalance` passes the position after the previous step's
+    /// non-quote asset: for steps in asset order the scan hits at once. Measured against always
+    /// scanning from asset 0 (bench, 31 steps at 32 assets): see docs/vault.md.
+    function _indicesOf(uint256[] memory cfg, uint256 n, address tokenIn, address tokenOut, uint256 from)
         private
         view
         returns (uint256 idxIn, uint256 idxOut)
     {
         uint256 quoteIndex = _quoteIndex;
         assembly ("memory-safe") {
-            function find(start, n_, q, token) -> idx {
+            function find(start, n_, q, from_, token) -> idx {
                 // asset j's first word, cfg[1 + 2j], is at start + 0x40 * j; its token in bits 0-159
                 let mask := 0xffffffffffffffffffffffffffffffffffffffff
                 idx := q
                 if iszero(eq(and(mload(add(start, shl(6, q))), mask), token)) {
                     let end := add(start, shl(6, n_))
-                    let p := start
+                    let mid := add(start, shl(6, from_))
+                    let p := mid
                     for {} lt(p, end) { p := add(p, 0x40) } { if eq(and(mload(p), mask), token) { break } }
+                    if eq(p, end) {
+                        for { p := start } lt(p, mid) { p := add(p, 0x40) } {
+                            if eq(and(mload(p), mask), token) { break }
+                        }
+                        if eq(p, mid) { p := end }
+                    }
                     idx := shr(6, sub(p, start)) // n_ when not found
                 }
             }
-            idxIn := find(add(cfg, 0x40), n, quoteIndex, tokenIn)
-            idxOut := find(add(cfg, 0x40), n, quoteIndex, tokenOut)
+            idxIn := find(add(cfg, 0x40), n, quoteIndex, from, tokenIn)
+            idxOut := find(add(cfg, 0x40), n, quoteIndex, from, tokenOut)
         }
     }
 
