@@ -495,9 +495,19 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     /// @dev Invariant (per call): value after >= value before * (1 - maxLossBps), exactly
     /// (minValueAfter is that bound rounded up).
     function _checkValueLoss(uint256 valueBefore, uint256 valueAfter, uint256 maxLossBps) private pure {
-        uint256 minValueAfter = valueBefore <= type(uint256).max / BPS
-            ? Math.ceilDiv(valueBefore * (BPS - maxLossBps), BPS)
-            : Math.mulDiv(valueBefore, BPS - maxLossBps, BPS, Math.Rounding.Ceil);
+        uint256 keepBps = BPS - maxLossBps;
+        uint256 minValueAfter;
+        if (valueBefore <= type(uint256).max / BPS) {
+            // The product fits: ceilDiv as plain EVM code. Measured with `_spendLossBudget`'s and
+            // `_checkDrift`'s plain divisions: 494 gas less a batch at every size (bench 187,227 ->
+            // 186,733 at 2 assets, 927,719 -> 927,225 at 8, 3,868,601 -> 3,868,107 at 32).
+            assembly ("memory-safe") {
+                let p := mul(valueBefore, keepBps)
+                minValueAfter := add(div(p, 10000), iszero(iszero(mod(p, 10000)))) // BPS
+            }
+        } else {
+            minValueAfter = Math.mulDiv(valueBefore, keepBps, BPS, Math.Rounding.Ceil);
+        }
         if (valueAfter < minValueAfter) revert ValueLoss(valueBefore, valueAfter, minValueAfter);
     }
 
@@ -520,8 +530,14 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         pure
         returns (uint256 driftBefore, uint256 driftAfter)
     {
-        driftBefore = valueBefore == 0 ? 0 : t.driftNumBefore / valueBefore;
-        driftAfter = valueAfter == 0 ? 0 : t.driftNumAfter / valueAfter;
+        uint256 numBefore = t.driftNumBefore;
+        uint256 numAfter = t.driftNumAfter;
+        assembly ("memory-safe") {
+            // EVM division by zero gives 0: a value of 0 reports a drift of 0, as before (measured
+            // with `_checkValueLoss`'s ceilDiv, see there)
+            driftBefore := div(numBefore, valueBefore)
+            driftAfter := div(numAfter, valueAfter)
+        }
         if (VaultMath.mulGt(t.driftNumAfter, valueBefore, t.driftNumBefore, valueAfter)) {
             revert DriftIncreased(driftBefore, driftAfter);
         }
@@ -563,9 +579,16 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         uint256 loss;
         if (valueAfter < valueBefore) {
             uint256 lost = valueBefore - valueAfter;
-            loss = lost <= type(uint256).max / ONE
-                ? Math.ceilDiv(lost * ONE, valueBefore)
-                : Math.mulDiv(lost, ONE, valueBefore, Math.Rounding.Ceil);
+            if (lost <= type(uint256).max / ONE) {
+                // The product fits and valueBefore > valueAfter >= 0: ceilDiv as plain EVM code.
+                // Measured with `_checkValueLoss`'s: see the gas note there.
+                assembly ("memory-safe") {
+                    let p := mul(lost, ONE)
+                    loss := add(div(p, valueBefore), iszero(iszero(mod(p, valueBefore))))
+                }
+            } else {
+                loss = Math.mulDiv(lost, ONE, valueBefore, Math.Rounding.Ceil);
+            }
         }
         // Read the slot again (warm) and write only lastRebalance and the sums, so a pause made
         // mid-call (a guardian reacting to a callback) is not undone. Only rebalance writes the
