@@ -462,8 +462,18 @@ def _materialise(
     if low <= high:
         keep = min(max(goal_keep, low), high)
         expected_in = hub_in_exp - spent - keep
-        leg = _leg(absorber, expected_in, p, keep=keep, min_in=hub_in_lo - spent - keep)
-        if leg.value_in_usd18 >= ctx.dust_usd18:
+        min_in = hub_in_lo - spent - keep
+        leg = _leg(absorber, expected_in, p, keep=keep, min_in=min_in)
+        floorless = min_in <= 0 or zero_floor(
+            min_in,
+            hub.decimals,
+            hub.price,
+            absorber.dst.decimals,
+            absorber.dst.price,
+            ctx.rule_limits.max_slippage_bps,
+        )
+        # Like a fixed leg: nothing to spend, or a floor of zero (ZeroFloor), is no leg.
+        if expected_in > 0 and not floorless and leg.value_in_usd18 >= ctx.dust_usd18:
             legs.append(leg)
         else:
             dust.append(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from keeper_process import Daemon, fork_manifest, free_port, keeper_env
 from web3 import Web3
 from web3.contract import Contract
@@ -28,6 +29,11 @@ from deploy.anvil import AnvilNode, anvil
 from deploy.chain import connect, contract_at
 from deploy.world import timed_deploy, write_manifest
 from keeper.manifest import Manifest, load_manifest
+
+# CI runs the property tests derandomized (HYPOTHESIS_PROFILE=ci, set by .ci/run): the same
+# examples every run, so a red CI is reproducible. Locally they explore at random as usual.
+settings.register_profile("ci", derandomize=True, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 FORK_MANIFEST_ENV = "KEEPER_FORK_MANIFEST"
 
