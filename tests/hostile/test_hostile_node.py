@@ -86,6 +86,10 @@ def test_daemon_survives_every_malformed_answer_then_rebalances_once(
         KEEPER_METRICS_PORT=str(free_port()),
     )
     nonce_before = _nonce(drifted)
+    # Misbehave before the daemon starts: the chain is drifted, so a first tick against a
+    # healthy node would rebalance before the first phase is switched on.
+    _, first_kind, first_methods, first_value, _ = MALFORMED[0]
+    node.misbehave(first_kind, first_methods | {CALL}, first_value)
     daemon = Daemon(env, tmp_path / "daemon.log")
     try:
         daemon.wait_for(bool, "the metrics port")
