@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from keeper import __version__
@@ -20,7 +19,6 @@ from keeper.execution.journal import JournalError, JournalStore
 from keeper.execution.lease import new_owner_id
 from keeper.execution.lifecycle import LifecycleRules
 from keeper.execution.manager import TxConfig, TxManager, scope_of
-from keeper.execution.sender import load_account
 from keeper.execution.sqlite_store import SqliteJournal
 from keeper.log import get_logger
 from keeper.manifest import Manifest, load_manifest
@@ -31,6 +29,7 @@ from keeper.planner import PlannerParams
 from keeper.records import RecordStore, Retention
 from keeper.redact import redact_url
 from keeper.settings import ConfigError, Settings
+from keeper.signing import RawKeySigner, Signer
 from keeper.tick import Keeper, TickConfig
 
 log = get_logger("keeper.runtime")
@@ -41,7 +40,7 @@ class Runtime:
     settings: Settings
     manifest: Manifest
     w3: Web3
-    account: LocalAccount | None
+    account: Signer | None
     metrics: KeeperMetrics
     health: HealthState
     keeper: Keeper
@@ -94,7 +93,7 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
     chain_id = settings.chain_id or manifest.chain_id
     pool = open_pool(settings, manifest, metrics)
     w3 = connect_pool(pool)
-    account = load_account(settings.private_key.get_secret_value()) if settings.private_key else None
+    account = RawKeySigner(settings.private_key.get_secret_value()) if settings.private_key else None
     bounds = {s: (b.min_usd, b.max_usd) for s, b in settings.price_bounds.items()}
     reader = SnapshotReader(
         w3,

@@ -25,7 +25,6 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from keeper import gates, reasons
@@ -59,6 +58,7 @@ from keeper.reasons import Stop
 from keeper.records import RecordStore
 from keeper.replay import inputs_of
 from keeper.report import TickReport
+from keeper.signing import Signer
 
 log = get_logger("keeper.tick")
 
@@ -180,7 +180,7 @@ class Keeper:
         config: TickConfig,
         metrics: KeeperMetrics,
         health: HealthState,
-        account: LocalAccount | None,
+        account: Signer | None,
         pool: EndpointPool | None = None,
         txm: TxManager | None = None,
         guards: SendGuards | None = None,

@@ -24,7 +24,6 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
-from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from keeper.chain.rpc import EndpointPool
@@ -66,6 +65,7 @@ from keeper.execution.nonces import NonceChoice, next_nonce
 from keeper.execution.sender import SimulationRevertError, simulate
 from keeper.log import get_logger
 from keeper.metrics import KeeperMetrics
+from keeper.signing import Signer
 
 log = get_logger("keeper.tx")
 
@@ -113,7 +113,7 @@ class TxManager:
         w3: Web3,
         pool: EndpointPool,
         store: JournalStore,
-        account: LocalAccount,
+        account: Signer,
         vault: str,
         config: TxConfig,
         metrics: KeeperMetrics,
@@ -446,7 +446,7 @@ class TxManager:
             max_fee_wei=fees.max_fee_wei,
             max_priority_fee_wei=fees.max_priority_fee_wei,
             gas_limit=int(tx["gas"]),
-            raw=bytes(signed.raw_transaction),
+            raw=signed.raw,
             state=AttemptState.SIGNED,
             created_at=self._clock(),
         )

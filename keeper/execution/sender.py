@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
@@ -126,8 +124,3 @@ def prepare(
     rewards = [int(r[0]) for r in history.get("reward", []) if r]
     fees = fee_quote(int(base_fees[-1]), rewards, priority_floor_gwei, cap_gwei)
     return PreparedTx(calldata, gas, int(Decimal(gas) * GAS_LIMIT_HEADROOM), fees)
-
-
-def load_account(private_key_hex: str) -> LocalAccount:
-    account: LocalAccount = Account.from_key(private_key_hex)
-    return account
