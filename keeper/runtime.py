@@ -29,7 +29,7 @@ from keeper.planner import PlannerParams
 from keeper.records import RecordStore, Retention
 from keeper.redact import redact_url
 from keeper.settings import ConfigError, Settings
-from keeper.signing import RawKeySigner, Signer
+from keeper.signing import Signer, signer_from_settings
 from keeper.tick import Keeper, TickConfig
 
 log = get_logger("keeper.runtime")
@@ -93,7 +93,7 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
     chain_id = settings.chain_id or manifest.chain_id
     pool = open_pool(settings, manifest, metrics)
     w3 = connect_pool(pool)
-    account = RawKeySigner(settings.private_key.get_secret_value()) if settings.private_key else None
+    account = signer_from_settings(settings)
     bounds = {s: (b.min_usd, b.max_usd) for s, b in settings.price_bounds.items()}
     reader = SnapshotReader(
         w3,

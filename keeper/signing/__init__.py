@@ -44,3 +44,17 @@ class RawKeySigner:
 
     def __repr__(self) -> str:  # never the key
         return f"RawKeySigner({self.address})"
+
+
+class _KeySettings(Protocol):
+    """The part of Settings a signer is built from (kept structural: no import cycle)."""
+
+    @property
+    def private_key(self) -> Any: ...  # SecretStr | None
+
+
+def signer_from_settings(settings: _KeySettings) -> Signer | None:
+    """The configured signer, or None for a read-only keeper (dry run)."""
+    if settings.private_key is not None:
+        return RawKeySigner(settings.private_key.get_secret_value())
+    return None
