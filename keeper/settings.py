@@ -404,6 +404,12 @@ class Settings(BaseSettings):
         return self.lease_ttl_s if self.lease_ttl_s is not None else max(180.0, 3 * self.interval_s)
 
 
+def keeper_default(name: str) -> Any:
+    """A setting's declared default. The strategy lab's keeper knobs come from here, so the
+    backtester and a keeper started without that variable make the same decisions."""
+    return Settings.model_fields[name].get_default(call_default_factory=True)
+
+
 def known_variables() -> frozenset[str]:
     return frozenset(f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields) | NOT_SETTINGS
 

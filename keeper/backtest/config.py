@@ -59,7 +59,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from keeper import safejson
-from keeper.backtest.engine import DEFAULT_LIMITS, BacktestSetup
+from keeper.backtest.engine import DEFAULT_LIMITS, DEFAULT_PLANNER, BacktestSetup
 from keeper.backtest.generate import DEFAULT_UNIVERSE, AssetProcess, universe_targets
 from keeper.backtest.market import (
     SIM_V2_ROUTER,
@@ -73,6 +73,7 @@ from keeper.manifest import ManifestError, load_manifest
 from keeper.model import AssetConfig, VaultLimits, Venue
 from keeper.planner import PlannerParams
 from keeper.policy import PolicyConfig, parse_policy_config
+from keeper.settings import keeper_default
 
 # Token decimals of well-known symbols for synthetic assets; everything else has 18.
 KNOWN_DECIMALS = {"WBTC": 8, "USDC": 6, "USDT": 6}
@@ -118,14 +119,16 @@ class VaultEntry(_Model):
 
 
 class KeeperEntry(_Model):
-    slippage_bps: int = Field(default=50, ge=0, le=10_000)
-    max_quote_deviation_bps: int = Field(default=200, ge=0, le=10_000)
-    min_trade_usd: Decimal = Field(default=Decimal(100), ge=0)
-    max_cost_usd: Decimal = Field(default=Decimal(5000), ge=0)
-    max_cost_bps: int = Field(default=100, ge=0, le=10_000)
-    native_symbol: str | None = "WETH"
-    priority_fee_gwei: Decimal = Field(default=Decimal("1.5"), ge=0)
-    max_fee_gwei: Decimal = Field(default=Decimal(300), gt=0)
+    """The keeper's knobs; each defaults to the daemon's own default (keeper/settings.py)."""
+
+    slippage_bps: int = Field(default=keeper_default("slippage_bps"), ge=0, le=10_000)
+    max_quote_deviation_bps: int = Field(default=keeper_default("max_quote_deviation_bps"), ge=0, le=10_000)
+    min_trade_usd: Decimal = Field(default=keeper_default("min_trade_usd"), ge=0)
+    max_cost_usd: Decimal = Field(default=keeper_default("max_cost_usd"), ge=0)
+    max_cost_bps: int = Field(default=keeper_default("max_cost_bps"), ge=0, le=10_000)
+    native_symbol: str | None = keeper_default("native_symbol")
+    priority_fee_gwei: Decimal = Field(default=keeper_default("priority_fee_gwei"), ge=0)
+    max_fee_gwei: Decimal = Field(default=keeper_default("max_fee_gwei"), gt=0)
 
 
 class CostsEntry(_Model):
@@ -287,12 +290,7 @@ def simple_setup(
             native_price_usd=native_price_usd,
         ),
         limits=limits,
-        planner=PlannerParams(
-            slippage_bps=50,
-            max_quote_deviation_bps=200,
-            min_trade_usd=Decimal(100),
-            default_v3_router=SIM_V3_ROUTER,
-        ),
+        planner=replace(DEFAULT_PLANNER, default_v3_router=SIM_V3_ROUTER),
         start_value_usd=start_value_usd,
     )
 

@@ -60,14 +60,21 @@ from keeper.portfolio import (
     value_usd18,
     vault_drift_bps,
 )
+from keeper.settings import keeper_default
 from keeper.vault_rules import RuleAsset, RuleLimits, Violation, judge, vault_min_out
 
 Progress = Callable[[int, int], None]
 
-# The local world's vault limits and the keeper's default settings (keeper/settings.py).
+# The local world's vault limits; the keeper's knobs are the defaults declared in keeper/settings.py.
 DEFAULT_LIMITS = VaultLimits(max_slippage_bps=100, max_loss_bps=150, cooldown_s=60, max_steps=8)
-DEFAULT_PLANNER = PlannerParams(slippage_bps=50, max_quote_deviation_bps=200, min_trade_usd=Decimal(100))
-DEFAULT_BUDGET = CostBudget(max_cost_usd=Decimal(5000), max_cost_bps=100)
+DEFAULT_PLANNER = PlannerParams(
+    slippage_bps=keeper_default("slippage_bps"),
+    max_quote_deviation_bps=keeper_default("max_quote_deviation_bps"),
+    min_trade_usd=keeper_default("min_trade_usd"),
+)
+DEFAULT_BUDGET = CostBudget(
+    max_cost_usd=keeper_default("max_cost_usd"), max_cost_bps=keeper_default("max_cost_bps")
+)
 
 
 @dataclass(frozen=True)
