@@ -190,7 +190,8 @@ class Settings(BaseSettings):
         default=None, description="Encrypted JSON keystore (v3, as geth/clef/eth-account write it)."
     )
     keystore_password_file: Path | None = Field(
-        default=None, description="File holding the keystore's password (a secret; one trailing newline ignored)."
+        default=None,
+        description="File holding the keystore's password (a secret; one trailing newline ignored).",
     )
     remote_signer_url: str | None = Field(
         default=None,
@@ -202,7 +203,9 @@ class Settings(BaseSettings):
     kms_key_id: str | None = Field(
         default=None, description="AWS KMS key (id, ARN or alias/...), KeySpec ECC_SECG_P256K1, SIGN_VERIFY."
     )
-    kms_region: str | None = Field(default=None, description="AWS region of the KMS key; unset: boto3's default.")
+    kms_region: str | None = Field(
+        default=None, description="AWS region of the KMS key; unset: boto3's default."
+    )
     kms_endpoint_url: str | None = Field(
         default=None, description="KMS endpoint override (a VPC endpoint); unset: AWS's public one."
     )

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from keeper.signing.keystore import KeystoreSigner
+from keeper.signing.kms import KmsSigner
 from keeper.signing.raw import LocalKeySigner, RawKeySigner
+from keeper.signing.remote import RemoteSigner
 from keeper.signing.types import SignedTx, Signer, SignerError
 
 if TYPE_CHECKING:
@@ -34,20 +37,14 @@ def signer_from_settings(settings: Settings) -> Signer | None:
         assert settings.private_key is not None  # settings resolved the kind from it
         return RawKeySigner(settings.private_key.get_secret_value())
     if kind == "keystore":
-        from keeper.signing.keystore import KeystoreSigner
-
         assert settings.keystore_file is not None and settings.keystore_password_file is not None
         return KeystoreSigner.from_files(settings.keystore_file, settings.keystore_password_file)
     if kind == "remote":
-        from keeper.signing.remote import RemoteSigner
-
         assert settings.remote_signer_url is not None and settings.remote_signer_address is not None
         return RemoteSigner(
             settings.remote_signer_url, settings.remote_signer_address, settings.signer_timeout_s
         )
     if kind == "kms":
-        from keeper.signing.kms import KmsSigner
-
         assert settings.kms_key_id is not None
         return KmsSigner.connect(
             settings.kms_key_id, settings.kms_region, settings.kms_endpoint_url, settings.signer_timeout_s

@@ -126,5 +126,7 @@ def encode_ecdsa_signature(r: int, s: int) -> bytes:
 
 
 def encode_secp256k1_public_key(xy: bytes) -> bytes:
-    algorithm = _tlv(SEQUENCE, _tlv(OBJECT_IDENTIFIER, OID_EC_PUBLIC_KEY) + _tlv(OBJECT_IDENTIFIER, OID_SECP256K1))
+    algorithm = _tlv(
+        SEQUENCE, _tlv(OBJECT_IDENTIFIER, OID_EC_PUBLIC_KEY) + _tlv(OBJECT_IDENTIFIER, OID_SECP256K1)
+    )
     return _tlv(SEQUENCE, algorithm + _tlv(BIT_STRING, b"\x00\x04" + xy))

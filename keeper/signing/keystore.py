@@ -27,7 +27,9 @@ class KeystoreSigner(LocalKeySigner):
             keystore = json.loads(keystore_text)
         except ValueError:
             keystore = None
-        if not isinstance(keystore, dict) or not isinstance(keystore.get("crypto", keystore.get("Crypto")), dict):
+        if not isinstance(keystore, dict) or not isinstance(
+            keystore.get("crypto", keystore.get("Crypto")), dict
+        ):
             raise SignerError(
                 f"KEEPER_KEYSTORE_FILE={keystore_file}: not an Ethereum JSON keystore (v3); "
                 "point it at the keystore file geth, clef or eth-account wrote"

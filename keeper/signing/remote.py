@@ -39,7 +39,12 @@ class RemoteSigner:
         txcodec.require_eip1559(tx)
         request_id = next(self._ids)
         body = json.dumps(
-            {"jsonrpc": "2.0", "id": request_id, "method": "eth_signTransaction", "params": [self._params(tx)]}
+            {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "method": "eth_signTransaction",
+                "params": [self._params(tx)],
+            }
         ).encode()
         try:
             answer = self._conn.post(body)

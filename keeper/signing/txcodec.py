@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from eth_account import Account
-from eth_account._utils.legacy_transactions import encode_transaction
-from eth_account._utils.signing import serializable_unsigned_transaction_from_dict
-from eth_account.typed_transactions import TypedTransaction
+from eth_account._utils.legacy_transactions import (
+    encode_transaction,
+    serializable_unsigned_transaction_from_dict,
+)
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes

@@ -14,10 +14,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from deploy.accounts import KEEPER  # noqa: E402
-from keystores import KEYSTORE_PASSWORD, Keystore, write_keystore  # noqa: E402
-from moto_kms import MotoKms, moto_server  # noqa: E402
-from signer_server import SignerServer, signer_server  # noqa: E402
+from keystores import KEYSTORE_PASSWORD, Keystore, write_keystore
+from moto_kms import MotoKms, moto_server
+from signer_server import SignerServer, signer_server
+
+from deploy.accounts import KEEPER
+
 
 @pytest.fixture(scope="session")
 def keeper_keystore(tmp_path_factory: pytest.TempPathFactory) -> Keystore:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 from keeper_process import free_port
 
 # moto's server with Sign's MessageType=DIGEST done as AWS does (see that file).
@@ -44,8 +45,6 @@ class MotoKms:
     process: subprocess.Popen[bytes]
 
     def client(self) -> Any:
-        import boto3
-
         env = aws_env()
         return boto3.client(
             "kms",
@@ -92,7 +91,7 @@ def _wait_listening(url: str, process: subprocess.Popen[bytes], log_path: Path) 
         if process.poll() is not None:
             raise RuntimeError(f"moto_server exited with {process.returncode}:\n{log_path.read_text()}")
         try:
-            with urllib.request.urlopen(url + "/moto-api/", timeout=2):
+            with urllib.request.urlopen(url + "/moto-api/", timeout=2):  # noqa: S310 - our http URL
                 return
         except urllib.error.HTTPError:
             return  # it answers: listening

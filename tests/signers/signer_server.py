@@ -9,6 +9,7 @@ high-s signature, answer megabytes, stall, or return a JSON-RPC error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -100,10 +101,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        try:
+        # The keeper may have given up on us (timeout, size cap): expected in those modes.
+        with contextlib.suppress(OSError):
             self.wfile.write(data)
-        except OSError:  # the keeper gave up on us (timeout, size cap): expected in those modes
-            pass
 
 
 @contextmanager

@@ -12,13 +12,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from keystores import Keystore
 from eth_account import Account
 from eth_account.typed_transactions import TypedTransaction
 from eth_utils.crypto import keccak
-from signer_fuzz import random_txs
 from hexbytes import HexBytes
+from keystores import Keystore
 from moto_kms import MotoKms
+from signer_fuzz import random_txs
 from signer_server import SignerServer
 
 from keeper.signing import RawKeySigner, Signer

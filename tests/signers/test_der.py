@@ -84,7 +84,10 @@ def test_malformed_signatures_are_refused(der: bytes, problem: str) -> None:
 
 
 def _spki(curve_oid: bytes, point: bytes) -> bytes:
-    algorithm = der._tlv(der.SEQUENCE, der._tlv(der.OBJECT_IDENTIFIER, der.OID_EC_PUBLIC_KEY) + der._tlv(der.OBJECT_IDENTIFIER, curve_oid))
+    algorithm = der._tlv(
+        der.SEQUENCE,
+        der._tlv(der.OBJECT_IDENTIFIER, der.OID_EC_PUBLIC_KEY) + der._tlv(der.OBJECT_IDENTIFIER, curve_oid),
+    )
     return der._tlv(der.SEQUENCE, algorithm + der._tlv(der.BIT_STRING, b"\x00" + point))
 
 

@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from keeper_process import free_port
 from keystores import Keystore
-from signer_fuzz import random_txs
 from moto_kms import MotoKms
+from signer_fuzz import random_txs
 from signer_server import SignerServer
 
 from keeper.signing import SignerError
@@ -59,8 +60,6 @@ def test_remote_signer_that_stalls_is_cut_off_at_the_timeout(
 
 
 def test_remote_signer_down_is_one_line(keeper_keystore: Keystore) -> None:
-    from keeper_process import free_port
-
     signer = RemoteSigner(f"http://127.0.0.1:{free_port()}", keeper_keystore.address, timeout_s=5)
     with pytest.raises(SignerError, match="remote signer") as caught:
         signer.sign_transaction(dict(TX))

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from keystores import Keystore
 from keeper_helpers import nonce, once_json, rebalanced_events, vault_drift_bps
 from keeper_process import fork_manifest, keeper_env
+from keystores import Keystore
 from moto_kms import MotoKms
 from signer_env import keystore_env, kms_env, remote_env
 from signer_server import SignerServer
@@ -86,4 +86,3 @@ def test_kms_signer_rebalances(  # type: ignore[no-untyped-def]
     manifest = fork_manifest(drifted, tmp_path)
     env = keeper_env(manifest, **kms_env(moto_kms.url, key_id))
     _assert_one_rebalance_from(drifted, manifest, env, address)
-

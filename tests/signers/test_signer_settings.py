@@ -10,7 +10,10 @@ from keeper_helpers import clear_keeper_env
 from deploy.accounts import KEEPER
 from keeper.settings import ConfigError, load_settings
 
-KEYSTORE = {"KEEPER_KEYSTORE_FILE": "/run/secrets/ks.json", "KEEPER_KEYSTORE_PASSWORD_FILE": "/run/secrets/pw"}
+KEYSTORE = {
+    "KEEPER_KEYSTORE_FILE": "/run/secrets/ks.json",
+    "KEEPER_KEYSTORE_PASSWORD_FILE": "/run/secrets/pw",
+}
 REMOTE = {
     "KEEPER_REMOTE_SIGNER_URL": "http://signer:9000",
     "KEEPER_REMOTE_SIGNER_ADDRESS": KEEPER.address,
@@ -67,9 +70,15 @@ def test_the_signer_kind_is_the_one_configured(
             {"KEEPER_REMOTE_SIGNER_URL": "http://signer:9000"},
             "KEEPER_SIGNER=remote needs KEEPER_REMOTE_SIGNER_ADDRESS",
         ),
-        ({"KEEPER_SIGNER": "keystore"}, "KEEPER_SIGNER=keystore needs KEEPER_KEYSTORE_FILE and KEEPER_KEYSTORE_PASSWORD_FILE"),
+        (
+            {"KEEPER_SIGNER": "keystore"},
+            "KEEPER_SIGNER=keystore needs KEEPER_KEYSTORE_FILE and KEEPER_KEYSTORE_PASSWORD_FILE",
+        ),
         ({"KEEPER_SIGNER": "raw"}, "KEEPER_SIGNER=raw needs KEEPER_PRIVATE_KEY or KEEPER_PRIVATE_KEY_FILE"),
-        ({"KEEPER_SIGNER": "kms", "KEEPER_KMS_REGION": "eu-west-1"}, "KEEPER_SIGNER=kms needs KEEPER_KMS_KEY_ID"),
+        (
+            {"KEEPER_SIGNER": "kms", "KEEPER_KMS_REGION": "eu-west-1"},
+            "KEEPER_SIGNER=kms needs KEEPER_KMS_KEY_ID",
+        ),
         (
             {**REMOTE, "KEEPER_REMOTE_SIGNER_ADDRESS": "0x1234"},
             "KEEPER_REMOTE_SIGNER_ADDRESS: must be an address: 0x and 40 hex digits",
