@@ -129,7 +129,12 @@ def _describe(exc: Exception) -> str:
             "UnrecognizedClientException": "credentials rejected; check the AWS credentials",
             "InvalidClientTokenId": "credentials rejected; check the AWS credentials",
         }
-        return f"{code}: {hints.get(code, 'refused')}"
+        if code in hints:
+            return f"{code}: {hints[code]}"
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status in (401, 403):
+            return f"denied (HTTP {status}); check the AWS credentials and that the key grants kms:Sign"
+        return f"{code}: refused"
     name = type(exc).__name__
     hints = {
         "NoCredentialsError": "no AWS credentials found (environment, profile or role)",

@@ -5,35 +5,29 @@ transaction from the configured address, the vault's Rebalanced event, drift bro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from keeper_helpers import nonce, once_json, rebalanced_events, vault_drift_bps
 from keeper_process import fork_manifest, keeper_env
 from keystores import Keystore
 from moto_kms import MotoKms
+from signer_chain import DRIFT_AFTER_MAX_BPS, make_keeper
 from signer_env import keystore_env, kms_env, remote_env
 from signer_server import SignerServer
 
-from deploy.accounts import OWNER
-from deploy.chain import Sender
-from deploy.market import move_price
 from keeper.signing.kms import KmsSigner
+
+if TYPE_CHECKING:
+    from conftest import Chain
+    from keeper_process import Daemon
 
 pytestmark = pytest.mark.integration
 
-MOVED_PRICE_USD = 4200  # WETH from 3000: +40%, as tests/integration's rebalance case
-DRIFT_AFTER_MAX_BPS = 50
 
-
-@pytest.fixture
-def drifted(local_world):  # type: ignore[no-untyped-def]
-    move_price(local_world.w3, local_world.manifest, "WETH", MOVED_PRICE_USD)
-    assert vault_drift_bps(local_world) > 1000, "precondition: the vault must be far off target"
-    return local_world
-
-
-def _assert_one_rebalance_from(chain, manifest: Path, env: dict[str, str], address: str) -> None:  # type: ignore[no-untyped-def]
+def _assert_one_rebalance_from(chain: Chain, env: dict[str, str], address: str) -> None:
     drift_before = vault_drift_bps(chain)
     nonce_before = nonce(chain, address)
     block_before = chain.w3.eth.block_number
@@ -52,37 +46,60 @@ def _assert_one_rebalance_from(chain, manifest: Path, env: dict[str, str], addre
     assert drift_after <= DRIFT_AFTER_MAX_BPS < drift_before, f"drift {drift_before} -> {drift_after} bps"
 
 
-def test_keystore_signer_rebalances(drifted, tmp_path: Path, keeper_keystore: Keystore) -> None:  # type: ignore[no-untyped-def]
+def test_keystore_signer_rebalances(drifted: Chain, tmp_path: Path, keeper_keystore: Keystore) -> None:
     manifest = fork_manifest(drifted, tmp_path)
     env = keeper_env(manifest, **keystore_env(keeper_keystore))
-    _assert_one_rebalance_from(drifted, manifest, env, keeper_keystore.address)
+    _assert_one_rebalance_from(drifted, env, keeper_keystore.address)
 
 
-def test_remote_signer_rebalances(  # type: ignore[no-untyped-def]
-    drifted, tmp_path: Path, keeper_keystore: Keystore, remote_signer: SignerServer
+def test_remote_signer_rebalances(
+    drifted: Chain, tmp_path: Path, keeper_keystore: Keystore, remote_signer: SignerServer
 ) -> None:
     manifest = fork_manifest(drifted, tmp_path)
     env = keeper_env(manifest, **remote_env(remote_signer.url, keeper_keystore.address))
-    _assert_one_rebalance_from(drifted, manifest, env, keeper_keystore.address)
+    _assert_one_rebalance_from(drifted, env, keeper_keystore.address)
     signed = [r for r in remote_signer.requests if r["method"] == "eth_signTransaction"]
     assert len(signed) == 1, "the remote signer signed the one rebalance and nothing else"
 
 
-def make_keeper(chain, address: str) -> None:  # type: ignore[no-untyped-def]
-    """The owner hands the keeper role to `address` and the address gets gas money."""
-    owner = Sender(chain.w3, OWNER)
-    owner.call(chain.vault().functions.setKeeper(address), gas=200_000, label="setKeeper")
-    owner.settle()
-    chain.rpc("anvil_setBalance", [address, hex(10**20)])
-    assert chain.vault().functions.keeper().call() == address
-
-
-def test_kms_signer_rebalances(  # type: ignore[no-untyped-def]
-    drifted, tmp_path: Path, moto_kms: MotoKms
-) -> None:
+def test_kms_signer_rebalances(drifted: Chain, tmp_path: Path, moto_kms: MotoKms) -> None:
     key_id = moto_kms.create_key()
     address = KmsSigner(moto_kms.client(), key_id).address
     make_keeper(drifted, address)
     manifest = fork_manifest(drifted, tmp_path)
     env = keeper_env(manifest, **kms_env(moto_kms.url, key_id))
-    _assert_one_rebalance_from(drifted, manifest, env, address)
+    _assert_one_rebalance_from(drifted, env, address)
+
+
+def test_daemon_rides_out_a_remote_signer_outage_with_exactly_one_rebalance(
+    drifted: Chain,
+    start_daemon: Callable[..., Daemon],
+    keeper_keystore: Keystore,
+    remote_signer: SignerServer,
+) -> None:
+    """The signer refuses (a policy error) from before the daemon's first tick: every tick ends
+    signer_failed and nothing is sent; once it signs again, one rebalance, and only one."""
+    remote_signer.mode = "error"  # before the start: the first tick must already meet the fault
+    address = keeper_keystore.address
+    nonce_before = nonce(drifted, address)
+    block_before = drifted.w3.eth.block_number
+    daemon = start_daemon(**remote_env(remote_signer.url, address))
+
+    daemon.wait_for(
+        lambda m: m.get('keeper_skips_total{reason="signer_failed"}', 0) >= 2, "two ticks the signer refused"
+    )
+    assert nonce(drifted, address) == nonce_before, "nothing may leave while the signer refuses"
+    remote_signer.mode = "honest"
+    daemon.wait_for(
+        lambda m: m.get('keeper_rebalances_total{outcome="mined"}', 0) >= 1, "the rebalance once it signs"
+    )
+    code, _ = daemon.terminate()
+
+    assert code == 0, daemon.logs_text()
+    assert nonce(drifted, address) == nonce_before + 1
+    assert len(rebalanced_events(drifted, block_before + 1)) == 1
+    assert vault_drift_bps(drifted) <= DRIFT_AFTER_MAX_BPS
+    assert any(
+        line.get("event") == "tick_failed" and "signer" in line.get("error", "")
+        for line in daemon.log_lines()
+    )
