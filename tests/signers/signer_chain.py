@@ -17,7 +17,8 @@ DRIFT_AFTER_MAX_BPS = 50  # the sum over 4 assets after the trade (as tests/inte
 def make_keeper(chain: Chain, address: str) -> None:
     """The owner hands the keeper role to `address` (a KMS key's) and the address gets gas."""
     owner = Sender(chain.w3, OWNER)
-    owner.call(chain.vault().functions.setKeeper(address), gas=200_000, label="setKeeper")
+    # gas: setKeeper writes a fresh config blob (a small contract creation), not one slot.
+    owner.call(chain.vault().functions.setKeeper(address), gas=3_000_000, label="setKeeper")
     owner.settle()
     chain.rpc("anvil_setBalance", [address, hex(10**20)])
     assert chain.vault().functions.keeper().call() == address
