@@ -12,6 +12,7 @@ AWS error text that could carry them is repeated, only its error code.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from eth_keys.datatypes import PublicKey, Signature
@@ -69,6 +70,9 @@ class KmsSigner:
         import boto3  # noqa: PLC0415
         from botocore.config import Config  # noqa: PLC0415
 
+        # botocore logs at INFO which credential source it found: noise on the keeper's stderr
+        # (and in its one-line errors); its warnings still show.
+        logging.getLogger("botocore").setLevel(logging.WARNING)
         config = Config(
             connect_timeout=timeout_s,
             read_timeout=timeout_s,

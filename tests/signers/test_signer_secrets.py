@@ -147,7 +147,7 @@ def test_no_secret_in_any_signer_output_metric_or_journal(
         runs.out.append(daemon.get("/healthz")[1])
     finally:
         daemon.stop()
-    runs.out.append(daemon.logs_text())
+    runs.out.append((tmp_path / "daemon.log").read_text())
 
     everything = "\n".join(runs.out)
     journals = b"".join(p.read_bytes() for p in tmp_path.glob("journal-*.sqlite3*"))
