@@ -15,6 +15,10 @@ class SignedTx:
 
 
 class Signer(Protocol):
+    """`sign_transaction` takes a complete EIP-1559 dict: type 2, chainId, nonce, to, value, data,
+    gas, maxFeePerGas, maxPriorityFeePerGas (nothing is filled in; the remote and KMS signers
+    refuse anything else). Any failure is a SignerError."""
+
     @property
     def address(self) -> ChecksumAddress: ...
 
