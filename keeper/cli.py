@@ -36,6 +36,7 @@ from keeper.redact import redact_text
 from keeper.routes import reachability
 from keeper.runtime import Runtime, build_runtime
 from keeper.settings import ConfigError, Settings, load_settings
+from keeper.signing import SignerError
 
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
@@ -402,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (ConfigError, ManifestError, RpcError, SnapshotError, JournalError) as exc:
+    except (ConfigError, ManifestError, RpcError, SnapshotError, JournalError, SignerError) as exc:
         # Messages may quote a library's text: URLs in it are cut to scheme://host:port.
         print(f"keeper: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_USAGE

@@ -91,9 +91,11 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
         )
     metrics = metrics or KeeperMetrics()
     chain_id = settings.chain_id or manifest.chain_id
+    # The signer first: a wrong keystore password or an unreachable KMS is reported before any
+    # node is contacted.
+    account = signer_from_settings(settings)
     pool = open_pool(settings, manifest, metrics)
     w3 = connect_pool(pool)
-    account = signer_from_settings(settings)
     bounds = {s: (b.min_usd, b.max_usd) for s, b in settings.price_bounds.items()}
     reader = SnapshotReader(
         w3,

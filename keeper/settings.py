@@ -13,7 +13,7 @@ import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     BaseModel,
@@ -58,6 +58,20 @@ NOT_SETTINGS = frozenset(
         "KEEPER_MANIFEST_FILE",
     }
 )
+# Which settings belong to which signer kind (keeper/signing): all of a kind's required ones must
+# be set, and none of another kind's.
+SIGNER_FIELDS: dict[str, tuple[str, ...]] = {
+    "raw": ("private_key", "private_key_file"),
+    "keystore": ("keystore_file", "keystore_password_file"),
+    "remote": ("remote_signer_url", "remote_signer_address"),
+    "kms": ("kms_key_id", "kms_region", "kms_endpoint_url"),
+}
+SIGNER_REQUIRED: dict[str, tuple[str, ...]] = {
+    "raw": (),  # PRIVATE_KEY or PRIVATE_KEY_FILE: checked on its own
+    "keystore": ("keystore_file", "keystore_password_file"),
+    "remote": ("remote_signer_url", "remote_signer_address"),
+    "kms": ("kms_key_id",),
+}
 # Seconds beyond which a duration is a typo (APScheduler overflows on huge intervals).
 MAX_DURATION_S = 7 * 86_400
 
@@ -166,6 +180,109 @@ class Settings(BaseSettings):
         default=None,
         description="File holding the signing key (Docker secret); used when PRIVATE_KEY is unset.",
     )
+    # Other signers (keeper/signing): the key need not be in this process at all.
+    signer: Literal["raw", "keystore", "remote", "kms"] | None = Field(
+        default=None,
+        description="Which signer signs: raw (PRIVATE_KEY[_FILE]), keystore, remote or kms; unset: the "
+        "kind whose settings are given, none given: dry mode.",
+    )
+    keystore_file: Path | None = Field(
+        default=None, description="Encrypted JSON keystore (v3, as geth/clef/eth-account write it)."
+    )
+    keystore_password_file: Path | None = Field(
+        default=None,
+        description="File holding the keystore's password (a secret; one trailing newline ignored).",
+    )
+    remote_signer_url: str | None = Field(
+        default=None,
+        description="Web3Signer-style JSON-RPC signer (eth_signTransaction); its answers are verified.",
+    )
+    remote_signer_address: str | None = Field(
+        default=None, description="The address the remote signer signs for (0x + 40 hex)."
+    )
+    kms_key_id: str | None = Field(
+        default=None, description="AWS KMS key (id, ARN or alias/...), KeySpec ECC_SECG_P256K1, SIGN_VERIFY."
+    )
+    kms_region: str | None = Field(
+        default=None, description="AWS region of the KMS key; unset: boto3's default."
+    )
+    kms_endpoint_url: str | None = Field(
+        default=None, description="KMS endpoint override (a VPC endpoint); unset: AWS's public one."
+    )
+    signer_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="Total time one remote signer or KMS request may take."
+    )
+
+    @field_validator(
+        "signer",
+        "keystore_file",
+        "keystore_password_file",
+        "remote_signer_url",
+        "remote_signer_address",
+        "kms_key_id",
+        "kms_region",
+        "kms_endpoint_url",
+        mode="before",
+    )
+    @classmethod
+    def _signer_empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("remote_signer_url", "kms_endpoint_url")
+    @classmethod
+    def _signer_url_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("remote_signer_address")
+    @classmethod
+    def _signer_address_shape(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
+            raise ValueError("must be an address: 0x and 40 hex digits")
+        return value
+
+    @model_validator(mode="after")
+    def _one_signer(self) -> Settings:
+        """Exactly the settings of one signer kind: a keystore path left over next to a KMS key
+        id is a mistake about which key signs, refused rather than guessed."""
+        given = self._signer_settings_given()
+        present = [kind for kind, names in given.items() if names]
+        kind = self.signer_kind
+        if self.signer is None and len(present) > 1:
+            listed = ", ".join(n for k in present for n in given[k])
+            raise ValueError(
+                f"settings of several signers are set ({listed}): set {ENV_PREFIX}SIGNER to the one "
+                "to use and unset the others"
+            )
+        stray = [n for k in present if k != kind for n in given[k]]
+        if stray:
+            raise ValueError(f"{ENV_PREFIX}SIGNER={kind} but {', '.join(stray)} is set: unset it")
+        if kind == "raw" and self.private_key is None and self.private_key_file is None:
+            raise ValueError(
+                f"{ENV_PREFIX}SIGNER=raw needs {ENV_PREFIX}PRIVATE_KEY or {ENV_PREFIX}PRIVATE_KEY_FILE"
+            )
+        if kind is not None:
+            missing = [f"{ENV_PREFIX}{n.upper()}" for n in SIGNER_REQUIRED[kind] if getattr(self, n) is None]
+            if missing:
+                raise ValueError(f"{ENV_PREFIX}SIGNER={kind} needs {' and '.join(missing)}")
+        return self
+
+    def _signer_settings_given(self) -> dict[str, list[str]]:
+        return {
+            kind: [f"{ENV_PREFIX}{name.upper()}" for name in names if getattr(self, name) is not None]
+            for kind, names in SIGNER_FIELDS.items()
+        }
+
+    @property
+    def signer_kind(self) -> Literal["raw", "keystore", "remote", "kms"] | None:
+        """The signer in use: KEEPER_SIGNER, else the one kind whose settings are set; None: dry mode."""
+        if self.signer is not None:
+            return self.signer
+        present = [kind for kind, names in self._signer_settings_given().items() if names]
+        if len(present) != 1:
+            return None
+        return cast(Literal["raw", "keystore", "remote", "kms"], present[0])
 
     # --- operation ---
     paused: bool = Field(default=False, description="Read, validate and export metrics, but never send.")
@@ -384,7 +501,7 @@ class Settings(BaseSettings):
 
     @property
     def has_key(self) -> bool:
-        return self.private_key is not None
+        return self.signer_kind is not None
 
     def endpoint_urls(self, manifest_rpc_url: str) -> list[str]:
         """RPC_URLS, else RPC_URL, else the manifest's: the read endpoints in priority order."""

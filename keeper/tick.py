@@ -58,7 +58,7 @@ from keeper.reasons import Stop
 from keeper.records import RecordStore
 from keeper.replay import inputs_of
 from keeper.report import TickReport
-from keeper.signing import Signer
+from keeper.signing import Signer, SignerError
 
 log = get_logger("keeper.tick")
 
@@ -149,6 +149,10 @@ def failure_of(exc: Exception, pool: EndpointPool | None) -> Stop:
         return Stop("error", "rpc_unavailable", str(unavailable))
     if isinstance(exc, ManifestMismatchError):
         return Stop("error", "manifest_mismatch", str(exc))
+    if isinstance(exc, SignerError):
+        # The remote signer or KMS did not answer, or answered with something refused: the
+        # intent stays unsigned in the journal and nothing was sent.
+        return Stop("error", "signer_failed", str(exc))
     return Stop("error", "tick_error", f"{type(exc).__name__}: {exc}")
 
 
