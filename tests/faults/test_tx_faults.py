@@ -10,7 +10,6 @@ Every test ends on the chain's word: the keeper's nonce and the vault's Rebalanc
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
