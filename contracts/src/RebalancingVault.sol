@@ -9,9 +9,7 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 
 import {AggregatorV3Interface} from "./interfaces/AggregatorV3Interface.sol";
 import {IRebalancingVault} from "./interfaces/IRebalancingVault.sol";
-import {
-    IRouterFactory, IV2PairRegistry, IV2Router, IV3PoolRegistry, IV3SwapRouter
-} from "./interfaces/IUniswapRouters.sol";
+import {IRouterFactory, IV2PairRegistry, IV3PoolRegistry} from "./interfaces/IUniswapRouters.sol";
 import {VaultMath} from "./VaultMath.sol";
 
 /// @notice Holds a basket of tokens and lets one keeper key swap between them through venues the
@@ -37,8 +35,10 @@ import {VaultMath} from "./VaultMath.sol";
 ///   Chainlink phase differs from the one its stored decimals belong to (see `_feedWord`).
 /// - Each asset's balance is read once at the start; after a step only tokenIn's and tokenOut's
 ///   are read, and the "after" values use those readings (see `_settle` for why that is the real
-///   balance sheet). The allowance is read back (and revoked if any is left) only when the
-///   balance says the router did not pull exactly the approved amount.
+///   balance sheet).
+/// - Steps trade on the pinned pools directly (see `_swap`), not through the routers: no router
+///   frame, no approval and no allowance read or reset per step. The vault never approves
+///   anything, so no allowance can outlive a call.
 contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -55,6 +55,14 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     uint8 private constant MAX_TOKEN_DECIMALS = 36;
     uint256 private constant MAX_CODE_SIZE = 24_576; // EIP-170
     uint256 private constant ADDRESS_MASK = type(uint160).max;
+    // Uniswap V3's TickMath bounds, one step inside: a swap limited only by its input.
+    uint256 private constant MIN_SQRT_RATIO_PLUS_ONE = 4295128740;
+    uint256 private constant MAX_SQRT_RATIO_MINUS_ONE = 1461446703485210103287273052203988822378723970341;
+    // Transient storage (EIP-1153) for the V3 step in progress, read by `uniswapV3SwapCallback`:
+    // keccak256 of "keeper.RebalancingVault.swapInProgress", ".swapTokenIn", ".swapMaxOwed".
+    uint256 private constant T_SWAP_STEP = 0xcb2e09bd6c9e9f18ffa9d59eaa1a0dcb85176a996e0329fb1f04befb7a7f0b4d;
+    uint256 private constant T_SWAP_TOKEN_IN = 0x55e9730c89fb29fb2884ce2c4bb06e1aa8f3b8962c5d2a2b69a9f719fb0c6b85;
+    uint256 private constant T_SWAP_MAX_OWED = 0x60970ba14d493c4db7a3c8708b5466d67862ba2ce2d305fc4c9dab701791e215;
 
     // Config blob: the data contract's code is one 0x00 (STOP, so it cannot be called into
     // doing anything) followed by 32-byte words:
@@ -174,7 +182,7 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     // ------------------------------------------------------------------ keeper
 
     /// @notice Executes `steps` in order, then judges the whole batch with the prices read at
-    /// the start: nothing done mid-batch (a router or token poking a feed) can move the yardstick
+    /// the start: nothing done mid-batch (a pool or token poking a feed) can move the yardstick
     /// the batch is measured against. The batch reverts as a whole unless every rule holds.
     function rebalance(Step[] calldata steps, uint256 deadline) external nonReentrant {
         Book memory book = _openBatch(steps.length, deadline);
@@ -182,7 +190,7 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
 
         uint256 gross; // G: oracle value of every step's actual input
         for (uint256 i = 0; i < steps.length; i++) {
-            gross += _executeStep(i, steps[i], book, deadline);
+            gross += _executeStep(i, steps[i], book);
         }
         _judge(book, before, valueBefore, wideBefore, gross, steps.length);
     }
@@ -370,19 +378,14 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     }
 
     /// @notice Pins a venue. The pool is derived here, from the router's own factory, and stored;
-    /// a step is later checked by its key (venue, router, the two assets, fee) alone.
+    /// a step is later checked by its key (venue, router, the two assets, fee) and trades on the
+    /// stored pool, which the vault calls itself: no address in a step is ever called.
     ///
-    /// Why a key lookup is the same as "the pool the router will use is the pinned one": a
-    /// Uniswap router never takes a pool address from its caller. SwapRouter.exactInputSingle
-    /// computes the pool as the CREATE2 address of (its factory, token0, token1, fee), Router02
-    /// computes the pair as the CREATE2 address of (its factory, token0, token1); the factory is
-    /// an immutable in the router's code, so for a given router and key that address is fixed
-    /// forever. The factory's getPool / getPair entry for the key is written once, when the pool
-    /// is created at exactly that CREATE2 address, and never changed; Uniswap pools and pairs have
-    /// no SELFDESTRUCT, so the code at that address cannot be replaced by someone else's. Hence the
-    /// pool read here is the one the router will trade every step with this key through, for as
-    /// long as the pin exists; a pool created later (another fee tier, another factory, another
-    /// router) has another key and is not reachable.
+    /// Why the stored pool is the genuine one for as long as the pin exists: the factory's
+    /// getPool / getPair entry for the key is written once, when the pool is created at its
+    /// CREATE2 address, and never changed; Uniswap pools and pairs have no SELFDESTRUCT, so the
+    /// code at that address cannot be replaced by someone else's. A pool created later (another
+    /// fee tier, another factory, another router) has another key and is not reachable.
     function pinVenue(Venue venue, address router, address tokenA, address tokenB, uint24 fee) external onlyOwner {
         uint256[] memory cfg = _readConfig(_hot.configNonce);
         (uint256 key, address token0, address token1) = _checkedPinKey(cfg, venue, router, tokenA, tokenB, fee);
@@ -754,15 +757,15 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     // ------------------------------------------------------------------ steps
 
     /// @dev Checks one step against the pins and the oracle, swaps, and verifies the result by
-    /// the vault's own balances (a router's return value is never trusted). Returns the oracle
+    /// the vault's own balances (a pool's return value is never trusted). Returns the oracle
     /// value of what the balance says the step spent (its share of G).
-    function _executeStep(uint256 i, Step calldata step, Book memory book, uint256 deadline)
+    function _executeStep(uint256 i, Step calldata step, Book memory book)
         private
         returns (uint256 inputValue)
     {
-        (uint256 idxIn, uint256 idxOut, uint256 amountIn, uint256 minOut) = _checkStep(i, step, book);
-        _swap(step, amountIn, minOut, deadline);
-        uint256 spent = _settle(i, step, book.balances, idxIn, idxOut, amountIn, minOut);
+        (uint256 idxIn, uint256 idxOut, uint256 amountIn, uint256 minOut, address pool) = _checkStep(i, step, book);
+        uint256 promised = _swap(i, step, pool, amountIn, minOut);
+        uint256 spent = _settle(i, step, book.balances, idxIn, idxOut, amountIn, minOut, promised);
         uint256[] memory prices = book.prices;
         uint256 num;
         uint256 den;
@@ -785,14 +788,14 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     }
 
     /// @dev The step's static checks, in the order their errors take precedence, ending with the
-    /// least it may accept. Returns the asset indices, the actual input (KEEP_FLAG resolved) and
-    /// the effective minimum output passed to the router.
+    /// least it may accept. Returns the asset indices, the actual input (KEEP_FLAG resolved), the
+    /// effective minimum output and the pinned pool the step trades on.
     function _checkStep(uint256 i, Step calldata step, Book memory book)
         private
         view
-        returns (uint256 idxIn, uint256 idxOut, uint256 amountIn, uint256 minOut)
+        returns (uint256 idxIn, uint256 idxOut, uint256 amountIn, uint256 minOut, address pool)
     {
-        (idxIn, idxOut) = _checkVenue(i, step, book);
+        (idxIn, idxOut, pool) = _checkVenue(i, step, book);
         (amountIn, minOut) = _checkAmounts(i, step, book, idxIn, idxOut);
     }
 
@@ -802,7 +805,7 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     function _checkVenue(uint256 i, Step calldata step, Book memory book)
         private
         view
-        returns (uint256 idxIn, uint256 idxOut)
+        returns (uint256 idxIn, uint256 idxOut, address pool)
     {
         uint256 venue;
         address router;
@@ -828,12 +831,19 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         book.scanFrom = (idxIn == _quoteIndex ? idxOut : idxIn) + 1;
         if (idxIn == idxOut) revert SameToken(tokenIn);
         if (!_feeOk(venue, fee)) revert BadFeeTier(i, uint24(fee));
-        // Invariant: every swap goes through a pinned venue (see `pinVenue` for why the key is
-        // enough). A memory scan of the blob's pin keys, no storage read.
-        uint256 key = _pinKey(venue, router, fee, idxIn, idxOut);
-        if (_findPin(book.cfg, book.pinStart, book.pinCount, key) == book.pinCount) {
-            revert VenueNotPinned(i, Venue(venue), router, tokenIn, tokenOut, uint24(fee));
-        }
+        // Invariant: every swap goes to a pinned venue's pool, the one stored when it was pinned
+        // (see `pinVenue`). A memory scan of the blob's pin keys, no storage read.
+        pool = _pinnedPool(book, _pinKey(venue, router, fee, idxIn, idxOut));
+        if (pool == address(0)) revert VenueNotPinned(i, Venue(venue), router, tokenIn, tokenOut, uint24(fee));
+    }
+
+    /// @dev The pool stored with pin `key`, or zero if it is not pinned (a stored pool is never
+    /// zero: `pinVenue` refuses that).
+    function _pinnedPool(Book memory book, uint256 key) private pure returns (address) {
+        uint256 count = book.pinCount;
+        uint256 k = _findPin(book.cfg, book.pinStart, count, key);
+        if (k == count) return address(0);
+        return address(uint160(_at(book.cfg, book.pinStart + count + k)));
     }
 
     /// @dev The actual input and the effective minimum output.
@@ -855,7 +865,7 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         }
         if (amountIn == 0) revert ZeroAmount(i);
 
-        // Invariant (exact floors): the router is told to deliver at least the oracle output of the
+        // Invariant (exact floors): the step must deliver at least the oracle output of the
         // actual input less maxSlippageBps, rounded up; a floor of zero (coarse decimals) would
         // make any output acceptable, so such a step is refused.
         (uint256 floorDown, uint256 floorUp) = _floors(amountIn, book, idxIn, idxOut);
@@ -912,79 +922,123 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev Exact approval for this swap only; no allowance outlives the swap: unless the router
-    /// pulled exactly amountIn, the allowance is read after the swap and whatever is left revoked
-    /// (`_settle`, `_revokeLeftover`).
+    /// @dev Swaps `amountIn` of the step's tokenIn on the pinned `pool` itself, with the vault as
+    /// recipient; no router and no approval is involved, so the vault never gives any allowance
+    /// (and none can outlive a call). Returns what the venue promised to pay (the V2 output the
+    /// vault computed and asked the pair for; for V3, `minOut`): `_settle` checks the vault's
+    /// measured balances against it.
     ///
-    /// The approval is SafeERC20.forceApprove with its first attempt inlined: a plain approve that
-    /// succeeds and returns true (or nothing, from a contract); anything else goes through
-    /// forceApprove itself. A V3 step calls SwapRouter.exactInputSingle(tokenIn, tokenOut, fee,
-    /// recipient = this, deadline, amountIn, amountOutMinimum = minOut, sqrtPriceLimitX96 = 0);
-    /// a V2 step Router02.swapExactTokensForTokens(amountIn, minOut, [tokenIn, tokenOut], this,
-    /// deadline). Invariant: the recipient is always the vault. A revert bubbles up; the return
-    /// value is not read: the output is measured by balance.
-    function _swap(Step calldata step, uint256 amountIn, uint256 minOut, uint256 deadline) private {
-        bool approved;
-        bool v3;
-        assembly ("memory-safe") {
-            let m := mload(0x40)
-            let tokenIn := calldataload(add(step, 0x40))
-            let router := calldataload(add(step, 0x20))
-            mstore(m, 0x095ea7b3) // approve(address,uint256)
-            mstore(add(m, 0x20), router)
-            mstore(add(m, 0x40), amountIn)
-            approved := call(gas(), tokenIn, 0, add(m, 28), 68, 0, 0x20)
-            // Yul evaluates every argument, so the code-size check (only needed for a token that
-            // returns nothing) sits in its own branch (measured with the scan start, see
-            // `_indicesOf`).
-            switch returndatasize()
-            case 0 { approved := and(approved, gt(extcodesize(tokenIn), 0)) }
-            default { approved := and(approved, eq(mload(0), 1)) }
-        }
-        if (!approved) IERC20(step.tokenIn).forceApprove(step.router, amountIn);
-        assembly ("memory-safe") {
-            v3 := iszero(calldataload(step)) // Venue.V3 == 0; `_checkVenue` validated the enum
-        }
-        if (v3) {
+    /// V3: pool.swap(this, zeroForOne, +amountIn (exact input), the price limit at the end of the
+    /// range so only the input bounds the trade, ""). The pool sends the output first and then
+    /// calls `uniswapV3SwapCallback`, which pays what it owes, at most amountIn of tokenIn, and
+    /// only to this pool during this step (see there). A pool that stops at its price limit takes
+    /// less than amountIn: the step then spends less and still has to meet its floor.
+    ///
+    /// V2: the vault transfers amountIn to the pair, computes the output from the pair's reserves
+    /// as Router02's getAmountOut does (997/1000 fee), refuses it below `minOut` before asking
+    /// for it, then pair.swap(out0, out1, this, "") (no data: no flash-swap callback).
+    function _swap(uint256 i, Step calldata step, address pool, uint256 amountIn, uint256 minOut)
+        private
+        returns (uint256 promised)
+    {
+        address tokenIn = step.tokenIn;
+        bool zeroForOne = tokenIn < step.tokenOut;
+        if (step.venue == Venue.V3) {
+            // amountIn < 2**255 (KEEP_FLAG bounds a literal one; a kept balance that large is no
+            // real token's), so int256(amountIn) is the exact input; refuse rather than wrap.
+            if (amountIn > uint256(type(int256).max)) revert ZeroFloor(i, amountIn);
+            uint256 limit = zeroForOne ? MIN_SQRT_RATIO_PLUS_ONE : MAX_SQRT_RATIO_MINUS_ONE;
             assembly ("memory-safe") {
+                // the step in progress: pool | zeroForOne << 160 | step index << 168
+                tstore(T_SWAP_STEP, or(pool, or(shl(160, zeroForOne), shl(168, i))))
+                tstore(T_SWAP_TOKEN_IN, tokenIn)
+                tstore(T_SWAP_MAX_OWED, amountIn)
                 let m := mload(0x40)
-                mstore(m, 0x414bf389) // exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))
-                mstore(add(m, 0x20), calldataload(add(step, 0x40))) // tokenIn
-                mstore(add(m, 0x40), calldataload(add(step, 0x60))) // tokenOut
-                mstore(add(m, 0x60), calldataload(add(step, 0x80))) // fee
-                mstore(add(m, 0x80), address()) // recipient
-                mstore(add(m, 0xa0), deadline)
-                mstore(add(m, 0xc0), amountIn)
-                mstore(add(m, 0xe0), minOut) // amountOutMinimum
-                mstore(add(m, 0x100), 0) // sqrtPriceLimitX96
-                if iszero(call(gas(), calldataload(add(step, 0x20)), 0, add(m, 28), 260, 0, 0)) {
+                mstore(m, 0x128acb08) // swap(address,bool,int256,uint160,bytes)
+                mstore(add(m, 0x20), address()) // recipient
+                mstore(add(m, 0x40), zeroForOne)
+                mstore(add(m, 0x60), amountIn) // amountSpecified > 0: exact input
+                mstore(add(m, 0x80), limit)
+                mstore(add(m, 0xa0), 0xa0) // data: offset, then length 0
+                mstore(add(m, 0xc0), 0)
+                if iszero(call(gas(), pool, 0, add(m, 28), 196, 0, 0)) {
                     returndatacopy(m, 0, returndatasize())
                     revert(m, returndatasize())
                 }
+                // a callback that never came leaves nothing behind for a later call to use
+                tstore(T_SWAP_STEP, 0)
             }
-        } else {
-            address[] memory path = new address[](2);
-            path[0] = step.tokenIn;
-            path[1] = step.tokenOut;
-            IV2Router(step.router).swapExactTokensForTokens(amountIn, minOut, path, address(this), deadline);
+            return minOut;
+        }
+        IERC20(tokenIn).safeTransfer(pool, amountIn);
+        uint256 reserveIn;
+        uint256 reserveOut;
+        assembly ("memory-safe") {
+            mstore(0, 0x0902f1ac) // getReserves()
+            if iszero(staticcall(gas(), pool, 28, 4, 0, 0x40)) {
+                let m := mload(0x40)
+                returndatacopy(m, 0, returndatasize())
+                revert(m, returndatasize())
+            }
+            if lt(returndatasize(), 0x60) { revert(0, 0) }
+            // as the ABI decoder: reserves are uint112
+            let r0 := mload(0)
+            let r1 := mload(0x20)
+            if or(shr(112, r0), shr(112, r1)) { revert(0, 0) }
+            switch zeroForOne
+            case 1 {
+                reserveIn := r0
+                reserveOut := r1
+            }
+            default {
+                reserveIn := r1
+                reserveOut := r0
+            }
+        }
+        // Router02's getAmountOut; reserves < 2**112 and a real balance keep this far from
+        // overflow, and checked arithmetic fails closed if not.
+        uint256 inWithFee = amountIn * 997;
+        promised = inWithFee * reserveOut / (reserveIn * 1000 + inWithFee);
+        if (promised < minOut) revert InsufficientOutput(i, promised, minOut);
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, 0x022c0d9f) // swap(uint256,uint256,address,bytes)
+            mstore(add(m, 0x20), mul(promised, iszero(zeroForOne))) // amount0Out
+            mstore(add(m, 0x40), mul(promised, zeroForOne)) // amount1Out
+            mstore(add(m, 0x60), address())
+            mstore(add(m, 0x80), 0x80) // data: offset, then length 0
+            mstore(add(m, 0xa0), 0)
+            if iszero(call(gas(), pool, 0, add(m, 28), 164, 0, 0)) {
+                returndatacopy(m, 0, returndatasize())
+                revert(m, returndatasize())
+            }
         }
     }
 
-    /// @dev The approval's reset, for a swap whose router did not pull exactly amountIn (see
-    /// `_settle` for when it is skipped): allowance(this, router), and anything but an answer of
-    /// exactly zero is revoked.
-    function _revokeLeftover(Step calldata step) private {
-        bool allowanceLeft;
+    /// @notice Uniswap V3's payment call, valid only from the pinned pool of the V3 step in
+    /// progress and only once per step. Pays that pool what it says it is owed in the step's
+    /// tokenIn, never more than the step's amountIn; a caller that is not that pool (anyone,
+    /// outside a rebalance or during one, a fake or another pinned pool) gets UnexpectedCallback
+    /// and nothing. The deltas are the pool's word, but the pool already sent the output (which
+    /// `_settle` measures against the step's floor), and the vault pays only in tokenIn.
+    function uniswapV3SwapCallback(int256 amount0Delta, int256 amount1Delta, bytes calldata) external {
+        uint256 inProgress;
+        address tokenIn;
+        uint256 maxOwed;
         assembly ("memory-safe") {
-            // allowance(this, router): anything but an answer of exactly zero counts as left
-            let m := mload(0x40)
-            mstore(m, 0xdd62ed3e) // allowance(address,address)
-            mstore(add(m, 0x20), address())
-            mstore(add(m, 0x40), calldataload(add(step, 0x20)))
-            let ok := staticcall(gas(), calldataload(add(step, 0x40)), add(m, 28), 68, 0, 32)
-            allowanceLeft := or(or(iszero(ok), lt(returndatasize(), 32)), iszero(iszero(mload(0))))
+            inProgress := tload(T_SWAP_STEP)
+            tokenIn := tload(T_SWAP_TOKEN_IN)
+            maxOwed := tload(T_SWAP_MAX_OWED)
         }
-        if (allowanceLeft) IERC20(step.tokenIn).forceApprove(step.router, 0);
+        // msg.sender is never zero, so "no step in progress" (0) never matches
+        if (msg.sender != address(uint160(inProgress))) revert UnexpectedCallback(msg.sender);
+        assembly ("memory-safe") {
+            tstore(T_SWAP_STEP, 0) // one payment per step, cleared before any token code runs
+        }
+        int256 owed = (inProgress >> 160) & 1 == 1 ? amount0Delta : amount1Delta;
+        if (owed <= 0) return; // nothing owed in tokenIn; a pool that wanted more reverts itself
+        if (uint256(owed) > maxOwed) revert InputOverspent(inProgress >> 168, uint256(owed), maxOwed);
+        IERC20(tokenIn).safeTransfer(msg.sender, uint256(owed));
     }
 
     /// @dev Measures the swap by the vault's balances, checks it, records the new balances and
@@ -995,13 +1049,13 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
     /// against those last readings, then stores the new readings; the batch's "after" values use
     /// them instead of reading every asset again. That is the vault's real balance sheet because
     /// no other asset balance can drop while rebalance runs: tokens leave the vault only by its
-    /// own transfer (withdraw: owner-only and blocked by the reentrancy guard) or by transferFrom
-    /// with its allowance, and the only allowance the vault ever gives is this step's exact
-    /// tokenIn approval, zero again before the next step (see below). A balance can only grow unseen
-    /// (someone sends tokens in mid-batch); such a gift is simply not seen (the "after" value
-    /// under-counts what the vault holds, so the loss check errs on the strict side), or, if a
-    /// later step receives that token, counted with its output, which the vault does hold.
-    /// (A token whose balances move by themselves, e.g. a rebasing one, is not a supported asset.)
+    /// own transfers (withdraw: owner-only and blocked by the reentrancy guard; a step's payment
+    /// of its own tokenIn to its own pinned pool) and never by transferFrom, as the vault gives
+    /// no allowance. A balance can only grow unseen (someone sends tokens in mid-batch); such a
+    /// gift is simply not seen (the "after" value under-counts what the vault holds, so the loss
+    /// check errs on the strict side), or, if a later step receives that token, counted with its
+    /// output, which the vault does hold. (A token whose balances move by themselves, e.g. a
+    /// rebasing one, is not a supported asset.)
     function _settle(
         uint256 i,
         Step calldata step,
@@ -1009,7 +1063,8 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
         uint256 idxIn,
         uint256 idxOut,
         uint256 amountIn,
-        uint256 minOut
+        uint256 minOut,
+        uint256 promised
     ) private returns (uint256 spent) {
         uint256 received;
         assembly ("memory-safe") {
@@ -1036,19 +1091,11 @@ contract RebalancingVault is IRebalancingVault, ReentrancyGuardTransient {
             mstore(pIn, inAfter)
             mstore(pOut, outAfter)
         }
-        // Invariant (no allowance outlives the swap). The step's approval of exactly amountIn is
-        // the only allowance the vault ever gives (see above), so a balance that fell by exactly
-        // amountIn was taken by transferFrom spending that whole approval: the allowance is zero
-        // without asking the token (for a supported asset: a standard ERC-20 whose balances move
-        // only by the amounts transferred, as assumed above). Any other outcome (less pulled, or more, as a greedy token
-        // does) reads the allowance and revokes what is left. Measured: skipping the read when
-        // the router pulled it all saves 1,058 gas a step (bench: 938,101 -> 930,695 gas at 8
-        // assets, 7 steps; 3,941,722 -> 3,908,924 at 32 assets, 31 steps).
-        if (spent != amountIn) _revokeLeftover(step);
-        // Invariants: balances are the only truth. The router took no more than the step's input,
-        // and the vault received at least the effective minimum.
+        // Invariants: balances are the only truth. The venue took no more than the step's input,
+        // and the vault received at least the effective minimum and what the venue promised
+        // (a V2 pair that pays less than it was asked for is refused even above the floor).
         if (spent > amountIn) revert InputOverspent(i, spent, amountIn);
-        if (received < minOut) revert InsufficientOutput(i, received, minOut);
+        if (received < promised) revert InsufficientOutput(i, received, promised);
         bytes32 topic = Swapped.selector;
         assembly ("memory-safe") {
             // emit Swapped(i, tokenIn, tokenOut, router, amountIn, received, minOut); the fields were

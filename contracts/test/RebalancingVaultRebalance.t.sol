@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
-import {IERC20Errors} from "@openzeppelin/contracts/interfaces/draft-IERC6093.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 
 import {IRebalancingVault} from "../src/interfaces/IRebalancingVault.sol";
@@ -61,7 +60,7 @@ contract RebalancingVaultRebalanceTest is VaultFixture {
         }
     }
 
-    /// The V2 venue goes through swapExactTokensForTokens with path [in, out] and fee 0.
+    /// The V2 venue pays the pinned pair and calls pair.swap, with fee 0.
     function test_v2Venue() public {
         btcFeed.updateAnswer(66_000e8); // WBTC overweight; USDC's target is now $206k
         IRebalancingVault.Step memory s = _step(address(router), wbtc, usdc, 0.05e8);
@@ -107,8 +106,8 @@ contract RebalancingVaultRebalanceTest is VaultFixture {
 
     // ---------------------------------------------------------------- misbehaving routers
 
-    /// A router that takes half and pays for all: the swap is fine for the vault, and the unused
-    /// half of the approval must not survive the call.
+    /// A pool that asks for half and pays for all: the swap is fine for the vault, which pays only
+    /// what was asked, and no allowance exists at any point.
     function test_pullLessRouter_allowanceReset() public {
         MisbehavingRouter bad = _badRouter(MisbehavingRouter.Mode.PullLess);
         ethFeed.updateAnswer(2500e8);
@@ -127,15 +126,14 @@ contract RebalancingVaultRebalanceTest is VaultFixture {
         vault.rebalance(steps, block.timestamp);
     }
 
-    /// A router that tries to pull more than approved is stopped by the exact approval.
+    /// A pool that asks for more than the step's input in its callback is refused by the callback
+    /// itself (the vault never pays more than amountIn).
     function test_pullMoreRouter() public {
         MisbehavingRouter bad = _badRouter(MisbehavingRouter.Mode.PullMore);
         ethFeed.updateAnswer(2500e8);
         IRebalancingVault.Step[] memory steps = _one(_step(address(bad), weth, usdc, 8e18));
         vm.prank(keeper);
-        vm.expectRevert(
-            abi.encodeWithSelector(IERC20Errors.ERC20InsufficientAllowance.selector, address(bad), 8e18, 8e18 + 1)
-        );
+        vm.expectRevert(abi.encodeWithSelector(IRebalancingVault.InputOverspent.selector, 0, 8e18 + 1, 8e18));
         vault.rebalance(steps, block.timestamp);
     }
 

@@ -168,6 +168,7 @@ VAULT_ERRORS: tuple[AbiError, ...] = (
     ),
     AbiError("DriftIncreased", ("uint256", "uint256"), ("drift_before_bps", "drift_after_bps")),
     AbiError("InputOverspent", ("uint256", "uint256", "uint256"), ("step_index", "spent", "amount_in")),
+    AbiError("UnexpectedCallback", ("address",), ("caller",)),
     AbiError(
         "NotTowardTarget",
         ("uint256", "uint256", "uint256", "uint256"),

@@ -38,10 +38,12 @@ pragma solidity 0.8.28;
 ///    maxLossBpsPerWindow, maxSteps >= 1), so no configuration hands a key the vault: at most
 ///    MAX_LOSS_BPS_PER_WINDOW of value per LOSS_WINDOW_S, whatever the key holder does.
 interface IRebalancingVault {
-    /// @dev Which Uniswap router interface a step goes through.
+    /// @dev Which kind of Uniswap venue a step trades on. The vault calls the pinned pool itself
+    /// (no router call, no approval); the router names the venue (its factory is where the pool
+    /// was found when it was pinned).
     enum Venue {
-        V3, // SwapRouter.exactInputSingle
-        V2 // Router02.swapExactTokensForTokens with path [tokenIn, tokenOut]
+        V3, // UniswapV3Pool.swap, exact input, paid in uniswapV3SwapCallback
+        V2 // UniswapV2Pair.swap after the input is sent to the pair (Router02's getAmountOut)
     }
 
     struct Asset {
@@ -114,6 +116,7 @@ interface IRebalancingVault {
     error MinOutTooLow(uint256 stepIndex, uint256 minAmountOut, uint256 requiredMin);
     error InsufficientOutput(uint256 stepIndex, uint256 received, uint256 minAmountOut);
     error InputOverspent(uint256 stepIndex, uint256 spent, uint256 amountIn);
+    error UnexpectedCallback(address caller); // a swap callback not from the pool of the V3 step in progress
     error ValueLoss(uint256 valueBefore, uint256 valueAfter, uint256 minValueAfter);
     error DriftIncreased(uint256 driftBeforeBps, uint256 driftAfterBps);
     error NotTowardTarget(uint256 assetIndex, uint256 valueBefore, uint256 valueAfter, uint256 targetValue);
@@ -157,6 +160,8 @@ interface IRebalancingVault {
 
     // --- keeper ---
     function rebalance(Step[] calldata steps, uint256 deadline) external;
+    /// @dev Pays a V3 step's pinned pool, only while that step runs (see the vault).
+    function uniswapV3SwapCallback(int256 amount0Delta, int256 amount1Delta, bytes calldata data) external;
 
     // --- views ---
     function getAssets() external view returns (Asset[] memory);

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
-/// @notice The one call the vault makes on a Uniswap V3 SwapRouter (periphery 1.x, with deadline).
+/// @notice Uniswap V3 SwapRouter's exact-input call (periphery 1.x, with deadline). The vault no
+/// longer calls routers (it swaps on the pinned pools); the gas tests and the bench send the same
+/// swaps through it from an EOA to compare.
 interface IV3SwapRouter {
     struct ExactInputSingleParams {
         address tokenIn;
@@ -17,7 +19,7 @@ interface IV3SwapRouter {
     function exactInputSingle(ExactInputSingleParams calldata params) external payable returns (uint256 amountOut);
 }
 
-/// @notice The one call the vault makes on a Uniswap V2 Router02.
+/// @notice Uniswap V2 Router02's exact-input call (for comparisons, as above).
 interface IV2Router {
     function swapExactTokensForTokens(
         uint256 amountIn,
@@ -29,7 +31,8 @@ interface IV2Router {
 }
 
 /// @notice Both Uniswap routers (SwapRouter and Router02) expose the factory they were built
-/// with as an immutable: the vault reads it to find the pool a router will use.
+/// with as an immutable: `pinVenue` reads it to find the venue's pool, which the vault stores
+/// and then calls itself.
 interface IRouterFactory {
     function factory() external view returns (address);
 }

@@ -74,15 +74,27 @@ contract KeepAbuseTest is AdvWorld {
 
     /// Sandwiching a KEEP step: the legitimate hop WETH -> WBTC -> USDC (USDC's deficit, WBTC
     /// kept exactly). The attacker front-runs the honest WBTC/USDC pool so the KEEP leg would
-    /// fill 1 bps under the vault-set floor: refused by the router with the vault's minimum.
+    /// fill 1 bps under the vault-set floor: refused by the vault's measured-balance check.
     function test_keep_sandwichUnderTheVaultSetFloor_refused() public {
         IRebalancingVault.Step[] memory steps = _keepHop();
         _pushToFloor(_wbtcIn, _floorOut * 9999 / 10_000);
         (bool ok, bytes memory err) = _send(steps);
         vm.assertFalse(ok, "KEEP leg filled under the vault's floor");
-        vm.assertEq(
-            keccak256(err), keccak256(abi.encodeWithSignature("Error(string)", "Too little received")), "router minimum"
-        );
+        vm.assertEq(bytes4(err), IRebalancingVault.InsufficientOutput.selector, "the vault's own output check");
+        (uint256 stepIndex, uint256 received, uint256 minOut) = _args3(err);
+        vm.assertEq(stepIndex, 1, "the KEEP leg");
+        vm.assertEq(minOut, _floorOut, "measured against the vault-set floor");
+        vm.assertLt(received, minOut, "filled under it");
+    }
+
+    /// The three uint256 arguments of a custom error's payload.
+    function _args3(bytes memory err) internal pure returns (uint256 a, uint256 b, uint256 c) {
+        require(err.length == 100, "not a 3-word error");
+        assembly {
+            a := mload(add(err, 36))
+            b := mload(add(err, 68))
+            c := mload(add(err, 100))
+        }
     }
 
     /// Pushed only down to the floor, the hop is accepted: the vault loses no more than the

@@ -157,8 +157,8 @@ contract CoarseDecimalsTest is AdvWorld {
         vm.assertFalse(ok, "vault took 1 BIG for $61,000");
         vm.assertEq(
             keccak256(err),
-            keccak256(abi.encodeWithSignature("Error(string)", "Too little received")),
-            "the router enforces the vault's minimum"
+            keccak256(abi.encodeWithSelector(IRebalancingVault.InsufficientOutput.selector, 0, 1, 2)),
+            "the vault measures 1 BIG against its floor of 2"
         );
     }
 

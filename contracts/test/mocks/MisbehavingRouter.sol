@@ -6,16 +6,16 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IRebalancingVault} from "../../src/interfaces/IRebalancingVault.sol";
 import {MockRouter} from "./MockRouter.sol";
 
-/// @notice A router that breaks the rules in one chosen way, to show the vault checks the
-/// outcome itself instead of trusting the router.
+/// @notice A venue whose pools break the rules in one chosen way (the owner pinned them, so the
+/// vault calls them), to show the vault checks the outcome itself instead of trusting the pool.
 contract MisbehavingRouter is MockRouter {
     enum Mode {
-        IgnoreMinimum, // pays the haircut price even below amountOutMinimum, and claims it paid the minimum
+        IgnoreMinimum, // pays the haircut price even below the step's minimum (a pool knows no minimum)
         Reenter, // calls vault.rebalance again from inside the swap
         ReadDuringSwap, // calls vault.totalValue() from inside the swap (read-only reentrancy)
-        PullLess, // takes half of amountIn, pays for all of it
-        PullMore, // tries to take amountIn + 1
-        PayNothing, // takes amountIn, pays nothing, does not revert
+        PullLess, // asks for half of amountIn, pays for all of it
+        PullMore, // asks for amountIn + 1 in the V3 callback
+        PayNothing, // asks for amountIn, pays nothing, does not revert
         PauseDuringSwap // (as the vault's guardian) pauses the vault from inside the swap, then swaps honestly
     }
 
@@ -27,10 +27,10 @@ contract MisbehavingRouter is MockRouter {
         vault = vault_;
     }
 
-    function _swap(address tokenIn, address tokenOut, uint256 amountIn, uint256 minOut, address to)
+    function _fill(address tokenIn, address tokenOut, uint256 amountIn, address to)
         internal
         override
-        returns (uint256)
+        returns (uint256 amountOut, uint256 owed)
     {
         if (mode == Mode.Reenter) {
             vault.rebalance(new IRebalancingVault.Step[](1), block.timestamp);
@@ -39,14 +39,9 @@ contract MisbehavingRouter is MockRouter {
         } else if (mode == Mode.PauseDuringSwap) {
             vault.pause();
         }
-
-        uint256 pulled = mode == Mode.PullLess ? amountIn / 2 : mode == Mode.PullMore ? amountIn + 1 : amountIn;
-        IERC20(tokenIn).transferFrom(msg.sender, address(this), pulled);
-        if (mode == Mode.PayNothing) return minOut;
-
-        uint256 amountOut = quote(tokenIn, tokenOut, amountIn);
-        if (mode != Mode.IgnoreMinimum) require(amountOut >= minOut, "Too little received");
+        owed = mode == Mode.PullLess ? amountIn / 2 : mode == Mode.PullMore ? amountIn + 1 : amountIn;
+        if (mode == Mode.PayNothing) return (0, owed);
+        amountOut = quote(tokenIn, tokenOut, amountIn);
         IERC20(tokenOut).transfer(to, amountOut);
-        return mode == Mode.IgnoreMinimum ? minOut : amountOut; // lies about what it paid
     }
 }

@@ -6,15 +6,14 @@ import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IER
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 
 import {AggregatorV3Interface} from "../../src/interfaces/AggregatorV3Interface.sol";
-import {IV2Router, IV3SwapRouter} from "../../src/interfaces/IUniswapRouters.sol";
 import {MockFactory} from "./MockFactory.sol";
 
-/// @notice An honest router for tests: swaps at the oracle rate less `haircutBps`, out of balances
-/// it was funded with (TestToken only lets its deployer mint), enforcing the caller's minimum and
-/// deadline the way Uniswap's routers do. Speaks both the V3 and the V2 router call, and has a
-/// `factory()` (its own MockFactory) as both Uniswap routers do, where tests create the "pools"
-/// the vault's owner pins.
-contract MockRouter is IV3SwapRouter, IV2Router {
+/// @notice An honest venue for tests: its factory's pools (MockPool, shaped like a Uniswap V3
+/// pool and a V2 pair) swap at the oracle rate less `haircutBps`, paid out of this contract's
+/// balances (TestToken only lets its deployer mint, so tests fund the router, not each pool).
+/// The vault calls the pools directly; the router is the venue's identity and owns the price,
+/// the liquidity and, in MisbehavingRouter, the misbehaviour (`fill`).
+contract MockRouter {
     MockFactory public immutable factory = new MockFactory();
     uint256 public haircutBps;
     mapping(address token => AggregatorV3Interface) public feedOf;
@@ -38,34 +37,24 @@ contract MockRouter is IV3SwapRouter, IV2Router {
         return fair * (10_000 - haircutBps) / 10_000;
     }
 
-    function exactInputSingle(ExactInputSingleParams calldata p) external payable returns (uint256) {
-        require(block.timestamp <= p.deadline, "Transaction too old");
-        return _swap(p.tokenIn, p.tokenOut, p.amountIn, p.amountOutMinimum, p.recipient);
-    }
-
-    function swapExactTokensForTokens(
-        uint256 amountIn,
-        uint256 amountOutMin,
-        address[] calldata path,
-        address to,
-        uint256 deadline
-    ) external returns (uint256[] memory amounts) {
-        require(deadline >= block.timestamp, "UniswapV2Router: EXPIRED");
-        require(path.length == 2, "MockRouter: two-token path only");
-        amounts = new uint256[](2);
-        amounts[0] = amountIn;
-        amounts[1] = _swap(path[0], path[1], amountIn, amountOutMin, to);
+    /// @notice A pool's swap of `amountIn`: pays `to` the output and says how much of the input
+    /// the pool must be paid. Only this router's pools may ask.
+    function fill(address tokenIn, address tokenOut, uint256 amountIn, address to)
+        external
+        returns (uint256 amountOut, uint256 owed)
+    {
+        require(factory.isPool(msg.sender), "MockRouter: not my pool");
+        return _fill(tokenIn, tokenOut, amountIn, to);
     }
 
     /// @dev The one place misbehaving subclasses change.
-    function _swap(address tokenIn, address tokenOut, uint256 amountIn, uint256 minOut, address to)
+    function _fill(address tokenIn, address tokenOut, uint256 amountIn, address to)
         internal
         virtual
-        returns (uint256 amountOut)
+        returns (uint256 amountOut, uint256 owed)
     {
-        IERC20(tokenIn).transferFrom(msg.sender, address(this), amountIn);
         amountOut = quote(tokenIn, tokenOut, amountIn);
-        require(amountOut >= minOut, "Too little received");
         IERC20(tokenOut).transfer(to, amountOut);
+        owed = amountIn;
     }
 }
