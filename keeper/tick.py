@@ -60,7 +60,7 @@ from keeper.policy import Policy
 from keeper.policy.memory import memory_from_plain, memory_to_plain
 from keeper.reasons import Stop
 from keeper.records import RecordStore
-from keeper.replay import inputs_of
+from keeper.replay import chunking_inputs, inputs_of
 from keeper.report import TickReport
 from keeper.signing import Signer
 
@@ -209,6 +209,7 @@ class Keeper:
         # This tick's campaign view (keeper/campaign.py): what it decided, the active campaign.
         self._chunked: Chunked | None = None
         self._campaign: Campaign | None = None
+        self._chunk_inputs: dict[str, Any] | None = None
         # Memory is stored with the config it belongs to: another config starts afresh.
         self._policy_key = json.dumps(self.policy_config, sort_keys=True, default=str)
         self.policy_memory: Any = self._stored_memory()
@@ -256,7 +257,7 @@ class Keeper:
         structlog.contextvars.bind_contextvars(tick_id=tick_id)
         report = TickReport(tick_id=tick_id, send_enabled=send and not self.config.dry_run)
         self._inputs = None
-        self._chunked, self._campaign = None, None
+        self._chunked, self._campaign, self._chunk_inputs = None, None, None
         if self.pool is not None:
             # No read attempt starts past the tick's timeout: a slow or dripping node cannot
             # stretch a tick beyond KEEPER_TICK_TIMEOUT_S + one KEEPER_RPC_TIMEOUT_S.
@@ -342,6 +343,8 @@ class Keeper:
         else:
             decision = decide(seen, self.policy, memory_before, params, self.reader.quote)
         self._inputs = inputs_of(decision, params, self.policy_config, memory_before)
+        if self._chunk_inputs is not None:
+            self._inputs["chunking"] = self._chunk_inputs  # `keeper replay` re-derives the chunk
         if decision.policy is not None:
             report.observe_policy(decision.policy)
         if decision.plan is not None:
@@ -369,6 +372,7 @@ class Keeper:
         if caps.needs_depth and seen.stop is None:
             depth = pool_depths_usd18(self.w3, self.manifest.multicall3, seen.snapshot, dict(seen.valid))
         chunked = decide_chunked(seen, self.policy, memory, params, self.reader.quote, caps, flight, depth)
+        self._chunk_inputs = chunking_inputs(caps, flight, depth)
         if chunked.end is not None and campaign is not None:
             if self._writer:
                 store.end(campaign.id, *chunked.end, time.time())

@@ -9,6 +9,7 @@ and each chunk is journaled once, also across a SIGKILL between chunks and one a
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -109,8 +110,6 @@ def campaigns(manifest: Path) -> list[tuple[str, str | None]]:
 
 
 def _vault(manifest: Path) -> str:
-    import json
-
     return str(json.loads(manifest.read_text())["vault"])
 
 
@@ -181,7 +180,7 @@ def test_one_swap_five_times_the_tolerance_never_trades_but_chunks_complete(
     ((state, why),) = campaigns(manifest)
     assert state == "completed" and why in ("last_chunk_sent", "on_target", "nothing_left")
     assert int(chain.vault().functions.driftBps().call()) < drift_before // 10
-    print(f"\none swap: {[r.reason for r in refused]}")
+    print(f"\none swap: {[(r.reason, r.message) for r in refused]}")
     print(
         f"\nchunks={len(chunks)} drift {drift_before} -> {chain.vault().functions.driftBps().call()} bps; "
         f"slippage bps per chunk: {[round(float(realised_slippage_bps(i)), 1) for i in mined]}"

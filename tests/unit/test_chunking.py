@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -30,6 +31,7 @@ from keeper.oracle import OracleRules
 from keeper.planner import PlannerParams, plan
 from keeper.policy import build_policy
 from keeper.portfolio import tokens_for_usd18, value_usd18
+from keeper.replay import chunking_inputs, inputs_of, replay
 
 K = 1000 * USD18  # $1k in USD18
 PLANNER = PlannerParams(
@@ -271,6 +273,23 @@ def test_the_uncapped_remainder_is_the_last_chunk() -> None:
         _inflight(snap, 2),
     )
     assert made.decision.stop is None and made.last
+
+
+@pytest.mark.parametrize("mined", [None, 1])
+def test_a_chunk_decision_record_replays_to_the_same_chunk(mined: int | None) -> None:
+    snap = rallied()
+    caps = caps_usd(30_000)
+    flight = None if mined is None else _inflight(snap, mined)
+    made = decide_chunked(
+        observe(snap, PARAMS.rules), build_policy(THRESHOLD), None, PARAMS, _quoter, caps, flight
+    )
+    assert made.chunk is not None and made.decision.stop is None
+    inputs = inputs_of(made.decision, PARAMS, THRESHOLD, None)
+    inputs["chunking"] = chunking_inputs(caps, flight, None)
+    inputs = json.loads(json.dumps(inputs))
+    assert replay(inputs).matches
+    del inputs["chunking"]  # without what the chunk read, the whole rebalance is re-derived
+    assert not replay(inputs).matches
 
 
 # --- the campaign store ---------------------------------------------------------------------
