@@ -4,7 +4,9 @@
     read    one snapshot (1 eth_call), prices validated, the vault valued; an intent still
             unfinished stops here (one at a time)
     decide  keeper/decision.py, the pure core the backtester and `keeper replay` run too:
-            policy -> plan -> quotes (1 eth_call) -> plan on quotes -> cost -> fee cap
+            policy -> plan -> quotes (1 eth_call) -> plan on quotes -> cost -> fee cap;
+            with chunk caps, keeper/campaign.py: a campaign in flight is continued, its next
+            chunk planned instead of asking the policy (journaled by keeper/execution/campaigns.py)
     gate    keeper/gates.py: pause, key, role, lease, budgets, breaker; simulate + estimate;
             cost at the live fee, fee cap, gas balance, gas budget
     act     journal the intent -> sign -> send -> receipt (or later ticks track it)
