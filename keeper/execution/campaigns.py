@@ -126,11 +126,15 @@ class CampaignStore:
             row = self._db.execute("SELECT * FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
             return None if row is None else self._campaign(row)
 
-    def all(self, vault: str) -> list[Campaign]:
+    def all(self, vault: str | None = None) -> list[Campaign]:
+        """Every campaign (of one vault, or of every vault this journal served), oldest first."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM campaigns WHERE vault = ? ORDER BY id", (vault.lower(),)
-            ).fetchall()
+            if vault is None:
+                rows = self._db.execute("SELECT * FROM campaigns ORDER BY id").fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT * FROM campaigns WHERE vault = ? ORDER BY id", (vault.lower(),)
+                ).fetchall()
             return [self._campaign(r) for r in rows]
 
     def start(

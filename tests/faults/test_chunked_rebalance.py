@@ -270,3 +270,15 @@ def test_sigkill_between_chunks_and_after_signing_one_journals_each_chunk_once(
     assert again.final_tx_hash == signed.attempts[0].tx_hash in hashes
     assert before.sent(chain) == len(hashes), "one transaction per chunk, no other"
     assert len({c for c, _, _ in chunks}) == 1, "one campaign throughout"
+    # The operator's view: `keeper journal` shows each mined chunk once, numbered 1..n.
+    shown = subprocess.run(
+        [sys.executable, "-m", "keeper", "journal", "--json", "--limit", "100"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    listed = [e["chunk"]["n"] for e in json.loads(shown.stdout) if e["state"] == "confirmed"]
+    assert sorted(listed) == list(range(1, len(hashes) + 1)), shown.stdout[-2000:]
