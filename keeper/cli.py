@@ -24,6 +24,7 @@ from keeper.chain.rpc import RpcError
 from keeper.chain.snapshot import SnapshotError
 from keeper.daemon import Daemon
 from keeper.execution.adoption import Adoption, adopt_problem, adoption_refusal
+from keeper.execution.campaigns import CampaignStore
 from keeper.execution.journal import JournalError
 from keeper.execution.sqlite_store import SqliteJournal
 from keeper.log import configure_logging, get_logger
@@ -343,17 +344,35 @@ def cmd_journal(args: argparse.Namespace) -> int:
         intents = store.recent(None, args.limit)
     finally:
         store.close()
+    chunks = _chunks_by_intent(settings)
     if args.json:
-        print(json.dumps([{"scope": i.scope, **i.summary()} for i in intents], indent=2, default=str))
+        print(
+            json.dumps(
+                [{"scope": i.scope, **i.summary(), "chunk": chunks.get(i.key)} for i in intents],
+                indent=2,
+                default=str,
+            )
+        )
         return 0
     for i in intents:
         age = time.time() - i.created_at
-        print(f"{i.key}  {i.state:<9}  nonce {i.nonce:<5} {age:>8.0f}s ago  {i.reason or ''}")
+        chunk = chunks.get(i.key)
+        tag = f"  (campaign {chunk['campaign']} chunk {chunk['n']})" if chunk else ""
+        print(f"{i.key}  {i.state:<9}  nonce {i.nonce:<5} {age:>8.0f}s ago  {i.reason or ''}{tag}")
         for a in i.attempts:
             print(
                 f"    #{a.seq} {a.kind:<9} {a.state:<9} {a.tx_hash}  maxFee {a.max_fee_wei}  {a.error or ''}"
             )
     return 0
+
+
+def _chunks_by_intent(settings: Settings) -> dict[str, dict[str, int]]:
+    """Which intents are chunks of a large rebalance (keeper/execution/campaigns.py)."""
+    store = CampaignStore(settings.journal_path)
+    try:
+        return {chunk.intent_key: {"campaign": c.id, "n": chunk.n} for c in store.all() for chunk in c.chunks}
+    finally:
+        store.close()
 
 
 def _register_backtest(sub: Any, argv: Sequence[str]) -> None:

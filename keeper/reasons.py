@@ -129,3 +129,13 @@ def gas_budget(problem: str) -> Stop:
 
 def dry_run() -> Stop:
     return Stop("dry_run", "dry_run", "simulation passed; dry run: not signed, not sent")
+
+
+# --- chunked rebalances (keeper/campaign.py) ------------------------------------------------
+
+
+def chunk_cooloff(campaign_id: int, left_s: int) -> Stop:
+    return skipped(
+        "chunk_cooloff",
+        f"campaign {campaign_id}: cooling off {left_s} s more after its last chunk (chain time)",
+    )

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from keeper.campaign import InFlight, decide_chunked
+from keeper.chunking import ChunkCaps
 from keeper.codec import decode, from_plain, to_plain
 from keeper.decision import Decision, DecisionParams, QuoteRequest, decide, observe
 from keeper.model import Quote, Snapshot
@@ -31,6 +33,17 @@ def inputs_of(
         "policy": policy_config,
         "memory": memory_to_plain(memory_before),
         "outcome": decision.outcome(),
+    }
+
+
+def chunking_inputs(
+    caps: ChunkCaps, campaign: InFlight | None, depth_usd18: dict[str, int] | None
+) -> dict[str, Any]:
+    """What a chunked decision (keeper/campaign.py) read besides the core's inputs."""
+    return {
+        "caps": to_plain(caps),
+        "campaign": None if campaign is None else to_plain(campaign),
+        "depth_usd18": None if depth_usd18 is None else {k: str(v) for k, v in depth_usd18.items()},
     }
 
 
@@ -55,7 +68,18 @@ def replay(inputs: dict[str, Any]) -> Replayed:
     def recorded_quotes(_: Snapshot, __: Sequence[QuoteRequest]) -> tuple[Quote, ...]:
         return quotes
 
-    decision = decide(observe(snapshot, params.rules), policy, memory, params, recorded_quotes)
+    seen = observe(snapshot, params.rules)
+    chunking = inputs.get("chunking")
+    if chunking is None:
+        decision = decide(seen, policy, memory, params, recorded_quotes)
+    else:
+        caps = decode(ChunkCaps, chunking["caps"])
+        campaign = None if chunking["campaign"] is None else decode(InFlight, chunking["campaign"])
+        raw_depth = chunking["depth_usd18"]
+        depth = None if raw_depth is None else {k: int(v) for k, v in raw_depth.items()}
+        decision = decide_chunked(
+            seen, policy, memory, params, recorded_quotes, caps, campaign, depth
+        ).decision
     # Through JSON, as the record went: tuples and lists compare alike.
     replayed = json.loads(json.dumps(decision.outcome()))
     return Replayed(decision, inputs["outcome"], replayed)

@@ -11,9 +11,12 @@ from keeper import __version__
 from keeper.chain.health import HealthRules
 from keeper.chain.rpc import EndpointPool, RpcError, connect_pool
 from keeper.chain.snapshot import SnapshotReader, asset_configs
+from keeper.chunking import AssetCap, ChunkCaps
 from keeper.costs import CostBudget
 from keeper.execution.breaker import BreakerRules
 from keeper.execution.budgets import BudgetCaps
+from keeper.execution.campaign_tracker import Chunking
+from keeper.execution.campaigns import CampaignStore
 from keeper.execution.guards import SendGuards
 from keeper.execution.journal import JournalError, JournalStore
 from keeper.execution.lease import new_owner_id
@@ -89,6 +92,7 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
             f"KEEPER_NATIVE_SYMBOL={settings.native_symbol} is not a vault asset {sorted(symbols)}; "
             "name the asset that prices the gas token, or set it empty to skip the gas cost"
         )
+    caps = chunk_caps(settings, manifest)
     metrics = metrics or KeeperMetrics()
     chain_id = settings.chain_id or manifest.chain_id
     # The signer first: a wrong keystore password or an unreachable KMS is reported before any
@@ -176,6 +180,11 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
             settings.journal_path,
             Retention(settings.decisions_keep_rows, settings.decisions_keep_days * 86_400),
         )
+    chunking = None
+    if caps.enabled:
+        # Campaigns live beside the journal; a keyless dry look keeps them in memory only.
+        journaled = account is not None or settings.journal_path.exists()
+        chunking = Chunking(caps, CampaignStore(settings.journal_path if journaled else ":memory:"))
     keeper = Keeper(
         w3,
         manifest,
@@ -190,8 +199,28 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
         guards,
         records,
         settings.policy,
+        chunking,
     )
     return Runtime(settings, manifest, w3, account, metrics, health, keeper, pool, store)
+
+
+def chunk_caps(settings: Settings, manifest: Manifest) -> ChunkCaps:
+    """KEEPER_MAX_CHUNK_* as the chunk planner's caps; a cap on an unknown asset or on the
+    quote asset (every leg passes through it; it is never capped itself) is refused."""
+    symbols = {a.symbol for a in manifest.assets}
+    unknown = sorted(set(settings.max_chunk) - symbols)
+    if unknown:
+        raise ConfigError(f"KEEPER_MAX_CHUNK names {unknown}, which are not vault assets {sorted(symbols)}")
+    if manifest.quote.symbol in settings.max_chunk:
+        raise ConfigError(
+            f"KEEPER_MAX_CHUNK caps {manifest.quote.symbol}, the quote asset: it is never traded as a leg "
+            "of its own; cap the assets it buys and sells instead"
+        )
+    return ChunkCaps(
+        default=AssetCap(settings.max_chunk_usd, settings.max_chunk_depth_bps),
+        per_symbol={s: AssetCap(c.usd, c.depth_bps) for s, c in settings.max_chunk.items()},
+        cooloff_s=settings.chunk_cooloff_s,
+    )
 
 
 def open_pool(settings: Settings, manifest: Manifest, metrics: KeeperMetrics) -> EndpointPool:

@@ -97,6 +97,16 @@ class PriceBounds(BaseModel):
 
 Bps = Annotated[int, Field(ge=0, le=10_000)]
 
+
+class ChunkCap(BaseModel):
+    """One asset's largest trade per chunk (keeper/chunking.py); a field left out keeps the default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    usd: Decimal | None = Field(default=None, gt=0)
+    depth_bps: int | None = Field(default=None, ge=1, le=10_000)
+
+
 # Never echo a key, not even a malformed one: say only what shape is expected.
 KEY_SHAPE = "private key must be 32 bytes of hex (64 hex digits, optional 0x)"
 
@@ -337,6 +347,29 @@ class Settings(BaseSettings):
     priority_fee_gwei: Decimal = Field(default=Decimal("1.5"), ge=0, description="Priority fee (tip).")
     min_gas_balance_eth: Decimal = Field(
         default=Decimal("0.05"), ge=0, description="Below this native balance `check` fails and alerts fire."
+    )
+
+    # --- chunking: large rebalances over several ticks (keeper/chunking.py, keeper/campaign.py) ---
+    max_chunk_usd: Decimal | None = Field(
+        default=None,
+        gt=0,
+        description="Largest trade of any one asset per rebalance, USD; a larger rebalance goes in chunks over ticks.",
+    )
+    max_chunk_depth_bps: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="Largest trade of any one asset per rebalance, bps of its deepest pinned pool against the quote asset.",
+    )
+    max_chunk: dict[str, ChunkCap] = Field(
+        default_factory=dict,
+        description='Per-asset chunk caps overriding the two above, JSON: {"WETH": {"usd": 50000, "depth_bps": 50}}.',
+    )
+    chunk_cooloff_s: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_DURATION_S,
+        description="Seconds of chain time after a chunk is mined before the next chunk is sent.",
     )
 
     # --- transactions: journal, confirmations, replacement, budgets, breaker, lease ---

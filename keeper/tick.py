@@ -4,7 +4,9 @@
     read    one snapshot (1 eth_call), prices validated, the vault valued; an intent still
             unfinished stops here (one at a time)
     decide  keeper/decision.py, the pure core the backtester and `keeper replay` run too:
-            policy -> plan -> quotes (1 eth_call) -> plan on quotes -> cost -> fee cap
+            policy -> plan -> quotes (1 eth_call) -> plan on quotes -> cost -> fee cap;
+            with chunk caps, keeper/campaign.py: a campaign in flight is continued, its next
+            chunk planned instead of asking the policy (journaled by keeper/execution/campaigns.py)
     gate    keeper/gates.py: pause, key, role, lease, budgets, breaker; simulate + estimate;
             cost at the live fee, fee cap, gas balance, gas budget
     act     journal the intent -> sign -> send -> receipt (or later ticks track it)
@@ -28,12 +30,16 @@ import structlog
 from web3 import Web3
 
 from keeper import gates, reasons
+from keeper.campaign import Chunked, decide_chunked
 from keeper.chain.answers import MalformedAnswerError
+from keeper.chain.depth import pool_depths_usd18
 from keeper.chain.rpc import EndpointPool, RpcMalformedError, RpcUnavailableError
 from keeper.chain.snapshot import ChainState, ManifestMismatchError, SnapshotReader
 from keeper.costs import CostBudget, GasModel, calibrated_gas_model
 from keeper.decision import Decision, DecisionParams, Observation, decide, observe
 from keeper.execution import sender
+from keeper.execution.campaign_tracker import Chunking, in_flight, link_unlinked
+from keeper.execution.campaigns import COMPLETED, Campaign
 from keeper.execution.guards import SendGuards
 from keeper.execution.journal import (
     AttemptState,
@@ -56,7 +62,7 @@ from keeper.policy import Policy
 from keeper.policy.memory import memory_from_plain, memory_to_plain
 from keeper.reasons import Stop
 from keeper.records import RecordStore
-from keeper.replay import inputs_of
+from keeper.replay import chunking_inputs, inputs_of
 from keeper.report import TickReport
 from keeper.signing import Signer, SignerError
 
@@ -190,6 +196,7 @@ class Keeper:
         guards: SendGuards | None = None,
         records: RecordStore | None = None,
         policy_config: Mapping[str, Any] | None = None,
+        chunking: Chunking | None = None,
     ) -> None:
         self.w3 = w3
         self.manifest = manifest
@@ -204,6 +211,11 @@ class Keeper:
         self.guards = guards
         self.records = records
         self.policy_config = dict(policy_config or {})
+        self.chunking = chunking
+        # This tick's campaign view (keeper/campaign.py): what it decided, the active campaign.
+        self._chunked: Chunked | None = None
+        self._campaign: Campaign | None = None
+        self._chunk_inputs: dict[str, Any] | None = None
         # Memory is stored with the config it belongs to: another config starts afresh.
         self._policy_key = json.dumps(self.policy_config, sort_keys=True, default=str)
         self.policy_memory: Any = self._stored_memory()
@@ -251,6 +263,7 @@ class Keeper:
         structlog.contextvars.bind_contextvars(tick_id=tick_id)
         report = TickReport(tick_id=tick_id, send_enabled=send and not self.config.dry_run)
         self._inputs = None
+        self._chunked, self._campaign, self._chunk_inputs = None, None, None
         if self.pool is not None:
             # No read attempt starts past the tick's timeout: a slow or dripping node cannot
             # stretch a tick beyond KEEPER_TICK_TIMEOUT_S + one KEEPER_RPC_TIMEOUT_S.
@@ -331,8 +344,13 @@ class Keeper:
         """The decision core (keeper/decision.py), with the chain as its quoter."""
         params = self.config.decision
         memory_before = self.policy_memory
-        decision = decide(seen, self.policy, memory_before, params, self.reader.quote)
+        if self.chunking is not None and self.chunking.caps.enabled:
+            decision = self._decide_chunked(seen, params, memory_before, report)
+        else:
+            decision = decide(seen, self.policy, memory_before, params, self.reader.quote)
         self._inputs = inputs_of(decision, params, self.policy_config, memory_before)
+        if self._chunk_inputs is not None:
+            self._inputs["chunking"] = self._chunk_inputs  # `keeper replay` re-derives the chunk
         if decision.policy is not None:
             report.observe_policy(decision.policy)
         if decision.plan is not None:
@@ -343,6 +361,72 @@ class Keeper:
             self._set_memory(decision.policy.memory)
         self.last_decision = decision
         return decision
+
+    def _decide_chunked(
+        self, seen: Observation, params: DecisionParams, memory: Any, report: TickReport
+    ) -> Decision:
+        """The decision with an in-flight campaign continued (keeper/campaign.py); the campaign's
+        start, chunks and end are journaled by the lease holder only."""
+        assert self.chunking is not None
+        store, caps = self.chunking.store, self.chunking.caps
+        journal = None if self.txm is None else self.txm.store
+        campaign = store.active(self.manifest.vault)
+        if campaign is not None and self._writer and self.txm is not None:
+            campaign = link_unlinked(store, campaign, self.txm.store, self.txm.scope)
+        flight = None if campaign is None else in_flight(campaign, journal, self._policy_key)
+        depth = None
+        if caps.needs_depth and seen.stop is None:
+            depth = pool_depths_usd18(self.w3, self.manifest.multicall3, seen.snapshot, dict(seen.valid))
+        chunked = decide_chunked(seen, self.policy, memory, params, self.reader.quote, caps, flight, depth)
+        self._chunk_inputs = chunking_inputs(caps, flight, depth)
+        if chunked.end is not None and campaign is not None:
+            if self._writer:
+                store.end(campaign.id, *chunked.end, time.time())
+                log.info("campaign_ended", campaign=campaign.id, state=chunked.end[0], reason=chunked.end[1])
+            campaign = None
+        self._chunked, self._campaign = chunked, campaign
+        if campaign is not None or chunked.chunk is not None:
+            report.journal = {
+                **(report.journal or {}),
+                "campaign": {
+                    **(campaign.summary() if campaign is not None else {"state": "starting"}),
+                    "chunks_mined": 0 if flight is None else flight.chunks_mined,
+                },
+            }
+        return chunked.decision
+
+    def _start_chunk(self, decision: Decision) -> tuple[Campaign, int] | None:
+        """The campaign the decision's chunk belongs to (started now if it is the first) and the
+        chunk's number; None when the decision is not a chunk."""
+        chunked = self._chunked
+        if self.chunking is None or chunked is None or chunked.chunk is None:
+            return None
+        if chunked.start is not None:
+            snap = decision.observation.snapshot
+            campaign = self.chunking.store.start(
+                self.manifest.vault,
+                self._policy_key,
+                chunked.start,
+                {a.symbol: a.config.target_bps for a in snap.assets},
+                chunked.chunk.remaining_usd18,
+                snap.block_number,
+                time.time(),
+            )
+            log.info("campaign_started", campaign=campaign.id, targets=dict(chunked.start))
+            return campaign, 1
+        assert self._campaign is not None
+        journal = None if self.txm is None else self.txm.store
+        return self._campaign, in_flight(self._campaign, journal, self._policy_key).chunks_mined + 1
+
+    def _link_chunk(self, chunk: tuple[Campaign, int] | None, intent: Intent) -> None:
+        if chunk is None or self.chunking is None or self._chunked is None:
+            return
+        campaign, n = chunk
+        moves = None if self._chunked.chunk is None else self._chunked.chunk.moves_usd18
+        self.chunking.store.link(campaign.id, n, intent.key, moves, time.time())
+        log.info("campaign_chunk_sent", campaign=campaign.id, n=n, intent=intent.key, last=self._chunked.last)
+        if self._chunked.last:
+            self.chunking.store.end(campaign.id, COMPLETED, "last_chunk_sent", time.time())
 
     def _gate(
         self, decision: Decision, report: TickReport, budget: TickBudget, send: bool
@@ -411,6 +495,7 @@ class Keeper:
             ExpectedLeg(leg.step.token_out, leg.implied_out, leg.price_out.usd, leg.decimals_out)
             for leg in decision.plan.legs
         )
+        chunk = self._start_chunk(decision)
         try:
             intent = self.txm.submit(
                 choice.nonce,
@@ -426,6 +511,7 @@ class Keeper:
             return report.finish("skipped", "lease_held_elsewhere", str(exc))
         except IntentPendingError as exc:
             return report.finish("pending", "tx_pending", str(exc))
+        self._link_chunk(chunk, intent)
         self._memory_on_mined[intent.key] = decision.policy.memory
         first = intent.attempts[0]
         report.observe_sent(SentTx(first.tx_hash, intent.nonce, first.raw))
