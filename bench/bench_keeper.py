@@ -33,10 +33,8 @@ from deploy.chain import connect, contract_at
 from deploy.spec import DEFAULT_ASSETS, AssetSpec, VaultLimits, WorldSpec
 from deploy.world import timed_deploy, write_manifest
 from keeper.chain.rpc import request_counts
-from keeper.model import ValidPrice, Venue
-from keeper.oracle import validate_snapshot
-from keeper.planner import plan
-from keeper.portfolio import portfolio_state
+from keeper.decision import decide, observe
+from keeper.model import Venue
 from keeper.runtime import Runtime, build_runtime
 from keeper.settings import load_settings
 
@@ -99,17 +97,25 @@ def rpc(w3: Web3, method: str, params: list[Any]) -> Any:
 
 
 def decision_time_ms(rt: Runtime, repeat: int) -> float:
-    """Median time of the pure part of a tick on one snapshot (no I/O)."""
-    snap = rt.keeper.reader.read().snapshot
-    cfg = rt.keeper.config
+    """Median time of the pure part of a tick on one snapshot: validation, valuation, the policy
+    and the plan (keeper.decision), with the pools' quotes read once beforehand (no I/O)."""
+    keeper = rt.keeper
+    snap = keeper.reader.read().snapshot
+    cfg = keeper.config
+    answers: dict[tuple[Any, ...], Any] = {}
+
+    def recorded(snapshot: Any, requests: Any) -> Any:
+        key = tuple(requests)
+        if key not in answers:
+            answers[key] = keeper.reader.quote(snapshot, requests)
+        return answers[key]
+
+    decide(observe(snap, cfg.rules), keeper.policy, keeper.policy_memory, cfg.decision, recorded)
     samples = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        prices = validate_snapshot(snap, cfg.rules)
-        valid = {s: p for s, p in prices.items() if isinstance(p, ValidPrice)}
-        state = portfolio_state(snap.assets, valid)
-        rt.keeper._decide(snap, state, valid)
-        plan(snap, prices, snap.config_targets_bps, cfg.planner)
+        seen = observe(snap, cfg.rules)
+        decide(seen, keeper.policy, keeper.policy_memory, cfg.decision, recorded)
         samples.append((time.perf_counter() - t0) * 1000)
     return statistics.median(samples)
 
