@@ -166,8 +166,14 @@ def _prices(w3: Web3, manifest: Manifest) -> dict[str, Fraction]:
     return {a.symbol: feed_usd(w3, manifest, a.symbol) for a in manifest.assets}
 
 
-def _arbitrage(w3: Web3, manifest: Manifest, usd: dict[str, Fraction], v3: list[V3Pool], v2: list[V2Pair],
-               router_of: dict[str, str]) -> None:
+def _arbitrage(
+    w3: Web3,
+    manifest: Manifest,
+    usd: dict[str, Fraction],
+    v3: list[V3Pool],
+    v2: list[V2Pair],
+    router_of: dict[str, str],
+) -> None:
     """Trade each pool to the prices `usd`, from the trader, with `deal`t inputs."""
     sender = _trader(w3)
     deadline = latest_timestamp(w3) + 3600
@@ -178,8 +184,16 @@ def _arbitrage(w3: Web3, manifest: Manifest, usd: dict[str, Fraction], v3: list[
             continue
         router = contract_at(w3, swap_router, router_of[pool.pool])
         _fund(w3, sender, trade.token_in, trade.amount_in, router.address)
-        params = (trade.token_in, trade.token_out, trade.fee, sender.address, deadline, trade.amount_in, 0,
-                  trade.sqrt_limit_x96)
+        params = (
+            trade.token_in,
+            trade.token_out,
+            trade.fee,
+            sender.address,
+            deadline,
+            trade.amount_in,
+            0,
+            trade.sqrt_limit_x96,
+        )
         sender.call(router.functions.exactInputSingle(params), gas=GAS_SWAP, label="V3 arbitrage")
         sender.settle()
     for pair in v2:
@@ -188,8 +202,9 @@ def _arbitrage(w3: Web3, manifest: Manifest, usd: dict[str, Fraction], v3: list[
             continue
         router = contract_at(w3, v2_router, router_of[pair.pair])
         _fund(w3, sender, trade.token_in, trade.amount_in, router.address)
-        fn = router.functions.swapExactTokensForTokens(trade.amount_in, 0, [trade.token_in, trade.token_out],
-                                                        sender.address, deadline)
+        fn = router.functions.swapExactTokensForTokens(
+            trade.amount_in, 0, [trade.token_in, trade.token_out], sender.address, deadline
+        )
         sender.call(fn, gas=GAS_SWAP, label="V2 arbitrage")
         sender.settle()
 
@@ -207,12 +222,19 @@ def move_price(w3: Web3, manifest: Manifest, symbol: str, new_price_usd: Decimal
     price = Decimal(str(new_price_usd))
     set_feed_answer(w3, manifest, symbol, feed_answer(price, asset.feed_decimals))
     v3, v2, router_of = _pinned(w3, manifest)
-    _arbitrage(w3, manifest, _prices(w3, manifest), [p for p in v3 if symbol in p.symbols],
-               [p for p in v2 if symbol in p.symbols], router_of)
+    _arbitrage(
+        w3,
+        manifest,
+        _prices(w3, manifest),
+        [p for p in v3 if symbol in p.symbols],
+        [p for p in v2 if symbol in p.symbols],
+        router_of,
+    )
 
 
-def manipulate_pool(w3: Web3, manifest: Manifest, symbol: str, pool_price_usd: Decimal | float | str,
-                    venue: Venue = "v3") -> None:
+def manipulate_pool(
+    w3: Web3, manifest: Manifest, symbol: str, pool_price_usd: Decimal | float | str, venue: Venue = "v3"
+) -> None:
     """Push the pinned pool of `symbol` against the quote asset to `pool_price_usd`; feeds untouched."""
     usd = _prices(w3, manifest)
     usd[symbol] = Fraction(Decimal(str(pool_price_usd)))

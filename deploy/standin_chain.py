@@ -67,8 +67,11 @@ def deploy_standin(rpc_url: str, skip_pins_of: set[str]) -> dict[str, object]:
     uni = {name: artifacts.uniswap(name) for name in artifacts.UNISWAP_FILES}
     token_art, feed_art = artifacts.contract("TestToken"), artifacts.contract("MockV3Aggregator")
     by = {t.symbol: t for t in TOKENS}
-    need_usd = DEPTH_USD * 2 + TREASURY_USD  # a V3 pool and a V2 pair per asset, plus the treasury
-    weth_wei = token_amount(need_usd, by["WETH"].price_usd, 18)
+    # A V3 pool and a V2 pair per asset against the quote asset (so the quote is in all of
+    # them), plus the treasury.
+    pools_of = {t.symbol: 1 for t in TOKENS} | {QUOTE: len(TOKENS) - 1}
+    need_usd = {t.symbol: DEPTH_USD * 2 * pools_of[t.symbol] + TREASURY_USD for t in TOKENS}
+    weth_wei = token_amount(need_usd["WETH"], by["WETH"].price_usd, 18)
     set_eth_balance(w3, TREASURY.address, weth_wei + 10_000 * 10**18)
     tx = Sender(w3, TREASURY)
     weth = tx.deploy(uni["WETH9"], gas=2_500_000)
@@ -78,7 +81,9 @@ def deploy_standin(rpc_url: str, skip_pins_of: set[str]) -> dict[str, object]:
         if t.symbol != "WETH"
     }
     feeds = {
-        t.symbol: tx.deploy(feed_art, t.feed_decimals, feed_answer(t.price_usd, t.feed_decimals), gas=2_500_000)
+        t.symbol: tx.deploy(
+            feed_art, t.feed_decimals, feed_answer(t.price_usd, t.feed_decimals), gas=2_500_000
+        )
         for t in TOKENS
     }
     multicall3 = tx.deploy(artifacts.contract("Multicall3"), gas=2_500_000)
@@ -94,7 +99,9 @@ def deploy_standin(rpc_url: str, skip_pins_of: set[str]) -> dict[str, object]:
         if t.symbol == "WETH":
             tx.call(contract_at(w3, uni["WETH9"], weth).functions.deposit(), value=weth_wei, gas=80_000)
         else:
-            tx.call(erc20.functions.mint(tx.address, token_amount(need_usd, t.price_usd, t.decimals)), gas=120_000)
+            tx.call(
+                erc20.functions.mint(tx.address, token_amount(need_usd[t.symbol], t.price_usd, t.decimals)), gas=120_000
+            )
         for spender in (npm_address, v2_router):
             tx.call(erc20.functions.approve(spender, MAX_UINT256), gas=120_000)
 
@@ -106,18 +113,28 @@ def deploy_standin(rpc_url: str, skip_pins_of: set[str]) -> dict[str, object]:
     for t in TOKENS:
         if t.v3_fee is None:
             continue
-        (a0, t0), (a1, t1) = sorted(((tokens[t.symbol], t), (tokens[QUOTE], quote)), key=lambda x: int(x[0], 16))
+        (a0, t0), (a1, t1) = sorted(
+            ((tokens[t.symbol], t), (tokens[QUOTE], quote)), key=lambda x: int(x[0], 16)
+        )
         price = pool_price(t0.price_usd, t0.decimals, t1.price_usd, t1.decimals)
-        tx.call(npm.functions.createAndInitializePoolIfNecessary(a0, a1, t.v3_fee, sqrt_price_x96(price)), gas=6_000_000)
+        tx.call(
+            npm.functions.createAndInitializePoolIfNecessary(a0, a1, t.v3_fee, sqrt_price_x96(price)),
+            gas=6_000_000,
+        )
         lower, upper = full_range_ticks(t.v3_fee)
         amounts = [token_amount(DEPTH_USD, x.price_usd, x.decimals) for x in (t0, t1)]
         mint = (a0, a1, t.v3_fee, lower, upper, amounts[0], amounts[1], 0, 0, tx.address, deadline)
         tx.call(npm.functions.mint(mint), gas=1_000_000)
         tx.call(
             router.functions.addLiquidity(
-                tokens[t.symbol], tokens[QUOTE],
-                token_amount(DEPTH_USD, t.price_usd, t.decimals), token_amount(DEPTH_USD, quote.price_usd, quote.decimals),
-                0, 0, tx.address, deadline,
+                tokens[t.symbol],
+                tokens[QUOTE],
+                token_amount(DEPTH_USD, t.price_usd, t.decimals),
+                token_amount(DEPTH_USD, quote.price_usd, quote.decimals),
+                0,
+                0,
+                tx.address,
+                deadline,
             ),
             gas=4_500_000,
         )
@@ -139,11 +156,22 @@ def deploy_standin(rpc_url: str, skip_pins_of: set[str]) -> dict[str, object]:
             "v3_quoter": quoter,
             "v3_position_manager": npm_address,
         },
-        "limits": {"max_slippage_bps": 100, "max_loss_bps": 150, "max_loss_bps_per_window": 300,
-                   "cooldown_s": 60, "max_steps": 8},
+        "limits": {
+            "max_slippage_bps": 100,
+            "max_loss_bps": 150,
+            "max_loss_bps_per_window": 300,
+            "cooldown_s": 60,
+            "max_steps": 8,
+        },
         "assets": [
-            {"symbol": t.symbol, "token": tokens[t.symbol], "feed": feeds[t.symbol], "heartbeat_s": t.heartbeat_s,
-             "target_bps": t.target_bps, **({"pool_fee": t.v3_fee} if t.v3_fee else {})}
+            {
+                "symbol": t.symbol,
+                "token": tokens[t.symbol],
+                "feed": feeds[t.symbol],
+                "heartbeat_s": t.heartbeat_s,
+                "target_bps": t.target_bps,
+                **({"pool_fee": t.v3_fee} if t.v3_fee else {}),
+            }
             for t in TOKENS
         ],
         "pools": pools,
@@ -159,17 +187,24 @@ def fund_vault(manifest_path: Path, usd: Decimal) -> None:
     for a in m.assets:
         t = by[a.symbol]
         amount = token_amount(usd * a.target_bps / 10_000, t.price_usd, t.decimals)
-        tx.call(contract_at(w3, artifacts.contract("TestToken"), a.token).functions.transfer(m.vault, amount), gas=120_000)
+        tx.call(
+            contract_at(w3, artifacts.contract("TestToken"), a.token).functions.transfer(m.vault, amount),
+            gas=120_000,
+        )
     tx.settle()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.standin_chain", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.standin_chain", description=__doc__.splitlines()[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("deploy", help="deploy tokens, feeds and Uniswap pools; write a vault spec")
     d.add_argument("--rpc-url", required=True)
     d.add_argument("--spec", type=Path, required=True, help="where to write the vault spec (JSON)")
-    d.add_argument("--skip-pins-of", default="", help="comma-separated symbols whose pools the spec does not pin")
+    d.add_argument(
+        "--skip-pins-of", default="", help="comma-separated symbols whose pools the spec does not pin"
+    )
     f = sub.add_parser("fund", help="send the vault its first deposit from the stand-in treasury")
     f.add_argument("--manifest", type=Path, required=True)
     f.add_argument("--usd", type=Decimal, default=Decimal(1_000_000))

@@ -47,15 +47,21 @@ def set_targets(ctx: Context, text: str) -> Change:
 
 def set_limits(ctx: Context, **given: int | None) -> Change:
     now = ctx.state.limits
-    limits = Limits(**{k: (v if (v := given.get(k)) is not None else getattr(now, k)) for k in now.__dataclass_fields__})
+    limits = Limits(
+        **{k: (v if (v := given.get(k)) is not None else getattr(now, k)) for k in now.__dataclass_fields__}
+    )
     check_limits(limits, ctx.caps)
-    return Change("set-limits", replace(ctx.state, limits=limits), VaultAdmin.set_limits.calldata(limits.as_tuple()))
+    return Change(
+        "set-limits", replace(ctx.state, limits=limits), VaultAdmin.set_limits.calldata(limits.as_tuple())
+    )
 
 
 def set_keeper(ctx: Context, text: str) -> Change:
     keeper = address(text, "keeper")
     if keeper == ZERO:
-        raise AdminError("keeper: the zero address would stop every rebalance; to stop trading, `keeper vault pause`")
+        raise AdminError(
+            "keeper: the zero address would stop every rebalance; to stop trading, `keeper vault pause`"
+        )
     if keeper in (ctx.state.owner, ctx.state.guardian):
         raise AdminError(f"keeper {keeper} is the vault's owner or guardian; give the keeper its own key")
     return Change("set-keeper", replace(ctx.state, keeper=keeper), VaultAdmin.set_keeper.calldata(keeper))
@@ -65,10 +71,14 @@ def set_guardian(ctx: Context, text: str) -> Change:
     guardian = address(text, "guardian")
     if guardian == ctx.state.keeper:
         raise AdminError(f"guardian {guardian} is the keeper; a stolen keeper key must not be able to pause")
-    return Change("set-guardian", replace(ctx.state, guardian=guardian), VaultAdmin.set_guardian.calldata(guardian))
+    return Change(
+        "set-guardian", replace(ctx.state, guardian=guardian), VaultAdmin.set_guardian.calldata(guardian)
+    )
 
 
-def _venue_args(ctx: Context, venue: str, symbols: list[str], fee: int | None, router: str | None) -> tuple[str, str, str, str, int]:
+def _venue_args(
+    ctx: Context, venue: str, symbols: list[str], fee: int | None, router: str | None
+) -> tuple[str, str, str, str, int]:
     venue = venue.upper()
     if venue not in VENUE_INDEX:
         raise AdminError(f"--venue {venue!r}: use V3 or V2")
@@ -96,9 +106,15 @@ def pin_pool(ctx: Context, venue: str, symbols: list[str], fee: int | None, rout
 def unpin_pool(ctx: Context, venue: str, symbols: list[str], fee: int | None, router: str | None) -> Change:
     venue, chosen, a, b, f = _venue_args(ctx, venue, symbols, fee, router)
     t0, t1 = sorted((a, b), key=lambda t: int(t, 16))
-    match = [p for p in ctx.state.pinned if (p.venue, p.router, p.token0, p.token1, p.fee) == (VENUE_INDEX[venue], chosen, t0, t1, f)]
+    match = [
+        p
+        for p in ctx.state.pinned
+        if (p.venue, p.router, p.token0, p.token1, p.fee) == (VENUE_INDEX[venue], chosen, t0, t1, f)
+    ]
     if not match:
-        raise AdminError(f"unpin-pool: no such pinned venue; `keeper vault show` lists the {len(ctx.state.pinned)} pinned")
+        raise AdminError(
+            f"unpin-pool: no such pinned venue; `keeper vault show` lists the {len(ctx.state.pinned)} pinned"
+        )
     becomes = replace(ctx.state, pinned=tuple(p for p in ctx.state.pinned if p != match[0]))
     return Change("unpin-pool", becomes, VaultAdmin.unpin_venue.calldata(VENUE_INDEX[venue], chosen, a, b, f))
 
@@ -125,7 +141,9 @@ def set_feed(ctx: Context, symbol: str, feed_text: str, heartbeat_s: int | None)
 
 
 def pause(ctx: Context) -> Change:
-    return Change("pause", replace(ctx.state, paused=True), VaultAdmin.pause.calldata(), who="guardian_or_owner")
+    return Change(
+        "pause", replace(ctx.state, paused=True), VaultAdmin.pause.calldata(), who="guardian_or_owner"
+    )
 
 
 def unpause(ctx: Context) -> Change:
@@ -145,14 +163,22 @@ def withdraw(ctx: Context, symbol: str, amount_text: str, to_text: str) -> Chang
         try:
             whole = Decimal(amount_text)
         except InvalidOperation:
-            raise AdminError(f"amount {amount_text!r} is not a number; give whole tokens (e.g. 1.5) or 'all'") from None
+            raise AdminError(
+                f"amount {amount_text!r} is not a number; give whole tokens (e.g. 1.5) or 'all'"
+            ) from None
         units = whole.scaleb(decimals)
         if not whole.is_finite() or whole <= 0 or units != units.to_integral_value():
             raise AdminError(f"amount {amount_text}: give a positive amount with at most {decimals} decimals")
         amount = int(units)
     if amount > asset.balance:
-        raise AdminError(f"withdraw {symbol}: the vault holds {Decimal(asset.balance).scaleb(-decimals)}, less than {amount_text}")
+        raise AdminError(
+            f"withdraw {symbol}: the vault holds {Decimal(asset.balance).scaleb(-decimals)}, less than {amount_text}"
+        )
     if amount == 0:
         raise AdminError(f"withdraw {symbol}: the vault holds none")
     balance = asset.balance - amount if to != ctx.vault else asset.balance
-    return Change("withdraw", ctx.state.with_asset(i, balance=balance), VaultAdmin.withdraw.calldata(asset.token, to, amount))
+    return Change(
+        "withdraw",
+        ctx.state.with_asset(i, balance=balance),
+        VaultAdmin.withdraw.calldata(asset.token, to, amount),
+    )

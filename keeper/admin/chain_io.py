@@ -7,7 +7,6 @@ plus the node's suggested tip, which any block of the next few can include.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +33,9 @@ def connect(url: str, timeout_s: float) -> Web3:
         w3 = Web3(BoundedHTTPProvider(url, HttpLimits(timeout_s)))
         w3.eth.chain_id  # noqa: B018 - the cheapest call that proves the node answers
     except (TransportError, Web3Exception, OSError, ValueError) as exc:
-        raise AdminError(f"node at {shown} does not answer ({redact_text(str(exc))}); check --rpc-url") from None
+        raise AdminError(
+            f"node at {shown} does not answer ({redact_text(str(exc))}); check --rpc-url"
+        ) from None
     return w3
 
 
@@ -54,7 +55,7 @@ def revert_text(exc: Exception) -> str:
 
 
 def call(w3: Web3, to: str, fn: AbiFunction, *args: Any) -> tuple[Any, ...]:
-    data = w3.eth.call({"to": to_checksum_address(to), "data": fn.calldata(*args)})  # type: ignore[typeddict-item]
+    data = w3.eth.call({"to": to_checksum_address(to), "data": fn.calldata(*args)})
     return fn.decode_output(bytes(data))
 
 

@@ -31,7 +31,9 @@ def parse_targets(text: str, symbols: list[str]) -> list[int]:
         symbol, sep, value = item.partition("=")
         symbol = symbol.strip()
         if not sep or symbol not in symbols:
-            raise AdminError(f"targets: cannot read {item!r}; write SYMBOL=BPS for each of {', '.join(symbols)}, e.g. {example}")
+            raise AdminError(
+                f"targets: cannot read {item!r}; write SYMBOL=BPS for each of {', '.join(symbols)}, e.g. {example}"
+            )
         if symbol in targets:
             raise AdminError(f"targets: {symbol} is given twice")
         try:
@@ -43,7 +45,9 @@ def parse_targets(text: str, symbols: list[str]) -> list[int]:
         targets[symbol] = bps
     missing = [s for s in symbols if s not in targets]
     if missing:
-        raise AdminError(f"targets: no target for {', '.join(missing)}; give every asset a target, e.g. {example}")
+        raise AdminError(
+            f"targets: no target for {', '.join(missing)}; give every asset a target, e.g. {example}"
+        )
     total = sum(targets.values())
     if total != BPS:
         raise AdminError(
@@ -92,10 +96,14 @@ def read_feed(w3: Web3, feed: str, heartbeat_s: int, what: str) -> FeedReading:
         decimals = int(call1(w3, feed, FeedAdmin.decimals))
         _, answer, _, updated_at, _ = call(w3, feed, FeedAdmin.latest_round_data)
     except (Web3Exception, ValueError, OverflowError) as exc:
-        raise AdminError(f"{what}: {feed} does not answer decimals()/latestRoundData() ({type(exc).__name__}); "
-                         "is it a Chainlink-style feed, and is it live?") from None
+        raise AdminError(
+            f"{what}: {feed} does not answer decimals()/latestRoundData() ({type(exc).__name__}); "
+            "is it a Chainlink-style feed, and is it live?"
+        ) from None
     if not 0 < decimals <= MAX_FEED_DECIMALS:
-        raise AdminError(f"{what}: feed {feed} reports {decimals} decimals (want 1..{MAX_FEED_DECIMALS}); wrong address?")
+        raise AdminError(
+            f"{what}: feed {feed} reports {decimals} decimals (want 1..{MAX_FEED_DECIMALS}); wrong address?"
+        )
     if answer <= 0:
         raise AdminError(f"{what}: feed {feed} answers {answer} (zero or negative); a dead or wrong feed")
     now = chain_time(w3)

@@ -40,7 +40,9 @@ def _common(p: argparse.ArgumentParser, manifest_required: bool = False) -> None
 
 
 def _sending(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--yes", action="store_true", help="send without asking (required when stdin is not a terminal)")
+    p.add_argument(
+        "--yes", action="store_true", help="send without asking (required when stdin is not a terminal)"
+    )
     p.add_argument("--dry-run", action="store_true", help="preview and simulate only; never sign")
 
 
@@ -63,7 +65,7 @@ def register(sub: Any) -> None:
     show.set_defaults(func=cmd_show)
 
     def action(name: str, helptext: str) -> argparse.ArgumentParser:
-        p = vsub.add_parser(name, help=helptext)
+        p: argparse.ArgumentParser = vsub.add_parser(name, help=helptext)
         _common(p)
         _sending(p)
         p.set_defaults(func=cmd_action, action_name=name)
@@ -76,7 +78,9 @@ def register(sub: Any) -> None:
     action("set-keeper", "set the keeper address").add_argument("address")
     action("set-guardian", "set the guardian address").add_argument("address")
     for name in ("pin-pool", "unpin-pool"):
-        p = action(name, f"{name.split('-')[0]} a venue: --venue V3 --fee 3000 WETH USDC, or --venue V2 WETH USDC")
+        p = action(
+            name, f"{name.split('-')[0]} a venue: --venue V3 --fee 3000 WETH USDC, or --venue V2 WETH USDC"
+        )
         p.add_argument("symbols", nargs=2, metavar="SYMBOL")
         p.add_argument("--venue", default="V3", help="V3 (default) or V2")
         p.add_argument("--fee", type=int, help="V3 fee tier")
@@ -98,7 +102,9 @@ def _context(args: argparse.Namespace, with_signer: bool) -> Context:
     url = args.rpc_url or manifest.rpc_url
     w3 = connect(url, args.timeout_s)
     if w3.eth.chain_id != manifest.chain_id:
-        raise AdminError(f"the node is on chain {w3.eth.chain_id}, the manifest on {manifest.chain_id}; wrong --rpc-url?")
+        raise AdminError(
+            f"the node is on chain {w3.eth.chain_id}, the manifest on {manifest.chain_id}; wrong --rpc-url?"
+        )
     if args.rpc_url:
         manifest = manifest.with_rpc_url(args.rpc_url)
     if len(w3.eth.get_code(manifest.vault)) == 0:  # type: ignore[arg-type]
@@ -117,19 +123,33 @@ def _context(args: argparse.Namespace, with_signer: bool) -> Context:
 
 def cmd_show(args: argparse.Namespace) -> int:
     ctx = _context(args, with_signer=False)
-    data = {"vault": ctx.vault, "chain_id": ctx.manifest.chain_id, **state_json(ctx.state, ctx.symbols, ctx.caps)}
+    data = {
+        "vault": ctx.vault,
+        "chain_id": ctx.manifest.chain_id,
+        **state_json(ctx.state, ctx.symbols, ctx.caps),
+    }
     if args.json:
         print(json.dumps(data, indent=2))
     else:
         print(f"vault {ctx.vault} on chain {ctx.manifest.chain_id}  paused={ctx.state.paused}")
         print(f"owner {ctx.state.owner}  keeper {ctx.state.keeper}  guardian {ctx.state.guardian}")
         for a in data["assets"]:
-            print(f"  {a['symbol']:<8} target {a['target_bps']:>5} bps  balance {a['balance']:>28}  feed {a['feed']} heartbeat {a['heartbeat_s']} s")
+            print(
+                f"  {a['symbol']:<8} target {a['target_bps']:>5} bps  balance {a['balance']:>28}  feed {a['feed']} heartbeat {a['heartbeat_s']} s"
+            )
         lim, caps = data["limits"], data["caps"]
-        print("limits " + ", ".join(f"{k} {v}" for k, v in lim.items()) + "  (caps " + ", ".join(f"{k} {v}" for k, v in caps.items()) + ")")
+        print(
+            "limits "
+            + ", ".join(f"{k} {v}" for k, v in lim.items())
+            + "  (caps "
+            + ", ".join(f"{k} {v}" for k, v in caps.items())
+            + ")"
+        )
         print(f"{len(data['pinned_venues'])} pinned venue(s):")
         for p in data["pinned_venues"]:
-            print(f"  {p['venue']} {'/'.join(p['symbols'])} fee {p['fee']} pool {p['pool']} via {p['router']}")
+            print(
+                f"  {p['venue']} {'/'.join(p['symbols'])} fee {p['fee']} pool {p['pool']} via {p['router']}"
+            )
     if args.write_manifest:
         write_manifest(refreshed(ctx.manifest, ctx.state, ctx.w3), ctx.manifest_path)
         if not args.json:
@@ -177,7 +197,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     w3 = connect(args.rpc_url, args.timeout_s)
     signer = None if args.dry_run else _signer()
-    manifest = deploy_vault(w3, spec, signer, args.rpc_url, lambda q: confirm(args.yes, q), dry_run=args.dry_run)
+    manifest = deploy_vault(
+        w3, spec, signer, args.rpc_url, lambda q: confirm(args.yes, q), dry_run=args.dry_run
+    )
     if manifest is not None:
         write_manifest(manifest, args.manifest)
         print(f"manifest written to {args.manifest}")

@@ -41,7 +41,10 @@ def vault_creation_code(path: Path = VAULT_ARTIFACT) -> bytes:
 
 def _check_addresses(w3: Web3, spec: VaultSpec) -> dict[str, int]:
     """Code at every contract address; each token's decimals (returned by symbol)."""
-    named = {"multicall3": spec.multicall3, **{f"uniswap.{k}": v for k, v in spec.uniswap.model_dump().items()}}
+    named = {
+        "multicall3": spec.multicall3,
+        **{f"uniswap.{k}": v for k, v in spec.uniswap.model_dump().items()},
+    }
     for a in spec.assets:
         named[f"{a.symbol} token"] = a.token
     for name, addr in named.items():
@@ -83,7 +86,13 @@ def deploy_vault(
         spec.guardian,
         [(a.token, a.feed, a.heartbeat_s, a.target_bps) for a in spec.assets],
         quote_index,
-        (limits.max_slippage_bps, limits.max_loss_bps, limits.max_loss_bps_per_window, limits.cooldown_s, limits.max_steps),
+        (
+            limits.max_slippage_bps,
+            limits.max_loss_bps,
+            limits.max_loss_bps_per_window,
+            limits.cooldown_s,
+            limits.max_steps,
+        ),
     )
     creation = vault_creation_code() + encode(list(VAULT_CONSTRUCTOR), list(args))
     gas = simulate(w3, deployer, None, creation)
@@ -91,8 +100,10 @@ def deploy_vault(
     out(f"deploy RebalancingVault on chain {w3.eth.chain_id} from {deployer} (about {gas} gas):")
     for a in spec.assets:
         f = feeds[a.symbol]
-        out(f"  {a.symbol}: token {a.token} ({decimals[a.symbol]} decimals), feed {a.feed} = {f.price} USD, "
-            f"heartbeat {a.heartbeat_s} s, target {a.target_bps} bps")
+        out(
+            f"  {a.symbol}: token {a.token} ({decimals[a.symbol]} decimals), feed {a.feed} = {f.price} USD, "
+            f"heartbeat {a.heartbeat_s} s, target {a.target_bps} bps"
+        )
     out(f"  quote {spec.quote}; keeper {spec.keeper}; guardian {spec.guardian}; owner {owner}")
     out(f"  limits {limits.model_dump()}")
     for pin in pins:
@@ -101,7 +112,9 @@ def deploy_vault(
         out("dry run: nothing signed or sent")
         return None
     if signer is None:
-        raise AdminError("no signer configured: set KEEPER_PRIVATE_KEY (or KEEPER_PRIVATE_KEY_FILE), or use --dry-run")
+        raise AdminError(
+            "no signer configured: set KEEPER_PRIVATE_KEY (or KEEPER_PRIVATE_KEY_FILE), or use --dry-run"
+        )
     confirm(f"deploy and send {1 + len(pins) + (owner != deployer)} transaction(s) from {deployer}?")
 
     receipt = send(w3, signer, None, creation, gas)
@@ -110,23 +123,41 @@ def deploy_vault(
         raise AdminError(f"deployment {receipt.tx_hash} created no contract")
     out(f"vault {vault} deployed in block {receipt.block} (tx {receipt.tx_hash})")
     for pin, p in zip(pins, spec.pools, strict=True):
-        data = VaultAdmin.pin_venue.calldata(VENUE_INDEX[p.venue], pin.router, token[p.tokens[0]], token[p.tokens[1]], pin.fee)
+        data = VaultAdmin.pin_venue.calldata(
+            VENUE_INDEX[p.venue], pin.router, token[p.tokens[0]], token[p.tokens[1]], pin.fee
+        )
         r = send(w3, signer, vault, data, simulate(w3, deployer, vault, data))
         out(f"pinned {p.venue} {'/'.join(p.tokens)} pool {pin.pool} (tx {r.tx_hash})")
     if owner != deployer:
         data = VaultAdmin.transfer_ownership.calldata(owner)
         r = send(w3, signer, vault, data, simulate(w3, deployer, vault, data))
         out(f"ownership transferred to {owner} (tx {r.tx_hash})")
-    return _manifest(w3, spec, vault, rpc_url, decimals, {s: f.decimals for s, f in feeds.items()}, receipt.block)
+    return _manifest(
+        w3, spec, vault, rpc_url, decimals, {s: f.decimals for s, f in feeds.items()}, receipt.block
+    )
 
 
-def _manifest(w3: Web3, spec: VaultSpec, vault: str, rpc_url: str, decimals: dict[str, int],
-              feed_decimals: dict[str, int], deploy_block: int) -> Manifest:
+def _manifest(
+    w3: Web3,
+    spec: VaultSpec,
+    vault: str,
+    rpc_url: str,
+    decimals: dict[str, int],
+    feed_decimals: dict[str, int],
+    deploy_block: int,
+) -> Manifest:
     state = read_state(w3, vault)
     symbol_of = {a.token: a.symbol for a in spec.assets}
     pinned = [
-        PinnedVenueEntry(venue="V3" if p.venue == 0 else "V2", router=p.router, pool=p.pool, token0=p.token0,
-                         token1=p.token1, fee=p.fee, symbols=[symbol_of[p.token0], symbol_of[p.token1]])
+        PinnedVenueEntry(
+            venue="V3" if p.venue == 0 else "V2",
+            router=p.router,
+            pool=p.pool,
+            token0=p.token0,
+            token1=p.token1,
+            fee=p.fee,
+            symbols=[symbol_of[p.token0], symbol_of[p.token1]],
+        )
         for p in state.pinned
     ]
     return Manifest(
@@ -140,15 +171,28 @@ def _manifest(w3: Web3, spec: VaultSpec, vault: str, rpc_url: str, decimals: dic
         uniswap=spec.uniswap,
         quote_asset=spec.asset(spec.quote).token,
         assets=[
-            AssetEntry(symbol=a.symbol, token=a.token, decimals=decimals[a.symbol], feed=a.feed,
-                       feed_decimals=feed_decimals[a.symbol], heartbeat_s=a.heartbeat_s,
-                       target_bps=a.target_bps, pool_fee=None if a.symbol == spec.quote else a.pool_fee)
+            AssetEntry(
+                symbol=a.symbol,
+                token=a.token,
+                decimals=decimals[a.symbol],
+                feed=a.feed,
+                feed_decimals=feed_decimals[a.symbol],
+                heartbeat_s=a.heartbeat_s,
+                target_bps=a.target_bps,
+                pool_fee=None if a.symbol == spec.quote else a.pool_fee,
+            )
             for a in spec.assets
         ],
         deploy_block=deploy_block,
-        v3_pools=[V3Pool(pool=p.pool, token0=p.token0, token1=p.token1, fee=p.fee, symbols=p.symbols)
-                  for p in pinned if p.venue == "V3"],
-        v2_pairs=[V2Pair(pair=p.pool, token0=p.token0, token1=p.token1, symbols=p.symbols)
-                  for p in pinned if p.venue == "V2"],
+        v3_pools=[
+            V3Pool(pool=p.pool, token0=p.token0, token1=p.token1, fee=p.fee, symbols=p.symbols)
+            for p in pinned
+            if p.venue == "V3"
+        ],
+        v2_pairs=[
+            V2Pair(pair=p.pool, token0=p.token0, token1=p.token1, symbols=p.symbols)
+            for p in pinned
+            if p.venue == "V2"
+        ],
         pinned_venues=pinned,
     )

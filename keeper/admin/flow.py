@@ -91,7 +91,9 @@ def apply(ctx: Context, change: Change) -> Receipt | None:
         ctx.out("dry run: nothing signed or sent")
         return None
     if ctx.signer is None:
-        raise AdminError("no signer configured: set KEEPER_PRIVATE_KEY (or KEEPER_PRIVATE_KEY_FILE) to the owner's key, or use --dry-run")
+        raise AdminError(
+            "no signer configured: set KEEPER_PRIVATE_KEY (or KEEPER_PRIVATE_KEY_FILE) to the owner's key, or use --dry-run"
+        )
     confirm(ctx.yes, f"send {change.title} from {sender}?")
     receipt = send(ctx.w3, ctx.signer, ctx.vault, change.calldata, gas)
     ctx.out(f"tx {receipt.tx_hash} mined in block {receipt.block} (gas used {receipt.gas_used})")

@@ -1,25 +1,25 @@
 """The vault spec file of `keeper vault deploy` (TOML or JSON): what to deploy, as data.
 
-    quote = "USDC"                       # the hub asset (one of the symbols below)
-    keeper = "0x..."                     # the keeper's address (may only rebalance)
-    guardian = "0x..."                   # may pause
-    owner = "0x..."                      # optional; default: the signer (who deploys and pins)
-    multicall3 = "0xcA11bde05977b3631167028862bE2a173976CA11"   # optional; the canonical address
+quote = "USDC"                       # the hub asset (one of the symbols below)
+keeper = "0x..."                     # the keeper's address (may only rebalance)
+guardian = "0x..."                   # may pause
+owner = "0x..."                      # optional; default: the signer (who deploys and pins)
+multicall3 = "0xcA11bde05977b3631167028862bE2a173976CA11"   # optional; the canonical address
 
-    [uniswap]                            # addresses on this chain
-    v2_factory = "0x..."  v2_router = "0x..."  v3_factory = "0x..."
-    v3_swap_router = "0x..."  v3_quoter = "0x..."  v3_position_manager = "0x..."
+[uniswap]                            # addresses on this chain
+v2_factory = "0x..."  v2_router = "0x..."  v3_factory = "0x..."
+v3_swap_router = "0x..."  v3_quoter = "0x..."  v3_position_manager = "0x..."
 
-    [limits]                             # optional; each at most the vault's hard cap
-    max_slippage_bps = 100  max_loss_bps = 150  max_loss_bps_per_window = 300
-    cooldown_s = 60  max_steps = 8
+[limits]                             # optional; each at most the vault's hard cap
+max_slippage_bps = 100  max_loss_bps = 150  max_loss_bps_per_window = 300
+cooldown_s = 60  max_steps = 8
 
-    [[assets]]                           # one per asset, in vault order
-    symbol = "WETH"  token = "0x..."  feed = "0x..."  heartbeat_s = 3600  target_bps = 4000
-    pool_fee = 3000                      # V3 tier against the quote asset (not for the quote)
+[[assets]]                           # one per asset, in vault order
+symbol = "WETH"  token = "0x..."  feed = "0x..."  heartbeat_s = 3600  target_bps = 4000
+pool_fee = 3000                      # V3 tier against the quote asset (not for the quote)
 
-    [[pools]]                            # venues to pin: V3 (tokens + fee) or V2 (tokens)
-    venue = "V3"  tokens = ["WETH", "USDC"]  fee = 3000    # router: default the spec's one
+[[pools]]                            # venues to pin: V3 (tokens + fee) or V2 (tokens)
+venue = "V3"  tokens = ["WETH", "USDC"]  fee = 3000    # router: default the spec's one
 """
 
 from __future__ import annotations
@@ -96,7 +96,9 @@ class VaultSpec(_Strict):
             if unknown or p.tokens[0] == p.tokens[1]:
                 raise ValueError(f"pools: {list(p.tokens)} must be two different asset symbols of {symbols}")
             if p.venue == "V3" and p.fee not in V3_FEE_TIERS:
-                raise ValueError(f"pools: V3 {'/'.join(p.tokens)} fee {p.fee} is not a V3 tier {sorted(V3_FEE_TIERS)}")
+                raise ValueError(
+                    f"pools: V3 {'/'.join(p.tokens)} fee {p.fee} is not a V3 tier {sorted(V3_FEE_TIERS)}"
+                )
             if p.venue == "V2" and p.fee != 0:
                 raise ValueError(f"pools: V2 {'/'.join(p.tokens)} takes no fee (remove fee = {p.fee})")
         return self
@@ -128,7 +130,9 @@ def load_spec(path: Path) -> VaultSpec:
     except (OSError, UnicodeDecodeError) as exc:
         raise AdminError(f"spec {path}: cannot read it ({exc})") from None
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise AdminError(f"spec {path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from None
+        raise AdminError(
+            f"spec {path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}"
+        ) from None
     if not isinstance(data, dict):
         raise AdminError(f"spec {path}: the top level must be a table/object")
     try:

@@ -105,8 +105,14 @@ def read_state(w3: Web3, vault: str) -> VaultState:
     )
     pins = tuple(
         sorted(
-            Pin(int(v), to_checksum_address(r), to_checksum_address(p), to_checksum_address(t0),
-                to_checksum_address(t1), int(f))
+            Pin(
+                int(v),
+                to_checksum_address(r),
+                to_checksum_address(p),
+                to_checksum_address(t0),
+                to_checksum_address(t1),
+                int(f),
+            )
             for v, r, p, t0, t1, f in call1(w3, vault, Vault.pinned_venues)
         )
     )

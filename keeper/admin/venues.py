@@ -22,15 +22,21 @@ def resolve_pin(w3: Web3, venue: str, router: str, token_a: str, token_b: str, f
         raise AdminError(f"{label}: router {router} has no code on this chain; check the address")
     try:
         factory = to_checksum_address(call1(w3, router, Router.factory))
-        t0, t1 = sorted((to_checksum_address(token_a), to_checksum_address(token_b)), key=lambda t: int(t, 16))
+        t0, t1 = sorted(
+            (to_checksum_address(token_a), to_checksum_address(token_b)), key=lambda t: int(t, 16)
+        )
         if venue == "V3":
             pool = call1(w3, factory, V3Factory.get_pool, t0, t1, fee)
         else:
             pool = call1(w3, factory, V2Factory.get_pair, t0, t1)
     except (Web3Exception, ValueError) as exc:
-        raise AdminError(f"{label}: router {router} is not a Uniswap {venue} router ({type(exc).__name__})") from None
+        raise AdminError(
+            f"{label}: router {router} is not a Uniswap {venue} router ({type(exc).__name__})"
+        ) from None
     pool = to_checksum_address(pool)
     if pool == ZERO:
         what = f"V3 pool at fee {fee}" if venue == "V3" else "V2 pair"
-        raise AdminError(f"{label}: the router's factory {factory} has no {what} for these tokens; create it first or fix the fee")
+        raise AdminError(
+            f"{label}: the router's factory {factory} has no {what} for these tokens; create it first or fix the fee"
+        )
     return Pin(VENUE_INDEX[venue], to_checksum_address(router), pool, t0, t1, fee if venue == "V3" else 0)
