@@ -100,7 +100,8 @@ def deploy_standin(rpc_url: str, skip_pins_of: set[str]) -> dict[str, object]:
             tx.call(contract_at(w3, uni["WETH9"], weth).functions.deposit(), value=weth_wei, gas=80_000)
         else:
             tx.call(
-                erc20.functions.mint(tx.address, token_amount(need_usd[t.symbol], t.price_usd, t.decimals)), gas=120_000
+                erc20.functions.mint(tx.address, token_amount(need_usd[t.symbol], t.price_usd, t.decimals)),
+                gas=120_000,
             )
         for spender in (npm_address, v2_router):
             tx.call(erc20.functions.approve(spender, MAX_UINT256), gas=120_000)
