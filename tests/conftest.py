@@ -13,8 +13,6 @@ manifest only.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 from keeper_process import Daemon, fork_manifest, free_port, keeper_env
+from standin_helpers import deploy_standin_vault
 from web3 import Web3
 from web3.contract import Contract
 
@@ -138,54 +137,6 @@ def _daemons(chain: Chain, tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
 # (not the world deployer), the vault by `keeper vault deploy` from the spec it writes, funded
 # from the stand-in's treasury. Trading tests that take `any_chain` run on the world and on it.
 # With KEEPER_FORK_MANIFEST set, the "fork" side forks that manifest's chain instead.
-
-OWNER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # Anvil dev account 0
-
-
-def run_tool(*args: str, env: dict[str, str] | None = None, timeout_s: float = 180) -> str:
-    """A repo command (`python -m ...`) that must succeed; its stdout."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("KEEPER_")}
-    done = subprocess.run(
-        [sys.executable, "-m", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        cwd=Path(__file__).resolve().parents[1],
-        env={**clean, **(env or {})},
-        check=False,
-    )
-    assert done.returncode == 0, f"{args} exit {done.returncode}\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
-def deploy_standin_vault(rpc_url: str, directory: Path, skip_pins_of: str = "") -> Path:
-    """Stand-in chain + `keeper vault deploy` + the first deposit; returns the manifest path."""
-    spec, manifest = directory / "vault-spec.json", directory / "manifest.json"
-    run_tool(
-        "deploy.standin_chain",
-        "deploy",
-        "--rpc-url",
-        rpc_url,
-        "--spec",
-        str(spec),
-        "--skip-pins-of",
-        skip_pins_of,
-    )
-    run_tool(
-        "keeper",
-        "vault",
-        "deploy",
-        "--spec",
-        str(spec),
-        "--rpc-url",
-        rpc_url,
-        "--manifest",
-        str(manifest),
-        "--yes",
-        env={"KEEPER_PRIVATE_KEY": OWNER_KEY},
-    )
-    run_tool("deploy.standin_chain", "fund", "--manifest", str(manifest))
-    return manifest
 
 
 @pytest.fixture(scope="session")

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import deploy_standin_vault
 from keeper_helpers import KEEPER_KEY, nonce, vault_drift_bps, vault_weights
 from keeper_process import REPO_ROOT, fork_manifest, free_port, keeper_env
 from keeper_process import Daemon as KeeperDaemon
+from standin_helpers import deploy_standin_vault
 
 from deploy import artifacts
 from deploy.accounts import DEV_ACCOUNTS, KEEPER, OWNER
