@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils.address import to_checksum_address
+from eth_utils.address import is_hex_address, to_checksum_address
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound, Web3Exception
 
@@ -50,7 +50,9 @@ def revert_text(exc: Exception) -> str:
     if isinstance(data, bytes | bytearray):
         decoded = decode_revert(bytes(data))
         if decoded is not None:
-            return str(decoded)
+            # Addresses as operators read them elsewhere (EIP-55), not as eth_abi decodes them.
+            args = {k: to_checksum_address(v) if is_hex_address(v) else v for k, v in decoded.args.items()}
+            return f"{decoded.name}({', '.join(f'{k}={v}' for k, v in args.items())})"
     return redact_text(str(exc))
 
 

@@ -1,4 +1,5 @@
 """The vault spec file of `keeper vault deploy` (TOML or JSON): what to deploy, as data.
+Abridged below (several keys per line); the full format is in docs/vault-admin.md.
 
 quote = "USDC"                       # the hub asset (one of the symbols below)
 keeper = "0x..."                     # the keeper's address (may only rebalance)
