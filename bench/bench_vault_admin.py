@@ -79,7 +79,7 @@ def main() -> None:
             ("set-targets", ["set-targets", "WETH=3000,WBTC=3000,LINK=3000,USDC=1000"]),
             ("set-limits", ["set-limits", "--max-slippage-bps", "80"]),
             ("set-keeper", ["set-keeper", newcomer]),
-            ("set-guardian", ["set-guardian", newcomer]),
+            ("set-guardian", ["set-guardian", "0x000000000000000000000000000000000000dEaD"]),
             ("pause", ["pause"]),
             ("unpause", ["unpause"]),
             ("withdraw", ["withdraw", "USDC", "10", "--to", newcomer]),
