@@ -29,7 +29,7 @@ from deploy.chain import Sender, contract_at, latest_timestamp, set_eth_balance
 from deploy.errors import DeployError
 from deploy.market import _plan_v2, _plan_v3, _target_price  # the arbitrage maths, shared
 from deploy.pricing import feed_answer, feed_price
-from keeper.manifest import AssetEntry, Manifest, V2Pair, V3Pool
+from keeper.manifest import Manifest, V2Pair, V3Pool
 
 # Anvil's dev account 6 (public test key): the arbitrageur. Not a role of the world or the stand-in.
 TRADER = DevAccount(
@@ -92,10 +92,6 @@ def deal(w3: Web3, token: str, holder: str, amount: int) -> None:
 
 
 # ---------------------------------------------------------------- feeds (MockV3Aggregator-style)
-
-
-def _feed(w3: Web3, asset: AssetEntry) -> object:
-    return contract_at(w3, artifacts.contract("MockV3Aggregator"), asset.feed)
 
 
 def _trader(w3: Web3) -> Sender:
