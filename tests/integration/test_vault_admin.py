@@ -380,3 +380,19 @@ class _FreshChain:
             address=self.manifest.vault,
             abi=artifacts.contract("IRebalancingVault").abi,  # type: ignore[attr-defined]
         )
+
+
+@pytest.mark.fork
+def test_dry_run_previews_and_simulates_but_sends_nothing(second: Chain, manifest_path: Path) -> None:
+    before, owner_nonce = _state(second), nonce(second, OWNER.address)
+
+    done = vault_cli(manifest_path, "set-targets", "WETH=3000,WBTC=3000,LINK=3000,USDC=1000", "--dry-run")
+
+    assert done.returncode == 0, done.stderr
+    assert preview_rows(done.stdout) == [
+        ("WETH.target_bps", "4000", "3000"),
+        ("LINK.target_bps", "2000", "3000"),
+    ]
+    assert "simulated from" in done.stdout and "nothing signed or sent" in done.stdout
+    assert _state(second) == before
+    assert nonce(second, OWNER.address) == owner_nonce
