@@ -70,7 +70,11 @@ def main() -> None:
             "--yes",
             env=owner,
         )
-        print(f"keeper vault deploy (deploy + 4 pins): {took:.1f} s")
+        estimate = re.search(r"about (\d+) gas", out)
+        print(
+            f"keeper vault deploy (deploy + 4 pins): {took:.1f} s; "
+            f"vault creation estimated at {estimate.group(1) if estimate else '-'} gas"
+        )
         run("deploy.standin_chain", "fund", "--manifest", str(manifest))
         m = ["--manifest", str(manifest), "--yes"]
         newcomer = DEV_ACCOUNTS[3].address
