@@ -61,6 +61,7 @@ ops-tools:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
 	fi
 
+# Includes the `fork` marker: the trading tests on the second chain (keeper vault deploy).
 test-python: install build ops-tools
 	$(PY) -m pytest -m "not container"
 

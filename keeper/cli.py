@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from keeper import __version__, decisions_cli
+from keeper.admin import cli as vault_cli
 from keeper.chain.abi import Vault
 from keeper.chain.rpc import RpcError
 from keeper.chain.snapshot import SnapshotError
@@ -413,6 +414,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     journal.add_argument("--json", action="store_true", help="as JSON")
     journal.set_defaults(func=cmd_journal)
     decisions_cli.register(sub)
+    vault_cli.register(sub)  # `keeper vault ...`: deploy and owner commands (keeper/admin)
     _register_backtest(sub, sys.argv[1:] if argv is None else argv)
     return parser
 

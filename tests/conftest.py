@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 from keeper_process import Daemon, fork_manifest, free_port, keeper_env
+from standin_helpers import deploy_standin_vault
 from web3 import Web3
 from web3.contract import Contract
 
@@ -111,6 +112,10 @@ def local_world(chain: Chain) -> Chain:
 @pytest.fixture
 def start_daemon(chain: Chain, tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     """Start `keeper run` on the fork; every daemon is stopped before the fork is reverted."""
+    yield from _daemons(chain, tmp_path)
+
+
+def _daemons(chain: Chain, tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     manifest = fork_manifest(chain, tmp_path)
     started: list[Daemon] = []
 
@@ -125,3 +130,48 @@ def start_daemon(chain: Chain, tmp_path: Path) -> Iterator[Callable[..., Daemon]
     finally:
         for daemon in started:
             daemon.stop()
+
+
+# ---------------------------------------------------------------- the second chain ("fork" marker)
+# A stand-in for a real chain: tokens, feeds and Uniswap pools deployed by deploy/standin_chain.py
+# (not the world deployer), the vault by `keeper vault deploy` from the spec it writes, funded
+# from the stand-in's treasury. Trading tests that take `any_chain` run on the world and on it.
+# With KEEPER_FORK_MANIFEST set, the "fork" side forks that manifest's chain instead.
+
+
+@pytest.fixture(scope="session")
+def standin_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaseChain]:
+    named = os.environ.get(FORK_MANIFEST_ENV)
+    if named:
+        manifest = load_manifest(named)
+        yield BaseChain(manifest, Path(named), connect(manifest.rpc_url, timeout_s=10).eth.block_number, None)
+        return
+    with anvil() as node:
+        path = deploy_standin_vault(node.url, tmp_path_factory.mktemp("standin"))
+        yield BaseChain(load_manifest(path), path, connect(node.url).eth.block_number, None)
+
+
+@pytest.fixture(scope="session")
+def standin_fork(standin_base: BaseChain) -> Iterator[Chain]:
+    with anvil(fork_url=standin_base.manifest.rpc_url, fork_block_number=standin_base.fork_block) as node:
+        w3 = connect(node.url, timeout_s=30)
+        yield Chain(w3, standin_base.manifest.with_rpc_url(node.url), node, is_local_world=False)
+
+
+@pytest.fixture(params=["world", pytest.param("fork", marks=pytest.mark.fork)])
+def any_chain(request: pytest.FixtureRequest) -> Iterator[Chain]:
+    """The local world's fork, or (marker `fork`) the second chain: a test taking this fixture
+    may use only the manifest, the vault and deploy.any_market (no market maker, no minting)."""
+    session_chain: Chain = request.getfixturevalue("fork" if request.param == "world" else "standin_fork")
+    snapshot = session_chain.rpc("evm_snapshot")
+    try:
+        yield session_chain
+    finally:
+        if not session_chain.rpc("evm_revert", [snapshot]):
+            raise RuntimeError(f"evm_revert to {snapshot} failed: later tests would see this test's state")
+
+
+@pytest.fixture
+def start_any_daemon(any_chain: Chain, tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    """`start_daemon` on `any_chain`."""
+    yield from _daemons(any_chain, tmp_path)

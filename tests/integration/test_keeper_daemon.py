@@ -21,7 +21,7 @@ from keeper_helpers import (
 from keeper_process import STOP_WITHIN_S, Daemon
 
 from deploy.accounts import KEEPER
-from deploy.market import move_price
+from deploy.any_market import move_price
 
 if TYPE_CHECKING:
     from conftest import Chain
@@ -36,9 +36,9 @@ def _ticks(samples: dict[str, float]) -> float:
 
 
 def test_daemon_rebalances_once_exports_metrics_and_stops_on_sigterm(
-    local_world: Chain, start_daemon: Callable[..., Daemon]
+    any_chain: Chain, start_any_daemon: Callable[..., Daemon]
 ) -> None:
-    chain = local_world
+    chain, start_daemon = any_chain, start_any_daemon
     move_price(chain.w3, chain.manifest, "WETH", 4200)
     assert vault_drift_bps(chain) > 1000
     before = Observed.now(chain)
@@ -86,9 +86,9 @@ def test_daemon_rebalances_once_exports_metrics_and_stops_on_sigterm(
 
 
 def test_paused_daemon_keeps_metrics_fresh_and_sends_nothing(
-    local_world: Chain, start_daemon: Callable[..., Daemon]
+    any_chain: Chain, start_any_daemon: Callable[..., Daemon]
 ) -> None:
-    chain = local_world
+    chain, start_daemon = any_chain, start_any_daemon
     move_price(chain.w3, chain.manifest, "WETH", 4200)
     before = Observed.now(chain)
     daemon = start_daemon(KEEPER_PRIVATE_KEY=KEEPER_KEY, KEEPER_PAUSED="true")

@@ -1,5 +1,5 @@
-"""`keeper once` end to end on the fork: a drifted vault is brought back to target in exactly one
-transaction, and every fault that must stop the keeper stops it before anything is sent.
+"""`keeper once` end to end, on the world's fork and on the second chain (`any_chain`): a
+drifted vault is brought back to target in exactly one transaction, and every fault that must stop the keeper stops it before anything is sent.
 
 Each no-send case starts from the same drifted vault as the rebalance case (WETH +40%), so the
 only thing between the keeper and a trade is the fault under test. Verdicts come from the
@@ -33,8 +33,8 @@ from keeper_process import fork_manifest, keeper_env
 from web3 import Web3
 
 from deploy.accounts import GUARDIAN, KEEPER
+from deploy.any_market import break_feed, make_feed_stale, manipulate_pool, move_price, set_feed_answer
 from deploy.chain import Sender
-from deploy.market import break_feed, make_feed_stale, manipulate_pool, move_price, set_feed_answer
 from keeper.manifest import Manifest
 
 if TYPE_CHECKING:
@@ -58,16 +58,16 @@ def _no_keeper_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def manifest_path(chain: Chain, tmp_path: Path) -> Path:
-    return fork_manifest(chain, tmp_path)
+def manifest_path(any_chain: Chain, tmp_path: Path) -> Path:
+    return fork_manifest(any_chain, tmp_path)
 
 
 @pytest.fixture
-def drifted(local_world: Chain) -> Chain:
-    """The fork with WETH moved +40% (feed and pools): the threshold policy wants to trade."""
-    move_price(local_world.w3, local_world.manifest, "WETH", MOVED_PRICE_USD)
-    assert vault_drift_bps(local_world) > 1000, "precondition: the vault must be far off target"
-    return local_world
+def drifted(any_chain: Chain) -> Chain:
+    """The chain with WETH moved +40% (feed and pools): the threshold policy wants to trade."""
+    move_price(any_chain.w3, any_chain.manifest, "WETH", MOVED_PRICE_USD)
+    assert vault_drift_bps(any_chain) > 1000, "precondition: the vault must be far off target"
+    return any_chain
 
 
 def _targets(manifest: Manifest) -> dict[str, int]:
@@ -122,8 +122,8 @@ def test_one_tick_returns_weights_to_target_in_exactly_one_transaction(
     assert all(abs(second["weights_bps"][s] - w) <= 1 for s, w in weights.items()), second["weights_bps"]
 
 
-def test_no_drift_sends_nothing(local_world: Chain, manifest_path: Path) -> None:
-    before = Observed.now(local_world)
+def test_no_drift_sends_nothing(any_chain: Chain, manifest_path: Path) -> None:
+    before = Observed.now(any_chain)
     rt = runtime(manifest_path, private_key=KEEPER_KEY)
 
     report = rt.keeper.tick()
@@ -131,7 +131,7 @@ def test_no_drift_sends_nothing(local_world: Chain, manifest_path: Path) -> None
     assert (report.result, report.reason) == ("skipped", "policy_within_bands"), report.message
     assert report.policy is not None and report.policy["should_rebalance"] is False
     assert report.plan is None
-    before.assert_nothing_sent(local_world)
+    before.assert_nothing_sent(any_chain)
 
 
 # ------------------------------------------------------------------ faults: nothing is sent
@@ -257,7 +257,7 @@ def test_dry_run_flag_simulates_and_sends_nothing(drifted: Chain, manifest_path:
 # ------------------------------------------------------------------ check and status
 
 
-def test_check_passes_with_the_keeper_key(local_world: Chain, manifest_path: Path) -> None:
+def test_check_passes_with_the_keeper_key(any_chain: Chain, manifest_path: Path) -> None:
     done = run_keeper(keeper_env(manifest_path, KEEPER_PRIVATE_KEY=KEEPER_KEY), "check")
 
     assert done.returncode == 0, done.stdout + done.stderr
@@ -265,7 +265,7 @@ def test_check_passes_with_the_keeper_key(local_world: Chain, manifest_path: Pat
     assert f"key {KEEPER.address} is the vault's keeper" in done.stdout
 
 
-def test_check_fails_with_a_key_lacking_the_role(local_world: Chain, manifest_path: Path) -> None:
+def test_check_fails_with_a_key_lacking_the_role(any_chain: Chain, manifest_path: Path) -> None:
     done = run_keeper(keeper_env(manifest_path, KEEPER_PRIVATE_KEY=NOT_KEEPER.private_key), "check")
 
     assert done.returncode != 0, done.stdout
@@ -309,7 +309,8 @@ def test_manifest_pointing_nowhere_is_a_usage_error(tmp_path: Path) -> None:
     assert "does not exist" in message
 
 
-def test_wrong_chain_id_is_a_usage_error_naming_both(chain: Chain, manifest_path: Path) -> None:
+def test_wrong_chain_id_is_a_usage_error_naming_both(any_chain: Chain, manifest_path: Path) -> None:
+    chain = any_chain
     before = Observed.now(chain)
     actual = chain.manifest.chain_id
     wrong = 1 if actual != 1 else 5
@@ -326,9 +327,7 @@ def test_wrong_chain_id_is_a_usage_error_naming_both(chain: Chain, manifest_path
 
 
 @pytest.mark.parametrize("interval", ["0", "soon"])
-def test_invalid_interval_is_a_usage_error_naming_the_variable(
-    chain: Chain, manifest_path: Path, interval: str
-) -> None:
+def test_invalid_interval_is_a_usage_error_naming_the_variable(manifest_path: Path, interval: str) -> None:
     message = _assert_usage_error(
         run_keeper(keeper_env(manifest_path, KEEPER_INTERVAL_S=interval), "run", timeout_s=30)
     )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from deploy.accounts import KEEPER
-from deploy.market import move_price
+from deploy.any_market import move_price
 from deploy.world import write_manifest
 from keeper.cli import main
 from keeper.policy.adaptive import VolMemory
@@ -76,8 +76,9 @@ def _tick_on_moving_market(chain: Chain, rt: Runtime, rng: random.Random, prices
 
 @pytest.mark.parametrize(("policy", "kind"), [(ADAPTIVE, VolMemory), (CALENDAR, CalendarMemory)])
 def test_policy_memory_is_the_same_after_a_restart(
-    local_world: Chain, tmp_path: Path, policy: dict[str, Any], kind: type
+    any_chain: Chain, tmp_path: Path, policy: dict[str, Any], kind: type
 ) -> None:
+    local_world = any_chain  # runs on the world and on the second chain alike
     rng, prices = random.Random(3), dict(START)
     first = _runtime(local_world, tmp_path, policy)
     assert first.keeper.policy_memory == first.keeper.policy.initial_memory()
