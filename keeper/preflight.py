@@ -141,9 +141,8 @@ def price_lines(snapshot: Snapshot, prices: Mapping[str, PriceResult]) -> list[C
                 line(
                     False,
                     f"price:{asset.symbol}",
-                    f"{result.message}; the owner must fix or replace "
-                    "the feed (setAssetFeed) or KEEPER_PRICE_BOUNDS be "
-                    "corrected",
+                    f"{result.message} (feed {asset.config.feed}); the owner must fix or replace the "
+                    "feed (setAssetFeed), or correct KEEPER_PRICE_BOUNDS if the price is right",
                 )
             )
     return out
