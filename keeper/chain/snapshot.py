@@ -4,6 +4,10 @@ The state read (block, feeds, balances, vault config) is one eth_call whatever t
 of assets. Quotes need the leg sizes, which need the prices, so they are a second
 aggregate3 call pinned to the same block, made only when the policy wants to trade: the
 request count per tick stays constant (1 idle, 2 when planning).
+
+The vault's answers win over the manifest's (a cache): targets, heartbeats, limits, pinned
+venues and the keeper come from this call; a feed the owner replaced (`setAssetFeed`) is
+followed by rebuilding the call list and reading once more, on that tick only.
 """
 
 from __future__ import annotations

@@ -148,3 +148,21 @@ def test_low_gas_fails(local_world: Chain, manifest_path: Path) -> None:
     failed = _failed(report)
     assert list(failed) == ["gas_balance"], failed
     assert "gas balance 0.001000 < minimum 0.05" in failed["gas_balance"]
+
+
+def test_status_json_reports_the_vault_as_read(local_world: Chain, manifest_path: Path) -> None:
+    done = run_keeper(keeper_env(manifest_path), "status", "--json")
+
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    m = local_world.manifest
+    assert (status["vault"], status["paused"], status["keeper"]) == (m.vault, False, KEEPER.address)
+    assert [a["symbol"] for a in status["assets"]] == m.symbols
+    assert all(a["price_valid"] and a["age_s"] >= 0 for a in status["assets"])
+    assert {a["symbol"]: a["target_bps"] for a in status["assets"]} == {
+        a.symbol: a.target_bps for a in m.assets
+    }
+    weights = [a["weight_bps"] for a in status["assets"]]
+    assert 9990 <= sum(weights) <= 10000  # floored per asset, as the vault reports them
+    assert status["total_drift_bps"] <= 50  # the world starts on target
+    assert status["limits"]["max_loss_bps_per_window"] == 300
