@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Literal
 
 from keeper.chain.depth import PoolDepth
-from keeper.manifest import Manifest
+from keeper.manifest import AssetEntry, Manifest
 from keeper.manifest_drift import Difference
 from keeper.model import BPS, PriceResult, Snapshot, ValidPrice, VaultLimits
 from keeper.portfolio import portfolio_state, value_usd18
@@ -64,59 +64,53 @@ def decimals_lines(
     the feeds the vault names now (a feed the owner replaced has its own decimals)."""
     out: list[CheckLine] = []
     for entry, tdec, feed, fdec in zip(manifest.assets, token_decimals, feeds, feed_decimals, strict=True):
-        sym = entry.symbol
-        if tdec is None:
-            out.append(
-                line(
-                    False,
-                    f"token_decimals:{sym}",
-                    f"{sym} token {entry.token} has no working decimals(); "
-                    "is the manifest's token address right?",
-                )
-            )
-        elif tdec != entry.decimals:
-            out.append(
-                line(
-                    False,
-                    f"token_decimals:{sym}",
-                    f"{sym} token decimals: the manifest says {entry.decimals}, "
-                    f"token {entry.token} says {tdec}; fix the manifest's "
-                    f"decimals for {sym}",
-                )
-            )
-        else:
-            out.append(line(True, f"token_decimals:{sym}", f"{sym} token decimals {tdec} match the manifest"))
-        if fdec is None:
-            out.append(
-                line(
-                    False,
-                    f"feed_decimals:{sym}",
-                    f"{sym} feed {feed} has no working decimals(); it is not "
-                    "an aggregator: the owner must set a live feed (setAssetFeed)",
-                )
-            )
-        elif feed.lower() != entry.feed.lower():
-            out.append(
-                CheckLine(
-                    "warn",
-                    f"feed_decimals:{sym}",
-                    f"{sym} feed {feed} (set on the vault, not in the "
-                    f"manifest) has {fdec} decimals; the keeper uses them",
-                )
-            )
-        elif fdec != entry.feed_decimals:
-            out.append(
-                line(
-                    False,
-                    f"feed_decimals:{sym}",
-                    f"{sym} feed decimals: the manifest says "
-                    f"{entry.feed_decimals}, feed {feed} says {fdec}; review "
-                    f"the feed and fix feed_decimals for {sym}",
-                )
-            )
-        else:
-            out.append(line(True, f"feed_decimals:{sym}", f"{sym} feed decimals {fdec} match the manifest"))
+        out += [_token_decimals_line(entry, tdec), _feed_decimals_line(entry, feed, fdec)]
     return out
+
+
+def _token_decimals_line(entry: AssetEntry, answered: int | None) -> CheckLine:
+    sym, name = entry.symbol, f"token_decimals:{entry.symbol}"
+    if answered is None:
+        return line(
+            False,
+            name,
+            f"{sym} token {entry.token} has no working decimals(); is the manifest's token address right?",
+        )
+    if answered != entry.decimals:
+        return line(
+            False,
+            name,
+            f"{sym} token decimals: the manifest says {entry.decimals}, token {entry.token} says {answered}; "
+            f"fix the manifest's decimals for {sym}",
+        )
+    return line(True, name, f"{sym} token decimals {answered} match the manifest")
+
+
+def _feed_decimals_line(entry: AssetEntry, feed: str, answered: int | None) -> CheckLine:
+    sym, name = entry.symbol, f"feed_decimals:{entry.symbol}"
+    if answered is None:
+        return line(
+            False,
+            name,
+            f"{sym} feed {feed} has no working decimals(); it is not an aggregator: the owner must set a live "
+            "feed (setAssetFeed)",
+        )
+    if feed.lower() != entry.feed.lower():
+        # The owner replaced the feed: the manifest's figure belongs to the old one.
+        return CheckLine(
+            "warn",
+            name,
+            f"{sym} feed {feed} (set on the vault, not in the manifest) has {answered} decimals; the "
+            "keeper uses them",
+        )
+    if answered != entry.feed_decimals:
+        return line(
+            False,
+            name,
+            f"{sym} feed decimals: the manifest says {entry.feed_decimals}, feed {feed} says {answered}; review the "
+            f"feed and fix feed_decimals for {sym}",
+        )
+    return line(True, name, f"{sym} feed decimals {answered} match the manifest")
 
 
 def price_lines(snapshot: Snapshot, prices: Mapping[str, PriceResult]) -> list[CheckLine]:

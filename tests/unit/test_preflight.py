@@ -15,7 +15,7 @@ from keeper.chain.depth import PoolDepth, v3_virtual_reserves
 from keeper.manifest import Manifest, parse_manifest
 from keeper.manifest_drift import manifest_differences
 from keeper.model import Snapshot, VaultLimits
-from keeper.preflight import VaultCaps, guardian_line, limits_lines, route_lines
+from keeper.preflight import VaultCaps, decimals_lines, guardian_line, limits_lines, route_lines
 
 KEEPER = to_checksum_address("0x" + "11" * 20)
 
@@ -151,3 +151,22 @@ def test_manifest_differences_name_each_field_the_owner_changed() -> None:
         ("assets[WETH].target_bps", "4000", "5000"),
         ("keeper", KEEPER, other_keeper),
     ]
+
+
+def test_decimals_lines_compare_what_the_contracts_answer_with_the_manifest() -> None:
+    manifest = _manifest_of(_two_asset_vault())  # USDC 6/8, WETH 18/8
+    usdc = manifest.assets[0]
+    other_feed = to_checksum_address("0x" + "fe" * 20)
+    lines = decimals_lines(manifest, [6, 8], [usdc.feed, other_feed], [18, None])
+    assert [(x.name, x.status) for x in lines] == [
+        ("token_decimals:USDC", "ok"),
+        ("feed_decimals:USDC", "fail"),
+        ("token_decimals:WETH", "fail"),
+        ("feed_decimals:WETH", "fail"),
+    ]
+    assert "the manifest says 8, feed" in lines[1].message and "says 18" in lines[1].message
+    assert "the manifest says 18" in lines[2].message and "says 8" in lines[2].message
+    assert "no working decimals()" in lines[3].message and "setAssetFeed" in lines[3].message
+    # A feed the owner replaced: its own decimals are used, the manifest's are for the old feed.
+    (replaced,) = decimals_lines(manifest, [6, 18], [usdc.feed, other_feed], [8, 18])[3:]
+    assert replaced.status == "warn" and other_feed in replaced.message
