@@ -7,6 +7,7 @@ clear message on stderr and exit code 2, never a traceback; a failed check exits
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import getpass
 import json
@@ -20,9 +21,8 @@ from typing import Any
 
 from keeper import __version__, decisions_cli
 from keeper.admin import cli as vault_cli
-from keeper.chain.abi import Vault
 from keeper.chain.rpc import RpcError
-from keeper.chain.snapshot import SnapshotError
+from keeper.chain.snapshot import ChainState, SnapshotError
 from keeper.daemon import Daemon
 from keeper.execution.adoption import Adoption, adopt_problem, adoption_refusal
 from keeper.execution.campaigns import CampaignStore
@@ -31,11 +31,12 @@ from keeper.execution.sqlite_store import SqliteJournal
 from keeper.log import configure_logging, get_logger
 from keeper.manifest import ManifestError
 from keeper.metrics import MetricsServer
-from keeper.model import LossBudget, ValidPrice
+from keeper.model import LossBudget, PriceResult, ValidPrice
 from keeper.oracle import validate_snapshot
-from keeper.portfolio import portfolio_state
+from keeper.portfolio import PortfolioState, portfolio_state
+from keeper.preflight import line
+from keeper.preflight_reads import run_checks
 from keeper.redact import redact_text
-from keeper.routes import reachability
 from keeper.runtime import Runtime, build_runtime
 from keeper.settings import ConfigError, Settings, load_settings
 from keeper.signing import SignerError
@@ -121,94 +122,20 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    settings, rt = _runtime()
-    w3, m = rt.w3, rt.manifest
-    endpoints = ", ".join(e.label for e in rt.pool.endpoints)  # scheme://host:port: URLs hold keys
-    results: list[tuple[bool, str]] = [(True, f"config valid; RPC {endpoints} answers")]
-    results.append((True, f"chain id {w3.eth.chain_id} matches"))
-    contracts = {
-        "vault": m.vault,
-        "multicall3": m.multicall3,
-        "v3_swap_router": m.uniswap.v3_swap_router,
-        "v3_quoter": m.uniswap.v3_quoter,
-        "v2_router": m.uniswap.v2_router,
-        **{f"{a.symbol} token": a.token for a in m.assets},
-        **{f"{a.symbol} feed": a.feed for a in m.assets},
-    }
-    for name, address in contracts.items():
-        has_code = len(w3.eth.get_code(address)) > 0  # type: ignore[arg-type]
-        results.append((has_code, f"{name} {address} {'has code' if has_code else 'has NO code'}"))
-    if rt.account is None:
-        results.append(
-            (False, "no signing key (KEEPER_PRIVATE_KEY or KEEPER_PRIVATE_KEY_FILE): dry mode only")
-        )
+    """Everything a first tick needs, one line each (keeper/preflight.py); exit 1 on any FAIL."""
+    _, rt = _runtime()
+    try:
+        results, is_keeper = run_checks(rt)
+        results += [line(ok, "journal", text) for ok, text in _journal_checks(rt, keeper_role=is_keeper)]
+    finally:
+        rt.close()
+    passed = all(r.ok for r in results)
+    if args.json:
+        print(json.dumps({"ok": passed, "checks": [r.as_json() for r in results]}, indent=2))
     else:
-        (onchain_keeper,) = Vault.keeper.decode_output(
-            bytes(w3.eth.call({"to": m.vault, "data": Vault.keeper.calldata()}))
-        )
-        is_keeper = onchain_keeper.lower() == rt.account.address.lower()
-        results.append(
-            (
-                is_keeper,
-                f"key {rt.account.address} {'is' if is_keeper else 'is NOT'} the vault's keeper ({onchain_keeper})",
-            )
-        )
-        balance = Decimal(w3.eth.get_balance(rt.account.address)) / Decimal(10**18)
-        enough = balance >= settings.min_gas_balance_eth
-        results.append(
-            (
-                enough,
-                f"gas balance {balance:.6f} {'>=' if enough else '<'} minimum {settings.min_gas_balance_eth}",
-            )
-        )
-    keeper_role = all(ok for ok, _ in results)
-    results += _vault_rule_checks(rt)
-    results += _journal_checks(rt, keeper_role=keeper_role)
-    for ok, line in results:
-        print(f"{'ok  ' if ok else 'FAIL'} {line}")
-    return 0 if all(ok for ok, _ in results) else EXIT_CHECK_FAILED
-
-
-def _vault_rule_checks(rt: Runtime) -> list[tuple[bool, str]]:
-    """Every asset reachable from the quote asset through pinned venues; the limits; the budget."""
-    snap = rt.keeper.reader.read().snapshot
-    tokens = {a.symbol: a.config.token for a in snap.assets}
-    lines: list[tuple[bool, str]] = [
-        (True, f"{len(snap.pinned_venues)} pinned venue(s): the only pools the vault trades through")
-    ]
-    for symbol, how in reachability(tokens, snap.quote_symbol, snap.pinned_venues).items():
-        if how is None:
-            lines.append(
-                (
-                    False,
-                    f"{symbol} is unreachable: no pinned venue links it to {snap.quote_symbol}, directly or "
-                    "via one other vault asset; the owner must pin one (pinVenue)",
-                )
-            )
-        elif how != "direct":
-            # The planner trades each asset against the quote asset or directly against another
-            # asset it rebalances with; it does not build two-hop routes, so "via X" alone would
-            # leave the asset untraded.
-            lines.append(
-                (
-                    False,
-                    f"{symbol} is reachable only {how}: the keeper trades an asset through a pinned venue "
-                    f"against {snap.quote_symbol} (two-hop routes are not planned); pin one (pinVenue)",
-                )
-            )
-        else:
-            lines.append((True, f"{symbol} reachable from {snap.quote_symbol} through a pinned venue"))
-    lim = snap.limits
-    lines.append(
-        (
-            True,
-            f"limits: slippage {lim.max_slippage_bps} bps, loss {lim.max_loss_bps} bps per call and "
-            f"{lim.max_loss_bps_per_window} bps per window, cooldown {lim.cooldown_s} s, max {lim.max_steps} steps",
-        )
-    )
-    if snap.loss_budget is not None:
-        lines.append((True, _budget_line(snap.loss_budget)))
-    return lines
+        for r in results:
+            print(f"{r.status.upper():<4} {r.message}")
+    return 0 if passed else EXIT_CHECK_FAILED
 
 
 def _budget_line(budget: LossBudget) -> str:
@@ -247,13 +174,19 @@ def _journal_checks(rt: Runtime, keeper_role: bool) -> list[tuple[bool, str]]:
 
 def cmd_status(args: argparse.Namespace) -> int:
     _, rt = _runtime()
-    chain = rt.keeper.reader.read()
+    try:
+        chain = rt.keeper.reader.read()
+    finally:
+        rt.close()
     snap = chain.snapshot
     prices = validate_snapshot(snap, rt.keeper.config.rules)
     valid = {s: p for s, p in prices.items() if isinstance(p, ValidPrice)}
+    state = portfolio_state(snap.assets, valid) if len(valid) == len(snap.assets) else None
+    if args.json:
+        print(json.dumps(_status_json(rt, chain, prices, state), indent=2))
+        return 0
     print(f"vault {rt.manifest.vault} at block {snap.block_number}  paused={snap.vault_paused}")
     print(f"{'asset':<8}{'price USD':>14}{'age s':>8}{'weight %':>10}{'target %':>10}{'drift %':>9}  oracle")
-    state = portfolio_state(snap.assets, valid) if len(valid) == len(snap.assets) else None
     for i, asset in enumerate(snap.assets):
         p = prices[asset.symbol]
         age = str(snap.timestamp - asset.round.updated_at) if asset.round.call_ok else "-"
@@ -274,6 +207,53 @@ def cmd_status(args: argparse.Namespace) -> int:
     if snap.loss_budget is not None:
         print(_budget_line(snap.loss_budget))
     return 0
+
+
+def _status_json(
+    rt: Runtime, chain: ChainState, prices: dict[str, PriceResult], state: PortfolioState | None
+) -> dict[str, Any]:
+    """`keeper status --json`: the table's figures, exact (USD and prices as decimal strings)."""
+    snap = chain.snapshot
+    assets = []
+    for i, asset in enumerate(snap.assets):
+        p = prices[asset.symbol]
+        assets.append(
+            {
+                "symbol": asset.symbol,
+                "token": asset.config.token,
+                "feed": asset.config.feed,
+                "balance": str(asset.balance),
+                "price_usd": str(p.usd) if isinstance(p, ValidPrice) else None,
+                "price_valid": isinstance(p, ValidPrice),
+                "price_problem": None if isinstance(p, ValidPrice) else p.message,
+                "age_s": snap.timestamp - asset.round.updated_at if asset.round.call_ok else None,
+                "heartbeat_s": asset.config.heartbeat_s,
+                "target_bps": asset.config.target_bps,
+                "weight_bps": state.weights_bps[i] if state is not None else None,
+            }
+        )
+    budget = snap.loss_budget
+    return {
+        "vault": rt.manifest.vault,
+        "chain_id": snap.chain_id,
+        "block": snap.block_number,
+        "timestamp": snap.timestamp,
+        "paused": snap.vault_paused,
+        "keeper": chain.vault_keeper,
+        "assets": assets,
+        "total_drift_bps": state.drift_bps if state is not None else None,
+        "value_usd": str(Decimal(state.total_usd18) / 10**18) if state is not None else None,
+        "last_rebalance_ts": snap.last_rebalance_ts or None,
+        "limits": dataclasses.asdict(snap.limits),
+        "loss_budget": None
+        if budget is None
+        else {
+            "remaining_bps": str(budget.remaining_bps),
+            "limit_bps": str(budget.limit_bps),
+            "window_s": budget.window_s,
+        },
+        "pinned_venues": len(snap.pinned_venues),
+    }
 
 
 def _journal(settings: Settings) -> SqliteJournal:
@@ -396,10 +376,16 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     once.add_argument("--dry-run", action="store_true", help="plan and simulate, never sign or send")
     once.add_argument("--json", action="store_true", help="print the whole decision as JSON")
     once.set_defaults(func=cmd_once)
-    sub.add_parser("check", help="preflight: config, RPC, chain id, code, keeper role, gas").set_defaults(
-        func=cmd_check
+    check = sub.add_parser(
+        "check",
+        help="preflight, one line per fact: chain id, code, decimals, feeds, quote asset, pinned "
+        "routes and depth, limits, keeper role, guardian, gas, manifest vs chain; exit 1 on a FAIL",
     )
-    sub.add_parser("status", help="weights and drift now, as a table").set_defaults(func=cmd_status)
+    check.add_argument("--json", action="store_true", help="the lines as JSON")
+    check.set_defaults(func=cmd_check)
+    status = sub.add_parser("status", help="weights and drift now, as a table")
+    status.add_argument("--json", action="store_true", help="as JSON")
+    status.set_defaults(func=cmd_status)
     sub.add_parser(
         "reset-breaker",
         help="close the circuit breaker (written to the journal; the daemon sees it next tick)",

@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from keeper import safejson
 from keeper.model import BPS as BPS_TOTAL
 from keeper.model import V3_FEE_TIERS
+from keeper.rpc_scheme import rpc_url_problem
 
 
 class ManifestError(ValueError):
@@ -36,6 +37,15 @@ def _checksummed(value: str) -> str:
     expected = to_checksum_address(value)
     if value != expected:
         raise ValueError(f"{value} is not EIP-55 checksummed; write it as {expected}")
+    return value
+
+
+def _http_rpc_url(value: str) -> str:
+    problem = rpc_url_problem(value)
+    if problem is None and any(c.isspace() for c in value):
+        problem = "must not contain whitespace"
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
@@ -99,7 +109,7 @@ class PinnedVenueEntry(_Strict):
 
 class Manifest(_Strict):
     chain_id: int = Field(gt=0)
-    rpc_url: str = Field(pattern=r"^(https?|wss?)://\S+$")
+    rpc_url: Annotated[str, AfterValidator(_http_rpc_url)]
     vault: Address
     keeper: Address
     guardian: Address

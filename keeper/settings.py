@@ -36,6 +36,7 @@ from pydantic_settings import (
 from keeper import safejson
 from keeper.chain.transport import DEFAULT_MAX_RESPONSE_BYTES
 from keeper.policy import PolicyConfig, parse_policy_config
+from keeper.rpc_scheme import rpc_url_problem
 
 ENV_PREFIX = "KEEPER_"
 LOCAL_DEV_CHAIN_ID = 31337
@@ -348,6 +349,14 @@ class Settings(BaseSettings):
     min_gas_balance_eth: Decimal = Field(
         default=Decimal("0.05"), ge=0, description="Below this native balance `check` fails and alerts fire."
     )
+    # --- keeper check (issue 13) ---
+    check_trade_share_bps: int = Field(
+        default=10_000,
+        gt=0,
+        le=10_000,
+        description="`keeper check` depth rule: a trade of this share (bps) of each asset's target value "
+        "must fit through its deepest pinned pool against the quote asset within the vault's maxSlippageBps.",
+    )
 
     # --- chunking: large rebalances over several ticks (keeper/chunking.py, keeper/campaign.py) ---
     max_chunk_usd: Decimal | None = Field(
@@ -451,8 +460,9 @@ class Settings(BaseSettings):
     @field_validator("rpc_url", "private_tx_url")
     @classmethod
     def _rpc_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
+        problem = None if value is None else rpc_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("rpc_urls", mode="before")
@@ -466,9 +476,10 @@ class Settings(BaseSettings):
     @field_validator("rpc_urls")
     @classmethod
     def _urls_scheme(cls, value: list[str]) -> list[str]:
-        bad = [i for i, url in enumerate(value) if not url.startswith(("http://", "https://"))]
-        if bad:
-            raise ValueError(f"entry {bad[0] + 1} must start with http:// or https://")
+        for i, url in enumerate(value):
+            problem = rpc_url_problem(url)
+            if problem is not None:
+                raise ValueError(f"entry {i + 1}: {problem}")
         if len(set(value)) != len(value):
             raise ValueError("lists an endpoint twice")
         return value

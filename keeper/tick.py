@@ -32,7 +32,7 @@ from web3 import Web3
 from keeper import gates, reasons
 from keeper.campaign import Chunked, decide_chunked
 from keeper.chain.answers import MalformedAnswerError
-from keeper.chain.depth import pool_depths_usd18
+from keeper.chain.pool_balances import pool_depths_usd18
 from keeper.chain.rpc import EndpointPool, RpcMalformedError, RpcUnavailableError
 from keeper.chain.snapshot import ChainState, ManifestMismatchError, SnapshotReader
 from keeper.costs import CostBudget, GasModel, calibrated_gas_model

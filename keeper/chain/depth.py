@@ -1,43 +1,83 @@
-"""Pool depth for chunk caps in bps of depth: each asset's balance in its pinned pools.
+"""How much a pinned pool holds on each side, read for every pinned venue in one aggregate3.
 
-One eth_call (Multicall3) at the snapshot's block, read only when a depth cap is configured.
-Depth here is the asset's own side of each pinned pool against the quote asset, valued at the
-oracle; an asset's depth is its deepest such pool (the one the planner's best quote mostly
-uses). For a constant-product pool, or a V3 pool whose liquidity is full-range, a trade of x
-against a side of X moves the price by about 2x/X, so a cap of b bps of depth bounds the
-impact at about 2b bps. Concentrated liquidity holds less in range than its balance: cap lower.
+V2 pairs answer `getReserves()`. A V3 pool's depth near its price is its virtual reserves,
+`x = L / sqrt(P)` and `y = L * sqrt(P)` from `liquidity()` and `slot0()`: what a full-range
+position with the pool's active liquidity would hold, which is what a trade of moderate size
+sees (concentrated liquidity beyond the active range is not counted, a conservative reading).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from web3 import Web3
+from web3.types import BlockIdentifier
 
-from keeper.chain.abi import Erc20
+from keeper.chain.abi import AbiFunction
 from keeper.chain.multicall import Call, aggregate
-from keeper.model import Snapshot, ValidPrice
-from keeper.portfolio import value_usd18
+from keeper.model import PinnedVenue, Venue
+
+Q96 = 2**96
 
 
-def pool_depths_usd18(
-    w3: Web3, multicall: str, snapshot: Snapshot, prices: dict[str, ValidPrice]
-) -> dict[str, int]:
-    hub = next(a for a in snapshot.assets if a.symbol == snapshot.quote_symbol)
-    reads: list[tuple[str, Call]] = []
-    for a in snapshot.assets:
-        if a is hub:
+class _V2Pair:
+    get_reserves = AbiFunction("getReserves", (), ("uint112", "uint112", "uint32"))
+
+
+class _V3Pool:
+    liquidity = AbiFunction("liquidity", (), ("uint128",))
+    slot0 = AbiFunction("slot0", (), ("uint160", "int24", "uint16", "uint16", "uint16", "uint8", "bool"))
+
+
+@dataclass(frozen=True, slots=True)
+class PoolDepth:
+    """Raw token units on each side of a pinned venue (token0 < token1, as pinned); None when
+    the pool did not answer."""
+
+    venue: PinnedVenue
+    reserve0: int | None
+    reserve1: int | None
+
+    def reserve_of(self, token: str) -> int | None:
+        if token.lower() == self.venue.token0.lower():
+            return self.reserve0
+        if token.lower() == self.venue.token1.lower():
+            return self.reserve1
+        raise ValueError(f"{token} is not a token of pool {self.venue.pool}")
+
+
+def v3_virtual_reserves(liquidity: int, sqrt_price_x96: int) -> tuple[int, int]:
+    if sqrt_price_x96 == 0:
+        return 0, 0
+    return liquidity * Q96 // sqrt_price_x96, liquidity * sqrt_price_x96 // Q96
+
+
+def read_depths(
+    w3: Web3, multicall: str, venues: Sequence[PinnedVenue], block: BlockIdentifier = "latest"
+) -> list[PoolDepth]:
+    """One eth_call for all venues (two sub-calls per V3 pool, one per V2 pair)."""
+    calls: list[Call] = []
+    for v in venues:
+        if v.venue is Venue.V2:
+            calls.append(Call(v.pool, _V2Pair.get_reserves))
+        else:
+            calls += [Call(v.pool, _V3Pool.liquidity), Call(v.pool, _V3Pool.slot0)]
+    if not calls:
+        return []
+    results = iter(aggregate(w3, multicall, calls, block))
+    depths: list[PoolDepth] = []
+    for v in venues:
+        if v.venue is Venue.V2:
+            r = next(results)
+            depths.append(
+                PoolDepth(v, int(r.values[0]), int(r.values[1])) if r.ok else PoolDepth(v, None, None)
+            )
             continue
-        for pin in snapshot.pinned_venues:
-            if pin.connects(a.config.token, hub.config.token):
-                reads.append((a.symbol, Call(a.config.token, Erc20.balance_of, (pin.pool,))))
-    if not reads:
-        return {}
-    results = aggregate(w3, multicall, [c for _, c in reads], snapshot.block_number)
-    depth: dict[str, int] = {}
-    by_symbol = {a.symbol: a for a in snapshot.assets}
-    for (symbol, _), r in zip(reads, results, strict=True):
-        if not r.ok or symbol not in prices:
+        liq, slot0 = next(results), next(results)
+        if not (liq.ok and slot0.ok):
+            depths.append(PoolDepth(v, None, None))
             continue
-        a = by_symbol[symbol]
-        usd = value_usd18(int(r.values[0]), a.config.decimals, prices[symbol])
-        depth[symbol] = max(depth.get(symbol, 0), usd)
-    return depth
+        x, y = v3_virtual_reserves(int(liq.values[0]), int(slot0.values[0]))
+        depths.append(PoolDepth(v, x, y))
+    return depths

@@ -4,6 +4,10 @@ The state read (block, feeds, balances, vault config) is one eth_call whatever t
 of assets. Quotes need the leg sizes, which need the prices, so they are a second
 aggregate3 call pinned to the same block, made only when the policy wants to trade: the
 request count per tick stays constant (1 idle, 2 when planning).
+
+The vault's answers win over the manifest's (a cache): targets, heartbeats, limits, pinned
+venues and the keeper come from this call; a feed the owner replaced (`setAssetFeed`) is
+followed by rebuilding the call list and reading once more, on that tick only.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from web3.types import BlockIdentifier
 from keeper.chain.abi import Erc20, Feed, Multicall3, QuoterV2, V2Router, Vault
 from keeper.chain.decimals import token_decimals_problems
 from keeper.chain.multicall import Call, CallResult, aggregate
+from keeper.log import get_logger
 from keeper.manifest import Manifest
+from keeper.manifest_drift import manifest_differences
 from keeper.model import (
     AssetConfig,
     AssetState,
@@ -31,6 +37,8 @@ from keeper.model import (
     VaultLimits,
     Venue,
 )
+
+log = get_logger("keeper.snapshot")
 
 
 class SnapshotError(RuntimeError):
@@ -88,13 +96,22 @@ class SnapshotReader:
         self._m = manifest
         self._configs = tuple(configs)
         self._quote_symbol = next(a.symbol for a in manifest.assets if a.token == manifest.quote_asset)
-        mc, vault = manifest.multicall3, manifest.vault
-        self._calls: list[Call] = [
+        self._keeper_address = keeper_address
+        self._sequencer = sequencer_feed
+        # Assets whose feed the vault changed: their decimals are taken from the new feed's
+        # first answer, then held, so a later decimals change is refused like any other.
+        self._adopt_feed_decimals: set[int] = set()
+        self._warned: set[tuple[str, str]] = set()  # manifest differences already logged
+        self._calls = self._build_calls()
+
+    def _build_calls(self) -> list[Call]:
+        mc, vault = self._m.multicall3, self._m.vault
+        calls: list[Call] = [
             Call(mc, Multicall3.block_number, allow_failure=False),
             Call(mc, Multicall3.block_timestamp, allow_failure=False),
             Call(mc, Multicall3.chain_id, allow_failure=False),
             Call(mc, Multicall3.basefee),
-            Call(mc, Multicall3.eth_balance, (keeper_address,)),
+            Call(mc, Multicall3.eth_balance, (self._keeper_address,)),
             Call(vault, Vault.get_assets),
             Call(vault, Vault.get_limits),
             Call(vault, Vault.paused),
@@ -104,17 +121,64 @@ class SnapshotReader:
             Call(vault, Vault.loss_budget),
         ]
         for cfg in self._configs:
-            self._calls += [
+            calls += [
                 Call(cfg.feed, Feed.latest_round_data),
                 Call(cfg.feed, Feed.decimals),
                 Call(cfg.token, Erc20.balance_of, (vault,)),
                 Call(cfg.token, Erc20.decimals),  # checked against the manifest
             ]
-        self._sequencer = sequencer_feed
-        if sequencer_feed:
-            self._calls.append(Call(sequencer_feed, Feed.latest_round_data))
+        if self._sequencer:
+            calls.append(Call(self._sequencer, Feed.latest_round_data))
+        return calls
+
+    @property
+    def configs(self) -> tuple[AssetConfig, ...]:
+        """The asset configs the next read uses (feeds as the vault last named them)."""
+        return self._configs
 
     def read(self, block: BlockIdentifier = "latest") -> ChainState:
+        """One eth_call; a second only on the read that finds a feed the vault changed (the new
+        feed's answer must come from the same call as everything else it is judged with)."""
+        state = self._read_once(block)
+        if state is None:
+            state = self._read_once(block)
+        if state is None:
+            raise SnapshotError(
+                f"vault {self._m.vault} changed its feeds between two reads of block {block!r}; retrying next tick"
+            )
+        self._warn_manifest_differences(state)
+        return state
+
+    def _warn_manifest_differences(self, state: ChainState) -> None:
+        """Each manifest field the chain changed is logged once per new value: the chain wins."""
+        for diff in manifest_differences(self._m, state.snapshot, state.vault_keeper):
+            if (diff.field, diff.chain) in self._warned:
+                continue
+            self._warned.add((diff.field, diff.chain))
+            log.warning(
+                "manifest_out_of_date",
+                field=diff.field,
+                manifest=diff.manifest,
+                chain=diff.chain,
+                message=f"{diff.line}; the keeper follows the chain (refresh the manifest)",
+            )
+
+    def _follow_feeds(self, onchain: Sequence[tuple[str, str, int, int]]) -> bool:
+        """Point the call list at the feeds the vault names now; True if any changed."""
+        changed = False
+        configs = list(self._configs)
+        for i, (cfg, (_, raw_feed, _, _)) in enumerate(zip(configs, onchain, strict=True)):
+            feed = Web3.to_checksum_address(raw_feed)
+            if feed != cfg.feed:
+                configs[i] = replace(cfg, feed=feed)
+                self._adopt_feed_decimals.add(i)
+                changed = True
+        if changed:
+            self._configs = tuple(configs)
+            self._calls = self._build_calls()
+        return changed
+
+    def _read_once(self, block: BlockIdentifier) -> ChainState | None:
         results = aggregate(self._w3, self._m.multicall3, self._calls, block)
         head = results[: self._HEAD]
         (block_number,), (timestamp,), (chain_id,) = (r.values for r in head[:3])
@@ -132,10 +196,19 @@ class SnapshotReader:
                 )
         (onchain_assets,) = head[5].values
         self._check_assets_match(onchain_assets)
+        if self._follow_feeds(onchain_assets):
+            return None
         ((max_slip, max_loss, max_loss_window, cooldown, max_steps),) = head[6].values
         assets: list[AssetState] = []
         base = self._HEAD
         token_decimals: list[CallResult] = []
+        adopted = list(self._configs)
+        for i in sorted(self._adopt_feed_decimals):
+            dec = results[base + 4 * i + 1]
+            if dec.ok:
+                adopted[i] = replace(adopted[i], feed_decimals=int(dec.values[0]))
+                self._adopt_feed_decimals.discard(i)
+        self._configs = tuple(adopted)
         for i, cfg in enumerate(self._configs):
             rnd, dec, bal, token_dec = results[base + 4 * i : base + 4 * i + 4]
             token_decimals.append(token_dec)
@@ -171,8 +244,9 @@ class SnapshotReader:
         return ChainState(snapshot, int(keeper_balance), Web3.to_checksum_address(head[9].values[0]))
 
     def _check_assets_match(self, onchain: Sequence[tuple[str, str, int, int]]) -> None:
-        ours = [(c.token, c.feed) for c in self._configs]
-        theirs = [(Web3.to_checksum_address(t), Web3.to_checksum_address(f)) for t, f, _, _ in onchain]
+        # Tokens are fixed when the vault is deployed; feeds are followed (`_follow_feeds`).
+        ours = [c.token for c in self._configs]
+        theirs = [Web3.to_checksum_address(t) for t, _, _, _ in onchain]
         if ours != theirs:
             raise ManifestMismatchError(
                 f"manifest assets {ours} do not match the vault's getAssets() {theirs}: regenerate the "

@@ -143,13 +143,15 @@ def test_a_dripping_node_cannot_stretch_a_tick(
         KEEPER_METRICS_PORT=str(free_port()),
     )
     nonce_before = _nonce(drifted)
+    # Drip before the daemon starts, and never behave in between: the chain is drifted, so any
+    # tick against a healthy node (its first one, or one between two phases) would rebalance.
+    node.misbehave("drip", {CALL})
     daemon = Daemon(env, tmp_path / "daemon.log")
     try:
         daemon.wait_for(bool, "the metrics port")
         for methods in ({CALL}, {PROBE, CALL}):  # the snapshot stays broken across the switch
             node.misbehave("drip", methods)
             ticks = _after(daemon, 2, f"a drip on {methods}")()
-            node.behave()
             assert daemon.process.poll() is None
             assert {t["result"] for t in ticks} == {"error"}, ticks
             slowest = max(t["duration_s"] for t in ticks)

@@ -33,7 +33,7 @@ def test_without_rpc_urls_the_single_url_then_the_manifest_is_used(monkeypatch: 
 @pytest.mark.parametrize(
     ("value", "complaint"),
     [
-        ("http://a,ws://b", "entry 2 must start with http:// or https://"),
+        ("http://a,ws://b", "entry 2: is a WebSocket URL (ws); the keeper speaks JSON-RPC over HTTP only"),
         ("http://a,http://a", "lists an endpoint twice"),
     ],
 )
