@@ -8,9 +8,9 @@ ticks in a row that were due and ended without a rebalance are counted; from `li
 such tick counts toward the circuit breaker, /healthz answers degraded with the reason, and
 `keeper_rebalance_stalled` (alert KeeperRebalanceStalled) is 1.
 
-What does not count either way: a tick that did not get as far as the policy (an RPC error
-already counts toward the breaker by itself), a dry run, a paused keeper, an observer that
-does not hold the lease. A rebalance or a transaction in flight ends the stall; so does the
+What does not count either way: a tick that ends in an error (an RPC outage already counts
+toward the breaker by itself, and a node's malformed answer deliberately does not), a dry
+run, a paused keeper, an observer that does not hold the lease. A rebalance or a transaction in flight ends the stall; so does the
 policy saying the vault is not due.
 """
 
@@ -45,7 +45,7 @@ class StallTracker:
         """Update the count with this tick's end; True when the vault is stalled (count >= limit)."""
         if result in ("rebalanced", "pending") or self._due is False:
             self.count = 0
-        elif self._due and result in ("skipped", "error", "reverted") and reason not in NOT_A_STALL:
+        elif self._due and result in ("skipped", "reverted") and reason not in NOT_A_STALL:
             self.count += 1
         stalled = self.count >= self.limit
         if stalled:

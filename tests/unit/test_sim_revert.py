@@ -148,9 +148,13 @@ def test_stall_counts_due_ticks_without_a_rebalance_and_clears_on_one() -> None:
         results.append(s.end_tick("skipped", "plan_empty", "USDC->LINK: unfillable"))
     assert results == [False, False, True, True] and s.count == 4
     assert s.degraded_reason is not None and "plan_empty" in s.degraded_reason
-    # An RPC error before the policy neither counts nor clears.
+    # An error neither counts nor clears, before the policy or after it (a node's fault is the
+    # breaker's business, or deliberately not: rpc_malformed).
     s.start_tick()
     assert s.end_tick("error", "rpc_unavailable", "down") and s.count == 4
+    s.start_tick()
+    s.observe_policy(True)
+    assert s.end_tick("error", "rpc_malformed", "garbage") and s.count == 4
     # Dry runs and a paused keeper are choices, not stalls.
     s.start_tick()
     s.observe_policy(True)
