@@ -72,7 +72,12 @@ def from_plain(kind: Any, data: Any) -> Any:
         return {from_plain(key_t, k): from_plain(value_t, v) for k, v in data.items()}
     if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         hints = _hints(kind)
-        fields = {f.name: from_plain(hints[f.name], data[f.name]) for f in dataclasses.fields(kind) if f.init}
+        # A field missing from older data takes its default (records outlive releases).
+        fields = {
+            f.name: from_plain(hints[f.name], data[f.name])
+            for f in dataclasses.fields(kind)
+            if f.init and (f.name in data or not _has_default(f))
+        }
         return kind(**fields)
     if isinstance(kind, type) and issubclass(kind, Enum):
         return kind(data)
@@ -89,6 +94,10 @@ def from_plain(kind: Any, data: Any) -> Any:
             raise CodecError(f"{data!r} is not None")
         return None
     raise CodecError(f"cannot read a {kind}")
+
+
+def _has_default(f: dataclasses.Field[Any]) -> bool:
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
 
 
 def decode(kind: type[T], data: Any) -> T:

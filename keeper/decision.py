@@ -29,6 +29,7 @@ from keeper.costs import (
     estimate_costs,
     gas_cost_usd18,
 )
+from keeper.fit import ladder
 from keeper.model import (
     BPS,
     USD18,
@@ -215,12 +216,24 @@ def route_fees_ppm(
 
 
 def quote_requests(first: Plan) -> list[QuoteRequest]:
-    """The legs at their exact sizes, and the biggest sellers against the biggest buyers direct."""
-    wanted = [(leg.step.token_in, leg.step.token_out, leg.amount_in) for leg in first.legs]
+    """Each leg at a ladder of sizes from its full size down (keeper/fit.py: the planner cuts a
+    leg to the largest size whose quote covers its floor), and the biggest sellers against the
+    biggest buyers direct at full size. Ordered rung by rung, full sizes first: if a node's gas
+    cap cuts the one eth_call short, what is lost is the small rungs, which only matter when
+    the larger ones do not fit."""
+    ladders = [(leg, ladder(leg.amount_in)) for leg in first.legs]
+    wanted = [(leg.step.token_in, leg.step.token_out, sizes[0]) for leg, sizes in ladders if sizes]
     by_size = sorted(first.legs, key=lambda leg: -leg.value_in_usd18)
     sells = [leg for leg in by_size if leg.kind is LegKind.SELL_TO_HUB][:MAX_DIRECT_CANDIDATES]
     buys = [leg for leg in by_size if leg.kind is LegKind.BUY_FROM_HUB][:MAX_DIRECT_CANDIDATES]
     wanted += [(s.step.token_in, b.step.token_out, s.amount_in) for s in sells for b in buys]
+    rungs = max((len(sizes) for _, sizes in ladders), default=0)
+    for rung in range(1, rungs):
+        wanted += [
+            (leg.step.token_in, leg.step.token_out, sizes[rung])
+            for leg, sizes in ladders
+            if rung < len(sizes)
+        ]
     return wanted
 
 

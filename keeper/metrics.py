@@ -104,6 +104,17 @@ class KeeperMetrics:
             ["endpoint"],
             registry=r,
         )
+        # No silent stall (keeper/stall.py): due ticks in a row that ended without a rebalance.
+        self.rebalance_stalled_ticks = Gauge(
+            "keeper_rebalance_stalled_ticks",
+            "Consecutive ticks the policy said rebalance and none was sent (0 after a rebalance).",
+            registry=r,
+        )
+        self.rebalance_stalled = Gauge(
+            "keeper_rebalance_stalled",
+            "1 while the stalled ticks reach KEEPER_STALL_TICKS: counted toward the breaker, /healthz degraded.",
+            registry=r,
+        )
         self.paused.labels(source="env").set(0)
         self.paused.labels(source="vault").set(0)
 
@@ -116,11 +127,26 @@ class HealthState:
         self._clock = clock
         self._started = clock()
         self._last_success: float | None = None
+        self._degraded: str | None = None
         self._lock = threading.Lock()
 
     def mark_success(self) -> None:
         with self._lock:
             self._last_success = self._clock()
+
+    def set_degraded(self, reason: str | None) -> None:
+        """Ticks complete but the keeper fails its purpose (e.g. a stalled rebalance); None clears."""
+        with self._lock:
+            self._degraded = reason
+
+    def verdict(self) -> tuple[str, str]:
+        """("ok" | "degraded" | "unhealthy", detail): degraded and unhealthy both answer 503."""
+        ok, detail = self.status()
+        if not ok:
+            return "unhealthy", detail
+        with self._lock:
+            degraded = self._degraded
+        return ("degraded", degraded) if degraded is not None else ("ok", detail)
 
     def status(self) -> tuple[bool, str]:
         with self._lock:
@@ -140,9 +166,10 @@ def make_app(metrics: KeeperMetrics, health: HealthState) -> WsgiApp:
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/healthz":
-            ok, detail = health.status()
+            word, detail = health.verdict()
+            ok = word == "ok"
             start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
-            return [f"{'ok' if ok else 'unhealthy'}: {detail}\n".encode()]
+            return [f"{word}: {detail}\n".encode()]
         if path == "/metrics":
             result: Iterable[bytes] = metrics_app(environ, start_response)
             return result

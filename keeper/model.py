@@ -348,6 +348,10 @@ class SkipReason(StrEnum):
     NO_ROUTE = "no_route"
     MAX_STEPS = "max_steps"
     NOT_PINNED = "not_pinned"
+    # No pinned venue's quote covers the leg's oracle floor at any useful size (keeper/fit.py).
+    LEG_UNFILLABLE = "leg_unfillable"
+    # The simulation reverted naming this asset's step; re-planned without it (keeper/sim_revert.py).
+    SIMULATION_REVERT = "simulation_revert"
 
 
 class RefusalCode(StrEnum):

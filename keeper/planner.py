@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
+from keeper.fit import fit_amount
 from keeper.model import (
     BPS,
     KEEP_FLAG,
@@ -58,6 +59,7 @@ from keeper.model import (
     Snapshot,
     Step,
     ValidPrice,
+    format_usd18,
 )
 from keeper.portfolio import implied_amount_out, tokens_for_usd18, value_usd18, vault_drift_bps
 from keeper.routes import PlanAsset, Route, direct_route, hub_route, scaled_out, skip, within
@@ -73,6 +75,14 @@ class PlannerParams:
     allow_direct: bool = True
     max_shrink_rounds: int = 6
     max_vertex_legs: int = 12
+    # Size to fit (keeper/fit.py): a quoted leg is cut to what covers its floor by this margin,
+    # and dropped (leg_unfillable) when that is worth less than `min_leg_usd` (None: min_trade_usd).
+    fit_margin_bps: int = 5
+    min_leg_usd: Decimal | None = None
+    # Per-asset adjustments after a simulation revert named a step (keeper/sim_revert.py):
+    # (symbol, why) assets left out, (symbol, bps) assets whose leg is capped to that share.
+    drop: tuple[tuple[str, str], ...] = ()
+    shrink: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +100,7 @@ class _Intent:
     room_usd18: int
     route: Route
     upside_bps: int  # the best fill the planner allows, in bps above the oracle-implied output
+    cap_usd18: int  # the most the leg may spend: its size-to-fit limit (keeper/fit.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,21 +309,36 @@ def _choose_intents(
     intents: list[_Intent] = []
     skipped: list[SkippedLeg] = []
 
+    dropped = dict(params.drop)
+    shrink = dict(params.shrink)
     paired: set[str] = set()
+    min_leg_usd18 = int(
+        (params.min_leg_usd if params.min_leg_usd is not None else params.min_trade_usd) * USD18
+    )
     if params.allow_direct:
         for s in sellers:
+            if s.symbol in dropped:  # a dropped asset takes no direct leg either
+                continue
             for b in sorted(buyers, key=lambda b: abs(diffs[s.symbol] + diffs[b.symbol])):
-                if b.symbol in paired or abs(diffs[s.symbol] + diffs[b.symbol]) >= max(dust_usd18, 1):
+                if (
+                    b.symbol in paired
+                    or b.symbol in dropped
+                    or abs(diffs[s.symbol] + diffs[b.symbol]) >= max(dust_usd18, 1)
+                ):
                     continue
                 value = min(diffs[s.symbol], -diffs[b.symbol])
                 direct = direct_route(s, b, hub, value, quotes, pinned, dev)
-                if direct is not None and value >= dust_usd18:
+                if (
+                    direct is not None
+                    and value >= dust_usd18
+                    and _fits_whole(s, b, value, quotes, pinned, params)
+                ):
                     up = _route_upside(s, b, value, direct, params)
-                    intents.append(_Intent(LegKind.DIRECT, s, b, value, _room(b, diffs), direct, up))
+                    intents.append(_Intent(LegKind.DIRECT, s, b, value, _room(b, diffs), direct, up, value))
                     paired.update((s.symbol, b.symbol))
                     break
 
-    for kind, src, dst, value, room in [
+    for kind, src, dst, wanted, room in [
         *((LegKind.SELL_TO_HUB, s, hub, diffs[s.symbol], 0) for s in sellers if s.symbol not in paired),
         *(
             (LegKind.BUY_FROM_HUB, hub, b, -diffs[b.symbol], _room(b, diffs))
@@ -320,19 +346,81 @@ def _choose_intents(
             if b.symbol not in paired
         ),
     ]:
+        asset = dst if src is hub else src
+        if asset.symbol in dropped:
+            skipped.append(skip(src, dst, wanted, SkipReason.SIMULATION_REVERT, dropped[asset.symbol]))
+            continue
+        value = wanted * shrink.get(asset.symbol, BPS) // BPS
         if value < dust_usd18 or value <= 0:
             skipped.append(
                 skip(src, dst, value, SkipReason.DUST, f"worth less than {params.min_trade_usd} USD")
             )
             continue
+        fitted = _fit_cap(src, dst, value, quotes, pinned, params, min_leg_usd18)
+        if isinstance(fitted, SkippedLeg):
+            skipped.append(fitted)
+            continue
+        value = fitted
         route = hub_route(src, dst, hub, value, quotes, pinned, dev, params.default_v3_router)
         if isinstance(route, SkippedLeg):
             skipped.append(route)
         else:
-            intents.append(
-                _Intent(kind, src, dst, value, room, route, _route_upside(src, dst, value, route, params))
-            )
+            up = _route_upside(src, dst, value, route, params)
+            intents.append(_Intent(kind, src, dst, value, room, route, up, value))
     return intents, skipped
+
+
+def _fits_whole(
+    src: PlanAsset,
+    dst: PlanAsset,
+    value: int,
+    quotes: Sequence[Quote],
+    pinned: Sequence[PinnedVenue],
+    params: PlannerParams,
+) -> bool:
+    """A direct leg is taken only at its full size (else its two assets go via the hub)."""
+    amount_in = tokens_for_usd18(value, src.decimals, src.price)
+    fit = fit_amount(quotes, pinned, src, dst, amount_in, params.slippage_bps, params.fit_margin_bps)
+    return fit is None or fit.amount_in == amount_in
+
+
+def _fit_cap(
+    src: PlanAsset,
+    dst: PlanAsset,
+    value: int,
+    quotes: Sequence[Quote],
+    pinned: Sequence[PinnedVenue],
+    params: PlannerParams,
+    min_leg_usd18: int,
+) -> int | SkippedLeg:
+    """The leg's value cut to the largest size its quotes cover (keeper/fit.py), or the reason
+    it is unfillable. Unquoted (the first plan): the value as it is."""
+    amount_in = tokens_for_usd18(value, src.decimals, src.price)
+    fit = fit_amount(quotes, pinned, src, dst, amount_in, params.slippage_bps, params.fit_margin_bps)
+    if fit is None or amount_in <= 0:
+        return value
+    if fit.amount_in is not None:
+        cap = value if fit.amount_in >= amount_in else value_usd18(fit.amount_in, src.decimals, src.price)
+        if cap >= min_leg_usd18:
+            return cap
+        why = (
+            f"quotes cover the minimum output only up to {format_usd18(cap)} USD in ({fit.venue}), "
+            f"below the minimum leg of {format_usd18(min_leg_usd18)} USD"
+        )
+    elif fit.quoted_out > 0 and not within(
+        fit.quoted_out,
+        implied_amount_out(fit.probe_in, src.decimals, src.price, dst.decimals, dst.price),
+        params.max_quote_deviation_bps,
+    ):
+        return value  # even its best size is off the oracle band: a manipulated pool (hub_route says so)
+    elif fit.quoted_out == 0:
+        why = f"every pinned venue's quote failed (no liquidity?), last {fit.venue} at {fit.probe_in} in"
+    else:
+        why = (
+            f"quoted {fit.quoted_out} vs minimum {fit.floor} out for {fit.probe_in} in on {fit.venue} "
+            f"({fit.shortfall_bps} bps short, the best of the sizes quoted)"
+        )
+    return skip(src, dst, value, SkipReason.LEG_UNFILLABLE, f"unfillable: {why}")
 
 
 def _room(buyer: PlanAsset, diffs: Mapping[str, int]) -> int:
@@ -425,6 +513,7 @@ def _materialise(
                     min(
                         _times(i.value_usd18, scale),
                         _best_fill_fits(_times(i.room_usd18, scale), i.upside_bps),
+                        i.cap_usd18,
                     ),
                 ),
             )
@@ -445,7 +534,10 @@ def _materialise(
     margin = tokens_for_usd18(USD18 // 100, hub.decimals, hub.price) + 1
 
     *fixed, absorber = buys
-    fixed_amounts = [_tokens(hub, _best_fill_fits(_times(i.room_usd18, scale), i.upside_bps)) for i in fixed]
+    fixed_amounts = [
+        _tokens(hub, min(_best_fill_fits(_times(i.room_usd18, scale), i.upside_bps), i.cap_usd18))
+        for i in fixed
+    ]
     spendable = hub_in_lo - keep_lo - margin
     if sum(fixed_amounts) > max(spendable, 0):
         fixed_amounts = [a * max(spendable, 0) // sum(fixed_amounts) for a in fixed_amounts]
@@ -454,7 +546,9 @@ def _materialise(
     legs += fixed_legs
     spent = sum(leg.amount_in for leg in fixed_legs)
 
-    cap = _tokens(hub, _best_fill_fits(_times(absorber.room_usd18, scale), absorber.upside_bps))
+    cap = _tokens(
+        hub, min(_best_fill_fits(_times(absorber.room_usd18, scale), absorber.upside_bps), absorber.cap_usd18)
+    )
     goal_value = hub_value + _times(ctx.hub_goal_usd18 - hub_value, scale)
     goal_keep = tokens_for_usd18(goal_value, hub.decimals, hub.price)
     low = max(keep_lo, hub_in_hi - spent - cap)

@@ -120,6 +120,8 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
             max_quote_deviation_bps=settings.max_quote_deviation_bps,
             min_trade_usd=settings.min_trade_usd,
             default_v3_router=manifest.uniswap.v3_swap_router,
+            fit_margin_bps=settings.fit_margin_bps,
+            min_leg_usd=settings.fit_min_leg_usd,
         ),
         budget=CostBudget(max_cost_usd=settings.max_cost_usd, max_cost_bps=settings.max_cost_bps),
         native_symbol=settings.native_symbol,
@@ -130,6 +132,8 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
         receipt_timeout_s=settings.receipt_timeout_s,
         priority_fee_gwei=settings.priority_fee_gwei,
         max_fee_gwei=settings.max_fee_gwei,
+        simulation_replans=settings.simulation_replans,
+        stall_ticks=settings.stall_ticks,
     )
     health = HealthState(settings.health_max_age_s)
     metrics.build_info.info(

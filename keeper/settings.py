@@ -439,6 +439,29 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
 
+    # --- size to fit, simulation re-plans, no silent stall (issue 12) ---
+    fit_margin_bps: Bps = Field(
+        default=5,
+        le=1000,
+        description="A leg is cut to the largest quoted size whose output covers its minimum by this margin.",
+    )
+    fit_min_leg_usd: Decimal = Field(
+        default=Decimal(100),
+        ge=0,
+        description="A leg that fits only below this size is dropped as leg_unfillable (the rest trades).",
+    )
+    simulation_replans: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Re-plans per tick after a simulation revert names a step (dropped or halved); 0: skip.",
+    )
+    stall_ticks: int = Field(
+        default=10,
+        ge=1,
+        description="Ticks in a row due but not rebalanced before it counts as a failure (breaker, /healthz).",
+    )
+
     @field_validator(
         "native_symbol",
         "sequencer_feed",

@@ -29,14 +29,14 @@ from typing import Any
 import structlog
 from web3 import Web3
 
-from keeper import gates, reasons
+from keeper import gates, reasons, sim_revert
 from keeper.campaign import Chunked, decide_chunked
 from keeper.chain.answers import MalformedAnswerError
 from keeper.chain.pool_balances import pool_depths_usd18
 from keeper.chain.rpc import EndpointPool, RpcMalformedError, RpcUnavailableError
 from keeper.chain.snapshot import ChainState, ManifestMismatchError, SnapshotReader
 from keeper.costs import CostBudget, GasModel, calibrated_gas_model
-from keeper.decision import Decision, DecisionParams, Observation, decide, observe
+from keeper.decision import Decision, DecisionParams, Observation, decide, observe, plan_trade
 from keeper.execution import sender
 from keeper.execution.campaign_tracker import Chunking, in_flight, link_unlinked
 from keeper.execution.campaigns import COMPLETED, Campaign
@@ -65,6 +65,7 @@ from keeper.records import RecordStore
 from keeper.replay import chunking_inputs, inputs_of
 from keeper.report import TickReport
 from keeper.signing import Signer, SignerError
+from keeper.stall import StallTracker, dropped_assets
 
 log = get_logger("keeper.tick")
 
@@ -107,6 +108,10 @@ class TickConfig:
     priority_fee_gwei: Decimal
     max_fee_gwei: Decimal
     gas_model: GasModel = field(default_factory=calibrated_gas_model)
+    # A reverted simulation that names a step re-plans without it, at most this often a tick.
+    simulation_replans: int = 3
+    # A due vault not rebalanced for this many ticks in a row is a failure (keeper/stall.py).
+    stall_ticks: int = 10
 
     @property
     def decision(self) -> DecisionParams:
@@ -227,6 +232,9 @@ class Keeper:
         self._chain: ChainState | None = None  # this tick's read
         self.last_decision: Decision | None = None
         self._tick_ids = itertools.count(1)
+        self._params: DecisionParams = config.decision  # this tick's, with any sim-revert drops
+        self._memory_before: Any = None
+        self.stall = StallTracker(config.stall_ticks)
         metrics.paused.labels(source="env").set(1 if config.paused else 0)
 
     def request_stop(self) -> None:
@@ -264,6 +272,8 @@ class Keeper:
         report = TickReport(tick_id=tick_id, send_enabled=send and not self.config.dry_run)
         self._inputs = None
         self._chunked, self._campaign, self._chunk_inputs = None, None, None
+        self._params = self.config.decision
+        self.stall.start_tick()
         if self.pool is not None:
             # No read attempt starts past the tick's timeout: a slow or dripping node cannot
             # stretch a tick beyond KEEPER_TICK_TIMEOUT_S + one KEEPER_RPC_TIMEOUT_S.
@@ -306,7 +316,7 @@ class Keeper:
         prepared = self._gate(decision, report, budget, send)
         if isinstance(prepared, Stop):
             return report.stop(prepared)
-        return self._act(decision, prepared, report, budget)
+        return self._act(prepared.decision, prepared, report, budget)
 
     # ---------------------------------------------------------------------------------- phases
 
@@ -342,8 +352,9 @@ class Keeper:
 
     def _decide(self, seen: Observation, report: TickReport) -> Decision:
         """The decision core (keeper/decision.py), with the chain as its quoter."""
-        params = self.config.decision
+        params = self._params
         memory_before = self.policy_memory
+        self._memory_before = memory_before
         if self.chunking is not None and self.chunking.caps.enabled:
             decision = self._decide_chunked(seen, params, memory_before, report)
         else:
@@ -352,6 +363,7 @@ class Keeper:
         if self._chunk_inputs is not None:
             self._inputs["chunking"] = self._chunk_inputs  # `keeper replay` re-derives the chunk
         if decision.policy is not None:
+            self.stall.observe_policy(decision.policy.should_rebalance)
             report.observe_policy(decision.policy)
         if decision.plan is not None:
             report.observe_plan(decision.plan)
@@ -447,20 +459,31 @@ class Keeper:
         if (stop := gates.first_stop(gates.BEFORE_SIMULATION, state)) is not None:
             return stop
         assert self.account is not None and decision.plan is not None
-        budget.check("simulation")
         deadline = chain.snapshot.timestamp + self.config.deadline_s
-        calldata = sender.rebalance_calldata([s.as_abi_tuple() for s in decision.plan.steps], deadline)
-        try:
-            tx = sender.prepare(
-                self.w3,
-                self.account.address,
-                self.manifest.vault,
-                calldata,
-                self.config.priority_fee_gwei,
-                self.config.max_fee_gwei,
-            )
-        except SimulationRevertError as exc:
-            return reasons.simulation_reverted(str(exc.error or exc.raw))
+        replans = 0
+        while True:
+            assert decision.plan is not None
+            budget.check("simulation")
+            calldata = sender.rebalance_calldata([s.as_abi_tuple() for s in decision.plan.steps], deadline)
+            try:
+                tx = sender.prepare(
+                    self.w3,
+                    self.account.address,
+                    self.manifest.vault,
+                    calldata,
+                    self.config.priority_fee_gwei,
+                    self.config.max_fee_gwei,
+                )
+                break
+            except SimulationRevertError as exc:
+                detail = str(exc.error or exc.raw)
+                fix = self._remedy(exc, decision)
+                if fix is None or replans >= self.config.simulation_replans:
+                    return reasons.simulation_reverted(detail)
+                replans += 1
+                decision = self._replan(decision, fix, report)
+                if decision.stop is not None:
+                    return decision.stop
         report.observe_prepared(tx, deadline)
         prepared = gates.Prepared(
             decision, self.config.decision, tx, chain.keeper_balance_wei, self.guards, calldata, deadline
@@ -472,6 +495,40 @@ class Keeper:
         if self.txm is None:
             raise RuntimeError("a signing key without a transaction journal: refusing to send")
         return prepared
+
+    def _remedy(self, exc: SimulationRevertError, decision: Decision) -> sim_revert.Remedy | None:
+        """What the revert says to change: drop or shrink one asset's leg (keeper/sim_revert.py)."""
+        assert decision.plan is not None
+        snap = decision.observation.snapshot
+        error = sim_revert.Revert(
+            None if exc.error is None else exc.error.name,
+            {} if exc.error is None else dict(exc.error.args),
+            exc.raw,
+        )
+        return sim_revert.remedy(
+            error,
+            decision.plan.legs,
+            snap.quote_symbol,
+            [a.symbol for a in snap.assets],
+            dict(self._params.planner.shrink),
+        )
+
+    def _replan(self, decision: Decision, fix: sim_revert.Remedy, report: TickReport) -> Decision:
+        """The decision again, with the named asset's leg dropped or halved; the record keeps
+        the adjusted parameters, so `keeper replay` re-derives exactly this plan."""
+        assert decision.policy is not None
+        log.warning("simulation_replan", asset=fix.symbol, action=str(fix.action), why=fix.why)
+        self._params = sim_revert.adjusted(self._params, fix)
+        again = plan_trade(decision.observation, decision.policy, self._params, self.reader.quote)
+        self._inputs = inputs_of(again, self._params, self.policy_config, self._memory_before)
+        if self._chunk_inputs is not None:
+            self._inputs["chunking"] = self._chunk_inputs
+        if again.plan is not None:
+            report.observe_plan(again.plan)
+        if again.cost is not None:
+            report.observe_cost(again.cost)
+        self.last_decision = again
+        return again
 
     def _act(
         self, decision: Decision, prepared: gates.Prepared, report: TickReport, budget: TickBudget
@@ -614,6 +671,12 @@ class Keeper:
 
     def _record(self, report: TickReport) -> None:
         m = self.metrics
+        stalled = self.stall.end_tick(report.result, report.reason, report.message)
+        self.health.set_degraded(self.stall.degraded_reason)
+        m.rebalance_stalled_ticks.set(self.stall.count)
+        m.rebalance_stalled.set(1 if stalled else 0)
+        if stalled:
+            log.error("rebalance_stalled", ticks=self.stall.count, reason=report.reason)
         try:
             if self.txm is not None:
                 self.txm.export_pending()
@@ -621,7 +684,9 @@ class Keeper:
                 if self._writer:
                     # Only the lease holder counts ticks: an observer's view is not its failure.
                     failed = report.result in ("error", "reverted")
-                    self.guards.record_tick(failed=failed and report.reason not in BREAKER_NEUTRAL_REASONS)
+                    failed = failed and report.reason not in BREAKER_NEUTRAL_REASONS
+                    # A vault due for N ticks and still not rebalanced is a failure too.
+                    self.guards.record_tick(failed=failed or stalled)
                 else:
                     self.guards.breaker()
                 self.guards.spend_today()
@@ -653,6 +718,8 @@ class Keeper:
             drift_bps=report.total_drift_bps,
             weights_bps=report.weights_bps,
             steps=len(report.plan["steps"]) if report.plan else 0,
+            # Assets left out of this tick's plan and why (unfillable, dropped after a revert).
+            dropped=dropped_assets(report.plan),
             tx=report.tx.get("hash") if report.tx else None,
             gas_used=report.tx.get("gas_used") if report.tx else None,
             duration_s=round(report.duration_s, 3),

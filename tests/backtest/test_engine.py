@@ -9,7 +9,7 @@ import pytest
 from bt_builders import FOUR, START, flat, path_of, setup4
 
 from keeper import decision
-from keeper.backtest.engine import prepare, run_backtest
+from keeper.backtest.engine import BacktestResult, LegFill, prepare, run_backtest
 from keeper.backtest.generate import AssetProcess, generate, scenario
 from keeper.costs import CostBudget
 from keeper.model import BPS, LegKind
@@ -140,8 +140,21 @@ def _universe4() -> list[AssetProcess]:
     ]
 
 
-def test_impact_beyond_the_slippage_tolerance_is_a_simulated_revert_not_a_trade() -> None:
-    # $20M a side: selling ~$70k of WETH loses 30 bps fee + ~35 bps impact > the 50 bps tolerance;
-    # the vault's min-out check would revert, the daemon's simulation sees it first.
-    r = run_backtest(setup4(depth_usd=20_000_000.0), path_of(rally(factor=1.3)), build_policy(THRESHOLD))
-    assert r.rebalances == 0 and r.reasons["simulation_reverted"] == 3 and r.guard_reverts == 3
+def test_impact_beyond_the_slippage_tolerance_is_shrunk_to_fit_not_a_simulated_revert() -> None:
+    # $20M a side: selling all ~$70k of WETH excess would lose 30 bps fee + ~35 bps impact, beyond
+    # the 50 bps tolerance (issue 12: a simulated revert every tick, nothing ever traded). Sized to
+    # fit, the WETH leg sells what its quote covers, within the slippage limit, every tick it is due.
+    setup = setup4(depth_usd=20_000_000.0)
+    r = run_backtest(setup, path_of(rally(factor=1.3)), build_policy(THRESHOLD))
+    assert r.rebalances >= 1 and r.guard_reverts == 0 and r.reasons["simulation_reverted"] == 0
+    deep = run_backtest(setup4(), path_of(rally(factor=1.3)), build_policy(THRESHOLD))
+
+    def first_weth_sell(result: BacktestResult) -> LegFill:
+        return next(leg for rec in result.records for leg in rec.legs if leg.symbol_in == "WETH")
+
+    shallow, full = first_weth_sell(r), first_weth_sell(deep)
+    assert 0 < shallow.amount_in < full.amount_in  # a smaller amount...
+    for rec in r.records:
+        for leg in rec.legs:  # ...within the slippage limit: every fill at or above its floor
+            assert leg.amount_out >= leg.min_amount_out
+            assert leg.amount_out * 10_000 >= leg.implied_out * (10_000 - 50)

@@ -98,3 +98,19 @@ def test_policy_memory_is_kept_per_vault_and_per_policy_config(tmp_path: Path) -
     assert store.load_memory("0xabc", "cfg-b") is None  # another config starts afresh
     assert store.load_memory("0xdef", "cfg-a") is None
     store.close()
+
+
+def test_a_replan_after_a_simulation_revert_replays_from_its_record() -> None:
+    # The tick re-plans with the asset a revert named dropped (keeper/sim_revert.py); the record
+    # keeps those parameters, so replay derives the plan that was sent, not the first one.
+    snap = _snapshot()
+    policy = build_policy(THRESHOLD)
+    dropped = replace(PARAMS, planner=replace(PARAMS.planner, drop=(("WBTC", "VenueNotPinned at step 1"),)))
+    made = core.decide(observe(snap, PARAMS.rules), policy, None, dropped, _quoter)
+    assert made.plan is not None and "WBTC" not in {leg.symbol_out for leg in made.plan.legs}
+    inputs = json.loads(json.dumps(inputs_of(made, dropped, THRESHOLD, None)))
+    assert replay(inputs).matches
+    # A record written before these parameters existed still decodes (they take their defaults).
+    for name in ("drop", "shrink", "fit_margin_bps", "min_leg_usd"):
+        del inputs["params"]["planner"][name]
+    assert decode(DecisionParams, inputs["params"]).planner.drop == ()

@@ -113,6 +113,18 @@ def test_healthz_is_503_when_the_last_success_is_too_old(served: Served) -> None
     assert "301s ago" in body
 
 
+def test_healthz_is_503_degraded_with_the_reason_while_a_due_rebalance_stalls(served: Served) -> None:
+    served.health.mark_success()  # ticks complete...
+    served.health.set_degraded("rebalance due but not done for 10 ticks in a row; last: plan_empty")
+
+    status, _, body = served.get("/healthz")
+
+    assert status == 503, body  # ...but the keeper fails its purpose (keeper/stall.py)
+    assert body == "degraded: rebalance due but not done for 10 ticks in a row; last: plan_empty\n"
+    served.health.set_degraded(None)
+    assert served.get("/healthz")[0] == 200
+
+
 def test_healthz_recovers_when_ticks_succeed_again(served: Served) -> None:
     served.health.mark_success()
     served.clock.now += 10 * MAX_AGE_S
