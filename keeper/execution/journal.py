@@ -12,6 +12,7 @@ An intent is one decision to rebalance, with an idempotency key. Its life:
        |                             +-- status 0 N deep --------> failed  (onchain_revert)
        |                             +-- nonce used, none of ours-> failed  (nonce_used_elsewhere)
        |                             +-- every node refused it --> expired (rejected_by_node)
+       |                             +-- private relay dropped it -> expired (dropped_by_relay)
        +-- process died before signing --------------------------> expired (never_signed)
 
 The intent is written before anything is signed, and its raw signed bytes are written before
@@ -47,6 +48,8 @@ FINAL_STATES = frozenset({IntentState.CONFIRMED, IntentState.FAILED, IntentState
 # Reasons an intent expires without its nonce ever reaching a pool: the nonce is free again.
 NEVER_SIGNED = "never_signed"
 REJECTED_BY_NODE = "rejected_by_node"
+# A private relay held it past its drop window and the nonce is still unused on chain.
+DROPPED_BY_RELAY = "dropped_by_relay"
 
 
 class AttemptKind(StrEnum):

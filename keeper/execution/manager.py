@@ -9,7 +9,12 @@ Order of a new rebalance (each line durable before the next starts):
     observe / decide / apply until mined   -> crash point after_receipt (before recording it)
 
 Unfinished intents found in the journal (a restart, a previous tick that timed out) go
-through the same observe / decide / apply step before anything new is planned. The decision
+through the same observe / decide / apply step before anything new is planned.
+
+With a private relay configured, sends go there until the intent's private window ends
+(keeper.execution.private_window). An intent the relay dropped expires with its nonce free,
+and the next plan at that nonce is priced to outbid any stray copy of the dropped one
+(`_outbid_dropped`), so whichever lands, one rebalance is mined at that nonce. The decision
 itself is keeper.execution.lifecycle.decide (pure); this module only reads the chain, writes
 the journal and sends bytes.
 """
@@ -30,8 +35,9 @@ from keeper.chain.rpc import EndpointPool
 from keeper.chain.send_errors import REFUSED, SendVerdict
 from keeper.execution import budgets, crashpoints
 from keeper.execution.adoption import NonceView
-from keeper.execution.fees import Fees, fee_quote
+from keeper.execution.fees import Fees, bump, fee_quote, highest
 from keeper.execution.journal import (
+    DROPPED_BY_RELAY,
     Attempt,
     AttemptKind,
     AttemptState,
@@ -62,6 +68,7 @@ from keeper.execution.lifecycle import (
     decide,
 )
 from keeper.execution.nonces import NonceChoice, next_nonce
+from keeper.execution.private_window import channel, relay_max_block
 from keeper.execution.sender import SimulationRevertError, simulate
 from keeper.log import get_logger
 from keeper.metrics import KeeperMetrics
@@ -327,8 +334,25 @@ class TxManager:
                     )
                 return self.store.note_nonce_spent(intent.key, block, now)
             case Finalize():
+                if action.reason == DROPPED_BY_RELAY:
+                    self.metrics.private_drops.inc()
+                    log.warning(
+                        "private_tx_dropped",
+                        **bind,
+                        head=obs.head_block,
+                        detail="not mined within the relay's drop window and the nonce is unused: "
+                        "planning afresh at the same nonce",
+                    )
                 return self._finalize(intent, action, raw)
             case Rebroadcast(seq=seq, reason=reason, alert=alert):
+                if reason == "private_fallback":
+                    self.metrics.private_fallbacks.inc()
+                    log.warning(
+                        "private_fallback",
+                        **bind,
+                        head=obs.head_block,
+                        detail="not mined within KEEPER_PRIVATE_FALLBACK_BLOCKS: sending the same bytes publicly",
+                    )
                 if alert:
                     log.warning(
                         "tx_stuck", reason=alert, **bind, detail="at the fee caps: re-offering the last bytes"
@@ -405,6 +429,17 @@ class TxManager:
         self.metrics.rebalances.labels(outcome=outcome).inc()
         return intent
 
+    def _revert_at(self, intent: Intent) -> str | None:
+        """The vault's error if the rebalance reverts at the head now (None: it does not, or
+        the replay itself failed; the relay's own words are then the best there is)."""
+        try:
+            simulate(self.w3, self.sender, intent.target, intent.calldata)
+        except SimulationRevertError as exc:
+            return str(exc.error or exc.raw)
+        except Exception:  # best effort: the relay's refusal is the fact
+            return None
+        return None
+
     def _revert_name(self, intent: Intent, block: int) -> str:
         """Replay the call at the parent block to name the vault guard that reverted it."""
         try:
@@ -460,8 +495,13 @@ class TxManager:
         if attempt.sent_block is None:
             attempt = replace(attempt, sent_block=head_block)
             intent = self.store.update_attempt(intent.key, attempt, self._clock())
-        answer = self.pool.send_raw(attempt.raw)
+        rules = self.config.rules.private if self.pool.has_private else None
+        route = channel(intent, head_block, rules)
+        answer = self.pool.send_raw(
+            attempt.raw, public=route == "public", max_block=relay_max_block(intent, head_block, rules)
+        )
         crashpoints.reached("after_send")
+        self.metrics.tx_sends.labels(channel=route, verdict=str(answer.verdict)).inc()
         now = self._clock()
         base = replace(attempt, last_broadcast_block=head_block)
         bind = {
@@ -469,6 +509,7 @@ class TxManager:
             "nonce": intent.nonce,
             "tx": attempt.tx_hash,
             "endpoint": answer.endpoint,
+            "channel": route,
         }
         if answer.verdict in (SendVerdict.ACCEPTED, SendVerdict.ALREADY_KNOWN):
             state = AttemptState.MINED if attempt.state is AttemptState.MINED else AttemptState.BROADCAST
@@ -483,6 +524,9 @@ class TxManager:
             log.info("tx_broadcast", **bind, verdict=str(answer.verdict))
             return intent
         error = f"{answer.verdict}: {answer.message}"
+        if answer.verdict is SendVerdict.WOULD_REVERT and attempt.kind is AttemptKind.REBALANCE:
+            # The relay's simulation says no; name the vault's guard from our own at the head.
+            error = f"{answer.verdict}: {self._revert_at(intent) or answer.message}"
         if answer.verdict in REFUSED:
             log.warning("tx_refused", **bind, verdict=str(answer.verdict), message=answer.message)
             # Only bytes no node ever accepted are "rejected" (then the nonce may be free again);
@@ -536,6 +580,7 @@ class TxManager:
             expected=expected,
             native_usd=native_usd,
         )
+        fees = self._outbid_dropped(nonce, fees)
         intent = self.store.create_intent(intent, self.owner_id, now)
         log.info("intent_planned", intent=intent.key, nonce=nonce, deadline=deadline_ts)
         crashpoints.reached("before_sign")
@@ -544,6 +589,33 @@ class TxManager:
         log.info("tx_signed", intent=intent.key, nonce=nonce, tx=attempt.tx_hash)
         crashpoints.reached("after_sign")
         return self._broadcast(intent, attempt, head_block)
+
+    def _outbid_dropped(self, nonce: int, fees: Fees) -> Fees:
+        """A plan at the nonce of an intent a relay dropped: fees at least one bump above every
+        attempt of it, so the new transaction can replace a stray copy in any pool (under the
+        fee cap; at the cap, only one of them can be mined anyway: they share the nonce)."""
+        dropped = [
+            i
+            for i in self.store.recent(self.scope, 8)
+            if i.nonce == nonce and i.state is IntentState.EXPIRED and i.reason == DROPPED_BY_RELAY
+        ]
+        attempts = [Fees(a.max_fee_wei, a.max_priority_fee_wei) for i in dropped for a in i.attempts]
+        if not attempts:
+            return fees
+        level = highest(attempts)
+        cap = self.config.rules.fee_cap_wei
+        max_fee = min(max(fees.max_fee_wei, bump(level.max_fee_wei)), max(cap, fees.max_fee_wei))
+        tip = min(max(fees.max_priority_fee_wei, bump(level.max_priority_fee_wei)), max_fee)
+        outbid = Fees(max_fee, tip)
+        if outbid != fees:
+            log.info(
+                "replan_outbids_dropped",
+                nonce=nonce,
+                max_fee=outbid.max_fee_wei,
+                tip=outbid.max_priority_fee_wei,
+                dropped=[i.key for i in dropped],
+            )
+        return outbid
 
     # ------------------------------------------------------------------ metrics
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from keeper.execution.adoption import Adoption
 from keeper.execution.journal import (
+    DROPPED_BY_RELAY,
     FINAL_STATES,
     NEVER_SIGNED,
     REJECTED_BY_NODE,
@@ -363,8 +364,8 @@ class SqliteJournal:
         with self._lock:
             row = self._db.execute(
                 """SELECT MAX(nonce) FROM intents WHERE scope = ? AND NOT (state = 'expired'
-                   AND (reason = ? OR reason LIKE ? || '%'))""",
-                (scope, NEVER_SIGNED, REJECTED_BY_NODE),
+                   AND (reason = ? OR reason LIKE ? || '%' OR reason = ?))""",
+                (scope, NEVER_SIGNED, REJECTED_BY_NODE, DROPPED_BY_RELAY),
             ).fetchone()
             return None if row[0] is None else int(row[0])
 
