@@ -50,6 +50,9 @@ NEVER_SIGNED = "never_signed"
 REJECTED_BY_NODE = "rejected_by_node"
 # A private relay held it past its drop window and the nonce is still unused on chain.
 DROPPED_BY_RELAY = "dropped_by_relay"
+# ... and a copy of it was mined after all: the intent is reopened to be confirmed.
+MINED_AFTER_DROP = "mined_after_drop"
+SUPERSEDED_BY_DROPPED = "superseded_by_dropped_copy"
 
 
 class AttemptKind(StrEnum):
@@ -255,6 +258,11 @@ class JournalStore(Protocol):
         final_tx_hash: str | None = None,
         spend: Spend | None = None,
     ) -> Intent: ...
+
+    def reopen_dropped(self, key: str, now: float) -> Intent:
+        """Move an intent that expired as `dropped_by_relay` back to broadcast (reason
+        `mined_after_drop`): one of its attempts was mined after all, and the journal must say so."""
+        ...
 
     def get(self, key: str) -> Intent | None: ...
 

@@ -38,6 +38,7 @@ from keeper.execution.adoption import NonceView
 from keeper.execution.fees import Fees, bump, fee_quote, highest
 from keeper.execution.journal import (
     DROPPED_BY_RELAY,
+    SUPERSEDED_BY_DROPPED,
     Attempt,
     AttemptKind,
     AttemptState,
@@ -234,13 +235,37 @@ class TxManager:
         obs, raw = self.observe(intent)
         action: Action = Wait("final")
         for _ in range(6):
-            action = decide(intent, obs, self.config.rules)
+            action = self._stray_copy_check(intent, decide(intent, obs, self.config.rules))
             intent = self.apply(intent, action, obs, raw)
             if isinstance(action, ENDS_ROUND) or intent.final:
                 break
             if isinstance(action, NoteNonceSpent) and action.block is not None:
                 break  # "someone else spent it" needs a later observation
         return StepResult(intent, action)
+
+    def _stray_copy_check(self, intent: Intent, action: Action) -> Action:
+        """ "Someone else spent the nonce" may be a relay letting out, late, the bytes of an intent
+        it had dropped (the fresh plan at that nonce lost the race). Then that intent is mined
+        after all: reopen it (the next reconcile confirms it from its receipt) and retire this
+        one, so the journal shows the one rebalance that happened."""
+        if not (isinstance(action, Finalize) and action.reason == "nonce_used_elsewhere"):
+            return action
+        for earlier in self.store.recent(self.scope, 8):
+            if earlier.nonce != intent.nonce or earlier.reason != DROPPED_BY_RELAY:
+                continue
+            for a in earlier.attempts:
+                receipt = self.pool.call("eth_getTransactionReceipt", [a.tx_hash])
+                if receipt and receipt.get("blockNumber") is not None:
+                    self.store.reopen_dropped(earlier.key, self._clock())
+                    log.warning(
+                        "dropped_tx_mined_after_all",
+                        intent=earlier.key,
+                        nonce=intent.nonce,
+                        tx=a.tx_hash,
+                        superseded=intent.key,
+                    )
+                    return Finalize(IntentState.EXPIRED, SUPERSEDED_BY_DROPPED, None)
+        return action
 
     def reconcile(self) -> list[StepResult]:
         """One step for every unfinished intent of this scope (oldest first)."""

@@ -23,6 +23,7 @@ from keeper.execution.adoption import Adoption
 from keeper.execution.journal import (
     DROPPED_BY_RELAY,
     FINAL_STATES,
+    MINED_AFTER_DROP,
     NEVER_SIGNED,
     REJECTED_BY_NODE,
     Attempt,
@@ -329,6 +330,24 @@ class SqliteJournal:
                     key,
                 ),
             )
+        return self._must_get(key)
+
+    def reopen_dropped(self, key: str, now: float) -> Intent:
+        with self._write() as db:
+            moved = db.execute(
+                """UPDATE intents SET state = ?, reason = ?, finalized_at = NULL, updated_at = ?
+                   WHERE key = ? AND state = ? AND reason = ?""",
+                (
+                    str(IntentState.BROADCAST),
+                    MINED_AFTER_DROP,
+                    now,
+                    key,
+                    str(IntentState.EXPIRED),
+                    DROPPED_BY_RELAY,
+                ),
+            ).rowcount
+            if moved != 1:
+                raise JournalError(f"intent {key} is not one a relay dropped; refusing to reopen it")
         return self._must_get(key)
 
     def get(self, key: str) -> Intent | None:

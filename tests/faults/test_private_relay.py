@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 from deploy.accounts import KEEPER
 from deploy.market import manipulate_pool
 from keeper.execution.fees import bump
-from keeper.execution.journal import DROPPED_BY_RELAY, AttemptState, IntentState
+from keeper.execution.journal import DROPPED_BY_RELAY, SUPERSEDED_BY_DROPPED, AttemptState, IntentState
 from keeper.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -122,16 +122,23 @@ def test_stray_copy_of_a_dropped_tx_landing_first_leaves_one_rebalance(
     assert fresh.nonce == stray.nonce
 
     relay.deliver(stray)  # automine: the stray copy is mined now
-    for _ in range(3):  # the spend is confirmed on a later look
-        report = rt.keeper.tick()
-        if report.result != "pending":
-            break
-    assert before.sent(drifted) == 1
+    with capture_logs() as logs:
+        for _ in range(6):  # the spend is judged on a later look; the reopened intent then confirms
+            rt.keeper.tick()
+            if states(manifest_path)[0][0] is IntentState.CONFIRMED:
+                break
+
+    assert before.sent(drifted) == 1 and nonce(drifted) == stray.nonce + 1
     assert before.rebalances(drifted) == [stray.tx_hash]
-    dropped, second = intents(manifest_path)
-    assert dropped.reason == DROPPED_BY_RELAY
-    assert second.state is not IntentState.CONFIRMED  # the fresh plan never landed
-    assert nonce(drifted) == stray.nonce + 1
+    # The journal tells what happened: the "dropped" intent landed, the fresh one never did.
+    assert states(manifest_path) == [
+        (IntentState.CONFIRMED, "rebalanced"),
+        (IntentState.EXPIRED, SUPERSEDED_BY_DROPPED),
+    ]
+    assert intents(manifest_path)[0].final_tx_hash == stray.tx_hash
+    assert len(events(logs, "dropped_tx_mined_after_all")) == 1
+    assert rt.keeper.tick().reason == "policy_within_bands"
+    assert before.sent(drifted) == 1
 
 
 # ------------------------------------------------------------------ (b) public fallback

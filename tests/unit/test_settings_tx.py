@@ -85,7 +85,9 @@ def test_private_submission_defaults_and_bounds(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("KEEPER_PRIVATE_FALLBACK_BLOCKS", "30")
     with pytest.raises(ConfigError) as info:
         load_settings()
-    assert "KEEPER_PRIVATE_FALLBACK_BLOCKS=30 must be at most KEEPER_PRIVATE_DROP_BLOCKS=25" in str(info.value)
+    assert "KEEPER_PRIVATE_FALLBACK_BLOCKS=30 must be at most KEEPER_PRIVATE_DROP_BLOCKS=25" in str(
+        info.value
+    )
     monkeypatch.setenv("KEEPER_PRIVATE_FALLBACK_BLOCKS", "-1")
     with pytest.raises(ConfigError, match="KEEPER_PRIVATE_FALLBACK_BLOCKS"):
         load_settings()
