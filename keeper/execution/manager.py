@@ -245,27 +245,41 @@ class TxManager:
 
     def _stray_copy_check(self, intent: Intent, action: Action) -> Action:
         """ "Someone else spent the nonce" may be a relay letting out, late, the bytes of an intent
-        it had dropped (the fresh plan at that nonce lost the race). Then that intent is mined
-        after all: reopen it (the next reconcile confirms it from its receipt) and retire this
-        one, so the journal shows the one rebalance that happened."""
+        it had dropped (the fresh plan at that nonce lost the race). Then this intent retires
+        as superseded and `_reopen_dropped` (after it is final: one unfinished intent per scope)
+        reopens the dropped one, which the next reconcile confirms from its receipt: the
+        journal shows the one rebalance that happened. A crash between the two leaves the
+        dropped one unconfirmed in the journal; the chain still holds one rebalance."""
         if not (isinstance(action, Finalize) and action.reason == "nonce_used_elsewhere"):
             return action
+        if self._mined_dropped(intent) is None:
+            return action
+        return Finalize(IntentState.EXPIRED, SUPERSEDED_BY_DROPPED, None)
+
+    def _mined_dropped(self, intent: Intent) -> tuple[Intent, str] | None:
+        """A dropped intent at this intent's nonce with a mined attempt, and that attempt's hash."""
         for earlier in self.store.recent(self.scope, 8):
             if earlier.nonce != intent.nonce or earlier.reason != DROPPED_BY_RELAY:
                 continue
             for a in earlier.attempts:
                 receipt = self.pool.call("eth_getTransactionReceipt", [a.tx_hash])
                 if receipt and receipt.get("blockNumber") is not None:
-                    self.store.reopen_dropped(earlier.key, self._clock())
-                    log.warning(
-                        "dropped_tx_mined_after_all",
-                        intent=earlier.key,
-                        nonce=intent.nonce,
-                        tx=a.tx_hash,
-                        superseded=intent.key,
-                    )
-                    return Finalize(IntentState.EXPIRED, SUPERSEDED_BY_DROPPED, None)
-        return action
+                    return earlier, a.tx_hash
+        return None
+
+    def _reopen_dropped(self, superseded: Intent) -> None:
+        found = self._mined_dropped(superseded)
+        if found is None:  # pragma: no cover - a reorg between two reads
+            return
+        earlier, tx_hash = found
+        self.store.reopen_dropped(earlier.key, self._clock())
+        log.warning(
+            "dropped_tx_mined_after_all",
+            intent=earlier.key,
+            nonce=earlier.nonce,
+            tx=tx_hash,
+            superseded=superseded.key,
+        )
 
     def reconcile(self) -> list[StepResult]:
         """One step for every unfinished intent of this scope (oldest first)."""
@@ -358,6 +372,10 @@ class TxManager:
                         detail="no receipt of ours yet; concluding only on a later look",
                     )
                 return self.store.note_nonce_spent(intent.key, block, now)
+            case Finalize() if action.reason == SUPERSEDED_BY_DROPPED:
+                intent = self._finalize(intent, action, raw)
+                self._reopen_dropped(intent)
+                return intent
             case Finalize():
                 if action.reason == DROPPED_BY_RELAY:
                     self.metrics.private_drops.inc()

@@ -134,7 +134,7 @@ def test_stray_copy_of_a_dropped_tx_landing_first_leaves_one_rebalance(
     assert states(manifest_path) == [
         (IntentState.CONFIRMED, "rebalanced"),
         (IntentState.EXPIRED, SUPERSEDED_BY_DROPPED),
-    ]
+    ], [(e.get("event"), e.get("reason"), e.get("message")) for e in logs if e.get("log_level") != "debug"]
     assert intents(manifest_path)[0].final_tx_hash == stray.tx_hash
     assert len(events(logs, "dropped_tx_mined_after_all")) == 1
     assert rt.keeper.tick().reason == "policy_within_bands"
@@ -200,6 +200,25 @@ def test_without_a_fallback_nothing_ever_reaches_the_public_pool(
     assert before.sent(drifted) == 0 and drifted.rpc("txpool_content")["pending"] == {}
     assert {tx.nonce for tx in relay.received} == {before.nonce}
     assert metric(rt, "keeper_tx_sends_total", channel="public", verdict="accepted") == 0
+
+
+def test_eth_send_private_transaction_carries_the_drop_window_as_max_block(
+    drifted: Chain, relay: RelayStub, keeper: Build, manifest_path: Path
+) -> None:
+    rt = keeper(
+        private_tx_url=relay.url,
+        private_tx_method="eth_sendPrivateTransaction",
+        private_drop_blocks=DROP_BLOCKS,
+    )
+    before = Baseline(drifted)
+
+    report = rt.keeper.tick()
+
+    assert report.result == "rebalanced", report.message
+    (sent,) = relay.received
+    assert sent.method == "eth_sendPrivateTransaction"
+    assert sent.params[0]["maxBlockNumber"] == hex(_sent_at(manifest_path) + DROP_BLOCKS)
+    assert before.rebalances(drifted) == [sent.tx_hash]
 
 
 # ------------------------------------------------------------------ (c) refusals
