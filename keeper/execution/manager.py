@@ -244,7 +244,7 @@ class TxManager:
         return StepResult(intent, action)
 
     def _stray_copy_check(self, intent: Intent, action: Action) -> Action:
-        """ "Someone else spent the nonce" may be a relay letting out, late, the bytes of an intent
+        """A nonce spent by "someone else" may be a relay letting out, late, the bytes of an intent
         it had dropped (the fresh plan at that nonce lost the race). Then this intent retires
         as superseded and `_reopen_dropped` (after it is final: one unfinished intent per scope)
         reopens the dropped one, which the next reconcile confirms from its receipt: the

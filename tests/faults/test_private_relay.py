@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 
 from deploy.accounts import KEEPER
 from deploy.market import manipulate_pool
+from keeper.execution import crashpoints
 from keeper.execution.fees import bump
 from keeper.execution.journal import DROPPED_BY_RELAY, SUPERSEDED_BY_DROPPED, AttemptState, IntentState
 from keeper.runtime import Runtime
@@ -154,6 +155,50 @@ def test_stray_copy_of_a_dropped_tx_landing_first_leaves_one_rebalance(
     assert len(events(logs, "dropped_tx_mined_after_all")) == 1
     assert rt.keeper.tick().reason == "policy_within_bands"
     assert before.sent(drifted) == 1
+
+
+class _CrashError(Exception):
+    """Stands for the process dying at a crash point (the tick is abandoned there)."""
+
+
+@pytest.mark.parametrize("point", ["before_sign", "after_sign", "after_send"])
+def test_a_crash_while_replanning_a_dropped_tx_still_lands_one_rebalance(
+    drifted: Chain, relay: RelayStub, keeper: Build, manifest_path: Path, point: str
+) -> None:
+    settings = {
+        "private_tx_url": relay.url,
+        "private_drop_blocks": DROP_BLOCKS,
+        "replace_after_blocks": 1000,
+        "receipt_timeout_s": 0.3,
+    }
+    rt = keeper(**settings)
+    before = Baseline(drifted)
+    relay.set_mode("swallow")
+    rt.keeper.tick()
+    mine(drifted, _sent_at(manifest_path) + DROP_BLOCKS - _head(drifted))
+    relay.set_mode("forward")
+
+    def die(reached: str) -> None:
+        if reached == point:
+            raise _CrashError(reached)
+
+    crashpoints.set_handler(die)
+    crashed = rt.keeper.tick()  # the drop is journaled, then the re-plan dies at `point`
+    crashpoints.set_handler(None)
+    rt.close()
+    assert (crashed.result, crashed.reason) == ("error", "tick_error"), crashed.message
+    assert states(manifest_path)[0] == (IntentState.EXPIRED, DROPPED_BY_RELAY)
+
+    restarted = keeper(**settings)  # a new process on the same journal
+    restarted.keeper.tick()
+    _mined(drifted, before.nonce)
+    reasons = [restarted.keeper.tick().reason for _ in range(2)]
+    assert "policy_within_bands" in reasons, reasons
+
+    assert before.sent(drifted) == 1 and len(before.rebalances(drifted)) == 1
+    assert {tx.nonce for tx in relay.received} == {before.nonce}
+    assert states(manifest_path)[-1] == (IntentState.CONFIRMED, "rebalanced")
+    assert all(s is not IntentState.CONFIRMED for s, _ in states(manifest_path)[:-1])
 
 
 # ------------------------------------------------------------------ (b) public fallback
