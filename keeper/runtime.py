@@ -210,6 +210,7 @@ def open_pool(settings: Settings, manifest: Manifest, metrics: KeeperMetrics) ->
         backoff_s=settings.rpc_backoff_s,
         private_url=settings.private_tx_url,
         private_method=settings.private_tx_method,
+        private_status_url=settings.private_status_url,
         max_response_bytes=settings.rpc_max_response_bytes,
         on_request=lambda m: metrics.rpc_requests.labels(method=m).inc(),
         on_health=lambda label, ok: metrics.rpc_endpoint_healthy.labels(endpoint=label).set(1 if ok else 0),

@@ -162,6 +162,12 @@ class Settings(BaseSettings):
         description="How sends reach the private endpoint: eth_sendRawTransaction (Protect style) or "
         "eth_sendPrivateTransaction with maxBlockNumber = the end of the drop window.",
     )
+    private_status_url: str | None = Field(
+        default=None,
+        description="The private relay's status page, {hash} standing for the transaction hash "
+        "(Protect: https://protect.flashbots.net/tx/{hash}); FAILED or CANCELLED there is a drop "
+        "before the drop window ends. Unset: the drop window alone decides.",
+    )
     private_drop_blocks: int = Field(
         default=25,
         ge=1,
@@ -306,6 +312,7 @@ class Settings(BaseSettings):
         "rpc_url",
         "private_tx_url",
         "private_fallback_blocks",
+        "private_status_url",
         "confirmations",
         "rpc_head_stall_s",
         "rpc_max_head_age_s",
@@ -337,6 +344,15 @@ class Settings(BaseSettings):
                 "the transaction by then (raise the drop window, or fall back sooner)"
             )
         return self
+
+    @field_validator("private_status_url")
+    @classmethod
+    def _status_template(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        if value is not None and "{hash}" not in value:
+            raise ValueError("must contain {hash} where the transaction hash goes")
+        return value
 
     @field_validator("rpc_url", "private_tx_url")
     @classmethod

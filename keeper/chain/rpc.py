@@ -35,6 +35,7 @@ from web3.types import RPCEndpoint, RPCResponse
 
 from keeper.chain.answers import MalformedAnswerError, check_answer, parse_quantity
 from keeper.chain.health import HeadSeen, HealthRules, Probe, Verdict, judge, remember_head
+from keeper.chain.relay_status import relay_gave_up
 from keeper.chain.send_errors import SendVerdict, classify_relay_http, classify_send_error
 from keeper.chain.transport import DEFAULT_MAX_RESPONSE_BYTES, HttpLimits, JsonRpcConnection, TransportError
 from keeper.log import get_logger
@@ -108,6 +109,7 @@ class EndpointPool:
         backoff_s: float = 0.25,
         private_url: str | None = None,
         private_method: str = SEND_METHOD,
+        private_status_url: str | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
@@ -131,6 +133,7 @@ class EndpointPool:
             else None
         )
         self.private_method = private_method
+        self.private_status_url = private_status_url
         # Set by the tick: no read ATTEMPT starts after it (a started one has its own deadline).
         self.tick_deadline: float | None = None
         # Who gave the last read answer: names the culprit when its content proves unusable later.
@@ -235,6 +238,13 @@ class EndpointPool:
     @property
     def has_private(self) -> bool:
         return self.private is not None
+
+    def relay_dropped(self, tx_hash: str) -> bool:
+        """The private relay's status page says it gave up on `tx_hash` (False: no page, no
+        answer, or any other status)."""
+        if self.private is None or self.private_status_url is None:
+            return False
+        return relay_gave_up(self.private_status_url, tx_hash, self.timeout_s)
 
     def _send_payload(self, raw: bytes, private: bool, max_block: int | None) -> tuple[str, bytes]:
         raw_hex = "0x" + raw.hex()

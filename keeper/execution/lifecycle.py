@@ -57,6 +57,8 @@ class Observation:
     # The rebalance's calldata simulated at the head (None: not simulated). Stale bytes that
     # would revert are not worth re-offering or re-pricing: a cancel costs 21,000 gas.
     would_revert: str | None = None
+    # The private relay's status page says it gave up on the newest attempt (FAILED, CANCELLED).
+    relay_dropped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,10 +199,14 @@ def decide(intent: Intent, obs: Observation, rules: LifecycleRules) -> Action:
         # Every node we asked refused every attempt: none is in any pool, the nonce is unused.
         return Finalize(IntentState.EXPIRED, f"{REJECTED_BY_NODE}: {newest.error or 'refused'}", None)
 
-    # 3b. A private relay kept it past its drop window and it is nowhere public: it was dropped.
+    # 3b. A private relay kept it past its drop window (or its status page says it gave up) and
+    # it is nowhere public: it was dropped.
     # The nonce is unused (above), so nothing of this intent can be mined any more unless a
     # stray copy surfaces, and the fresh plan at the same nonce outbids that.
-    if not known and relay_gave_up(intent, obs.head_block, rules.private):
+    still_private = channel(intent, obs.head_block, rules.private) == "private"
+    if not known and (
+        relay_gave_up(intent, obs.head_block, rules.private) or (still_private and obs.relay_dropped)
+    ):
         return Finalize(IntentState.EXPIRED, DROPPED_BY_RELAY, None)
 
     level = highest([Fees(a.max_fee_wei, a.max_priority_fee_wei) for a in intent.attempts])

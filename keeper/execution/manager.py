@@ -213,8 +213,17 @@ class TxManager:
             attempts=seen,
             market=self._market(_int(head.get("baseFeePerGas", 0))),
             would_revert=None if found else self._would_revert(intent, _int(head["number"])),
+            relay_dropped=not found and self._relay_dropped(intent, _int(head["number"])),
         )
         return obs, raw
+
+    def _relay_dropped(self, intent: Intent, head_block: int) -> bool:
+        """Ask the relay's status page about the newest attempt while the intent is private."""
+        newest = intent.newest
+        rules = self.config.rules.private
+        if newest is None or rules is None or channel(intent, head_block, rules) != "private":
+            return False
+        return self.pool.relay_dropped(newest.tx_hash)
 
     def _would_revert(self, intent: Intent, head_block: int) -> str | None:
         """Simulate an unmined rebalance at the head: the vault's error if it would revert now.

@@ -9,6 +9,9 @@ It takes eth_sendRawTransaction and eth_sendPrivateTransaction and, per the mode
     refuse     answer a JSON-RPC error with the test's message
     http       answer a bare HTTP status (401, 429, ...) with no JSON body
 
+GET /tx/<hash> answers a Protect-style status page, {"status": ...}: PENDING unless the test
+set another status for that hash (`set_status`).
+
 A mode may be set for a number of sends, after which the stub goes back to `then`. Every send
 is recorded (method, raw bytes, decoded nonce and fees, the mode that handled it), so a test
 can count what the relay got. `deliver` hands recorded bytes to the node later: a stray copy
@@ -80,6 +83,8 @@ class _State:
     sender: str = ""
     before_send: Callable[[RelayedTx], None] | None = None
     received: list[RelayedTx] = field(default_factory=list)
+    statuses: dict[str, str] = field(default_factory=dict)
+    status_queries: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -92,6 +97,9 @@ class RelayStub:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: Any) -> None:
                 pass
+
+            def do_GET(self) -> None:
+                relay._status(self)
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -138,6 +146,15 @@ class RelayStub:
         with self.state.lock:
             self.state.before_send = hook
 
+    def set_status(self, tx_hash: str, status: str) -> None:
+        with self.state.lock:
+            self.state.statuses[tx_hash.lower()] = status
+
+    @property
+    def status_queries(self) -> int:
+        with self.state.lock:
+            return self.state.status_queries
+
     @property
     def received(self) -> list[RelayedTx]:
         with self.state.lock:
@@ -154,6 +171,18 @@ class RelayStub:
         request = urllib.request.Request(self.upstream, body, {"Content-Type": "application/json"})  # noqa: S310
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback Anvil
             return json.loads(response.read())
+
+    def _status(self, handler: BaseHTTPRequestHandler) -> None:
+        tx_hash = handler.path.rsplit("/", 1)[-1].lower()
+        with self.state.lock:
+            self.state.status_queries += 1
+            status = self.state.statuses.get(tx_hash, "PENDING")
+        body = json.dumps({"status": status, "hash": tx_hash}).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
 
     def _take_mode(self) -> tuple[str, _State]:
         with self.state.lock:

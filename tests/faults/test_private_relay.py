@@ -157,6 +157,38 @@ def test_stray_copy_of_a_dropped_tx_landing_first_leaves_one_rebalance(
     assert before.sent(drifted) == 1
 
 
+def test_relay_status_failed_is_a_drop_before_the_window_ends(
+    drifted: Chain, relay: RelayStub, keeper: Build, manifest_path: Path
+) -> None:
+    rt = keeper(
+        private_tx_url=relay.url,
+        private_status_url=relay.url + "/tx/{hash}",
+        private_drop_blocks=25,
+        replace_after_blocks=1000,
+        receipt_timeout_s=0.3,
+    )
+    before = Baseline(drifted)
+    relay.set_mode("swallow")
+    assert rt.keeper.tick().reason == "tx_private_pending"
+    (swallowed,) = relay.received
+    mine(drifted, 1)
+    assert rt.keeper.tick().reason == "tx_private_pending"  # the relay says PENDING: trusted
+    assert relay.status_queries >= 1 and len(relay.received) == 1
+
+    relay.set_status(swallowed.tx_hash, "FAILED")  # the relay's own word: it gave up
+    relay.set_mode("forward")
+    mine(drifted, 1)  # 2 blocks after the send: far inside the 25-block window
+    with capture_logs() as logs:
+        replanned = rt.keeper.tick()
+
+    assert len(events(logs, "private_tx_dropped")) == 1, replanned.message
+    dropped, fresh = relay.received
+    assert fresh.nonce == dropped.nonce == before.nonce
+    _mined(drifted, before.nonce)
+    assert before.sent(drifted) == 1 and before.rebalances(drifted) == [fresh.tx_hash]
+    assert states(manifest_path)[0] == (IntentState.EXPIRED, DROPPED_BY_RELAY)
+
+
 class _CrashError(Exception):
     """Stands for the process dying at a crash point (the tick is abandoned there)."""
 

@@ -147,3 +147,20 @@ def test_relay_http_answers_are_answers_and_outages_are_not(
     transport: str, verdict: SendVerdict | None
 ) -> None:
     assert classify_relay_http(transport) is verdict
+
+
+def test_the_relays_own_word_that_it_gave_up_is_a_drop_inside_the_window() -> None:
+    gave_up = replace(obs(head=SENT + 2, seen=unknown()), relay_dropped=True)
+    assert decide(intent(attempt()), gave_up, PRIVATE) == Finalize(
+        IntentState.EXPIRED, DROPPED_BY_RELAY, None
+    )
+    # ... but not when a copy is in a public pool, nor once the intent has gone public.
+    assert not isinstance(decide(intent(attempt()), replace(gave_up, attempts=known()), PRIVATE), Finalize)
+    public = replace(obs(head=SENT + 12, seen=unknown()), relay_dropped=True)
+    assert not isinstance(decide(intent(attempt()), public, FALLBACK), Finalize)
+
+
+def test_a_status_page_that_does_not_answer_says_nothing() -> None:
+    from keeper.chain.relay_status import relay_gave_up as status_page_gave_up
+
+    assert status_page_gave_up("http://127.0.0.1:9/tx/{hash}", "0xab", 0.5) is False

@@ -95,3 +95,11 @@ def test_private_submission_defaults_and_bounds(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("KEEPER_PRIVATE_TX_METHOD", "eth_sendBundle")
     with pytest.raises(ConfigError, match="KEEPER_PRIVATE_TX_METHOD"):
         load_settings()
+
+
+def test_private_status_url_needs_the_hash_placeholder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KEEPER_PRIVATE_STATUS_URL", "https://protect.example/tx/{hash}")
+    assert load_settings().private_status_url == "https://protect.example/tx/{hash}"
+    monkeypatch.setenv("KEEPER_PRIVATE_STATUS_URL", "https://protect.example/tx/")
+    with pytest.raises(ConfigError, match=r"KEEPER_PRIVATE_STATUS_URL.*must contain \{hash\}"):
+        load_settings()
