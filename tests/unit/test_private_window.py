@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_lifecycle import GWEI, NONCE, RULES, attempt, intent, known, obs, receipt, unknown
 
+from keeper.chain.relay_status import relay_gave_up as status_page_gave_up
 from keeper.chain.send_errors import SendVerdict, classify_relay_http, classify_send_error
 from keeper.execution.journal import DROPPED_BY_RELAY, AttemptState, IntentState
 from keeper.execution.lifecycle import (
@@ -161,6 +162,4 @@ def test_the_relays_own_word_that_it_gave_up_is_a_drop_inside_the_window() -> No
 
 
 def test_a_status_page_that_does_not_answer_says_nothing() -> None:
-    from keeper.chain.relay_status import relay_gave_up as status_page_gave_up
-
     assert status_page_gave_up("http://127.0.0.1:9/tx/{hash}", "0xab", 0.5) is False
