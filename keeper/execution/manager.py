@@ -142,6 +142,7 @@ class TxManager:
         self._sleep = sleep
         self._lease_renewed_at = 0.0
         self.stopping = threading.Event()  # set at shutdown: stop waiting for receipts
+        self._relay_status_seen: dict[str, tuple[int, bool]] = {}  # tx hash -> (head, gave up)
 
     @property
     def scope(self) -> str:
@@ -223,7 +224,14 @@ class TxManager:
         rules = self.config.rules.private
         if newest is None or rules is None or channel(intent, head_block, rules) != "private":
             return False
-        return self.pool.relay_dropped(newest.tx_hash)
+        # Once per block per transaction: the receipt wait polls several times a second, and a
+        # relay's status page rate-limits like its send endpoint.
+        asked = self._relay_status_seen.get(newest.tx_hash)
+        if asked is not None and asked[0] == head_block:
+            return asked[1]
+        dropped = self.pool.relay_dropped(newest.tx_hash)
+        self._relay_status_seen = {newest.tx_hash: (head_block, dropped)}
+        return dropped
 
     def _would_revert(self, intent: Intent, head_block: int) -> str | None:
         """Simulate an unmined rebalance at the head: the vault's error if it would revert now.

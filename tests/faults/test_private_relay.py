@@ -187,6 +187,9 @@ def test_relay_status_failed_is_a_drop_before_the_window_ends(
     _mined(drifted, before.nonce)
     assert before.sent(drifted) == 1 and before.rebalances(drifted) == [fresh.tx_hash]
     assert states(manifest_path)[0] == (IntentState.EXPIRED, DROPPED_BY_RELAY)
+    # Asked once per block per transaction (blocks H, H+1, H+2, and the fresh one's first),
+    # never once per receipt poll.
+    assert relay.status_queries <= 4, relay.status_queries
 
 
 class _CrashError(Exception):
