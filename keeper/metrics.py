@@ -115,6 +115,25 @@ class KeeperMetrics:
             "1 while the stalled ticks reach KEEPER_STALL_TICKS: counted toward the breaker, /healthz degraded.",
             registry=r,
         )
+        # Private submission (keeper.execution.private_window): what the sends got, by channel
+        # and verdict (a relay's would_revert, rate_limited, relay_config have their own), and
+        # the two ways out of the private window.
+        self.tx_sends = Counter(
+            "keeper_tx_sends",
+            "Transaction sends by channel (private, public) and the answer's verdict.",
+            ["channel", "verdict"],
+            registry=r,
+        )
+        self.private_drops = Counter(
+            "keeper_private_drops",
+            "Intents a private relay dropped (unmined, nonce unused, past the drop window).",
+            registry=r,
+        )
+        self.private_fallbacks = Counter(
+            "keeper_private_fallbacks",
+            "Intents re-sent to the public endpoints after KEEPER_PRIVATE_FALLBACK_BLOCKS.",
+            registry=r,
+        )
         self.paused.labels(source="env").set(0)
         self.paused.labels(source="vault").set(0)
 

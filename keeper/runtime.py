@@ -22,6 +22,7 @@ from keeper.execution.journal import JournalError, JournalStore
 from keeper.execution.lease import new_owner_id
 from keeper.execution.lifecycle import LifecycleRules
 from keeper.execution.manager import TxConfig, TxManager, scope_of
+from keeper.execution.private_window import PrivateRules
 from keeper.execution.sqlite_store import SqliteJournal
 from keeper.log import get_logger
 from keeper.manifest import Manifest, load_manifest
@@ -158,6 +159,10 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
                 confirmations=settings.confirmations_for(chain_id),
                 replace_after_blocks=settings.replace_after_blocks,
                 fee_cap_wei=int(settings.max_fee_gwei * GWEI),
+                # Without a private endpoint every send is public: no private window at all.
+                private=PrivateRules(settings.private_drop_blocks, settings.private_fallback_blocks)
+                if settings.private_tx_url
+                else None,
             ),
             priority_floor_gwei=settings.priority_fee_gwei,
             max_fee_gwei=settings.max_fee_gwei,
@@ -239,6 +244,8 @@ def open_pool(settings: Settings, manifest: Manifest, metrics: KeeperMetrics) ->
         retries=settings.rpc_retries,
         backoff_s=settings.rpc_backoff_s,
         private_url=settings.private_tx_url,
+        private_method=settings.private_tx_method,
+        private_status_url=settings.private_status_url,
         max_response_bytes=settings.rpc_max_response_bytes,
         on_request=lambda m: metrics.rpc_requests.labels(method=m).inc(),
         on_health=lambda label, ok: metrics.rpc_endpoint_healthy.labels(endpoint=label).set(1 if ok else 0),

@@ -182,6 +182,32 @@ class Settings(BaseSettings):
         default=None,
         description="Private submission endpoint (Flashbots Protect style), used for sends only.",
     )
+    private_tx_method: Literal["eth_sendRawTransaction", "eth_sendPrivateTransaction"] = Field(
+        default="eth_sendRawTransaction",
+        description="How sends reach the private endpoint: eth_sendRawTransaction (Protect style) or "
+        "eth_sendPrivateTransaction with maxBlockNumber = the end of the drop window.",
+    )
+    private_status_url: str | None = Field(
+        default=None,
+        description="The private relay's status page, {hash} standing for the transaction hash "
+        "(Protect: https://protect.flashbots.net/tx/{hash}); FAILED or CANCELLED there is a drop "
+        "before the drop window ends. Unset: the drop window alone decides.",
+    )
+    private_drop_blocks: int = Field(
+        default=25,
+        ge=1,
+        le=10_000,
+        description="A private send not mined this many blocks after it went out, its nonce unused and "
+        "no copy in a public pool, was dropped by the relay: it is re-planned at the same nonce "
+        "(Flashbots Protect drops after about 25).",
+    )
+    private_fallback_blocks: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="Re-send the same bytes publicly after this many blocks without inclusion; "
+        "none or 0: never (a private send stays private, and is re-planned after a drop).",
+    )
 
     # --- signing ---
     private_key: SecretStr | None = Field(
@@ -467,6 +493,8 @@ class Settings(BaseSettings):
         "sequencer_feed",
         "rpc_url",
         "private_tx_url",
+        "private_fallback_blocks",
+        "private_status_url",
         "confirmations",
         "rpc_head_stall_s",
         "rpc_max_head_age_s",
@@ -479,6 +507,34 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("private_fallback_blocks", mode="before")
+    @classmethod
+    def _fallback_never(cls, value: object) -> object:
+        # "never" has two spellings an operator may reach for: none and 0.
+        if isinstance(value, str) and value.strip().lower() in ("none", "never", "off", "0"):
+            return None
+        return None if value == 0 else value
+
+    @model_validator(mode="after")
+    def _fallback_within_drop_window(self) -> Settings:
+        fallback = self.private_fallback_blocks
+        if fallback is not None and fallback > self.private_drop_blocks:
+            raise ValueError(
+                f"{ENV_PREFIX}PRIVATE_FALLBACK_BLOCKS={fallback} must be at most "
+                f"{ENV_PREFIX}PRIVATE_DROP_BLOCKS={self.private_drop_blocks}: the relay has dropped "
+                "the transaction by then (raise the drop window, or fall back sooner)"
+            )
+        return self
+
+    @field_validator("private_status_url")
+    @classmethod
+    def _status_template(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        if value is not None and "{hash}" not in value:
+            raise ValueError("must contain {hash} where the transaction hash goes")
+        return value
 
     @field_validator("rpc_url", "private_tx_url")
     @classmethod

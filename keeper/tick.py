@@ -176,11 +176,26 @@ def pending_reason(action: Action) -> str:
             return "tx_replaced"
         case Cancel():
             return "tx_cancel_sent"
-        case Rebroadcast(alert=alert):
-            return f"tx_{alert}" if alert else "tx_rebroadcast"
+        case Rebroadcast(alert=alert, reason=reason):
+            if alert:
+                return f"tx_{alert}"
+            return "tx_private_fallback" if reason == "private_fallback" else "tx_rebroadcast"
         case Reorged():
             return "tx_reorged"
     return "tx_pending"
+
+
+def send_refusal(reason: str) -> tuple[str, str]:
+    """The tick's result and code for an intent every endpoint refused. A private relay's auth
+    or method error is a misconfiguration (an error: it counts toward the breaker); its
+    would-revert is a skip like a simulated revert (the decoded guard is in the reason)."""
+    if "relay_config" in reason:
+        return "error", "relay_config"
+    if "would_revert" in reason:
+        return "skipped", "relay_would_revert"
+    if "insufficient_funds" in reason:
+        return "skipped", "gas_balance_low"
+    return "skipped", "send_rejected"
 
 
 class Keeper:
@@ -652,8 +667,8 @@ class Keeper:
             return
         if intent.state is IntentState.EXPIRED:
             reason = intent.reason or ""
-            code = "gas_balance_low" if "insufficient_funds" in reason else "send_rejected"
-            report.finish("skipped", code, f"the node refused the transaction: {reason}")
+            verdict, code = send_refusal(reason)
+            report.finish(verdict, code, f"the node refused the transaction: {reason}")
             return
         newest = intent.newest
         detail = f"; last send: {newest.error}" if newest is not None and newest.error else ""

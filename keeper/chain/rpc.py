@@ -1,5 +1,7 @@
 """JSON-RPC: a pool of endpoints with health checks and failover; bounded timeouts; retries
-with backoff for reads only; sends to a private endpoint when one is configured.
+with backoff for reads only; sends to a private endpoint when one is configured, and to the
+public endpoints only when the caller says the private window has passed (keeper.execution.
+private_window).
 
 Reads (eth_call, receipts, blocks) are idempotent, so a timeout or a 5xx is retried with
 exponential backoff, on the next endpoint first. Sends are never retried blindly by the
@@ -33,12 +35,15 @@ from web3.types import RPCEndpoint, RPCResponse
 
 from keeper.chain.answers import MalformedAnswerError, check_answer, parse_quantity
 from keeper.chain.health import HeadSeen, HealthRules, Probe, Verdict, judge, remember_head
-from keeper.chain.send_errors import SendVerdict, classify_send_error
+from keeper.chain.relay_status import relay_gave_up
+from keeper.chain.send_errors import SendVerdict, classify_relay_http, classify_send_error
 from keeper.chain.transport import DEFAULT_MAX_RESPONSE_BYTES, HttpLimits, JsonRpcConnection, TransportError
 from keeper.log import get_logger
 from keeper.redact import redact_url
 
 SEND_METHOD = "eth_sendRawTransaction"
+# Flashbots' private-transaction method: takes {"tx", "maxBlockNumber"}, answers the hash.
+PRIVATE_SEND_METHOD = "eth_sendPrivateTransaction"
 
 log = get_logger("keeper.rpc")
 
@@ -103,6 +108,8 @@ class EndpointPool:
         retries: int = 2,
         backoff_s: float = 0.25,
         private_url: str | None = None,
+        private_method: str = SEND_METHOD,
+        private_status_url: str | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
@@ -125,6 +132,8 @@ class EndpointPool:
             if private_url
             else None
         )
+        self.private_method = private_method
+        self.private_status_url = private_status_url
         # Set by the tick: no read ATTEMPT starts after it (a started one has its own deadline).
         self.tick_deadline: float | None = None
         # Who gave the last read answer: names the culprit when its content proves unusable later.
@@ -226,16 +235,43 @@ class EndpointPool:
 
     # ------------------------------------------------------------------ sends
 
-    def send_raw(self, raw: bytes) -> SendAnswer:
-        """Offer signed bytes to the private endpoint, or to the usable endpoints in turn until
-        one answers. No answer anywhere is UNKNOWN: the bytes may sit in a pool."""
-        payload = self._payload(SEND_METHOD, ["0x" + raw.hex()])
-        targets = [self.private] if self.private is not None else self._ordered()
+    @property
+    def has_private(self) -> bool:
+        return self.private is not None
+
+    def relay_dropped(self, tx_hash: str) -> bool:
+        """The private relay's status page says it gave up on `tx_hash` (False: no page, no
+        answer, or any other status)."""
+        if self.private is None or self.private_status_url is None:
+            return False
+        return relay_gave_up(self.private_status_url, tx_hash, self.timeout_s)
+
+    def _send_payload(self, raw: bytes, private: bool, max_block: int | None) -> tuple[str, bytes]:
+        raw_hex = "0x" + raw.hex()
+        if private and self.private_method == PRIVATE_SEND_METHOD:
+            body: dict[str, Any] = {"tx": raw_hex}
+            if max_block is not None:
+                # The relay stops trying after this block: it matches the keeper's drop window.
+                body["maxBlockNumber"] = hex(max_block)
+            return PRIVATE_SEND_METHOD, self._payload(PRIVATE_SEND_METHOD, [body])
+        return SEND_METHOD, self._payload(SEND_METHOD, [raw_hex])
+
+    def send_raw(self, raw: bytes, public: bool = False, max_block: int | None = None) -> SendAnswer:
+        """Offer signed bytes to the private endpoint (unless `public`: the caller's private
+        window has passed), or to the usable endpoints in turn until one answers. No answer
+        anywhere is UNKNOWN: the bytes may sit in a pool."""
+        private = self.private is not None and not public
+        method, payload = self._send_payload(raw, private, max_block)
+        targets = [self.private] if private and self.private is not None else self._ordered()
         silent: list[str] = []
         for ep in targets:
             try:
-                answer = self._post_checked(ep, SEND_METHOD, payload)
+                answer = self._post_checked(ep, method, payload)
             except _TransportError as exc:
+                refusal = classify_relay_http(str(exc)) if private else None
+                if refusal is not None:
+                    # A relay's 401/403/429 is an answer: the bytes were not taken.
+                    return SendAnswer(refusal, None, f"{exc} from the relay", ep.label)
                 # No answer, or one that is not an answer: the bytes may still sit in its pool.
                 silent.append(f"{ep.label}: {exc}")
                 continue

@@ -129,6 +129,10 @@ class JsonRpcConnection:
         except (ValueError, RecursionError):
             raise TransportError("answer is not JSON", malformed=True) from None
 
+    def get(self, timeout_s: float | None = None) -> Any:
+        """GET the URL (a relay's status page); the parsed JSON answer, or TransportError."""
+        return self.post(b"", timeout_s)
+
     def close(self) -> None:
         with self._lock:
             self._drop()
@@ -170,7 +174,9 @@ class JsonRpcConnection:
             headers = {"Content-Type": "application/json", "Accept": "application/json"}
             if self._target.authorization:
                 headers["Authorization"] = self._target.authorization
-            conn.request("POST", self._target.path, body=body, headers=headers)
+            # An empty body is a GET (a status page); every JSON-RPC request has a body.
+            method = "POST" if body else "GET"
+            conn.request(method, self._target.path, body=body or None, headers=headers)
             response = conn.getresponse()
             started = True
             raw = self._read_body(response, deadline, timeout)

@@ -12,6 +12,7 @@ An intent is one decision to rebalance, with an idempotency key. Its life:
        |                             +-- status 0 N deep --------> failed  (onchain_revert)
        |                             +-- nonce used, none of ours-> failed  (nonce_used_elsewhere)
        |                             +-- every node refused it --> expired (rejected_by_node)
+       |                             +-- private relay dropped it -> expired (dropped_by_relay)
        +-- process died before signing --------------------------> expired (never_signed)
 
 The intent is written before anything is signed, and its raw signed bytes are written before
@@ -47,6 +48,11 @@ FINAL_STATES = frozenset({IntentState.CONFIRMED, IntentState.FAILED, IntentState
 # Reasons an intent expires without its nonce ever reaching a pool: the nonce is free again.
 NEVER_SIGNED = "never_signed"
 REJECTED_BY_NODE = "rejected_by_node"
+# A private relay held it past its drop window and the nonce is still unused on chain.
+DROPPED_BY_RELAY = "dropped_by_relay"
+# ... and a copy of it was mined after all: the intent is reopened to be confirmed.
+MINED_AFTER_DROP = "mined_after_drop"
+SUPERSEDED_BY_DROPPED = "superseded_by_dropped_copy"
 
 
 class AttemptKind(StrEnum):
@@ -252,6 +258,11 @@ class JournalStore(Protocol):
         final_tx_hash: str | None = None,
         spend: Spend | None = None,
     ) -> Intent: ...
+
+    def reopen_dropped(self, key: str, now: float) -> Intent:
+        """Move an intent that expired as `dropped_by_relay` back to broadcast (reason
+        `mined_after_drop`): one of its attempts was mined after all, and the journal must say so."""
+        ...
 
     def get(self, key: str) -> Intent | None: ...
 

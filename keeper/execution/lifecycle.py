@@ -12,15 +12,20 @@ The invariants it keeps:
 - a receipt counts only `confirmations` blocks deep, and one that vanishes in a reorg is
   answered with the same signed bytes, never with a new plan;
 - a rebalance never offers more than the fee cap; at the cap it is cancelled (one notch above
-  the cap, the bump a replacement needs); past that the keeper waits and alerts.
+  the cap, the bump a replacement needs); past that the keeper waits and alerts;
+- through a private relay, absence from the public pool is no evidence: the relay is trusted
+  until the fallback (then public) or the drop window (then `dropped_by_relay`, the nonce
+  free for a fresh plan) has passed; see keeper.execution.private_window.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from keeper.chain.send_errors import SendVerdict
 from keeper.execution.fees import Fees, bump, highest, next_fees
 from keeper.execution.journal import (
+    DROPPED_BY_RELAY,
     NEVER_SIGNED,
     REJECTED_BY_NODE,
     AttemptKind,
@@ -29,6 +34,10 @@ from keeper.execution.journal import (
     IntentState,
     Receipt,
 )
+from keeper.execution.private_window import PrivateRules, channel, fallback_block, relay_gave_up
+
+# A relay that answered "rate limited" is offered the bytes again only this many blocks later.
+RATE_LIMIT_BACKOFF_BLOCKS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +57,8 @@ class Observation:
     # The rebalance's calldata simulated at the head (None: not simulated). Stale bytes that
     # would revert are not worth re-offering or re-pricing: a cancel costs 21,000 gas.
     would_revert: str | None = None
+    # The private relay's status page says it gave up on the newest attempt (FAILED, CANCELLED).
+    relay_dropped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +66,7 @@ class LifecycleRules:
     confirmations: int  # 1: the receipt's own block is enough
     replace_after_blocks: int
     fee_cap_wei: int  # the most a rebalance (first or replacement) may offer per gas
+    private: PrivateRules | None = None  # set when sends go to a private relay first
 
     @property
     def cancel_fee_cap_wei(self) -> int:
@@ -69,7 +81,9 @@ class LifecycleRules:
 
 @dataclass(frozen=True, slots=True)
 class Wait:
-    reason: str  # pending | awaiting_confirmations | rebroadcast_sent | fee_cap_reached | final
+    # pending | private_pending | awaiting_confirmations | rebroadcast_sent | relay_rate_limited
+    # | fee_cap_reached | final
+    reason: str
     alert: bool = False
 
 
@@ -185,6 +199,16 @@ def decide(intent: Intent, obs: Observation, rules: LifecycleRules) -> Action:
         # Every node we asked refused every attempt: none is in any pool, the nonce is unused.
         return Finalize(IntentState.EXPIRED, f"{REJECTED_BY_NODE}: {newest.error or 'refused'}", None)
 
+    # 3b. A private relay kept it past its drop window (or its status page says it gave up) and
+    # it is nowhere public: it was dropped.
+    # The nonce is unused (above), so nothing of this intent can be mined any more unless a
+    # stray copy surfaces, and the fresh plan at the same nonce outbids that.
+    still_private = channel(intent, obs.head_block, rules.private) == "private"
+    if not known and (
+        relay_gave_up(intent, obs.head_block, rules.private) or (still_private and obs.relay_dropped)
+    ):
+        return Finalize(IntentState.EXPIRED, DROPPED_BY_RELAY, None)
+
     level = highest([Fees(a.max_fee_wei, a.max_priority_fee_wei) for a in intent.attempts])
     capped = False  # no price under the caps beats the last attempt: wait, and alert
 
@@ -218,11 +242,29 @@ def decide(intent: Intent, obs: Observation, rules: LifecycleRules) -> Action:
     # only move left, and it is how a capped cancellation gets in once the base fee falls.
     alert = "fee_cap_reached" if capped else None
     newest_seen = obs.attempts.get(newest.seq)
+    private = channel(intent, obs.head_block, rules.private) == "private"
+    if private and newest.state is AttemptState.BROADCAST:
+        # The relay took it; the public pool cannot see it. Trust the relay until its window ends.
+        return Wait(alert or "private_pending", alert=capped)
     if newest_seen is None or not newest_seen.known:
-        if newest.last_broadcast_block is None or obs.head_block > newest.last_broadcast_block:
+        last = newest.last_broadcast_block
+        if last is None or obs.head_block > last + _backoff(newest.error):
+            went_public = fallback_block(intent, rules.private)
+            if went_public is not None and (last is None or last < went_public):
+                return Rebroadcast(newest.seq, "private_fallback", alert)
             return Rebroadcast(newest.seq, "not_in_pool", alert)
-        return Wait(alert or "rebroadcast_sent", alert=capped)
+        waiting = "relay_rate_limited" if _rate_limited(newest.error) else "rebroadcast_sent"
+        return Wait(alert or waiting, alert=capped)
     return Wait(alert or "pending", alert=capped)
+
+
+def _rate_limited(error: str | None) -> bool:
+    return error is not None and error.startswith(str(SendVerdict.RATE_LIMITED))
+
+
+def _backoff(error: str | None) -> int:
+    """Blocks to skip before offering the bytes again: none, unless the relay rate-limited us."""
+    return RATE_LIMIT_BACKOFF_BLOCKS - 1 if _rate_limited(error) else 0
 
 
 def _cancel(level: Fees, obs: Observation, rules: LifecycleRules, reason: str) -> Cancel | None:

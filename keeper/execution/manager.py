@@ -9,7 +9,12 @@ Order of a new rebalance (each line durable before the next starts):
     observe / decide / apply until mined   -> crash point after_receipt (before recording it)
 
 Unfinished intents found in the journal (a restart, a previous tick that timed out) go
-through the same observe / decide / apply step before anything new is planned. The decision
+through the same observe / decide / apply step before anything new is planned.
+
+With a private relay configured, sends go there until the intent's private window ends
+(keeper.execution.private_window). An intent the relay dropped expires with its nonce free,
+and the next plan at that nonce is priced to outbid any stray copy of the dropped one
+(`_outbid_dropped`), so whichever lands, one rebalance is mined at that nonce. The decision
 itself is keeper.execution.lifecycle.decide (pure); this module only reads the chain, writes
 the journal and sends bytes.
 """
@@ -30,8 +35,10 @@ from keeper.chain.rpc import EndpointPool
 from keeper.chain.send_errors import REFUSED, SendVerdict
 from keeper.execution import budgets, crashpoints
 from keeper.execution.adoption import NonceView
-from keeper.execution.fees import Fees, fee_quote
+from keeper.execution.fees import Fees, bump, fee_quote, highest
 from keeper.execution.journal import (
+    DROPPED_BY_RELAY,
+    SUPERSEDED_BY_DROPPED,
     Attempt,
     AttemptKind,
     AttemptState,
@@ -62,6 +69,7 @@ from keeper.execution.lifecycle import (
     decide,
 )
 from keeper.execution.nonces import NonceChoice, next_nonce
+from keeper.execution.private_window import channel, relay_max_block
 from keeper.execution.sender import SimulationRevertError, simulate
 from keeper.log import get_logger
 from keeper.metrics import KeeperMetrics
@@ -134,6 +142,7 @@ class TxManager:
         self._sleep = sleep
         self._lease_renewed_at = 0.0
         self.stopping = threading.Event()  # set at shutdown: stop waiting for receipts
+        self._relay_status_seen: dict[str, tuple[int, bool]] = {}  # tx hash -> (head, gave up)
 
     @property
     def scope(self) -> str:
@@ -205,8 +214,24 @@ class TxManager:
             attempts=seen,
             market=self._market(_int(head.get("baseFeePerGas", 0))),
             would_revert=None if found else self._would_revert(intent, _int(head["number"])),
+            relay_dropped=not found and self._relay_dropped(intent, _int(head["number"])),
         )
         return obs, raw
+
+    def _relay_dropped(self, intent: Intent, head_block: int) -> bool:
+        """Ask the relay's status page about the newest attempt while the intent is private."""
+        newest = intent.newest
+        rules = self.config.rules.private
+        if newest is None or rules is None or channel(intent, head_block, rules) != "private":
+            return False
+        # Once per block per transaction: the receipt wait polls several times a second, and a
+        # relay's status page rate-limits like its send endpoint.
+        asked = self._relay_status_seen.get(newest.tx_hash)
+        if asked is not None and asked[0] == head_block:
+            return asked[1]
+        dropped = self.pool.relay_dropped(newest.tx_hash)
+        self._relay_status_seen = {newest.tx_hash: (head_block, dropped)}
+        return dropped
 
     def _would_revert(self, intent: Intent, head_block: int) -> str | None:
         """Simulate an unmined rebalance at the head: the vault's error if it would revert now.
@@ -227,13 +252,51 @@ class TxManager:
         obs, raw = self.observe(intent)
         action: Action = Wait("final")
         for _ in range(6):
-            action = decide(intent, obs, self.config.rules)
+            action = self._stray_copy_check(intent, decide(intent, obs, self.config.rules))
             intent = self.apply(intent, action, obs, raw)
             if isinstance(action, ENDS_ROUND) or intent.final:
                 break
             if isinstance(action, NoteNonceSpent) and action.block is not None:
                 break  # "someone else spent it" needs a later observation
         return StepResult(intent, action)
+
+    def _stray_copy_check(self, intent: Intent, action: Action) -> Action:
+        """A nonce spent by "someone else" may be a relay letting out, late, the bytes of an intent
+        it had dropped (the fresh plan at that nonce lost the race). Then this intent retires
+        as superseded and `_reopen_dropped` (after it is final: one unfinished intent per scope)
+        reopens the dropped one, which the next reconcile confirms from its receipt: the
+        journal shows the one rebalance that happened. A crash between the two leaves the
+        dropped one unconfirmed in the journal; the chain still holds one rebalance."""
+        if not (isinstance(action, Finalize) and action.reason == "nonce_used_elsewhere"):
+            return action
+        if self._mined_dropped(intent) is None:
+            return action
+        return Finalize(IntentState.EXPIRED, SUPERSEDED_BY_DROPPED, None)
+
+    def _mined_dropped(self, intent: Intent) -> tuple[Intent, str] | None:
+        """A dropped intent at this intent's nonce with a mined attempt, and that attempt's hash."""
+        for earlier in self.store.recent(self.scope, 8):
+            if earlier.nonce != intent.nonce or earlier.reason != DROPPED_BY_RELAY:
+                continue
+            for a in earlier.attempts:
+                receipt = self.pool.call("eth_getTransactionReceipt", [a.tx_hash])
+                if receipt and receipt.get("blockNumber") is not None:
+                    return earlier, a.tx_hash
+        return None
+
+    def _reopen_dropped(self, superseded: Intent) -> None:
+        found = self._mined_dropped(superseded)
+        if found is None:  # pragma: no cover - a reorg between two reads
+            return
+        earlier, tx_hash = found
+        self.store.reopen_dropped(earlier.key, self._clock())
+        log.warning(
+            "dropped_tx_mined_after_all",
+            intent=earlier.key,
+            nonce=earlier.nonce,
+            tx=tx_hash,
+            superseded=superseded.key,
+        )
 
     def reconcile(self) -> list[StepResult]:
         """One step for every unfinished intent of this scope (oldest first)."""
@@ -326,9 +389,30 @@ class TxManager:
                         detail="no receipt of ours yet; concluding only on a later look",
                     )
                 return self.store.note_nonce_spent(intent.key, block, now)
+            case Finalize() if action.reason == SUPERSEDED_BY_DROPPED:
+                intent = self._finalize(intent, action, raw)
+                self._reopen_dropped(intent)
+                return intent
             case Finalize():
+                if action.reason == DROPPED_BY_RELAY:
+                    self.metrics.private_drops.inc()
+                    log.warning(
+                        "private_tx_dropped",
+                        **bind,
+                        head=obs.head_block,
+                        detail="not mined within the relay's drop window and the nonce is unused: "
+                        "planning afresh at the same nonce",
+                    )
                 return self._finalize(intent, action, raw)
             case Rebroadcast(seq=seq, reason=reason, alert=alert):
+                if reason == "private_fallback":
+                    self.metrics.private_fallbacks.inc()
+                    log.warning(
+                        "private_fallback",
+                        **bind,
+                        head=obs.head_block,
+                        detail="not mined within KEEPER_PRIVATE_FALLBACK_BLOCKS: sending the same bytes publicly",
+                    )
                 if alert:
                     log.warning(
                         "tx_stuck", reason=alert, **bind, detail="at the fee caps: re-offering the last bytes"
@@ -405,6 +489,17 @@ class TxManager:
         self.metrics.rebalances.labels(outcome=outcome).inc()
         return intent
 
+    def _revert_at(self, intent: Intent) -> str | None:
+        """The vault's error if the rebalance reverts at the head now (None: it does not, or
+        the replay itself failed; the relay's own words are then the best there is)."""
+        try:
+            simulate(self.w3, self.sender, intent.target, intent.calldata)
+        except SimulationRevertError as exc:
+            return str(exc.error or exc.raw)
+        except Exception:  # best effort: the relay's refusal is the fact
+            return None
+        return None
+
     def _revert_name(self, intent: Intent, block: int) -> str:
         """Replay the call at the parent block to name the vault guard that reverted it."""
         try:
@@ -460,8 +555,13 @@ class TxManager:
         if attempt.sent_block is None:
             attempt = replace(attempt, sent_block=head_block)
             intent = self.store.update_attempt(intent.key, attempt, self._clock())
-        answer = self.pool.send_raw(attempt.raw)
+        rules = self.config.rules.private if self.pool.has_private else None
+        route = channel(intent, head_block, rules)
+        answer = self.pool.send_raw(
+            attempt.raw, public=route == "public", max_block=relay_max_block(intent, head_block, rules)
+        )
         crashpoints.reached("after_send")
+        self.metrics.tx_sends.labels(channel=route, verdict=str(answer.verdict)).inc()
         now = self._clock()
         base = replace(attempt, last_broadcast_block=head_block)
         bind = {
@@ -469,6 +569,7 @@ class TxManager:
             "nonce": intent.nonce,
             "tx": attempt.tx_hash,
             "endpoint": answer.endpoint,
+            "channel": route,
         }
         if answer.verdict in (SendVerdict.ACCEPTED, SendVerdict.ALREADY_KNOWN):
             state = AttemptState.MINED if attempt.state is AttemptState.MINED else AttemptState.BROADCAST
@@ -483,6 +584,9 @@ class TxManager:
             log.info("tx_broadcast", **bind, verdict=str(answer.verdict))
             return intent
         error = f"{answer.verdict}: {answer.message}"
+        if answer.verdict is SendVerdict.WOULD_REVERT and attempt.kind is AttemptKind.REBALANCE:
+            # The relay's simulation says no; name the vault's guard from our own at the head.
+            error = f"{answer.verdict}: {self._revert_at(intent) or answer.message}"
         if answer.verdict in REFUSED:
             log.warning("tx_refused", **bind, verdict=str(answer.verdict), message=answer.message)
             # Only bytes no node ever accepted are "rejected" (then the nonce may be free again);
@@ -536,6 +640,7 @@ class TxManager:
             expected=expected,
             native_usd=native_usd,
         )
+        fees = self._outbid_dropped(nonce, fees)
         intent = self.store.create_intent(intent, self.owner_id, now)
         log.info("intent_planned", intent=intent.key, nonce=nonce, deadline=deadline_ts)
         crashpoints.reached("before_sign")
@@ -544,6 +649,33 @@ class TxManager:
         log.info("tx_signed", intent=intent.key, nonce=nonce, tx=attempt.tx_hash)
         crashpoints.reached("after_sign")
         return self._broadcast(intent, attempt, head_block)
+
+    def _outbid_dropped(self, nonce: int, fees: Fees) -> Fees:
+        """A plan at the nonce of an intent a relay dropped: fees at least one bump above every
+        attempt of it, so the new transaction can replace a stray copy in any pool (under the
+        fee cap; at the cap, only one of them can be mined anyway: they share the nonce)."""
+        dropped = [
+            i
+            for i in self.store.recent(self.scope, 8)
+            if i.nonce == nonce and i.state is IntentState.EXPIRED and i.reason == DROPPED_BY_RELAY
+        ]
+        attempts = [Fees(a.max_fee_wei, a.max_priority_fee_wei) for i in dropped for a in i.attempts]
+        if not attempts:
+            return fees
+        level = highest(attempts)
+        cap = self.config.rules.fee_cap_wei
+        max_fee = min(max(fees.max_fee_wei, bump(level.max_fee_wei)), max(cap, fees.max_fee_wei))
+        tip = min(max(fees.max_priority_fee_wei, bump(level.max_priority_fee_wei)), max_fee)
+        outbid = Fees(max_fee, tip)
+        if outbid != fees:
+            log.info(
+                "replan_outbids_dropped",
+                nonce=nonce,
+                max_fee=outbid.max_fee_wei,
+                tip=outbid.max_priority_fee_wei,
+                dropped=[i.key for i in dropped],
+            )
+        return outbid
 
     # ------------------------------------------------------------------ metrics
 

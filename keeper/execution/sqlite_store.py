@@ -21,7 +21,9 @@ from typing import Any
 
 from keeper.execution.adoption import Adoption
 from keeper.execution.journal import (
+    DROPPED_BY_RELAY,
     FINAL_STATES,
+    MINED_AFTER_DROP,
     NEVER_SIGNED,
     REJECTED_BY_NODE,
     Attempt,
@@ -330,6 +332,24 @@ class SqliteJournal:
             )
         return self._must_get(key)
 
+    def reopen_dropped(self, key: str, now: float) -> Intent:
+        with self._write() as db:
+            moved = db.execute(
+                """UPDATE intents SET state = ?, reason = ?, finalized_at = NULL, updated_at = ?
+                   WHERE key = ? AND state = ? AND reason = ?""",
+                (
+                    str(IntentState.BROADCAST),
+                    MINED_AFTER_DROP,
+                    now,
+                    key,
+                    str(IntentState.EXPIRED),
+                    DROPPED_BY_RELAY,
+                ),
+            ).rowcount
+            if moved != 1:
+                raise JournalError(f"intent {key} is not one a relay dropped; refusing to reopen it")
+        return self._must_get(key)
+
     def get(self, key: str) -> Intent | None:
         with self._lock:
             row = self._db.execute("SELECT * FROM intents WHERE key = ?", (key,)).fetchone()
@@ -363,8 +383,8 @@ class SqliteJournal:
         with self._lock:
             row = self._db.execute(
                 """SELECT MAX(nonce) FROM intents WHERE scope = ? AND NOT (state = 'expired'
-                   AND (reason = ? OR reason LIKE ? || '%'))""",
-                (scope, NEVER_SIGNED, REJECTED_BY_NODE),
+                   AND (reason = ? OR reason LIKE ? || '%' OR reason = ?))""",
+                (scope, NEVER_SIGNED, REJECTED_BY_NODE, DROPPED_BY_RELAY),
             ).fetchone()
             return None if row[0] is None else int(row[0])
 

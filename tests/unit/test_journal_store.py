@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from keeper.execution.journal import (
+    DROPPED_BY_RELAY,
+    MINED_AFTER_DROP,
     Attempt,
     AttemptKind,
     AttemptState,
@@ -198,3 +200,25 @@ def test_a_journal_from_before_an_added_column_opens_and_keeps_its_intents(tmp_p
     intent = reopened.get("rb-1")
     assert intent is not None and intent.nonce_spent_block is None
     assert reopened.note_nonce_spent("rb-1", 42, time.time()).nonce_spent_block == 42
+
+
+def test_a_relay_dropped_intent_frees_its_nonce_and_only_it_can_be_reopened(store: SqliteJournal) -> None:
+    now = time.time()
+    store.create_intent(planned("rb-1", nonce=3), ME, now)
+    store.add_attempt("rb-1", signed(nonce=3), now)
+    store.set_state("rb-1", IntentState.EXPIRED, now, DROPPED_BY_RELAY)
+    assert store.highest_spent_nonce(SCOPE) is None  # the fresh plan may take nonce 3 again
+
+    # A copy surfaced and was mined after all: back to broadcast, in flight again (blocking new plans).
+    reopened = store.reopen_dropped("rb-1", now)
+    assert (reopened.state, reopened.reason, reopened.finalized_at) == (
+        IntentState.BROADCAST,
+        MINED_AFTER_DROP,
+        None,
+    )
+    assert store.highest_spent_nonce(SCOPE) == 3
+    with pytest.raises(IntentPendingError):
+        store.create_intent(planned("rb-2", nonce=4), ME, now)
+    # Anything else is never reopened: a cancelled intent, or this one again.
+    with pytest.raises(JournalError, match="not one a relay dropped"):
+        store.reopen_dropped("rb-1", now)

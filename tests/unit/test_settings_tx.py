@@ -65,3 +65,41 @@ def test_journal_and_budgets_defaults() -> None:
     assert s.journal_path == Path("var/journal.sqlite3")
     assert (s.daily_gas_budget_eth, s.daily_gas_budget_usd, s.daily_slippage_budget_usd) == (None, None, None)
     assert (s.breaker_max_failures, s.replace_after_blocks, s.private_tx_url) == (3, 3, None)
+
+
+@pytest.mark.parametrize("never", ["none", "None", "0", "never"])
+def test_private_fallback_never_has_its_spellings(monkeypatch: pytest.MonkeyPatch, never: str) -> None:
+    monkeypatch.setenv("KEEPER_PRIVATE_FALLBACK_BLOCKS", never)
+    assert load_settings().private_fallback_blocks is None
+
+
+def test_private_submission_defaults_and_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    assert (s.private_drop_blocks, s.private_fallback_blocks, s.private_tx_method) == (
+        25,
+        None,
+        "eth_sendRawTransaction",
+    )
+    monkeypatch.setenv("KEEPER_PRIVATE_FALLBACK_BLOCKS", "10")
+    assert load_settings().private_fallback_blocks == 10
+    monkeypatch.setenv("KEEPER_PRIVATE_FALLBACK_BLOCKS", "30")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "KEEPER_PRIVATE_FALLBACK_BLOCKS=30 must be at most KEEPER_PRIVATE_DROP_BLOCKS=25" in str(
+        info.value
+    )
+    monkeypatch.setenv("KEEPER_PRIVATE_FALLBACK_BLOCKS", "-1")
+    with pytest.raises(ConfigError, match="KEEPER_PRIVATE_FALLBACK_BLOCKS"):
+        load_settings()
+    monkeypatch.delenv("KEEPER_PRIVATE_FALLBACK_BLOCKS")
+    monkeypatch.setenv("KEEPER_PRIVATE_TX_METHOD", "eth_sendBundle")
+    with pytest.raises(ConfigError, match="KEEPER_PRIVATE_TX_METHOD"):
+        load_settings()
+
+
+def test_private_status_url_needs_the_hash_placeholder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KEEPER_PRIVATE_STATUS_URL", "https://protect.example/tx/{hash}")
+    assert load_settings().private_status_url == "https://protect.example/tx/{hash}"
+    monkeypatch.setenv("KEEPER_PRIVATE_STATUS_URL", "https://protect.example/tx/")
+    with pytest.raises(ConfigError, match=r"KEEPER_PRIVATE_STATUS_URL.*must contain \{hash\}"):
+        load_settings()
