@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,15 +18,22 @@ import pytest
 from keeper.backtest.config import benchmark_setup
 from keeper.backtest.engine import BacktestSetup, PreparedPath, prepare, run_backtest
 from keeper.backtest.generate import generate, scenario
+from keeper.costs import GasModel
 from keeper.policy import build_policy
 
 FIXTURE = Path(__file__).parent / "fixtures" / "engine_decisions_30d.json"
 RECORDED = json.loads(FIXTURE.read_text(encoding="utf-8"))
 
 
+# The gas model the recording engine ran with (keeper/gas_calibration.json of 2026-11-22, the
+# vault swapping through the routers): the fixture's cost-aware decisions depend on it.
+RECORDED_GAS_MODEL = GasModel(base_units=204_455, per_swap_units=101_092)
+
+
 @pytest.fixture(scope="module")
 def prepared() -> tuple[BacktestSetup, PreparedPath]:
     setup = benchmark_setup()
+    setup = replace(setup, gas=replace(setup.gas, model=RECORDED_GAS_MODEL))
     path = generate(scenario("calm"), RECORDED["days"], RECORDED["step_s"], seed=RECORDED["seed"])
     return setup, prepare(setup, path)
 

@@ -151,9 +151,10 @@ def test_one_swap_five_times_the_tolerance_never_trades_but_chunks_complete(
     before = Baseline(chain)
     drift_before = int(chain.vault().functions.driftBps().call())
 
-    # In one piece: the pool quote is so far under the oracle that the leg is skipped as a
-    # manipulated pool; trusted anyway (a wide deviation bound, no cost gate), the vault's floor
-    # reverts it in simulation.
+    # In one piece (size to fit told to keep the whole leg or nothing: a minimum leg larger
+    # than the trade): the pool quote is so far under the oracle that the leg is skipped as a
+    # manipulated pool; trusted anyway (a wide deviation bound, no cost gate), its quote does not
+    # cover the vault's floor at full size and the leg is unfillable.
     refused = []
     for deviation_bps in (200, 2000):
         whole = build_keeper(
@@ -162,16 +163,18 @@ def test_one_swap_five_times_the_tolerance_never_trades_but_chunks_complete(
             max_quote_deviation_bps=deviation_bps,
             max_cost_usd=Decimal(1_000_000),  # no cost gate: let the vault's floor answer
             max_cost_bps=10_000,
+            fit_min_leg_usd=Decimal(10**9),
             journal_path=manifest.parent / f"whole-{deviation_bps}.sqlite3",
         )
         try:
             refused += [whole.keeper.tick() for _ in range(2)]
         finally:
             whole.close()
-    assert [r.reason for r in refused] == ["plan_empty"] * 2 + ["simulation_reverted"] * 2, [
-        (r.reason, r.message) for r in refused
-    ]
-    assert "-5" in refused[0].message  # WETH's quote: more than 500 bps (5x the tolerance) under the oracle
+    assert [r.reason for r in refused] == ["plan_empty"] * 4, [(r.reason, r.message) for r in refused]
+    # WETH's quote covers the floor only for a small part of the trade (5x the tolerance in one piece)
+    assert all(
+        "WETH->USDC: unfillable: quotes cover the minimum output only up to" in r.message for r in refused
+    )
     assert before.sent(chain) == 0
 
     rt = build_keeper(manifest, **CHUNKING)

@@ -340,10 +340,10 @@ def test_relay_refusing_a_reverting_tx_is_a_skip_with_the_vaults_reason(
     (refused,) = events(logs, "tx_refused")
     assert refused["verdict"] == "would_revert"
     (intent,) = intents(manifest_path)
-    # The guard that fires, decoded by the keeper's own simulation at the head (the router's
-    # minimum check comes first), not the relay's words.
+    # The guard that fires, decoded by the keeper's own simulation at the head (the vault's
+    # output check on the pool's fill comes first), not the relay's words.
     assert intent.state is IntentState.EXPIRED
-    assert intent.reason == "rejected_by_node: would_revert: Error(message=Too little received)", (
+    assert intent.reason.startswith("rejected_by_node: would_revert: InsufficientOutput(step_index=0, "), (
         intent.reason
     )
     assert before.sent(drifted) == 0 and before.rebalances(drifted) == []
