@@ -183,14 +183,13 @@ def _vault_rule_checks(rt: Runtime) -> list[tuple[bool, str]]:
                 )
             )
         elif how != "direct":
-            # The planner trades each asset against the quote asset or directly against another
-            # asset it rebalances with; it does not build two-hop routes, so "via X" alone would
-            # leave the asset untraded.
+            # The planner routes through another vault asset in two hops (keeper/routing.py), as
+            # long as the batch does not also buy that asset; say so, it is worth knowing.
             lines.append(
                 (
-                    False,
-                    f"{symbol} is reachable only {how}: the keeper trades an asset through a pinned venue "
-                    f"against {snap.quote_symbol} (two-hop routes are not planned); pin one (pinVenue)",
+                    True,
+                    f"{symbol} reachable from {snap.quote_symbol} only {how} (two hops over pinned venues; "
+                    f"not while the same batch buys the intermediate)",
                 )
             )
         else:

@@ -39,6 +39,7 @@ from keeper.model import (
     Plan,
     PriceResult,
     Quote,
+    SkipReason,
     Snapshot,
     ValidPrice,
     Venue,
@@ -46,8 +47,10 @@ from keeper.model import (
 from keeper.oracle import OracleRules, split_results, validate_snapshot
 from keeper.planner import PlannerParams, plan
 from keeper.policy import Policy, PolicyDecision, context_for
-from keeper.portfolio import PortfolioState, portfolio_state
+from keeper.portfolio import PortfolioState, portfolio_state, tokens_for_usd18
 from keeper.reasons import Stop
+from keeper.routes import PlanAsset
+from keeper.routing import route_requests
 
 # Direct seller->buyer pairs quoted per tick; bounded so the quote call stays one eth_call
 # of sane gas however many assets the vault holds.
@@ -153,9 +156,12 @@ def plan_trade(
     first = plan(snap, seen.prices, targets, params.planner)
     the_plan = first
     quotes: tuple[Quote, ...] = ()
-    if first.actionable:
-        quotes = quoter(snap, quote_requests(first))
-        the_plan = plan(replace(snap, quotes=quotes), seen.prices, targets, params.planner)
+    if first.actionable or _has_unpinned_leg(first):
+        quotes = quoter(snap, quote_requests(first, snap, seen.valid))
+        on_quotes = replace(
+            params.planner, require_quotes=True, step_gas_usd18=_step_gas(gas, native, params)
+        )
+        the_plan = plan(replace(snap, quotes=quotes), seen.prices, targets, on_quotes)
     done = Decision(seen, wanted, the_plan, None, quotes)
     if the_plan.refusal is not None:
         return replace(done, stop=reasons.plan_refused(the_plan))
@@ -214,14 +220,61 @@ def route_fees_ppm(
     return out
 
 
-def quote_requests(first: Plan) -> list[QuoteRequest]:
-    """The legs at their exact sizes, and the biggest sellers against the biggest buyers direct."""
+def quote_requests(
+    first: Plan, snap: Snapshot | None = None, valid: Mapping[str, ValidPrice] | None = None
+) -> list[QuoteRequest]:
+    """The legs at their exact sizes, and the biggest sellers against the biggest buyers direct.
+
+    Given the snapshot and prices, every route candidate of each leg too (keeper/routing.py:
+    split shares, two-hop paths), including legs the first plan skipped for want of a pinned
+    venue to the hub: all of it is still the one quote eth_call.
+    """
     wanted = [(leg.step.token_in, leg.step.token_out, leg.amount_in) for leg in first.legs]
     by_size = sorted(first.legs, key=lambda leg: -leg.value_in_usd18)
     sells = [leg for leg in by_size if leg.kind is LegKind.SELL_TO_HUB][:MAX_DIRECT_CANDIDATES]
     buys = [leg for leg in by_size if leg.kind is LegKind.BUY_FROM_HUB][:MAX_DIRECT_CANDIDATES]
     wanted += [(s.step.token_in, b.step.token_out, s.amount_in) for s in sells for b in buys]
-    return wanted
+    if snap is None or valid is None or any(a.symbol not in valid for a in snap.assets):
+        return wanted
+    assets = [
+        PlanAsset(
+            a.symbol,
+            a.config.token,
+            a.config.decimals,
+            valid[a.symbol],
+            a.balance,
+            a.config.pool_fee,
+            a.config.target_bps,
+        )
+        for a in snap.assets
+    ]
+    by_symbol = {a.symbol: a for a in assets}
+    legs = [(leg.symbol_in, leg.symbol_out, leg.amount_in) for leg in first.legs]
+    legs += [
+        (
+            s.symbol_in,
+            s.symbol_out,
+            tokens_for_usd18(s.value_usd18, by_symbol[s.symbol_in].decimals, by_symbol[s.symbol_in].price),
+        )
+        for s in first.skipped
+        if s.reason is SkipReason.NOT_PINNED and s.symbol_in in by_symbol and s.symbol_out in by_symbol
+    ]
+    for src, dst, amount in legs:
+        wanted += route_requests(by_symbol[src], by_symbol[dst], amount, assets, snap.pinned_venues)
+    return list(dict.fromkeys(wanted))  # the same probe once
+
+
+def _has_unpinned_leg(first: Plan) -> bool:
+    """The first plan skipped a leg for want of a pinned venue to the hub: a two-hop path may
+    still reach it, which only the quotes can tell."""
+    return first.refusal is None and any(s.reason is SkipReason.NOT_PINNED for s in first.skipped)
+
+
+def _step_gas(gas: GasInfo, native: ValidPrice | None, params: DecisionParams) -> int:
+    """What one more swap step costs in gas, priced as the cost gate prices it (USD18)."""
+    if native is None:
+        return 0
+    return gas_cost_usd18(params.gas_model.per_swap_units, gas, params.budget.base_fee_headroom, native)[1]
 
 
 def _cost_hopeless(

@@ -60,7 +60,18 @@ from keeper.model import (
     ValidPrice,
 )
 from keeper.portfolio import implied_amount_out, tokens_for_usd18, value_usd18, vault_drift_bps
-from keeper.routes import PlanAsset, Route, direct_route, hub_route, scaled_out, skip, within
+from keeper.routes import (
+    PlanAsset,
+    Route,
+    best_quote,
+    direct_route,
+    hub_route,
+    pinned_between,
+    scaled_out,
+    skip,
+    within,
+)
+from keeper.routing import Hop, Path, choose_path, single
 from keeper.vault_rules import Execution, RuleAsset, RuleLimits, Violation, replay, vault_min_out, zero_floor
 
 
@@ -73,6 +84,9 @@ class PlannerParams:
     allow_direct: bool = True
     max_shrink_rounds: int = 6
     max_vertex_legs: int = 12
+    # Routing over quotes (keeper/routing.py): set by the decision for the plan made on quotes.
+    step_gas_usd18: int = 0  # what one more swap step costs in gas: a split or a hop must beat it
+    require_quotes: bool = False  # a leg no quote covers is skipped, never planned blind
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +102,7 @@ class _Intent:
     dst: PlanAsset
     value_usd18: int
     room_usd18: int
-    route: Route
+    path: Path
     upside_bps: int  # the best fill the planner allows, in bps above the oracle-implied output
 
 
@@ -297,6 +311,7 @@ def _choose_intents(
     dev = params.max_quote_deviation_bps
     intents: list[_Intent] = []
     skipped: list[SkippedLeg] = []
+    diffs = dict(diffs)  # netted below as direct legs take parts of them
 
     paired: set[str] = set()
     if params.allow_direct:
@@ -307,11 +322,22 @@ def _choose_intents(
                 value = min(diffs[s.symbol], -diffs[b.symbol])
                 direct = direct_route(s, b, hub, value, quotes, pinned, dev)
                 if direct is not None and value >= dust_usd18:
-                    up = _route_upside(s, b, value, direct, params)
-                    intents.append(_Intent(LegKind.DIRECT, s, b, value, _room(b, diffs), direct, up))
+                    path = single(s, b, direct)
+                    up = _path_upside(value, path, params)
+                    intents.append(_Intent(LegKind.DIRECT, s, b, value, _room(b, diffs), path, up))
                     paired.update((s.symbol, b.symbol))
                     break
 
+    if params.require_quotes:
+        intents += _net_off_hub(sellers, buyers, hub, diffs, paired, quotes, pinned, params, dust_usd18)
+    netted = {s for i in intents if i.kind is LegKind.DIRECT for s in (i.src.symbol, i.dst.symbol)}
+
+    # A two-hop path's second hop is a KEEP step on the intermediate: it spends what the first
+    # hop brought and leaves what the intermediate surely held. Sells run first in the batch,
+    # before any fill lands in a bought asset, so they may pass through any vault asset; a buy
+    # runs after the sells and directs, so only through an asset the batch does not buy.
+    via_sell = {a.symbol: a is not hub for a in assets}
+    via_buy = {a.symbol: a is not hub and diffs[a.symbol] >= 0 and a.symbol not in netted for a in assets}
     for kind, src, dst, value, room in [
         *((LegKind.SELL_TO_HUB, s, hub, diffs[s.symbol], 0) for s in sellers if s.symbol not in paired),
         *(
@@ -320,19 +346,104 @@ def _choose_intents(
             if b.symbol not in paired
         ),
     ]:
+        if value <= 0 and (src.symbol in netted or dst.symbol in netted):
+            continue  # wholly traded by its direct legs
         if value < dust_usd18 or value <= 0:
             skipped.append(
                 skip(src, dst, value, SkipReason.DUST, f"worth less than {params.min_trade_usd} USD")
             )
             continue
-        route = hub_route(src, dst, hub, value, quotes, pinned, dev, params.default_v3_router)
-        if isinstance(route, SkippedLeg):
-            skipped.append(route)
+        if params.require_quotes:
+            via = via_sell if kind is LegKind.SELL_TO_HUB else via_buy
+            chosen = _quoted_path(src, dst, value, assets, quotes, pinned, params, via)
         else:
-            intents.append(
-                _Intent(kind, src, dst, value, room, route, _route_upside(src, dst, value, route, params))
-            )
+            route = hub_route(src, dst, hub, value, quotes, pinned, dev, params.default_v3_router)
+            chosen = route if isinstance(route, SkippedLeg) else single(src, dst, route)
+        if isinstance(chosen, SkippedLeg):
+            skipped.append(chosen)
+        else:
+            intents.append(_Intent(kind, src, dst, value, room, chosen, _path_upside(value, chosen, params)))
     return intents, skipped
+
+
+def _net_off_hub(
+    sellers: Sequence[PlanAsset],
+    buyers: Sequence[PlanAsset],
+    hub: PlanAsset,
+    diffs: dict[str, int],
+    paired: set[str],
+    quotes: Sequence[Quote],
+    pinned: Sequence[PinnedVenue],
+    params: PlannerParams,
+    dust_usd18: int,
+) -> list[_Intent]:
+    """Direct legs for assets with no pinned venue to the hub, against counterparties they do
+    have one with, for as much as both sides need; `diffs` is netted by what they take.
+
+    Why not only two hops: the vault counts every step's input in its turnover rule (gross G
+    against net outflow N), so selling X via M to the hub and then buying M with the hub pays
+    the round trip twice and fails ExcessTurnover in any batch that also buys; X -> M direct
+    is the same trade without it. What is left goes two hops through the hub's side after.
+    """
+    intents: list[_Intent] = []
+    for s in sellers:
+        for b in sorted(buyers, key=lambda b: diffs[b.symbol]):
+            if s.symbol in paired or b.symbol in paired:
+                continue
+            if pinned_between(pinned, s, hub) and pinned_between(pinned, b, hub):
+                continue  # both reach the hub: the hub legs are the plan, as before
+            value = min(diffs[s.symbol], -diffs[b.symbol])
+            if value < max(dust_usd18, 1):
+                continue
+            amount_in = tokens_for_usd18(value, s.decimals, s.price)
+            path = choose_path(
+                s, b, amount_in, [], quotes, pinned, params.max_quote_deviation_bps, params.step_gas_usd18
+            )
+            if path is None:
+                continue
+            room = min(_room(b, diffs), value)
+            intents.append(
+                _Intent(LegKind.DIRECT, s, b, value, room, path, _path_upside(value, path, params))
+            )
+            diffs[s.symbol] -= value
+            diffs[b.symbol] += value
+    return intents
+
+
+def _quoted_path(
+    src: PlanAsset,
+    dst: PlanAsset,
+    value: int,
+    assets: Sequence[PlanAsset],
+    quotes: Sequence[Quote],
+    pinned: Sequence[PinnedVenue],
+    params: PlannerParams,
+    via_allowed: Mapping[str, bool],
+) -> Path | SkippedLeg:
+    """The best quoted path (keeper/routing.py), or the reason there is none."""
+    dev = params.max_quote_deviation_bps
+    amount_in = tokens_for_usd18(value, src.decimals, src.price)
+    path = choose_path(src, dst, amount_in, assets, quotes, pinned, dev, params.step_gas_usd18, via_allowed)
+    if path is not None:
+        return path
+    _, _, closest = best_quote(quotes, pinned, src, dst, amount_in, dev)
+    if closest is not None:
+        return skip(
+            src,
+            dst,
+            value,
+            SkipReason.QUOTE_DEVIATION,
+            f"the closest quote on a pinned venue is {float(closest):+.1f} bps from the oracle, beyond "
+            f"max_quote_deviation_bps={dev} (pool manipulated or drained?), and no other pinned path quoted",
+        )
+    return skip(
+        src,
+        dst,
+        value,
+        SkipReason.NO_ROUTE,
+        "no pinned path (direct, or two hops via a vault asset the batch does not buy) has a quote; "
+        "not trading it blind (see keeper check)",
+    )
 
 
 def _room(buyer: PlanAsset, diffs: Mapping[str, int]) -> int:
@@ -350,11 +461,27 @@ def _upside(quoted_out: int | None, implied: int, params: PlannerParams) -> int:
     return premium + params.slippage_bps
 
 
-def _route_upside(src: PlanAsset, dst: PlanAsset, value: int, route: Route, params: PlannerParams) -> int:
-    amount_in = tokens_for_usd18(value, src.decimals, src.price)
-    implied = implied_amount_out(amount_in, src.decimals, src.price, dst.decimals, dst.price)
-    quoted = scaled_out(route.quote, amount_in) if route.quote is not None and amount_in > 0 else None
-    return _upside(quoted, implied, params)
+def _path_upside(value: int, path: Path, params: PlannerParams) -> int:
+    """The best fill of the whole path in bps above its oracle-implied output: each hop's best
+    piece, compounded over the hops (an unquoted path: the slippage tolerance per hop)."""
+    hop_in = tokens_for_usd18(value, path.hops[0].src.decimals, path.hops[0].src.price)
+    factor = Fraction(1)
+    for hop in path.hops:
+        ups = []
+        expected = 0
+        for piece in hop.pieces:
+            part = _times(hop_in, piece.share)
+            implied = implied_amount_out(
+                part, hop.src.decimals, hop.src.price, hop.dst.decimals, hop.dst.price
+            )
+            quoted = (
+                scaled_out(piece.route.quote, part) if piece.route.quote is not None and part > 0 else None
+            )
+            ups.append(_upside(quoted, implied, params))
+            expected += quoted if quoted is not None else implied
+        factor *= Fraction(BPS + max(ups), BPS)
+        hop_in = expected
+    return -(-(factor.numerator * BPS) // factor.denominator) - BPS
 
 
 def _leg_upside(leg: PlannedLeg, params: PlannerParams) -> int:
@@ -362,15 +489,28 @@ def _leg_upside(leg: PlannedLeg, params: PlannerParams) -> int:
 
 
 def _cap_steps(intents: list[_Intent], max_steps: int) -> tuple[list[_Intent], list[SkippedLeg]]:
-    """Keep the largest legs when the vault's max_steps is below the leg count."""
-    if len(intents) <= max_steps:
+    """Keep the largest legs when the vault's max_steps is below the step count (a split or
+    two-hop leg takes more than one step)."""
+    if sum(i.path.steps for i in intents) <= max_steps:
         return intents, []
-    ranked = sorted(intents, key=lambda i: -i.value_usd18)
-    dropped = [
-        skip(i.src, i.dst, i.value_usd18, SkipReason.MAX_STEPS, f"vault allows {max_steps} steps per batch")
-        for i in ranked[max_steps:]
-    ]
-    return [i for i in intents if i in ranked[:max_steps]], dropped
+    kept: list[_Intent] = []
+    dropped: list[SkippedLeg] = []
+    used = 0
+    for i in sorted(intents, key=lambda i: -i.value_usd18):
+        if used + i.path.steps <= max_steps:
+            kept.append(i)
+            used += i.path.steps
+        else:
+            dropped.append(
+                skip(
+                    i.src,
+                    i.dst,
+                    i.value_usd18,
+                    SkipReason.MAX_STEPS,
+                    f"vault allows {max_steps} steps per batch",
+                )
+            )
+    return [i for i in intents if i in kept], dropped
 
 
 # --- sizing -------------------------------------------------------------------------------
@@ -401,6 +541,9 @@ def _materialise(
     buys = sorted((i for i in intents if i.kind is LegKind.BUY_FROM_HUB), key=lambda i: i.room_usd18)
     notes: list[str] = []
     dust: list[SkippedLeg] = []
+    # What each non-hub asset is sure to hold at this point of the batch: fixed inputs come off
+    # it; a two-hop path's second hop keeps exactly this much of its intermediate.
+    held = {a.symbol: a.balance for a in ctx.assets}
 
     sell_values = [_times(i.value_usd18, scale) for i in sells]
     hub_lo, hub_hi = ctx.band_usd18[hub.symbol]
@@ -414,31 +557,39 @@ def _materialise(
     if best_in > room:
         sell_values = [v * room // best_in for v in sell_values]
         notes.append("sells cut so the hub and the buys stay within their targets at the sells' best fills")
-    legs = _keep_legs(ctx, [(i, _tokens(i.src, v)) for i, v in zip(sells, sell_values, strict=True)], dust)
-    legs += _keep_legs(
-        ctx,
-        [
-            (
-                i,
-                _tokens(
-                    i.src,
-                    min(
-                        _times(i.value_usd18, scale),
-                        _best_fill_fits(_times(i.room_usd18, scale), i.upside_bps),
-                    ),
-                ),
-            )
-            for i in directs
-        ],
-        dust,
+    sold = _keep_legs(
+        ctx, [(i, _tokens(i.src, v)) for i, v in zip(sells, sell_values, strict=True)], dust, held
     )
+    legs = [leg for _, group in sold for leg in group]
+    legs += [
+        leg
+        for _, group in _keep_legs(
+            ctx,
+            [
+                (
+                    i,
+                    _tokens(
+                        i.src,
+                        min(
+                            _times(i.value_usd18, scale),
+                            _best_fill_fits(_times(i.room_usd18, scale), i.upside_bps),
+                        ),
+                    ),
+                )
+                for i in directs
+            ],
+            dust,
+            held,
+        )
+        for leg in group
+    ]
     if not buys:
         return tuple(legs), dust, notes
 
-    sold = [leg for leg in legs if leg.kind is LegKind.SELL_TO_HUB]
-    hub_in_lo = hub.balance + sum(leg.step.min_amount_out for leg in sold)
-    hub_in_hi = hub.balance + sum(leg.implied_out * (BPS + _leg_upside(leg, p)) // BPS for leg in sold)
-    hub_in_exp = hub.balance + sum(_expected_out(leg) for leg in sold)
+    into_hub = [leg for _, group in sold for leg in group if leg.symbol_out == hub.symbol]
+    hub_in_lo = hub.balance + sum(leg.step.min_amount_out for leg in into_hub)
+    hub_in_hi = hub.balance + sum(_best_out(intent, group, p) for intent, group in sold)
+    hub_in_exp = hub.balance + sum(_expected_out(leg) for leg in into_hub)
     keep_lo = hub.balance if hub_lo == hub_value else tokens_for_usd18(hub_lo, hub.decimals, hub.price) + 1
     keep_hi = hub.balance if hub_hi == hub_value else tokens_for_usd18(hub_hi, hub.decimals, hub.price)
     # The KEEP step must spend something whose floor is not zero: at least a cent's worth.
@@ -450,9 +601,13 @@ def _materialise(
     if sum(fixed_amounts) > max(spendable, 0):
         fixed_amounts = [a * max(spendable, 0) // sum(fixed_amounts) for a in fixed_amounts]
         notes.append("buys scaled to what the hub holds even at the sells' minimum outputs")
-    fixed_legs = _keep_legs(ctx, list(zip(fixed, fixed_amounts, strict=True)), dust)
+    fixed_legs = [
+        leg
+        for _, group in _keep_legs(ctx, list(zip(fixed, fixed_amounts, strict=True)), dust, held)
+        for leg in group
+    ]
     legs += fixed_legs
-    spent = sum(leg.amount_in for leg in fixed_legs)
+    spent = sum(leg.amount_in for leg in fixed_legs if leg.symbol_in == hub.symbol)
 
     cap = _tokens(hub, _best_fill_fits(_times(absorber.room_usd18, scale), absorber.upside_bps))
     goal_value = hub_value + _times(ctx.hub_goal_usd18 - hub_value, scale)
@@ -463,80 +618,164 @@ def _materialise(
         keep = min(max(goal_keep, low), high)
         expected_in = hub_in_exp - spent - keep
         min_in = hub_in_lo - spent - keep
-        leg = _leg(absorber, expected_in, p, keep=keep, min_in=min_in)
-        floorless = min_in <= 0 or zero_floor(
-            min_in,
-            hub.decimals,
-            hub.price,
-            absorber.dst.decimals,
-            absorber.dst.price,
-            ctx.rule_limits.max_slippage_bps,
-        )
+        group, floorless = _legs(absorber, expected_in, p, held, keep=keep, min_in=min_in, ctx=ctx)
+        value_in = sum(leg.value_in_usd18 for leg in group if leg.symbol_in == hub.symbol)
         # Like a fixed leg: nothing to spend, or a floor of zero (ZeroFloor), is no leg.
-        if expected_in > 0 and not floorless and leg.value_in_usd18 >= ctx.dust_usd18:
-            legs.append(leg)
+        if expected_in > 0 and min_in > 0 and not floorless and value_in >= ctx.dust_usd18:
+            legs += group
         else:
-            dust.append(
-                skip(hub, absorber.dst, leg.value_in_usd18, SkipReason.DUST, "too small after sizing")
-            )
+            dust.append(skip(hub, absorber.dst, value_in, SkipReason.DUST, "too small after sizing"))
     else:
         notes.append(
             f"no KEEP step: {absorber.dst.symbol}'s deficit has no room for the sells' fill variance; "
             "buying it with a fixed amount"
         )
-        legs += _keep_legs(ctx, [(absorber, min(cap, max(0, hub_in_lo - spent - keep_lo)))], dust)
+        legs += [
+            leg
+            for _, group in _keep_legs(
+                ctx, [(absorber, min(cap, max(0, hub_in_lo - spent - keep_lo)))], dust, held
+            )
+            for leg in group
+        ]
     return tuple(legs), dust, notes
 
 
 def _keep_legs(
-    ctx: _Context, sized: Sequence[tuple[_Intent, int]], dust: list[SkippedLeg]
-) -> list[PlannedLeg]:
-    """Fixed-amount legs that are worth trading; the rest go to `dust` with the reason."""
-    kept: list[PlannedLeg] = []
+    ctx: _Context, sized: Sequence[tuple[_Intent, int]], dust: list[SkippedLeg], held: dict[str, int]
+) -> list[tuple[_Intent, list[PlannedLeg]]]:
+    """Fixed-amount legs (each one or more steps) that are worth trading; the rest go to `dust`
+    with the reason. `held` is updated for what the kept steps are sure to spend."""
+    kept: list[tuple[_Intent, list[PlannedLeg]]] = []
     for intent, amount_in in sized:
-        leg = _leg(intent, amount_in, ctx.params)
-        src, dst = intent.src, intent.dst
-        floorless = zero_floor(
-            amount_in, src.decimals, src.price, dst.decimals, dst.price, ctx.rule_limits.max_slippage_bps
+        group, floorless = (
+            _legs(intent, amount_in, ctx.params, held, ctx=ctx) if amount_in > 0 else ([], True)
         )
-        if amount_in <= 0 or floorless or leg.value_in_usd18 < ctx.dust_usd18:
+        value_in = value_usd18(max(amount_in, 0), intent.src.decimals, intent.src.price)
+        off_band = next(
+            (
+                leg
+                for leg in group
+                if leg.quoted_out is not None
+                and not within(leg.quoted_out, leg.implied_out, ctx.params.max_quote_deviation_bps)
+            ),
+            None,
+        )
+        if amount_in <= 0 or floorless or value_in < ctx.dust_usd18:
             # A zero floor would hand the router a free option on the vault's tokens (ZeroFloor).
-            dust.append(
-                skip(intent.src, intent.dst, leg.value_in_usd18, SkipReason.DUST, "too small after sizing")
-            )
-        elif leg.quoted_out is not None and not within(
-            leg.quoted_out, leg.implied_out, ctx.params.max_quote_deviation_bps
-        ):
+            dust.append(skip(intent.src, intent.dst, value_in, SkipReason.DUST, "too small after sizing"))
+        elif off_band is not None:
             # The route was checked at full size; a scaled-down leg is re-checked at its own size.
             dust.append(
                 skip(
                     intent.src,
                     intent.dst,
-                    leg.value_in_usd18,
+                    value_in,
                     SkipReason.QUOTE_DEVIATION,
-                    f"quote {leg.deviation_bps} bps from the oracle at the scaled-down size",
+                    f"quote {off_band.deviation_bps} bps from the oracle at the scaled-down size",
                 )
             )
         else:
-            kept.append(leg)
+            for leg in group:
+                if leg.keep is None and leg.symbol_in in held:
+                    held[leg.symbol_in] -= leg.amount_in
+            kept.append((intent, group))
     return kept
 
 
-def _leg(
+def _legs(
     intent: _Intent,
+    amount_in: int,
+    params: PlannerParams,
+    held: Mapping[str, int],
+    *,
+    keep: int | None = None,
+    min_in: int | None = None,
+    ctx: _Context,
+) -> tuple[list[PlannedLeg], bool]:
+    """The steps of an intent spending `amount_in` (expected, when `keep` makes its first hop a
+    KEEP step), and whether any step's floor would round to zero (ZeroFloor).
+
+    A split hop's pieces take their shares; when the hop is a KEEP step, all pieces but the last
+    are fixed shares of what is sure to be there (`min_in`) and the last spends the rest. A
+    second hop is a KEEP step on the intermediate, keeping what it held before the first hop.
+    """
+    legs: list[PlannedLeg] = []
+    floorless = False
+    x_exp, x_min = amount_in, amount_in if min_in is None else min_in
+    hop_keep = keep
+    for n, hop in enumerate(intent.path.hops):
+        if n > 0:
+            hop_keep = held[hop.src.symbol]
+        hop_legs: list[PlannedLeg] = []
+        fixed = 0
+        for j, piece in enumerate(hop.pieces):
+            last = j == len(hop.pieces) - 1
+            if hop_keep is not None and last:
+                leg_min_in = x_min - fixed
+                hop_legs.append(
+                    _step_leg(
+                        intent, hop, piece.route, x_exp - fixed, params, keep=hop_keep, min_in=leg_min_in
+                    )
+                )
+            else:
+                base = x_exp if hop_keep is None else x_min
+                part = base - fixed if last else _times(base, piece.share)
+                leg_min_in = part
+                hop_legs.append(_step_leg(intent, hop, piece.route, part, params))
+                fixed += part
+            floorless = (
+                floorless
+                or leg_min_in <= 0
+                or zero_floor(
+                    leg_min_in,
+                    hop.src.decimals,
+                    hop.src.price,
+                    hop.dst.decimals,
+                    hop.dst.price,
+                    ctx.rule_limits.max_slippage_bps,
+                )
+            )
+        legs += hop_legs
+        x_exp = sum(_expected_out(leg) for leg in hop_legs)
+        x_min = sum(leg.step.min_amount_out for leg in hop_legs)
+    return legs, floorless
+
+
+def _best_out(intent: _Intent, group: Sequence[PlannedLeg], params: PlannerParams) -> int:
+    """The most the intent's last hop can deliver at the best fills the planner allows."""
+    best = 0
+    for n, hop in enumerate(intent.path.hops):
+        hop_legs = [
+            leg for leg in group if leg.symbol_in == hop.src.symbol and leg.symbol_out == hop.dst.symbol
+        ]
+        if n == 0:
+            best = sum(leg.implied_out * (BPS + _leg_upside(leg, params)) // BPS for leg in hop_legs)
+        else:
+            up = max((_leg_upside(leg, params) for leg in hop_legs), default=params.slippage_bps)
+            implied = implied_amount_out(
+                best, hop.src.decimals, hop.src.price, hop.dst.decimals, hop.dst.price
+            )
+            best = implied * (BPS + up) // BPS
+    return best
+
+
+def _step_leg(
+    intent: _Intent,
+    hop: Hop,
+    route: Route,
     amount_in: int,
     params: PlannerParams,
     *,
     keep: int | None = None,
     min_in: int | None = None,
 ) -> PlannedLeg:
-    """A leg spending `amount_in` (expected, for a KEEP step); its floor is taken at the least
+    """A step spending `amount_in` (expected, for a KEEP step); its floor is taken at the least
     a KEEP step can spend (`min_in`), as the vault enforces its own floor on the actual input."""
-    src, dst, route = intent.src, intent.dst, intent.route
+    src, dst = hop.src, hop.dst
     implied = implied_amount_out(amount_in, src.decimals, src.price, dst.decimals, dst.price)
     quoted_out: int | None = None
     deviation: Decimal | None = None
-    if route.quote is not None:
+    if route.quote is not None and amount_in > 0:
         quoted_out = scaled_out(route.quote, amount_in)
         if implied > 0:
             # Exact to 0.01 bps; Decimal division would trap on a wild quote.
@@ -550,7 +789,7 @@ def _leg(
         fee=route.fee,
         amount_in=amount_in if keep is None else KEEP_FLAG + keep,
         min_amount_out=vault_min_out(
-            floor_in, src.decimals, src.price, dst.decimals, dst.price, params.slippage_bps
+            max(floor_in, 0), src.decimals, src.price, dst.decimals, dst.price, params.slippage_bps
         ),
     )
     return PlannedLeg(
