@@ -3,9 +3,14 @@
 Routing. Every asset other than the hub (the quote asset) trades at most once, and in one
 direction: assets over target sell their excess to the hub, the hub buys each under-target
 asset's deficit, all through venues the vault pinned (keeper/routes.py). That is at most N-1
-swaps and its turnover is the minimum possible. A seller and a buyer are swapped directly
-instead, one leg in place of two, only when the seller's excess and the buyer's deficit match
-to within `min_trade_usd` and a pinned direct venue quotes better than the route via the hub.
+legs and its turnover is the minimum possible. A seller and a buyer are swapped directly
+instead, one leg in place of two, when the seller's excess and the buyer's deficit match
+to within `min_trade_usd` and a pinned direct venue quotes better than the route via the hub,
+or when one of them has no pinned venue to the hub at all (as much as both need).
+On quotes (`require_quotes`, the decision's second plan), each leg takes the path of
+keeper/routing.py with the most output net of gas: one pinned venue, a split over the pair's
+pinned venues, or two hops through another vault asset (a KEEP step on it, so it ends where
+it was); a leg no quote covers is skipped with its reason, never planned blind.
 
 Sizing for the vault's rules (keeper/vault_rules.py). Fills vary between a step's floor and
 the best fill the planner allows: the expected fill (the pinned venue's quote, or the oracle
