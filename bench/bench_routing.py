@@ -66,16 +66,16 @@ class Counter:
 
 
 def counting(w3: Web3, counter: Counter) -> None:
-    """Count eth_call requests at the provider (what the node sees)."""
-    provider: Any = w3.provider
-    inner = provider.make_request
+    """Count eth_calls as the keeper's chain layer makes them (keeper/chain/multicall.py calls
+    `w3.eth.call` once per aggregate)."""
+    eth: Any = w3.eth
+    inner = eth.call
 
-    def make_request(method: Any, params: Any) -> Any:
-        if method == "eth_call":
-            counter.eth_calls += 1
-        return inner(method, params)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        counter.eth_calls += 1
+        return inner(*args, **kwargs)
 
-    provider.make_request = make_request
+    eth.call = call
 
 
 def plan_assets(snap: Snapshot) -> list[PlanAsset]:

@@ -98,16 +98,21 @@ def route_requests(
     pinned venue of its pair): the pair at each split share, and each two-hop path."""
     if amount_in <= 0:
         return []
-    wanted: list[QuoteRequest] = []
-    direct = pinned_between(pinned, src, dst)
-    if len(direct) >= 2:
-        wanted += [(src.token, dst.token, amount_in * k // SPLIT_STEPS) for k in range(1, SPLIT_STEPS + 1)]
-    elif direct:
-        wanted.append((src.token, dst.token, amount_in))
+    wanted = _pair_requests(src, dst, amount_in, pinned)
     for mid in intermediates(src, dst, assets, pinned):
         mid_amount = implied_amount_out(amount_in, src.decimals, src.price, mid.decimals, mid.price)
-        wanted += [(src.token, mid.token, amount_in), (mid.token, dst.token, mid_amount)]
+        wanted += _pair_requests(src, mid, amount_in, pinned) + _pair_requests(mid, dst, mid_amount, pinned)
     return [r for r in wanted if r[2] > 0]
+
+
+def _pair_requests(
+    src: PlanAsset, dst: PlanAsset, amount_in: int, pinned: Sequence[PinnedVenue]
+) -> list[QuoteRequest]:
+    """The pair at the whole amount, and at every split share when it has 2+ pinned venues."""
+    venues = pinned_between(pinned, src, dst)
+    if len(venues) >= 2:
+        return [(src.token, dst.token, amount_in * k // SPLIT_STEPS) for k in range(1, SPLIT_STEPS + 1)]
+    return [(src.token, dst.token, amount_in)] if venues else []
 
 
 def intermediates(
@@ -134,8 +139,24 @@ class _Curve:
     probes: tuple[Quote, ...]  # in-band quotes on this venue, any sizes
 
     def out(self, amount_in: int) -> int:
-        nearest = min(self.probes, key=lambda q: abs(q.amount_in - amount_in))
-        return scaled_out(nearest, amount_in)
+        """Linear between the probes around `amount_in` (and the origin); past the largest
+        probe, that probe scaled. The output is concave in the input, so this errs low."""
+        if amount_in <= 0:
+            return 0
+        below = max(
+            (q for q in self.probes if q.amount_in <= amount_in), key=lambda q: q.amount_in, default=None
+        )
+        above = min(
+            (q for q in self.probes if q.amount_in >= amount_in), key=lambda q: q.amount_in, default=None
+        )
+        if above is None:
+            assert below is not None  # probes is never empty
+            return scaled_out(below, amount_in)
+        assert above.amount_out is not None
+        x0, y0 = (0, 0) if below is None else (below.amount_in, below.amount_out or 0)
+        if above.amount_in == x0:
+            return above.amount_out
+        return y0 + (above.amount_out - y0) * (amount_in - x0) // (above.amount_in - x0)
 
     def route_at(self, amount_in: int) -> Route:
         return route_of(min(self.probes, key=lambda q: abs(q.amount_in - amount_in)))
@@ -236,22 +257,17 @@ def _two_hop(
     quotes: Sequence[Quote],
     pinned: Sequence[PinnedVenue],
     max_dev_bps: int,
+    step_gas_usd18: int,
 ) -> Path | None:
-    first = max(_curves(quotes, pinned, src, mid, max_dev_bps), key=lambda c: c.out(amount_in), default=None)
-    if first is None:
+    """Each hop as the best direct path of its pair (split when that pays), the second at the
+    first's quoted output (its probes were sized at the oracle value of it: scaled from there)."""
+    first = _direct(src, mid, amount_in, quotes, pinned, max_dev_bps, step_gas_usd18)
+    if first is None or first.out <= 0:
         return None
-    mid_out = first.out(amount_in)
-    second = max(_curves(quotes, pinned, mid, dst, max_dev_bps), key=lambda c: c.out(mid_out), default=None)
-    if second is None or mid_out <= 0:
+    second = _direct(mid, dst, first.out, quotes, pinned, max_dev_bps, step_gas_usd18)
+    if second is None:
         return None
-    return Path(
-        (
-            Hop(src, mid, (Piece(first.route_at(amount_in), Fraction(1)),)),
-            Hop(mid, dst, (Piece(second.route_at(mid_out), Fraction(1)),)),
-        ),
-        amount_in,
-        second.out(mid_out),
-    )
+    return Path(first.hops + second.hops, amount_in, second.out)
 
 
 def candidate_paths(
@@ -274,7 +290,7 @@ def candidate_paths(
     for mid in intermediates(src, dst, assets, pinned):
         if via_allowed is not None and not via_allowed.get(mid.symbol, False):
             continue
-        path = _two_hop(src, mid, dst, amount_in, quotes, pinned, max_dev_bps)
+        path = _two_hop(src, mid, dst, amount_in, quotes, pinned, max_dev_bps, step_gas_usd18)
         if path is not None:
             found.append(path)
     return found
