@@ -71,7 +71,6 @@ from keeper.routes import (
     best_quote,
     direct_route,
     hub_route,
-    pinned_between,
     scaled_out,
     skip,
     within,
@@ -339,9 +338,10 @@ def _choose_intents(
 
     # A two-hop path's second hop is a KEEP step on the intermediate: it spends what the first
     # hop brought and leaves what the intermediate surely held. Sells run first in the batch,
-    # before any fill lands in a bought asset, so they may pass through any vault asset; a buy
-    # runs after the sells and directs, so only through an asset the batch does not buy.
-    via_sell = {a.symbol: a is not hub for a in assets}
+    # before any fill lands in a bought asset; buys run after the sells and directs. Neither
+    # passes through an asset the hub still buys: that is a round trip, which the vault's
+    # turnover rule refuses (and a buy's KEEP would find that balance moving under it).
+    via_sell = {a.symbol: a is not hub and diffs[a.symbol] >= 0 for a in assets}
     via_buy = {a.symbol: a is not hub and diffs[a.symbol] >= 0 and a.symbol not in netted for a in assets}
     for kind, src, dst, value, room in [
         *((LegKind.SELL_TO_HUB, s, hub, diffs[s.symbol], 0) for s in sellers if s.symbol not in paired),
@@ -382,8 +382,9 @@ def _net_off_hub(
     params: PlannerParams,
     dust_usd18: int,
 ) -> list[_Intent]:
-    """Direct legs for assets with no pinned venue to the hub, against counterparties they do
-    have one with, for as much as both sides need; `diffs` is netted by what they take.
+    """Direct legs for assets that cannot trade with the hub (no pinned venue, or none whose
+    quote is within the band: drained or manipulated), against counterparties they do have a
+    quoted pinned venue with, for as much as both sides need; `diffs` is netted by what they take.
 
     Why not only two hops: the vault counts every step's input in its turnover rule (gross G
     against net outflow N), so selling X via M to the hub and then buying M with the hub pays
@@ -395,11 +396,13 @@ def _net_off_hub(
         for b in sorted(buyers, key=lambda b: diffs[b.symbol]):
             if s.symbol in paired or b.symbol in paired:
                 continue
-            if pinned_between(pinned, s, hub) and pinned_between(pinned, b, hub):
-                continue  # both reach the hub: the hub legs are the plan, as before
             value = min(diffs[s.symbol], -diffs[b.symbol])
             if value < max(dust_usd18, 1):
                 continue
+            if _hub_quoted(s, hub, value, quotes, pinned, params) and _hub_quoted(
+                hub, b, value, quotes, pinned, params
+            ):
+                continue  # both trade with the hub: the hub legs are the plan, as before
             amount_in = tokens_for_usd18(value, s.decimals, s.price)
             path = choose_path(
                 s, b, amount_in, [], quotes, pinned, params.max_quote_deviation_bps, params.step_gas_usd18
@@ -413,6 +416,20 @@ def _net_off_hub(
             diffs[s.symbol] -= value
             diffs[b.symbol] += value
     return intents
+
+
+def _hub_quoted(
+    src: PlanAsset,
+    dst: PlanAsset,
+    value: int,
+    quotes: Sequence[Quote],
+    pinned: Sequence[PinnedVenue],
+    params: PlannerParams,
+) -> bool:
+    """A pinned venue of the pair quotes within the band at this size."""
+    amount_in = tokens_for_usd18(value, src.decimals, src.price)
+    dev = params.max_quote_deviation_bps
+    return choose_path(src, dst, amount_in, [], quotes, pinned, dev, params.step_gas_usd18) is not None
 
 
 def _quoted_path(

@@ -16,14 +16,15 @@ from keeper_helpers import (
     rebalanced_events,
     run_keeper,
     runtime,
+    unpin_pair,
     vault_balances,
 )
 from keeper_process import fork_manifest, keeper_env
 
 from deploy import artifacts
-from deploy.accounts import KEEPER, OWNER
-from deploy.chain import Sender, contract_at
-from deploy.market import feed_price_usd, move_price
+from deploy.accounts import KEEPER
+from deploy.chain import contract_at
+from deploy.market import feed_price_usd, manipulate_pool, move_price
 from deploy.rogue_pools import token_balance
 from keeper.costs import calibrated_gas_model
 
@@ -44,20 +45,6 @@ def _no_keeper_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def manifest_path(chain: Chain, tmp_path: Path) -> Path:
     return fork_manifest(chain, tmp_path)
-
-
-def unpin_pair(chain: Chain, a: str, b: str) -> list[str]:
-    """Unpin every venue between `a` and `b` (the owner's call); returns their pools."""
-    owner = Sender(chain.w3, OWNER)
-    vault = chain.vault()
-    pools = []
-    for p in chain.manifest.pinned_venues:
-        if set(p.symbols) == {a, b}:
-            venue = 0 if p.venue == "V3" else 1
-            owner.call(vault.functions.unpinVenue(venue, p.router, p.token0, p.token1, p.fee), gas=3_000_000)
-            pools.append(p.pool)
-    owner.settle()
-    return pools
 
 
 def swapped_pools(chain: Chain, receipt: Any) -> list[str]:
@@ -85,9 +72,12 @@ def test_an_asset_with_no_pool_to_the_quote_asset_is_rebalanced_through_weth_in_
     assert len(rebalanced_events(local_world, block + 1)) == 1
     assert report.plan is not None
     steps = [(s["symbol_in"], s["symbol_out"], s["keep"]) for s in report.plan["steps"]]
-    # WBTC -> WETH -> USDC in the same batch: the second hop keeps what WETH held before it.
+    # WBTC -> WETH -> USDC in the same batch: the second hop (one step, or a split whose last
+    # piece is the KEEP step) keeps what WETH held before it.
     hop1 = steps.index(("WBTC", "WETH", None))
-    assert steps[hop1 + 1][:2] == ("WETH", "USDC") and steps[hop1 + 1][2] is not None, steps
+    hop2 = [s for s in steps[hop1 + 1 :] if s[:2] == ("WETH", "USDC")]
+    assert hop2 and steps[hop1 + 1 : hop1 + 1 + len(hop2)] == hop2, steps
+    assert hop2[-1][2] == str(before["WETH"]), steps
     after = vault_balances(local_world)
     assert after["WBTC"] < before["WBTC"]
     # WETH (under target) ends higher: it took WBTC directly; the transit through it netted out.
@@ -179,3 +169,30 @@ def test_a_leg_split_across_two_pools_yields_more_than_the_best_single_pool_less
         f"split {split_out} vs best single {best_single} ({singles}); gain {gain} > gas {extra_gas_usdc} (USDC units)"
     )
     assert gain > extra_gas_usdc, (split_out, singles, extra_gas_usdc)
+
+
+def test_a_manipulated_pool_to_the_quote_asset_is_routed_around_through_a_pinned_neighbour(
+    local_world: Chain, manifest_path: Path
+) -> None:
+    w3, m = local_world.w3, local_world.manifest
+    move_price(w3, m, "WETH", 4200)  # +40%: WETH must be sold
+    # Both WETH/USDC pools pushed back to 3000 while the feed says 4200: 29% off, out of band.
+    for venue in ("v3", "v2"):
+        manipulate_pool(w3, m, "WETH", 3000, venue)
+    bad = {p.pool for p in m.pinned_venues if set(p.symbols) == {"WETH", "USDC"}}
+    weth, usdc = m.asset("WETH").token, m.quote.token
+    bad_before = {p: (token_balance(w3, weth, p), token_balance(w3, usdc, p)) for p in bad}
+    before = vault_balances(local_world)
+    drift_before = int(local_world.vault().functions.driftBps().call())
+
+    report = runtime(manifest_path, private_key=KEEPER_KEY).keeper.tick()
+
+    assert (report.result, report.reason) == ("rebalanced", "rebalanced"), report.message
+    assert report.plan is not None
+    pairs = [(s["symbol_in"], s["symbol_out"]) for s in report.plan["steps"]]
+    assert ("WETH", "WBTC") in pairs and ("WETH", "USDC") not in pairs, pairs
+    after = vault_balances(local_world)
+    assert after["WETH"] < before["WETH"] and after["WBTC"] > before["WBTC"]
+    assert int(local_world.vault().functions.driftBps().call()) < drift_before
+    # The manipulated pools were not traded through.
+    assert {p: (token_balance(w3, weth, p), token_balance(w3, usdc, p)) for p in bad} == bad_before
