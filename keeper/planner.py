@@ -212,7 +212,15 @@ def plan(
         drift_before_bps=drift_before,
         min_turnover_usd18=min_turnover,
     )
-    return _fit_to_rules(ctx, intents, skipped)
+    fitted = _fit_to_rules(ctx, intents, skipped)
+    hops = [i for i in intents if i.path.via is not None]
+    if fitted.refusal is None or not hops:
+        return fitted
+    # A two-hop leg adds gross turnover the vault counts: if the batch cannot pass with it, the
+    # rest of the batch goes ahead without it (and says why) rather than the whole tick stalling.
+    why = f"its two-hop path could not pass the vault's rules in this batch ({fitted.refusal.code})"
+    dropped = [skip(i.src, i.dst, i.value_usd18, SkipReason.NO_ROUTE, why) for i in hops]
+    return _fit_to_rules(ctx, [i for i in intents if i not in hops], skipped + dropped)
 
 
 def _fit_to_rules(ctx: _Context, intents: Sequence[_Intent], skipped: list[SkippedLeg]) -> Plan:

@@ -287,3 +287,47 @@ def test_a_two_hop_path_wins_only_when_it_delivers_more_net_of_gas() -> None:
     dear_gas = choose_path(weth, usdc, amount, assets, quotes, pins, 500, 5000 * 10**18)
     assert dear_gas is not None and dear_gas.via is None
     assert LegKind.SELL_TO_HUB  # the planner's kinds are unchanged by routing
+
+
+def test_an_intermediate_that_also_sells_its_own_excess_ends_exactly_where_its_own_sell_leaves_it() -> None:
+    """Every crypto asset +20%: all sell into USDC; WBTC has no pool to USDC and goes through
+    WETH, which sells its own excess in the same batch."""
+    moved = []
+    for a in wbtc_rally().assets:
+        px, fdec = WORLD[a.symbol][4] * Decimal("1.2"), WORLD[a.symbol][2]
+        rallied = a.symbol in ("WETH", "LINK")
+        moved.append(
+            AssetState(a.config, a.balance, fresh_round(answer_for(px, fdec), fdec)) if rallied else a
+        )
+    base = replace(wbtc_rally(), assets=tuple(moved))
+    snap = replace(base, quotes=quote_all(base, all_requests(base)))
+    p = plan(snap, prices_of(snap), snap.config_targets_bps, PARAMS)
+
+    assert p.refusal is None, p.refusal
+    pairs = [(leg.symbol_in, leg.symbol_out) for leg in p.legs]
+    assert ("WETH", "USDC") in pairs and ("WBTC", "WETH") in pairs and ("LINK", "USDC") in pairs, pairs
+    own_sell = next(
+        leg for leg in p.legs if (leg.symbol_in, leg.symbol_out) == ("WETH", "USDC") and leg.keep is None
+    )
+    transit = next(
+        leg for leg in p.legs if (leg.symbol_in, leg.symbol_out) == ("WETH", "USDC") and leg.keep is not None
+    )
+    weth = snap.asset("WETH")
+    # Sells run first; WETH's own sell is fixed, so the transit keeps what is left of it.
+    assert transit.keep == weth.balance - own_sell.amount_in
+    prices = prices_of(snap)
+    assets = [
+        RuleAsset(
+            a.symbol, a.config.token, a.config.decimals, prices[a.symbol], a.balance, a.config.target_bps
+        )
+        for a in snap.assets
+    ]
+    symbols = {a.config.token.lower(): a.symbol for a in snap.assets}
+    steps = [leg.step for leg in p.legs]
+    limits = RuleLimits(snap.limits.max_slippage_bps, snap.limits.max_loss_bps, None)
+    for fills in ([False] * len(steps), [True] * len(steps)):
+        result = replay(
+            assets, steps, fills, limits, upside_bps=[PARAMS.slippage_bps] * len(steps), symbols_of=symbols
+        )
+        assert not hasattr(result, "code"), result
+        assert result.after["WETH"] == weth.balance - own_sell.amount_in  # type: ignore[union-attr]
