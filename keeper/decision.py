@@ -50,12 +50,16 @@ from keeper.policy import Policy, PolicyDecision, context_for
 from keeper.portfolio import PortfolioState, portfolio_state, tokens_for_usd18
 from keeper.reasons import Stop
 from keeper.routes import PlanAsset
-from keeper.routing import route_requests
+from keeper.routing import SPLIT_STEPS, quotes_asked, route_requests
 
 # Direct seller->buyer pairs quoted per tick; bounded so the quote call stays one eth_call
 # of sane gas however many assets the vault holds.
 MAX_DIRECT_CANDIDATES = 3
 V2_FEE_PPM = 3000  # every Uniswap V2 pair charges 0.3% on the input
+# The quote call's size: at most this many quoter calls (about 80k gas each for a V3 quote),
+# trading split precision (probes per leg, finest first) for it in a big batch.
+MAX_QUOTES_PER_CALL = 240
+SPLIT_PROBE_STEPS = (SPLIT_STEPS, 10, 5, 4, 2, 1)
 
 QuoteRequest = tuple[str, str, int]  # (token_in, token_out, amount_in)
 Quoter = Callable[[Snapshot, Sequence[QuoteRequest]], tuple[Quote, ...]]
@@ -259,9 +263,17 @@ def quote_requests(
         for s in first.skipped
         if s.reason is SkipReason.NOT_PINNED and s.symbol_in in by_symbol and s.symbol_out in by_symbol
     ]
-    for src, dst, amount in legs:
-        wanted += route_requests(by_symbol[src], by_symbol[dst], amount, assets, snap.pinned_venues)
-    return list(dict.fromkeys(wanted))  # the same probe once
+    pinned = snap.pinned_venues
+    # Fewer split probes for a bigger batch, so the one quote call stays within a node's
+    # eth_call gas (a V3 quote is ~80k gas; 30M is a common cap).
+    for probes in SPLIT_PROBE_STEPS:
+        routed = list(wanted)
+        for src, dst, amount in legs:
+            routed += route_requests(by_symbol[src], by_symbol[dst], amount, assets, pinned, probes)
+        routed = list(dict.fromkeys(routed))  # the same probe once
+        if quotes_asked(routed, pinned) <= MAX_QUOTES_PER_CALL:
+            break
+    return routed
 
 
 def _has_unpinned_leg(first: Plan) -> bool:

@@ -93,26 +93,35 @@ def route_requests(
     amount_in: int,
     assets: Sequence[PlanAsset],
     pinned: Sequence[PinnedVenue],
+    split_probes: int = SPLIT_STEPS,
 ) -> list[QuoteRequest]:
     """Every quote `choose_path` may need for this leg (the chain quotes each request on every
-    pinned venue of its pair): the pair at each split share, and each two-hop path."""
+    pinned venue of its pair): the pair at `split_probes` even shares when it has two or more
+    venues (fewer probes: the split is read between them, a little less exactly), and each
+    two-hop path."""
     if amount_in <= 0:
         return []
-    wanted = _pair_requests(src, dst, amount_in, pinned)
+    wanted = _pair_requests(src, dst, amount_in, pinned, split_probes)
     for mid in intermediates(src, dst, assets, pinned):
         mid_amount = implied_amount_out(amount_in, src.decimals, src.price, mid.decimals, mid.price)
-        wanted += _pair_requests(src, mid, amount_in, pinned) + _pair_requests(mid, dst, mid_amount, pinned)
+        wanted += _pair_requests(src, mid, amount_in, pinned, split_probes)
+        wanted += _pair_requests(mid, dst, mid_amount, pinned, split_probes)
     return [r for r in wanted if r[2] > 0]
 
 
 def _pair_requests(
-    src: PlanAsset, dst: PlanAsset, amount_in: int, pinned: Sequence[PinnedVenue]
+    src: PlanAsset, dst: PlanAsset, amount_in: int, pinned: Sequence[PinnedVenue], probes: int
 ) -> list[QuoteRequest]:
-    """The pair at the whole amount, and at every split share when it has 2+ pinned venues."""
+    """The pair at the whole amount, and at every 1/probes of it when it has 2+ pinned venues."""
     venues = pinned_between(pinned, src, dst)
-    if len(venues) >= 2:
-        return [(src.token, dst.token, amount_in * k // SPLIT_STEPS) for k in range(1, SPLIT_STEPS + 1)]
+    if len(venues) >= 2 and probes > 1:
+        return [(src.token, dst.token, amount_in * k // probes) for k in range(1, probes + 1)]
     return [(src.token, dst.token, amount_in)] if venues else []
+
+
+def quotes_asked(requests: Sequence[QuoteRequest], pinned: Sequence[PinnedVenue]) -> int:
+    """How many quoter calls the requests make (each is quoted on every pinned venue of its pair)."""
+    return sum(sum(1 for p in pinned if p.connects(t_in, t_out)) for t_in, t_out, _ in requests)
 
 
 def intermediates(

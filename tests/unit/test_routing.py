@@ -20,11 +20,12 @@ from keeper_builders import (
     world_asset,
 )
 
+from keeper.decision import MAX_QUOTES_PER_CALL, quote_requests
 from keeper.model import KEEP_FLAG, AssetState, LegKind, PinnedVenue, Quote, SkipReason, Snapshot, Venue
 from keeper.planner import PlannerParams, plan
 from keeper.portfolio import implied_amount_out, value_usd18
 from keeper.routes import PlanAsset
-from keeper.routing import SPLIT_STEPS, choose_path, route_requests
+from keeper.routing import SPLIT_STEPS, choose_path, quotes_asked, route_requests
 from keeper.vault_rules import RuleAsset, RuleLimits, replay
 
 PARAMS = PlannerParams(
@@ -331,3 +332,25 @@ def test_an_intermediate_that_also_sells_its_own_excess_ends_exactly_where_its_o
         )
         assert not hasattr(result, "code"), result
         assert result.after["WETH"] == weth.balance - own_sell.amount_in  # type: ignore[union-attr]
+
+
+def test_the_quote_call_stays_within_its_budget_by_probing_splits_more_coarsely() -> None:
+    # Five pinned venues between every two assets: 3 legs x (direct + 2 two-hop paths).
+    snap = snapshot(four().assets, pinned=None)
+    moved = replace(wbtc_rally(), pinned_venues=snap.pinned_venues)
+    first = plan(moved, prices_of(moved), moved.config_targets_bps, replace(PARAMS, require_quotes=False))
+    assert first.actionable
+
+    asked = quote_requests(first, moved, prices_of(moved))
+
+    assert quotes_asked(asked, moved.pinned_venues) <= MAX_QUOTES_PER_CALL
+    # Every leg is still asked at its whole size, the probe the planner reads it at.
+    for leg in first.legs:
+        assert (leg.step.token_in, leg.step.token_out, leg.amount_in) in asked
+    # And the splits are still probed, more coarsely: more than one size per leg.
+    sizes = {
+        a
+        for t_in, t_out, a in asked
+        if (t_in, t_out) == (first.legs[0].step.token_in, first.legs[0].step.token_out)
+    }
+    assert len(sizes) > 1
