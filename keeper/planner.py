@@ -6,7 +6,8 @@ asset's deficit, all through venues the vault pinned (keeper/routes.py). That is
 legs and its turnover is the minimum possible. A seller and a buyer are swapped directly
 instead, one leg in place of two, when the seller's excess and the buyer's deficit match
 to within `min_trade_usd` and a pinned direct venue quotes better than the route via the hub,
-or when one of them has no pinned venue to the hub at all (as much as both need).
+or, on quotes, when one of them has no pinned venue to the hub whose quote is in the band
+(as much as both need).
 On quotes (`require_quotes`, the decision's second plan), each leg takes the path of
 keeper/routing.py with the most output net of gas: one pinned venue, a split over the pair's
 pinned venues, or two hops through another vault asset (a KEEP step on it, so it ends where
