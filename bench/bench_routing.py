@@ -63,6 +63,8 @@ BAND_BPS = 5000
 @dataclass
 class Counter:
     eth_calls: int = 0
+    measuring: bool = False  # also estimate the gas of each eth_call (the decision's quote call)
+    max_gas: int = 0
 
 
 def counting(w3: Web3, counter: Counter) -> None:
@@ -73,6 +75,8 @@ def counting(w3: Web3, counter: Counter) -> None:
 
     def call(*args: Any, **kwargs: Any) -> Any:
         counter.eth_calls += 1
+        if counter.measuring:
+            counter.max_gas = max(counter.max_gas, int(eth.estimate_gas(*args, **kwargs)))
         return inner(*args, **kwargs)
 
     eth.call = call
@@ -210,7 +214,9 @@ def main() -> int:
                 before = counter.eth_calls
                 # One decision: its quote requests, one eth_call, the choice.
                 requests = route_requests(src, dst, amount, assets, snap.pinned_venues)
+                counter.measuring = True
                 quotes: tuple[Quote, ...] = reader.quote(snap, requests)
+                counter.measuring = False
                 path = choose_path(src, dst, amount, assets, quotes, snap.pinned_venues, BAND_BPS, gas_usd18)
                 calls.append(counter.eth_calls - before)
                 if path is None:
@@ -229,7 +235,8 @@ def main() -> int:
     print(
         f"\n{len(shortfalls)} cases: keeper vs best offline split, net of gas: worst {max(shortfalls):.2f} bps, "
         f"mean {sum(shortfalls) / len(shortfalls):.2f} bps (goal <= 5); quote eth_calls per decision: "
-        f"max {max(calls)}, min {min(calls)} (goal 1). {time.monotonic() - started:.0f} s"
+        f"max {max(calls)}, min {min(calls)} (goal 1), the largest {counter.max_gas:,} gas. "
+        f"{time.monotonic() - started:.0f} s"
     )
     return 0
 
