@@ -354,3 +354,30 @@ def test_the_quote_call_stays_within_its_budget_by_probing_splits_more_coarsely(
         if (t_in, t_out) == (first.legs[0].step.token_in, first.legs[0].step.token_out)
     }
     assert len(sizes) > 1
+
+
+def test_a_two_hop_leg_the_vaults_turnover_rule_refuses_is_dropped_with_its_reason_not_the_batch() -> None:
+    """WBTC over target with no pool to USDC, LINK under; WETH and USDC at target and no pool
+    between WBTC and LINK: WBTC -> WETH -> USDC -> LINK is three inputs for one net outflow,
+    which the vault's turnover rule refuses. The leg is dropped and named; nothing stalls."""
+    assets = (
+        world_asset("WETH", Decimal(400_000)),
+        world_asset("WBTC", Decimal(330_000)),
+        world_asset("LINK", Decimal(70_000)),
+        world_asset("USDC", Decimal(200_000)),
+    )
+    token = {a.symbol: a.config.token.lower() for a in assets}
+    cut = [{"WBTC", "USDC"}, {"WBTC", "LINK"}, {"LINK", "WETH"}]
+    pins = tuple(
+        p
+        for p in pins_for(assets, fees=(3000,))
+        if not any({p.token0.lower(), p.token1.lower()} == {token[a] for a in pair} for pair in cut)
+    )
+    base = snapshot(assets, pinned=pins)
+    snap = replace(base, quotes=quote_all(base, all_requests(base)))
+
+    p = plan(snap, prices_of(snap), snap.config_targets_bps, PARAMS)
+
+    assert all("WBTC" not in (leg.symbol_in, leg.symbol_out) for leg in p.legs)
+    (why,) = [s for s in p.skipped if s.symbol_in == "WBTC"]
+    assert why.reason is SkipReason.NO_ROUTE and "excess_turnover" in why.message, why
