@@ -6,7 +6,9 @@ $200M a side and V2 $100M a side against USDC, a V3 WETH/WBTC pool), for 10 dire
 
 - the keeper: `keeper/routing.py` choosing a path (direct, split over the pair's pinned
   venues, or two hops through another vault asset) from the quotes of ONE eth_call (the
-  snapshot reader's Multicall3 quote call; the number of eth_calls is counted at the provider);
+  snapshot reader's Multicall3 quote call, asking what the decision asks: the route candidates
+  and the size-to-fit ladders, within the quoter-call budget, keeper/quote_call.py; the number
+  of eth_calls is counted at the provider);
   its output is then measured exactly: each piece quoted alone at its own amount at the same
   block (pieces sit in different pools; a second hop is quoted at the first hop's output);
 - the best offline: every split of the pair over its pinned venues on a 1% grid, and every
@@ -40,8 +42,9 @@ from keeper.chain.snapshot import SnapshotReader, asset_configs
 from keeper.costs import calibrated_gas_model
 from keeper.model import PinnedVenue, Quote, Snapshot, ValidPrice
 from keeper.portfolio import tokens_for_usd18, value_usd18
+from keeper.quote_call import within_budget
 from keeper.routes import PlanAsset, pinned_between
-from keeper.routing import Path, choose_path, intermediates, route_requests
+from keeper.routing import Path, choose_path, intermediates
 
 PAIRS = (
     ("WETH", "USDC"),
@@ -212,8 +215,11 @@ def main() -> int:
                 usd = spec.v3_depth_usd * Decimal(frac.numerator) / Decimal(frac.denominator)
                 amount = tokens_for_usd18(int(usd * 10**18), src.decimals, src.price)
                 before = counter.eth_calls
-                # One decision: its quote requests, one eth_call, the choice.
-                requests = route_requests(src, dst, amount, assets, snap.pinned_venues)
+                # One decision: its quote requests (as the decision asks them: the leg's route
+                # candidates and its size-to-fit ladders, within the quoter-call budget), one
+                # eth_call, the choice at full size.
+                leg = (src.token, dst.token, amount)
+                requests = within_budget([leg], [leg], [(src, dst, amount)], assets, snap.pinned_venues)
                 counter.measuring = True
                 quotes: tuple[Quote, ...] = reader.quote(snap, requests)
                 counter.measuring = False

@@ -29,7 +29,6 @@ from keeper.costs import (
     estimate_costs,
     gas_cost_usd18,
 )
-from keeper.fit import LADDER, ladder
 from keeper.model import (
     BPS,
     USD18,
@@ -48,19 +47,15 @@ from keeper.model import (
 from keeper.oracle import OracleRules, split_results, validate_snapshot
 from keeper.planner import PlannerParams, plan
 from keeper.policy import Policy, PolicyDecision, context_for
-from keeper.portfolio import PortfolioState, implied_amount_out, portfolio_state, tokens_for_usd18
+from keeper.portfolio import PortfolioState, portfolio_state, tokens_for_usd18
+from keeper.quote_call import with_ladders, within_budget
 from keeper.reasons import Stop
 from keeper.routes import PlanAsset
-from keeper.routing import SPLIT_STEPS, intermediates, quotes_asked, route_requests
 
 # Direct seller->buyer pairs quoted per tick; bounded so the quote call stays one eth_call
 # of sane gas however many assets the vault holds.
 MAX_DIRECT_CANDIDATES = 3
 V2_FEE_PPM = 3000  # every Uniswap V2 pair charges 0.3% on the input
-# The quote call's size: at most this many quoter calls (about 80k gas each for a V3 quote),
-# trading split precision (probes per leg, finest first) for it in a big batch.
-MAX_QUOTES_PER_CALL = 240
-SPLIT_PROBE_STEPS = (SPLIT_STEPS, 10, 5, 4, 2, 1)
 
 QuoteRequest = tuple[str, str, int]  # (token_in, token_out, amount_in)
 Quoter = Callable[[Snapshot, Sequence[QuoteRequest]], tuple[Quote, ...]]
@@ -228,37 +223,19 @@ def route_fees_ppm(
 def quote_requests(
     first: Plan, snap: Snapshot | None = None, valid: Mapping[str, ValidPrice] | None = None
 ) -> list[QuoteRequest]:
-    """What the one quote eth_call asks: each leg at its full size, the biggest sellers against
-    the biggest buyers direct, every route candidate of each leg when the snapshot and prices
-    are given (keeper/routing.py: split shares, two-hop paths, also for legs the first plan
-    skipped for want of a pinned venue to the hub), then each leg's ladder of smaller sizes
-    (keeper/fit.py: the planner cuts a leg to the largest size whose quote covers its floor).
-
-    Ordered full sizes first and the ladder rung by rung after: if a node's gas cap cuts the
-    call short, what is lost is the small rungs, which only matter when the larger ones do not
-    fit. Within MAX_QUOTES_PER_CALL quoter calls: split probes coarsen first (20, 10, 5, ...
-    per leg), then the ladder loses its smallest rungs.
-    """
-    ladders = [(leg, ladder(leg.amount_in)) for leg in first.legs]
-    wanted = [(leg.step.token_in, leg.step.token_out, sizes[0]) for leg, sizes in ladders if sizes]
+    """What the one quote eth_call asks (keeper/quote_call.py): each leg at its full size and
+    its ladder of smaller sizes (keeper/fit.py), the biggest sellers against the biggest buyers
+    direct, and, given the snapshot and prices, every route candidate of each leg
+    (keeper/routing.py: split shares, two-hop paths), also for legs the first plan skipped
+    for want of a pinned venue to the hub."""
+    laddered = [(leg.step.token_in, leg.step.token_out, leg.amount_in) for leg in first.legs]
+    wanted = [r for r in laddered if r[2] > 0]
     by_size = sorted(first.legs, key=lambda leg: -leg.value_in_usd18)
     sells = [leg for leg in by_size if leg.kind is LegKind.SELL_TO_HUB][:MAX_DIRECT_CANDIDATES]
     buys = [leg for leg in by_size if leg.kind is LegKind.BUY_FROM_HUB][:MAX_DIRECT_CANDIDATES]
     wanted += [(s.step.token_in, b.step.token_out, s.amount_in) for s in sells for b in buys]
-    rungs = len(LADDER)  # with_rungs and via_rungs skip the rungs a small leg does not have
-
-    def with_rungs(base: list[QuoteRequest], kept: int) -> list[QuoteRequest]:
-        out = list(base)
-        for rung in range(1, kept):
-            out += [
-                (leg.step.token_in, leg.step.token_out, sizes[rung])
-                for leg, sizes in ladders
-                if rung < len(sizes)
-            ]
-        return list(dict.fromkeys(out))  # the same probe once
-
     if snap is None or valid is None or any(a.symbol not in valid for a in snap.assets):
-        return with_rungs(wanted, rungs)
+        return with_ladders(wanted, laddered)
     assets = [
         PlanAsset(
             a.symbol,
@@ -272,56 +249,17 @@ def quote_requests(
         for a in snap.assets
     ]
     by_symbol = {a.symbol: a for a in assets}
-    legs = [(leg.symbol_in, leg.symbol_out, leg.amount_in) for leg in first.legs]
-    legs += [
+    routed = [(by_symbol[leg.symbol_in], by_symbol[leg.symbol_out], leg.amount_in) for leg in first.legs]
+    routed += [
         (
-            s.symbol_in,
-            s.symbol_out,
+            by_symbol[s.symbol_in],
+            by_symbol[s.symbol_out],
             tokens_for_usd18(s.value_usd18, by_symbol[s.symbol_in].decimals, by_symbol[s.symbol_in].price),
         )
         for s in first.skipped
         if s.reason is SkipReason.NOT_PINNED and s.symbol_in in by_symbol and s.symbol_out in by_symbol
     ]
-    pinned = snap.pinned_venues
-
-    def routed(probes: int) -> list[QuoteRequest]:
-        out = list(wanted)
-        for src, dst, amount in legs:
-            out += route_requests(by_symbol[src], by_symbol[dst], amount, assets, pinned, probes)
-        return out
-
-    def via_rungs(kept: int) -> list[QuoteRequest]:
-        """Each two-hop path's hops at the leg's smaller sizes, so a routed leg can be cut to
-        fit too (the second hop at the oracle value of the first's output), rung by rung."""
-        out: list[QuoteRequest] = []
-        paths = [
-            (by_symbol[src], mid, by_symbol[dst], ladder(amount))
-            for src, dst, amount in legs
-            for mid in intermediates(by_symbol[src], by_symbol[dst], assets, pinned)
-        ]
-        for rung in range(1, kept):
-            for src_a, mid, dst_a, sizes in paths:
-                if rung < len(sizes):
-                    mid_in = implied_amount_out(
-                        sizes[rung], src_a.decimals, src_a.price, mid.decimals, mid.price
-                    )
-                    out += [(src_a.token, mid.token, sizes[rung]), (mid.token, dst_a.token, mid_in)]
-        return out
-
-    # A V3 quote is ~80k gas and 30M a common eth_call cap. A big batch gives up, in this order:
-    # split precision (the split is read between coarser probes), the two-hop paths' smaller
-    # sizes, then the direct ladder's smallest rungs (the rungs a node's gas cap would cut).
-    tries = [(probes, rungs, rungs) for probes in SPLIT_PROBE_STEPS[:3]]
-    tries += [(SPLIT_PROBE_STEPS[2], rungs, kept) for kept in (rungs // 2, 1)]
-    tries += [(probes, rungs, 1) for probes in SPLIT_PROBE_STEPS[3:]]
-    tries += [(SPLIT_PROBE_STEPS[-1], kept, 1) for kept in range(rungs - 1, 0, -1)]
-    asked: list[QuoteRequest] = []
-    for probes, kept, via_kept in tries:
-        asked = with_rungs(routed(probes), kept)
-        asked = list(dict.fromkeys(asked + via_rungs(via_kept)))
-        if quotes_asked(asked, pinned) <= MAX_QUOTES_PER_CALL:
-            break
-    return asked
+    return within_budget(wanted, laddered, routed, assets, snap.pinned_venues)
 
 
 def _has_unpinned_leg(first: Plan) -> bool:

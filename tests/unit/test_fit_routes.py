@@ -9,11 +9,12 @@ from decimal import Decimal
 from keeper_builders import prices_of, snapshot
 from test_routing import PARAMS, four, wbtc_rally
 
-from keeper.decision import MAX_QUOTES_PER_CALL, quote_requests
+from keeper.decision import quote_requests
 from keeper.fit import covers, ladder
 from keeper.model import BPS, Plan, PlannedLeg, Quote, SkipReason, Snapshot
 from keeper.planner import plan
 from keeper.portfolio import implied_amount_out
+from keeper.quote_call import MAX_QUOTES_PER_CALL
 from keeper.routing import quotes_asked
 from keeper.sim_revert import Action, Revert, leg_asset, remedy
 from keeper.vault_rules import RuleAsset, RuleLimits, replay

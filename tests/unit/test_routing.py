@@ -20,10 +20,11 @@ from keeper_builders import (
     world_asset,
 )
 
-from keeper.decision import MAX_QUOTES_PER_CALL, quote_requests
+from keeper.decision import quote_requests
 from keeper.model import KEEP_FLAG, AssetState, LegKind, PinnedVenue, Quote, SkipReason, Snapshot, Venue
 from keeper.planner import PlannerParams, plan
 from keeper.portfolio import implied_amount_out, value_usd18
+from keeper.quote_call import MAX_QUOTES_PER_CALL
 from keeper.routes import PlanAsset
 from keeper.routing import SPLIT_STEPS, choose_path, quotes_asked, route_requests
 from keeper.vault_rules import RuleAsset, RuleLimits, replay
