@@ -12,6 +12,10 @@ On quotes (`require_quotes`, the decision's second plan), each leg takes the pat
 keeper/routing.py with the most output net of gas: one pinned venue, a split over the pair's
 pinned venues, or two hops through another vault asset (a KEEP step on it, so it ends where
 it was); a leg no quote covers is skipped with its reason, never planned blind.
+Size to fit (keeper/fit.py) holds on that path: the leg takes the largest size of its ladder
+at which some path's every step is quoted to cover its floor by `fit_margin_bps`, else it is
+`leg_unfillable`; a simulation revert's `drop`/`shrink` applies to the leg's asset whatever its
+path (a dropped asset is no intermediate either).
 
 Sizing for the vault's rules (keeper/vault_rules.py). Fills vary between a step's floor and
 the best fill the planner allows: the expected fill (the pinned venue's quote, or the oracle
