@@ -8,6 +8,7 @@ the keeper and the tests learn addresses from.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -16,6 +17,7 @@ from web3 import Web3
 
 from deploy import artifacts
 from deploy.accounts import GUARDIAN, KEEPER, MARKET_MAKER, OWNER
+from deploy.artifacts import Artifact
 from deploy.chain import Sender, contract_at, create_address, latest_timestamp, set_eth_balance
 from deploy.errors import DeployError
 from deploy.pricing import feed_answer, full_range_ticks, pool_price, sqrt_price_x96, token_amount
@@ -37,8 +39,27 @@ GAS = {
     "create_pool": 6_000_000,
     "v3_mint": 1_000_000,
     "v2_add_liquidity": 4_500_000,
+    "v2_sync": 150_000,
     "pin_venue": 3_000_000,  # rewrites the vault's config blob (a small data contract)
 }
+
+
+def _prime_v2_accumulators(
+    w3: Web3, mm: Sender, art: Mapping[str, Artifact], v2_factory: str, pairs: Sequence[tuple[str, str]]
+) -> None:
+    """Update each V2 pair once, a second after its first mint, as any live pair has been.
+
+    A pair's price accumulators stay zero until its reserves change in a later second than the
+    mint. The first swap after that writes two fresh storage slots (~44k gas) that an
+    eth_estimateGas in the same second as the last block does not see, so a batch swapping on
+    several fresh pairs could run out of the gas it was estimated (issue seen with split routes).
+    """
+    w3.provider.make_request("evm_increaseTime", [1])  # type: ignore[arg-type]
+    factory = contract_at(w3, art["UniswapV2Factory"], v2_factory)
+    for token_a, token_b in pairs:
+        pair = contract_at(w3, art["UniswapV2Pair"], factory.functions.getPair(token_a, token_b).call())
+        mm.call(pair.functions.sync(), gas=GAS["v2_sync"], label="sync V2 pair")
+    mm.settle()
 
 
 @dataclass(frozen=True)
@@ -171,6 +192,10 @@ def deploy_world(w3: Web3, rpc_url: str, spec: WorldSpec | None = None) -> Manif
             label=f"seed V2 {a.symbol}/{q.symbol}",
         )
     mm.settle()
+    if v2_pairs:
+        _prime_v2_accumulators(
+            w3, mm, art, v2_factory, [(tokens[a.symbol], tokens[q.symbol]) for a, q in v2_pairs]
+        )
 
     # --- owner: the vault (its constructor reads the feeds and tokens, hence after the barrier) ---
     vault_assets = [(tokens[a.symbol], feeds[a.symbol], a.heartbeat_s, a.target_bps) for a in spec.assets]

@@ -29,7 +29,6 @@ from keeper.costs import (
     estimate_costs,
     gas_cost_usd18,
 )
-from keeper.fit import ladder
 from keeper.model import (
     BPS,
     USD18,
@@ -40,6 +39,7 @@ from keeper.model import (
     Plan,
     PriceResult,
     Quote,
+    SkipReason,
     Snapshot,
     ValidPrice,
     Venue,
@@ -47,8 +47,10 @@ from keeper.model import (
 from keeper.oracle import OracleRules, split_results, validate_snapshot
 from keeper.planner import PlannerParams, plan
 from keeper.policy import Policy, PolicyDecision, context_for
-from keeper.portfolio import PortfolioState, portfolio_state
+from keeper.portfolio import PortfolioState, portfolio_state, tokens_for_usd18
+from keeper.quote_call import with_ladders, within_budget
 from keeper.reasons import Stop
+from keeper.routes import PlanAsset
 
 # Direct seller->buyer pairs quoted per tick; bounded so the quote call stays one eth_call
 # of sane gas however many assets the vault holds.
@@ -154,9 +156,12 @@ def plan_trade(
     first = plan(snap, seen.prices, targets, params.planner)
     the_plan = first
     quotes: tuple[Quote, ...] = ()
-    if first.actionable:
-        quotes = quoter(snap, quote_requests(first))
-        the_plan = plan(replace(snap, quotes=quotes), seen.prices, targets, params.planner)
+    if first.actionable or _has_unpinned_leg(first):
+        quotes = quoter(snap, quote_requests(first, snap, seen.valid))
+        on_quotes = replace(
+            params.planner, require_quotes=True, step_gas_usd18=_step_gas(gas, native, params)
+        )
+        the_plan = plan(replace(snap, quotes=quotes), seen.prices, targets, on_quotes)
     done = Decision(seen, wanted, the_plan, None, quotes)
     if the_plan.refusal is not None:
         return replace(done, stop=reasons.plan_refused(the_plan))
@@ -215,26 +220,59 @@ def route_fees_ppm(
     return out
 
 
-def quote_requests(first: Plan) -> list[QuoteRequest]:
-    """Each leg at a ladder of sizes from its full size down (keeper/fit.py: the planner cuts a
-    leg to the largest size whose quote covers its floor), and the biggest sellers against the
-    biggest buyers direct at full size. Ordered rung by rung, full sizes first: if a node's gas
-    cap cuts the one eth_call short, what is lost is the small rungs, which only matter when
-    the larger ones do not fit."""
-    ladders = [(leg, ladder(leg.amount_in)) for leg in first.legs]
-    wanted = [(leg.step.token_in, leg.step.token_out, sizes[0]) for leg, sizes in ladders if sizes]
+def quote_requests(
+    first: Plan, snap: Snapshot | None = None, valid: Mapping[str, ValidPrice] | None = None
+) -> list[QuoteRequest]:
+    """What the one quote eth_call asks (keeper/quote_call.py): each leg at its full size and
+    its ladder of smaller sizes (keeper/fit.py), the biggest sellers against the biggest buyers
+    direct, and, given the snapshot and prices, every route candidate of each leg
+    (keeper/routing.py: split shares, two-hop paths), also for legs the first plan skipped
+    for want of a pinned venue to the hub."""
+    laddered = [(leg.step.token_in, leg.step.token_out, leg.amount_in) for leg in first.legs]
+    wanted = [r for r in laddered if r[2] > 0]
     by_size = sorted(first.legs, key=lambda leg: -leg.value_in_usd18)
     sells = [leg for leg in by_size if leg.kind is LegKind.SELL_TO_HUB][:MAX_DIRECT_CANDIDATES]
     buys = [leg for leg in by_size if leg.kind is LegKind.BUY_FROM_HUB][:MAX_DIRECT_CANDIDATES]
     wanted += [(s.step.token_in, b.step.token_out, s.amount_in) for s in sells for b in buys]
-    rungs = max((len(sizes) for _, sizes in ladders), default=0)
-    for rung in range(1, rungs):
-        wanted += [
-            (leg.step.token_in, leg.step.token_out, sizes[rung])
-            for leg, sizes in ladders
-            if rung < len(sizes)
-        ]
-    return wanted
+    if snap is None or valid is None or any(a.symbol not in valid for a in snap.assets):
+        return with_ladders(wanted, laddered)
+    assets = [
+        PlanAsset(
+            a.symbol,
+            a.config.token,
+            a.config.decimals,
+            valid[a.symbol],
+            a.balance,
+            a.config.pool_fee,
+            a.config.target_bps,
+        )
+        for a in snap.assets
+    ]
+    by_symbol = {a.symbol: a for a in assets}
+    routed = [(by_symbol[leg.symbol_in], by_symbol[leg.symbol_out], leg.amount_in) for leg in first.legs]
+    routed += [
+        (
+            by_symbol[s.symbol_in],
+            by_symbol[s.symbol_out],
+            tokens_for_usd18(s.value_usd18, by_symbol[s.symbol_in].decimals, by_symbol[s.symbol_in].price),
+        )
+        for s in first.skipped
+        if s.reason is SkipReason.NOT_PINNED and s.symbol_in in by_symbol and s.symbol_out in by_symbol
+    ]
+    return within_budget(wanted, laddered, routed, assets, snap.pinned_venues)
+
+
+def _has_unpinned_leg(first: Plan) -> bool:
+    """The first plan skipped a leg for want of a pinned venue to the hub: a two-hop path may
+    still reach it, which only the quotes can tell."""
+    return first.refusal is None and any(s.reason is SkipReason.NOT_PINNED for s in first.skipped)
+
+
+def _step_gas(gas: GasInfo, native: ValidPrice | None, params: DecisionParams) -> int:
+    """What one more swap step costs in gas, priced as the cost gate prices it (USD18)."""
+    if native is None:
+        return 0
+    return gas_cost_usd18(params.gas_model.per_swap_units, gas, params.budget.base_fee_headroom, native)[1]
 
 
 def _cost_hopeless(

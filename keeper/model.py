@@ -393,6 +393,10 @@ class PlannedLeg:
     quote: Quote | None  # None: planned unquoted, on the default route
     quoted_out: int | None  # the quote scaled to amount_in
     deviation_bps: Decimal | None  # (quoted_out - implied_out) / implied_out, in bps
+    # The asset whose leg this step belongs to (the non-hub end; for a direct leg, what it
+    # buys): a split or two-hop leg's steps all name it, so a simulation revert on any step
+    # drops or shrinks that leg (keeper/sim_revert.py). "" in records older than routing.
+    asset: str = ""
 
     @property
     def unquoted(self) -> bool:

@@ -3,9 +3,19 @@
 Routing. Every asset other than the hub (the quote asset) trades at most once, and in one
 direction: assets over target sell their excess to the hub, the hub buys each under-target
 asset's deficit, all through venues the vault pinned (keeper/routes.py). That is at most N-1
-swaps and its turnover is the minimum possible. A seller and a buyer are swapped directly
-instead, one leg in place of two, only when the seller's excess and the buyer's deficit match
-to within `min_trade_usd` and a pinned direct venue quotes better than the route via the hub.
+legs and its turnover is the minimum possible. A seller and a buyer are swapped directly
+instead, one leg in place of two, when the seller's excess and the buyer's deficit match
+to within `min_trade_usd` and a pinned direct venue quotes better than the route via the hub,
+or, on quotes, when one of them has no pinned venue to the hub whose quote is in the band
+(as much as both need).
+On quotes (`require_quotes`, the decision's second plan), each leg takes the path of
+keeper/routing.py with the most output net of gas: one pinned venue, a split over the pair's
+pinned venues, or two hops through another vault asset (a KEEP step on it, so it ends where
+it was); a leg no quote covers is skipped with its reason, never planned blind.
+Size to fit (keeper/fit.py) holds on that path: the leg takes the largest size of its ladder
+at which some path's every step is quoted to cover its floor by `fit_margin_bps`, else it is
+`leg_unfillable`; a simulation revert's `drop`/`shrink` applies to the leg's asset whatever its
+path (a dropped asset is no intermediate either).
 
 Sizing for the vault's rules (keeper/vault_rules.py). Fills vary between a step's floor and
 the best fill the planner allows: the expected fill (the pinned venue's quote, or the oracle
@@ -39,7 +49,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
-from keeper.fit import fit_amount
+from keeper.fit import covers, fit_amount, ladder
 from keeper.model import (
     BPS,
     KEEP_FLAG,
@@ -62,7 +72,18 @@ from keeper.model import (
     format_usd18,
 )
 from keeper.portfolio import implied_amount_out, tokens_for_usd18, value_usd18, vault_drift_bps
-from keeper.routes import PlanAsset, Route, direct_route, hub_route, scaled_out, skip, within
+from keeper.routes import (
+    PlanAsset,
+    Route,
+    best_quote,
+    direct_route,
+    hub_route,
+    is_pinned_quote,
+    scaled_out,
+    skip,
+    within,
+)
+from keeper.routing import Hop, Path, candidate_paths, choose_path, net_usd18, single
 from keeper.vault_rules import Execution, RuleAsset, RuleLimits, Violation, replay, vault_min_out, zero_floor
 
 
@@ -83,6 +104,9 @@ class PlannerParams:
     # (symbol, why) assets left out, (symbol, bps) assets whose leg is capped to that share.
     drop: tuple[tuple[str, str], ...] = ()
     shrink: tuple[tuple[str, int], ...] = ()
+    # Routing over quotes (keeper/routing.py): set by the decision for the plan made on quotes.
+    step_gas_usd18: int = 0  # what one more swap step costs in gas: a split or a hop must beat it
+    require_quotes: bool = False  # a leg no quote covers is skipped, never planned blind
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +122,7 @@ class _Intent:
     dst: PlanAsset
     value_usd18: int
     room_usd18: int
-    route: Route
+    path: Path
     upside_bps: int  # the best fill the planner allows, in bps above the oracle-implied output
     cap_usd18: int  # the most the leg may spend: its size-to-fit limit (keeper/fit.py)
 
@@ -205,7 +229,15 @@ def plan(
         drift_before_bps=drift_before,
         min_turnover_usd18=min_turnover,
     )
-    return _fit_to_rules(ctx, intents, skipped)
+    fitted = _fit_to_rules(ctx, intents, skipped)
+    hops = [i for i in intents if i.path.via is not None]
+    if fitted.refusal is None or not hops:
+        return fitted
+    # A two-hop leg adds gross turnover the vault counts: if the batch cannot pass with it, the
+    # rest of the batch goes ahead without it (and says why) rather than the whole tick stalling.
+    why = f"its two-hop path could not pass the vault's rules in this batch ({fitted.refusal.code})"
+    dropped = [skip(i.src, i.dst, i.value_usd18, SkipReason.NO_ROUTE, why) for i in hops]
+    return _fit_to_rules(ctx, [i for i in intents if i not in hops], skipped + dropped)
 
 
 def _fit_to_rules(ctx: _Context, intents: Sequence[_Intent], skipped: list[SkippedLeg]) -> Plan:
@@ -308,6 +340,7 @@ def _choose_intents(
     dev = params.max_quote_deviation_bps
     intents: list[_Intent] = []
     skipped: list[SkippedLeg] = []
+    diffs = dict(diffs)  # netted below as direct legs take parts of them
 
     dropped = dict(params.drop)
     shrink = dict(params.shrink)
@@ -333,11 +366,31 @@ def _choose_intents(
                     and value >= dust_usd18
                     and _fits_whole(s, b, value, quotes, pinned, params)
                 ):
-                    up = _route_upside(s, b, value, direct, params)
-                    intents.append(_Intent(LegKind.DIRECT, s, b, value, _room(b, diffs), direct, up, value))
+                    path = single(s, b, direct)
+                    up = _path_upside(value, path, params)
+                    intents.append(_Intent(LegKind.DIRECT, s, b, value, _room(b, diffs), path, up, value))
                     paired.update((s.symbol, b.symbol))
                     break
 
+    if params.require_quotes:
+        netted_off, unfit = _net_off_hub(
+            sellers, buyers, hub, diffs, paired, quotes, pinned, params, dust_usd18, min_leg_usd18
+        )
+        intents += netted_off
+        skipped += unfit
+    netted = {s for i in intents if i.kind is LegKind.DIRECT for s in (i.src.symbol, i.dst.symbol)}
+
+    # A two-hop path's second hop is a KEEP step on the intermediate: it spends what the first
+    # hop brought and leaves what the intermediate surely held. Sells run first in the batch,
+    # before any fill lands in a bought asset; buys run after the sells and directs. Neither
+    # passes through an asset the hub still buys: that is a round trip, which the vault's
+    # turnover rule refuses (and a buy's KEEP would find that balance moving under it).
+    # Nor through an asset a simulation revert dropped (its pools are what reverted).
+    via_sell = {a.symbol: a is not hub and diffs[a.symbol] >= 0 and a.symbol not in dropped for a in assets}
+    via_buy = {
+        a.symbol: a is not hub and diffs[a.symbol] >= 0 and a.symbol not in netted and a.symbol not in dropped
+        for a in assets
+    }
     for kind, src, dst, wanted, room in [
         *((LegKind.SELL_TO_HUB, s, hub, diffs[s.symbol], 0) for s in sellers if s.symbol not in paired),
         *(
@@ -346,6 +399,8 @@ def _choose_intents(
             if b.symbol not in paired
         ),
     ]:
+        if wanted <= 0 and (src.symbol in netted or dst.symbol in netted):
+            continue  # wholly traded by its direct legs
         asset = dst if src is hub else src
         if asset.symbol in dropped:
             skipped.append(skip(src, dst, wanted, SkipReason.SIMULATION_REVERT, dropped[asset.symbol]))
@@ -356,18 +411,99 @@ def _choose_intents(
                 skip(src, dst, value, SkipReason.DUST, f"worth less than {params.min_trade_usd} USD")
             )
             continue
-        fitted = _fit_cap(src, dst, value, quotes, pinned, params, min_leg_usd18)
-        if isinstance(fitted, SkippedLeg):
-            skipped.append(fitted)
-            continue
-        value = fitted
-        route = hub_route(src, dst, hub, value, quotes, pinned, dev, params.default_v3_router)
-        if isinstance(route, SkippedLeg):
-            skipped.append(route)
+        if params.require_quotes:
+            # On quotes: the best path (keeper/routing.py), cut to the largest size it fits.
+            via = via_sell if kind is LegKind.SELL_TO_HUB else via_buy
+            chosen = _quoted_path(src, dst, value, assets, quotes, pinned, params, via, min_leg_usd18)
+            if isinstance(chosen, SkippedLeg):
+                skipped.append(chosen)
+                continue
+            path, value = chosen
         else:
-            up = _route_upside(src, dst, value, route, params)
-            intents.append(_Intent(kind, src, dst, value, room, route, up, value))
+            fitted = _fit_cap(src, dst, value, quotes, pinned, params, min_leg_usd18)
+            if isinstance(fitted, SkippedLeg):
+                skipped.append(fitted)
+                continue
+            value = fitted
+            route = hub_route(src, dst, hub, value, quotes, pinned, dev, params.default_v3_router)
+            if isinstance(route, SkippedLeg):
+                skipped.append(route)
+                continue
+            path = single(src, dst, route)
+        intents.append(_Intent(kind, src, dst, value, room, path, _path_upside(value, path, params), value))
     return intents, skipped
+
+
+def _net_off_hub(
+    sellers: Sequence[PlanAsset],
+    buyers: Sequence[PlanAsset],
+    hub: PlanAsset,
+    diffs: dict[str, int],
+    paired: set[str],
+    quotes: Sequence[Quote],
+    pinned: Sequence[PinnedVenue],
+    params: PlannerParams,
+    dust_usd18: int,
+    min_leg_usd18: int,
+) -> tuple[list[_Intent], list[SkippedLeg]]:
+    """Direct legs for assets that cannot trade with the hub (no pinned venue, or none whose
+    quote is within the band: drained or manipulated), against counterparties they do have a
+    quoted pinned venue with, for as much as both sides need (cut to fit, and to a simulation
+    revert's shrink); `diffs` is netted by what they take.
+
+    Why not only two hops: the vault counts every step's input in its turnover rule (gross G
+    against net outflow N), so selling X via M to the hub and then buying M with the hub pays
+    the round trip twice and fails ExcessTurnover in any batch that also buys; X -> M direct
+    is the same trade without it. What is left goes two hops through the hub's side after.
+    A pair whose quotes fit no size is skipped with that reason (leg_unfillable).
+    """
+    dropped = dict(params.drop)
+    shrink = dict(params.shrink)
+    intents: list[_Intent] = []
+    unfit: list[SkippedLeg] = []
+    for s in sellers:
+        for b in sorted(buyers, key=lambda b: diffs[b.symbol]):
+            if s.symbol in paired or b.symbol in paired or s.symbol in dropped or b.symbol in dropped:
+                continue
+            whole = min(diffs[s.symbol], -diffs[b.symbol])
+            if whole < max(dust_usd18, 1):
+                continue
+            if _hub_quoted(s, hub, whole, quotes, pinned, params) and _hub_quoted(
+                hub, b, whole, quotes, pinned, params
+            ):
+                continue  # both trade with the hub: the hub legs are the plan, as before
+            value = whole * min(shrink.get(s.symbol, BPS), shrink.get(b.symbol, BPS)) // BPS
+            if value < max(dust_usd18, 1):
+                continue
+            chosen = _quoted_path(s, b, value, [], quotes, pinned, params, {}, min_leg_usd18)
+            if isinstance(chosen, SkippedLeg):
+                if chosen.reason is SkipReason.LEG_UNFILLABLE:
+                    unfit.append(chosen)
+                continue
+            path, value = chosen
+            room = min(_room(b, diffs), value)
+            intents.append(
+                _Intent(LegKind.DIRECT, s, b, value, room, path, _path_upside(value, path, params), value)
+            )
+            # A shrunk side does not trade the rest this tick either (the revert's remedy).
+            taken = whole if value < whole and (s.symbol in shrink or b.symbol in shrink) else value
+            diffs[s.symbol] -= taken
+            diffs[b.symbol] += taken
+    return intents, unfit
+
+
+def _hub_quoted(
+    src: PlanAsset,
+    dst: PlanAsset,
+    value: int,
+    quotes: Sequence[Quote],
+    pinned: Sequence[PinnedVenue],
+    params: PlannerParams,
+) -> bool:
+    """A pinned venue of the pair quotes within the band at this size."""
+    amount_in = tokens_for_usd18(value, src.decimals, src.price)
+    dev = params.max_quote_deviation_bps
+    return choose_path(src, dst, amount_in, [], quotes, pinned, dev, params.step_gas_usd18) is not None
 
 
 def _fits_whole(
@@ -423,6 +559,129 @@ def _fit_cap(
     return skip(src, dst, value, SkipReason.LEG_UNFILLABLE, f"unfillable: {why}")
 
 
+def _quoted_path(
+    src: PlanAsset,
+    dst: PlanAsset,
+    value: int,
+    assets: Sequence[PlanAsset],
+    quotes: Sequence[Quote],
+    pinned: Sequence[PinnedVenue],
+    params: PlannerParams,
+    via_allowed: Mapping[str, bool],
+    min_leg_usd18: int,
+) -> tuple[Path, int] | SkippedLeg:
+    """The leg's path and value on quotes: at the largest size of its ladder (keeper/fit.py),
+    the quoted path (keeper/routing.py) with the most output net of gas among those whose
+    every step's quote covers its floor by the fit margin; or the reason there is none
+    (leg_unfillable when paths are quoted but none fits above the minimum leg)."""
+    dev = params.max_quote_deviation_bps
+    amount_in = tokens_for_usd18(value, src.decimals, src.price)
+    short: Path | None = None  # the best path at full size, when it does not fit
+    for size in ladder(amount_in):
+        paths = candidate_paths(
+            src, dst, size, assets, quotes, pinned, dev, params.step_gas_usd18, via_allowed
+        )
+        # Ties go to fewer steps (fewer things to go wrong, less turnover counted by the vault).
+        ranked = sorted(paths, key=lambda p: (-net_usd18(p, dst, params.step_gas_usd18), p.steps))
+        fitting = next((p for p in ranked if _path_covers(p, quotes, pinned, params)), None)
+        if fitting is not None:
+            cap = value if size == amount_in else value_usd18(size, src.decimals, src.price)
+            if cap >= min_leg_usd18:
+                return fitting, cap
+            why = (
+                f"quotes cover the minimum output only up to {format_usd18(cap)} USD in "
+                f"({fitting.describe()}), below the minimum leg of {format_usd18(min_leg_usd18)} USD"
+            )
+            return skip(src, dst, value, SkipReason.LEG_UNFILLABLE, f"unfillable: {why}")
+        if short is None and ranked:
+            short = ranked[0]
+    fit = fit_amount(quotes, pinned, src, dst, amount_in, params.slippage_bps, params.fit_margin_bps)
+    if short is not None:
+        if fit is not None and fit.amount_in is None and fit.quoted_out > 0:
+            why = (
+                f"quoted {fit.quoted_out} vs minimum {fit.floor} out for {fit.probe_in} in on {fit.venue} "
+                f"({fit.shortfall_bps} bps short, the best of the sizes quoted), and no other pinned path fits"
+            )
+        else:
+            why = f"no pinned path's quotes cover the minimum output at any size quoted (best {short.describe()})"
+        return skip(src, dst, value, SkipReason.LEG_UNFILLABLE, f"unfillable: {why}")
+    if fit is not None and fit.quoted_out == 0:
+        why = f"every pinned venue's quote failed (no liquidity?), last {fit.venue} at {fit.probe_in} in"
+        return skip(src, dst, value, SkipReason.LEG_UNFILLABLE, f"unfillable: {why}")
+    _, _, closest = best_quote(quotes, pinned, src, dst, amount_in, dev)
+    if closest is not None:
+        return skip(
+            src,
+            dst,
+            value,
+            SkipReason.QUOTE_DEVIATION,
+            f"the closest quote on a pinned venue is {float(closest):+.1f} bps from the oracle, beyond "
+            f"max_quote_deviation_bps={dev} (pool manipulated or drained?), and no other pinned path quoted",
+        )
+    return skip(
+        src,
+        dst,
+        value,
+        SkipReason.NO_ROUTE,
+        "no pinned path (direct, or two hops via a vault asset the batch does not buy) has a quote; "
+        "not trading it blind (see keeper check)",
+    )
+
+
+def _path_covers(
+    path: Path, quotes: Sequence[Quote], pinned: Sequence[PinnedVenue], params: PlannerParams
+) -> bool:
+    """Every step of the path, at its share of the path's input, is quoted to cover its floor
+    with the fit margin (a second hop at the first's quoted output)."""
+    hop_in = path.amount_in
+    for hop in path.hops:
+        fixed = 0
+        out = 0
+        for j, piece in enumerate(hop.pieces):
+            part = hop_in - fixed if j == len(hop.pieces) - 1 else _times(hop_in, piece.share)
+            fixed += part
+            quoted = _quoted_at(quotes, pinned, hop.src, hop.dst, piece.route, part)
+            floor = vault_min_out(
+                part, hop.src.decimals, hop.src.price, hop.dst.decimals, hop.dst.price, params.slippage_bps
+            )
+            if part <= 0 or quoted is None or not covers(quoted, floor, params.fit_margin_bps):
+                return False
+            out += quoted
+        hop_in = out
+    return True
+
+
+def _quoted_at(
+    quotes: Sequence[Quote],
+    pinned: Sequence[PinnedVenue],
+    src: PlanAsset,
+    dst: PlanAsset,
+    route: Route,
+    amount_in: int,
+) -> int | None:
+    """The venue's output at `amount_in`, read from its smallest probe at or above that size
+    scaled down (the output per unit only falls with size, so this errs low; a failed or
+    off-band probe there counts against it), else from its largest probe scaled up (no
+    evidence against the larger size: scaled linearly, as fit.py does). None: not quoted."""
+    t_in, t_out, key = src.token.lower(), dst.token.lower(), (route.venue, route.router.lower(), route.fee)
+    probes = [
+        q
+        for q in quotes
+        if q.token_in.lower() == t_in
+        and q.token_out.lower() == t_out
+        and q.amount_in > 0
+        and (q.venue, q.router.lower(), q.fee) == key
+        and is_pinned_quote(pinned, q)
+    ]
+    above = min((q for q in probes if q.amount_in >= amount_in), key=lambda q: q.amount_in, default=None)
+    if above is not None:
+        return scaled_out(above, amount_in) if above.amount_out else 0
+    below = max(probes, key=lambda q: q.amount_in, default=None)
+    if below is None or not below.amount_out:
+        return None
+    return scaled_out(below, amount_in)
+
+
 def _room(buyer: PlanAsset, diffs: Mapping[str, int]) -> int:
     """How far the buyer may rise, less one raw unit of it: a floor rounded up (the vault's
     minimum) can deliver one unit more than the oracle-implied output."""
@@ -438,11 +697,27 @@ def _upside(quoted_out: int | None, implied: int, params: PlannerParams) -> int:
     return premium + params.slippage_bps
 
 
-def _route_upside(src: PlanAsset, dst: PlanAsset, value: int, route: Route, params: PlannerParams) -> int:
-    amount_in = tokens_for_usd18(value, src.decimals, src.price)
-    implied = implied_amount_out(amount_in, src.decimals, src.price, dst.decimals, dst.price)
-    quoted = scaled_out(route.quote, amount_in) if route.quote is not None and amount_in > 0 else None
-    return _upside(quoted, implied, params)
+def _path_upside(value: int, path: Path, params: PlannerParams) -> int:
+    """The best fill of the whole path in bps above its oracle-implied output: each hop's best
+    piece, compounded over the hops (an unquoted path: the slippage tolerance per hop)."""
+    hop_in = tokens_for_usd18(value, path.hops[0].src.decimals, path.hops[0].src.price)
+    factor = Fraction(1)
+    for hop in path.hops:
+        ups = []
+        expected = 0
+        for piece in hop.pieces:
+            part = _times(hop_in, piece.share)
+            implied = implied_amount_out(
+                part, hop.src.decimals, hop.src.price, hop.dst.decimals, hop.dst.price
+            )
+            quoted = (
+                scaled_out(piece.route.quote, part) if piece.route.quote is not None and part > 0 else None
+            )
+            ups.append(_upside(quoted, implied, params))
+            expected += quoted if quoted is not None else implied
+        factor *= Fraction(BPS + max(ups), BPS)
+        hop_in = expected
+    return -(-(factor.numerator * BPS) // factor.denominator) - BPS
 
 
 def _leg_upside(leg: PlannedLeg, params: PlannerParams) -> int:
@@ -450,15 +725,28 @@ def _leg_upside(leg: PlannedLeg, params: PlannerParams) -> int:
 
 
 def _cap_steps(intents: list[_Intent], max_steps: int) -> tuple[list[_Intent], list[SkippedLeg]]:
-    """Keep the largest legs when the vault's max_steps is below the leg count."""
-    if len(intents) <= max_steps:
+    """Keep the largest legs when the vault's max_steps is below the step count (a split or
+    two-hop leg takes more than one step)."""
+    if sum(i.path.steps for i in intents) <= max_steps:
         return intents, []
-    ranked = sorted(intents, key=lambda i: -i.value_usd18)
-    dropped = [
-        skip(i.src, i.dst, i.value_usd18, SkipReason.MAX_STEPS, f"vault allows {max_steps} steps per batch")
-        for i in ranked[max_steps:]
-    ]
-    return [i for i in intents if i in ranked[:max_steps]], dropped
+    kept: list[_Intent] = []
+    dropped: list[SkippedLeg] = []
+    used = 0
+    for i in sorted(intents, key=lambda i: -i.value_usd18):
+        if used + i.path.steps <= max_steps:
+            kept.append(i)
+            used += i.path.steps
+        else:
+            dropped.append(
+                skip(
+                    i.src,
+                    i.dst,
+                    i.value_usd18,
+                    SkipReason.MAX_STEPS,
+                    f"vault allows {max_steps} steps per batch",
+                )
+            )
+    return [i for i in intents if i in kept], dropped
 
 
 # --- sizing -------------------------------------------------------------------------------
@@ -489,6 +777,9 @@ def _materialise(
     buys = sorted((i for i in intents if i.kind is LegKind.BUY_FROM_HUB), key=lambda i: i.room_usd18)
     notes: list[str] = []
     dust: list[SkippedLeg] = []
+    # What each non-hub asset is sure to hold at this point of the batch: fixed inputs come off
+    # it; a two-hop path's second hop keeps exactly this much of its intermediate.
+    held = {a.symbol: a.balance for a in ctx.assets}
 
     sell_values = [_times(i.value_usd18, scale) for i in sells]
     hub_lo, hub_hi = ctx.band_usd18[hub.symbol]
@@ -502,32 +793,40 @@ def _materialise(
     if best_in > room:
         sell_values = [v * room // best_in for v in sell_values]
         notes.append("sells cut so the hub and the buys stay within their targets at the sells' best fills")
-    legs = _keep_legs(ctx, [(i, _tokens(i.src, v)) for i, v in zip(sells, sell_values, strict=True)], dust)
-    legs += _keep_legs(
-        ctx,
-        [
-            (
-                i,
-                _tokens(
-                    i.src,
-                    min(
-                        _times(i.value_usd18, scale),
-                        _best_fill_fits(_times(i.room_usd18, scale), i.upside_bps),
-                        i.cap_usd18,
-                    ),
-                ),
-            )
-            for i in directs
-        ],
-        dust,
+    sold = _keep_legs(
+        ctx, [(i, _tokens(i.src, v)) for i, v in zip(sells, sell_values, strict=True)], dust, held
     )
+    legs = [leg for _, group in sold for leg in group]
+    legs += [
+        leg
+        for _, group in _keep_legs(
+            ctx,
+            [
+                (
+                    i,
+                    _tokens(
+                        i.src,
+                        min(
+                            _times(i.value_usd18, scale),
+                            _best_fill_fits(_times(i.room_usd18, scale), i.upside_bps),
+                            i.cap_usd18,
+                        ),
+                    ),
+                )
+                for i in directs
+            ],
+            dust,
+            held,
+        )
+        for leg in group
+    ]
     if not buys:
         return tuple(legs), dust, notes
 
-    sold = [leg for leg in legs if leg.kind is LegKind.SELL_TO_HUB]
-    hub_in_lo = hub.balance + sum(leg.step.min_amount_out for leg in sold)
-    hub_in_hi = hub.balance + sum(leg.implied_out * (BPS + _leg_upside(leg, p)) // BPS for leg in sold)
-    hub_in_exp = hub.balance + sum(_expected_out(leg) for leg in sold)
+    into_hub = [leg for _, group in sold for leg in group if leg.symbol_out == hub.symbol]
+    hub_in_lo = hub.balance + sum(leg.step.min_amount_out for leg in into_hub)
+    hub_in_hi = hub.balance + sum(_best_out(intent, group, p) for intent, group in sold)
+    hub_in_exp = hub.balance + sum(_expected_out(leg) for leg in into_hub)
     keep_lo = hub.balance if hub_lo == hub_value else tokens_for_usd18(hub_lo, hub.decimals, hub.price) + 1
     keep_hi = hub.balance if hub_hi == hub_value else tokens_for_usd18(hub_hi, hub.decimals, hub.price)
     # The KEEP step must spend something whose floor is not zero: at least a cent's worth.
@@ -542,9 +841,13 @@ def _materialise(
     if sum(fixed_amounts) > max(spendable, 0):
         fixed_amounts = [a * max(spendable, 0) // sum(fixed_amounts) for a in fixed_amounts]
         notes.append("buys scaled to what the hub holds even at the sells' minimum outputs")
-    fixed_legs = _keep_legs(ctx, list(zip(fixed, fixed_amounts, strict=True)), dust)
+    fixed_legs = [
+        leg
+        for _, group in _keep_legs(ctx, list(zip(fixed, fixed_amounts, strict=True)), dust, held)
+        for leg in group
+    ]
     legs += fixed_legs
-    spent = sum(leg.amount_in for leg in fixed_legs)
+    spent = sum(leg.amount_in for leg in fixed_legs if leg.symbol_in == hub.symbol)
 
     cap = _tokens(
         hub, min(_best_fill_fits(_times(absorber.room_usd18, scale), absorber.upside_bps), absorber.cap_usd18)
@@ -557,80 +860,164 @@ def _materialise(
         keep = min(max(goal_keep, low), high)
         expected_in = hub_in_exp - spent - keep
         min_in = hub_in_lo - spent - keep
-        leg = _leg(absorber, expected_in, p, keep=keep, min_in=min_in)
-        floorless = min_in <= 0 or zero_floor(
-            min_in,
-            hub.decimals,
-            hub.price,
-            absorber.dst.decimals,
-            absorber.dst.price,
-            ctx.rule_limits.max_slippage_bps,
-        )
+        group, floorless = _legs(absorber, expected_in, p, held, keep=keep, min_in=min_in, ctx=ctx)
+        value_in = sum(leg.value_in_usd18 for leg in group if leg.symbol_in == hub.symbol)
         # Like a fixed leg: nothing to spend, or a floor of zero (ZeroFloor), is no leg.
-        if expected_in > 0 and not floorless and leg.value_in_usd18 >= ctx.dust_usd18:
-            legs.append(leg)
+        if expected_in > 0 and min_in > 0 and not floorless and value_in >= ctx.dust_usd18:
+            legs += group
         else:
-            dust.append(
-                skip(hub, absorber.dst, leg.value_in_usd18, SkipReason.DUST, "too small after sizing")
-            )
+            dust.append(skip(hub, absorber.dst, value_in, SkipReason.DUST, "too small after sizing"))
     else:
         notes.append(
             f"no KEEP step: {absorber.dst.symbol}'s deficit has no room for the sells' fill variance; "
             "buying it with a fixed amount"
         )
-        legs += _keep_legs(ctx, [(absorber, min(cap, max(0, hub_in_lo - spent - keep_lo)))], dust)
+        legs += [
+            leg
+            for _, group in _keep_legs(
+                ctx, [(absorber, min(cap, max(0, hub_in_lo - spent - keep_lo)))], dust, held
+            )
+            for leg in group
+        ]
     return tuple(legs), dust, notes
 
 
 def _keep_legs(
-    ctx: _Context, sized: Sequence[tuple[_Intent, int]], dust: list[SkippedLeg]
-) -> list[PlannedLeg]:
-    """Fixed-amount legs that are worth trading; the rest go to `dust` with the reason."""
-    kept: list[PlannedLeg] = []
+    ctx: _Context, sized: Sequence[tuple[_Intent, int]], dust: list[SkippedLeg], held: dict[str, int]
+) -> list[tuple[_Intent, list[PlannedLeg]]]:
+    """Fixed-amount legs (each one or more steps) that are worth trading; the rest go to `dust`
+    with the reason. `held` is updated for what the kept steps are sure to spend."""
+    kept: list[tuple[_Intent, list[PlannedLeg]]] = []
     for intent, amount_in in sized:
-        leg = _leg(intent, amount_in, ctx.params)
-        src, dst = intent.src, intent.dst
-        floorless = zero_floor(
-            amount_in, src.decimals, src.price, dst.decimals, dst.price, ctx.rule_limits.max_slippage_bps
+        group, floorless = (
+            _legs(intent, amount_in, ctx.params, held, ctx=ctx) if amount_in > 0 else ([], True)
         )
-        if amount_in <= 0 or floorless or leg.value_in_usd18 < ctx.dust_usd18:
+        value_in = value_usd18(max(amount_in, 0), intent.src.decimals, intent.src.price)
+        off_band = next(
+            (
+                leg
+                for leg in group
+                if leg.quoted_out is not None
+                and not within(leg.quoted_out, leg.implied_out, ctx.params.max_quote_deviation_bps)
+            ),
+            None,
+        )
+        if amount_in <= 0 or floorless or value_in < ctx.dust_usd18:
             # A zero floor would hand the router a free option on the vault's tokens (ZeroFloor).
-            dust.append(
-                skip(intent.src, intent.dst, leg.value_in_usd18, SkipReason.DUST, "too small after sizing")
-            )
-        elif leg.quoted_out is not None and not within(
-            leg.quoted_out, leg.implied_out, ctx.params.max_quote_deviation_bps
-        ):
+            dust.append(skip(intent.src, intent.dst, value_in, SkipReason.DUST, "too small after sizing"))
+        elif off_band is not None:
             # The route was checked at full size; a scaled-down leg is re-checked at its own size.
             dust.append(
                 skip(
                     intent.src,
                     intent.dst,
-                    leg.value_in_usd18,
+                    value_in,
                     SkipReason.QUOTE_DEVIATION,
-                    f"quote {leg.deviation_bps} bps from the oracle at the scaled-down size",
+                    f"quote {off_band.deviation_bps} bps from the oracle at the scaled-down size",
                 )
             )
         else:
-            kept.append(leg)
+            for leg in group:
+                if leg.keep is None and leg.symbol_in in held:
+                    held[leg.symbol_in] -= leg.amount_in
+            kept.append((intent, group))
     return kept
 
 
-def _leg(
+def _legs(
     intent: _Intent,
+    amount_in: int,
+    params: PlannerParams,
+    held: Mapping[str, int],
+    *,
+    keep: int | None = None,
+    min_in: int | None = None,
+    ctx: _Context,
+) -> tuple[list[PlannedLeg], bool]:
+    """The steps of an intent spending `amount_in` (expected, when `keep` makes its first hop a
+    KEEP step), and whether any step's floor would round to zero (ZeroFloor).
+
+    A split hop's pieces take their shares; when the hop is a KEEP step, all pieces but the last
+    are fixed shares of what is sure to be there (`min_in`) and the last spends the rest. A
+    second hop is a KEEP step on the intermediate, keeping what it held before the first hop.
+    """
+    legs: list[PlannedLeg] = []
+    floorless = False
+    x_exp, x_min = amount_in, amount_in if min_in is None else min_in
+    hop_keep = keep
+    for n, hop in enumerate(intent.path.hops):
+        if n > 0:
+            hop_keep = held[hop.src.symbol]
+        hop_legs: list[PlannedLeg] = []
+        fixed = 0
+        for j, piece in enumerate(hop.pieces):
+            last = j == len(hop.pieces) - 1
+            if hop_keep is not None and last:
+                leg_min_in = x_min - fixed
+                hop_legs.append(
+                    _step_leg(
+                        intent, hop, piece.route, x_exp - fixed, params, keep=hop_keep, min_in=leg_min_in
+                    )
+                )
+            else:
+                base = x_exp if hop_keep is None else x_min
+                part = base - fixed if last else _times(base, piece.share)
+                leg_min_in = part
+                hop_legs.append(_step_leg(intent, hop, piece.route, part, params))
+                fixed += part
+            floorless = (
+                floorless
+                or leg_min_in <= 0
+                or zero_floor(
+                    leg_min_in,
+                    hop.src.decimals,
+                    hop.src.price,
+                    hop.dst.decimals,
+                    hop.dst.price,
+                    ctx.rule_limits.max_slippage_bps,
+                )
+            )
+        legs += hop_legs
+        x_exp = sum(_expected_out(leg) for leg in hop_legs)
+        x_min = sum(leg.step.min_amount_out for leg in hop_legs)
+    return legs, floorless
+
+
+def _best_out(intent: _Intent, group: Sequence[PlannedLeg], params: PlannerParams) -> int:
+    """The most the intent's last hop can deliver at the best fills the planner allows."""
+    best = 0
+    for n, hop in enumerate(intent.path.hops):
+        hop_legs = [
+            leg for leg in group if leg.symbol_in == hop.src.symbol and leg.symbol_out == hop.dst.symbol
+        ]
+        if n == 0:
+            best = sum(leg.implied_out * (BPS + _leg_upside(leg, params)) // BPS for leg in hop_legs)
+        else:
+            up = max((_leg_upside(leg, params) for leg in hop_legs), default=params.slippage_bps)
+            implied = implied_amount_out(
+                best, hop.src.decimals, hop.src.price, hop.dst.decimals, hop.dst.price
+            )
+            best = implied * (BPS + up) // BPS
+    return best
+
+
+def _step_leg(
+    intent: _Intent,
+    hop: Hop,
+    route: Route,
     amount_in: int,
     params: PlannerParams,
     *,
     keep: int | None = None,
     min_in: int | None = None,
 ) -> PlannedLeg:
-    """A leg spending `amount_in` (expected, for a KEEP step); its floor is taken at the least
+    """A step spending `amount_in` (expected, for a KEEP step); its floor is taken at the least
     a KEEP step can spend (`min_in`), as the vault enforces its own floor on the actual input."""
-    src, dst, route = intent.src, intent.dst, intent.route
+    src, dst = hop.src, hop.dst
     implied = implied_amount_out(amount_in, src.decimals, src.price, dst.decimals, dst.price)
     quoted_out: int | None = None
     deviation: Decimal | None = None
-    if route.quote is not None:
+    if route.quote is not None and amount_in > 0:
         quoted_out = scaled_out(route.quote, amount_in)
         if implied > 0:
             # Exact to 0.01 bps; Decimal division would trap on a wild quote.
@@ -644,7 +1031,7 @@ def _leg(
         fee=route.fee,
         amount_in=amount_in if keep is None else KEEP_FLAG + keep,
         min_amount_out=vault_min_out(
-            floor_in, src.decimals, src.price, dst.decimals, dst.price, params.slippage_bps
+            max(floor_in, 0), src.decimals, src.price, dst.decimals, dst.price, params.slippage_bps
         ),
     )
     return PlannedLeg(
@@ -661,6 +1048,7 @@ def _leg(
         quote=route.quote,
         quoted_out=quoted_out,
         deviation_bps=deviation,
+        asset=intent.src.symbol if intent.kind is LegKind.SELL_TO_HUB else intent.dst.symbol,
     )
 
 

@@ -198,15 +198,15 @@ def route_lines(
             )
             continue
         if how != "direct":
-            # The planner trades an asset against the quote asset or directly against another
-            # asset; it builds no two-hop routes, so "via X" alone leaves the asset untraded.
+            # The planner routes through another vault asset in two hops over pinned venues
+            # (keeper/routing.py), as long as the batch does not also buy that asset: the asset
+            # is tradable, which is worth saying. (Its depth is judged per hop by the quotes.)
             out.append(
                 line(
-                    False,
+                    True,
                     name,
-                    f"{symbol} is reachable only {how}: the keeper trades an asset through a "
-                    f"pinned venue against {quote} (two-hop routes are not planned); pin one "
-                    "(pinVenue)",
+                    f"{symbol} reachable from {quote} only {how} (two hops over pinned venues; "
+                    "not while the same batch buys the intermediate)",
                 )
             )
             continue

@@ -71,7 +71,10 @@ class Remedy:
 
 
 def leg_asset(leg: PlannedLeg, hub_symbol: str) -> str:
-    """The asset a leg is for: the non-hub side (for a direct leg, what it buys)."""
+    """The asset a leg is for: the non-hub side (for a direct leg, what it buys); for a step of
+    a split or two-hop leg, the leg's asset, not an intermediate it passes through."""
+    if leg.asset:
+        return leg.asset
     return leg.symbol_in if leg.symbol_out == hub_symbol else leg.symbol_out
 
 

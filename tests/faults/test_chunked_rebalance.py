@@ -2,8 +2,8 @@
 
 The world's pools hold $1.5M a side, so the WETH sale of a +40% rally (~$96k) is quoted
 more than 500 bps under the oracle: five times the keeper's 100 bps slippage tolerance. In one
-swap that trade never happens, tick after tick (skipped as a manipulated pool, or, with the
-deviation bound widened, reverted by the vault's floor in simulation). Capped at 50 bps of pool depth a chunk, it goes through
+swap that trade never happens: size to fit sends only the part a split over the pinned pools
+covers, and the rest fits no path, tick after tick. Capped at 50 bps of pool depth a chunk, it goes through
 in chunks, the market re-arbitraging the pools to the oracle between ticks (deploy/market.py),
 and each chunk is journaled once, also across a SIGKILL between chunks and one after signing.
 """
@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -31,6 +32,8 @@ from deploy.world import timed_deploy, write_manifest
 from keeper.execution.campaign_tracker import mined_ok
 from keeper.execution.campaigns import CampaignStore
 from keeper.execution.journal import Intent, IntentState
+from keeper.model import Venue
+from keeper.planner import plan
 from keeper.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -151,30 +154,39 @@ def test_one_swap_five_times_the_tolerance_never_trades_but_chunks_complete(
     before = Baseline(chain)
     drift_before = int(chain.vault().functions.driftBps().call())
 
-    # In one piece (size to fit told to keep the whole leg or nothing: a minimum leg larger
-    # than the trade): the pool quote is so far under the oracle that the leg is skipped as a
-    # manipulated pool; trusted anyway (a wide deviation bound, no cost gate), its quote does not
-    # cover the vault's floor at full size and the leg is unfillable.
-    refused = []
+    # In one piece: at full size the pool quote is more than 500 bps under the oracle, five
+    # times the tolerance, and that swap never goes. Size to fit (keeper/fit.py) over a split
+    # of the pinned V3 pool and V2 pair (keeper/routing.py) sends only the part whose quotes
+    # cover the floors (which the vault enforces on chain), then the rest fits no path. Also
+    # with the deviation bound widened and no cost gate. Each case is undone before the next.
     for deviation_bps in (200, 2000):
+        undo = chain.rpc("evm_snapshot")
         whole = build_keeper(
             manifest,
             slippage_bps=SLIPPAGE_BPS,
             max_quote_deviation_bps=deviation_bps,
             max_cost_usd=Decimal(1_000_000),  # no cost gate: let the vault's floor answer
             max_cost_bps=10_000,
-            fit_min_leg_usd=Decimal(10**9),
             journal_path=manifest.parent / f"whole-{deviation_bps}.sqlite3",
         )
         try:
-            refused += [whole.keeper.tick() for _ in range(2)]
+            part = whole.keeper.tick()
+            decision = whole.keeper.last_decision
+            rest = whole.keeper.tick()
         finally:
             whole.close()
-    assert [r.reason for r in refused] == ["plan_empty"] * 4, [(r.reason, r.message) for r in refused]
-    # WETH's quote covers the floor only for a small part of the trade (5x the tolerance in one piece)
-    assert all(
-        "WETH->USDC: unfillable: quotes cover the minimum output only up to" in r.message for r in refused
-    )
+            assert chain.rpc("evm_revert", [undo])
+        assert (part.reason, rest.reason) == ("rebalanced", "plan_empty"), (part.message, rest.message)
+        assert "WETH->USDC: unfillable" in rest.message
+        assert decision is not None and decision.plan is not None
+        snap, prices = decision.observation.snapshot, decision.observation.prices
+        unquoted = plan(
+            replace(snap, quotes=()), prices, snap.config_targets_bps, whole.keeper.config.planner
+        )
+        excess = sum(leg.amount_in for leg in unquoted.legs if leg.symbol_in == "WETH")
+        sold = [leg for leg in decision.plan.legs if leg.symbol_in == "WETH"]
+        assert len(sold) == 2 and {leg.step.venue for leg in sold} == {Venue.V2, Venue.V3}  # split
+        assert 0 < sum(leg.amount_in for leg in sold) < excess // 4
     assert before.sent(chain) == 0
 
     rt = build_keeper(manifest, **CHUNKING)
@@ -196,7 +208,6 @@ def test_one_swap_five_times_the_tolerance_never_trades_but_chunks_complete(
     ((state, why),) = campaigns(manifest)
     assert state == "completed" and why in ("last_chunk_sent", "on_target", "nothing_left")
     assert int(chain.vault().functions.driftBps().call()) < drift_before // 10
-    print(f"\none swap: {[(r.reason, r.message[:90]) for r in refused]}")
     print(
         f"\nchunks={len(chunks)} drift {drift_before} -> {chain.vault().functions.driftBps().call()} bps; "
         f"slippage bps per chunk: {[round(float(realised_slippage_bps(i)), 1) for i in mined]}"

@@ -30,7 +30,8 @@ from fault_helpers import (
 from proxy import FaultProxy
 from structlog.testing import capture_logs
 
-from deploy.accounts import KEEPER
+from deploy.accounts import KEEPER, OWNER
+from deploy.chain import Sender
 from deploy.market import make_feed_stale, manipulate_pool, move_price
 from keeper.execution.journal import AttemptKind, AttemptState, IntentState
 from keeper.runtime import Runtime
@@ -327,6 +328,9 @@ def test_simulation_revert_sends_nothing_and_says_why(
 def test_onchain_revert_is_final_and_never_retried_blindly(
     drifted: Chain, proxy: FaultProxy, keeper: Build, manifest_path: Path
 ) -> None:
+    # WETH's only way out is then its pools to USDC (with its WBTC pool pinned, the second tick
+    # would route around the manipulated pair through WBTC: tests/integration/test_routes.py).
+    _unpin_pair(drifted, "WETH", "WBTC")
     rt = keeper(rpc_urls=[proxy.url])
     before = Baseline(drifted)
 
@@ -357,6 +361,17 @@ def test_onchain_revert_is_final_and_never_retried_blindly(
     again = rt.keeper.tick()
     assert again.reason == "plan_empty", again.message  # the hub, under target, cannot pay the buys alone
     assert before.sent(drifted) == 1 and len(intents(manifest_path)) == 1
+
+
+def _unpin_pair(chain: Chain, a: str, b: str) -> None:
+    owner = Sender(chain.w3, OWNER)
+    for p in chain.manifest.pinned_venues:
+        if set(p.symbols) == {a, b}:
+            venue = 0 if p.venue == "V3" else 1
+            owner.call(
+                chain.vault().functions.unpinVenue(venue, p.router, p.token0, p.token1, p.fee), gas=3_000_000
+            )
+    owner.settle()
 
 
 # ------------------------------------------------------------------ gas money and fees

@@ -18,7 +18,7 @@ from keeper_process import REPO_ROOT
 
 from deploy import artifacts
 from deploy.accounts import KEEPER, OWNER
-from deploy.chain import contract_at
+from deploy.chain import Sender, contract_at
 from keeper.runtime import Runtime, build_runtime
 from keeper.settings import load_settings
 
@@ -113,3 +113,17 @@ class Observed:
         assert nonce(chain, KEEPER.address) == self.keeper_nonce, "the keeper sent a transaction"
         assert vault_balances(chain) == self.balances, "the vault's balances changed"
         assert rebalanced_events(chain, self.block + 1) == [], "a Rebalanced event was emitted"
+
+
+def unpin_pair(chain: Chain, a: str, b: str) -> list[str]:
+    """Unpin every venue between assets `a` and `b` (the owner's call); returns their pools."""
+    owner = Sender(chain.w3, OWNER)
+    vault = chain.vault()
+    pools = []
+    for p in chain.manifest.pinned_venues:
+        if set(p.symbols) == {a, b}:
+            venue = 0 if p.venue == "V3" else 1
+            owner.call(vault.functions.unpinVenue(venue, p.router, p.token0, p.token1, p.fee), gas=3_000_000)
+            pools.append(p.pool)
+    owner.settle()
+    return pools

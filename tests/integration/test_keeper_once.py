@@ -26,6 +26,7 @@ from keeper_helpers import (
     rebalanced_events,
     run_keeper,
     runtime,
+    unpin_pair,
     vault_drift_bps,
     vault_weights,
 )
@@ -166,8 +167,10 @@ def test_bad_feed_sends_nothing(drifted: Chain, manifest_path: Path, fault: str)
 
 
 def test_manipulated_pool_on_the_needed_leg_sends_nothing(drifted: Chain, manifest_path: Path) -> None:
-    # WETH is the asset to sell, and the only way to sell it is to the hub (USDC): push both of
-    # its WETH/USDC pools back to the old price while the feed says 4200 (a 29% gap).
+    # WETH is the asset to sell, and the only way to sell it is to the hub (USDC) once its pool
+    # with WBTC is unpinned (else the keeper routes around: test_routes.py): push both of its
+    # WETH/USDC pools back to the old price while the feed says 4200 (a 29% gap).
+    unpin_pair(drifted, "WETH", "WBTC")
     for venue in ("v3", "v2"):
         manipulate_pool(drifted.w3, drifted.manifest, "WETH", 3000, venue)
     before = Observed.now(drifted)
