@@ -5,19 +5,20 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
-from keeper.decision import quote_requests
-from keeper.fit import covers, fit_amount, ladder
-from keeper.model import BPS, Quote, SkipReason, Snapshot, Venue
-from keeper.planner import PlannerParams, plan
-from keeper.routes import PlanAsset
-from keeper.vault_rules import vault_min_out
-from tests.unit.keeper_builders import (
+from keeper_builders import (
     V3_ROUTER,
     four_asset_after_weth_rally,
     prices_of,
     quotes_to_and_from_hub,
     with_quotes,
 )
+
+from keeper.decision import quote_requests
+from keeper.fit import covers, fit_amount, ladder
+from keeper.model import BPS, Quote, SkipReason, Snapshot, Venue
+from keeper.planner import PlannerParams, plan
+from keeper.routes import PlanAsset
+from keeper.vault_rules import vault_min_out
 
 PARAMS = PlannerParams(
     slippage_bps=50, max_quote_deviation_bps=200, min_trade_usd=Decimal(100), default_v3_router=V3_ROUTER

@@ -345,7 +345,10 @@ def test_direct_pairing_invariants(data: tuple[Case, int, int, int], exec_points
         assert len(p.legs) == 1  # the pair is matched; hub and bystander are on target
     # Direct only when it beats the two hub legs. Slack: the product term (< 1 bps) and raw-unit
     # rounding of the quotes (one unit of a 6-decimal token at <= 1e5 USD on a >= 100 USD leg).
-    if p.legs and not p.skipped and off_direct > off_sell + off_buy + 15:
+    # And only when the direct quote covers its floor by the size-to-fit margin (keeper/fit.py):
+    # a direct leg is taken whole or not at all, else its assets go via the hub, cut to fit.
+    covers_floor = off_direct - 1 > case.params.fit_margin_bps - case.params.slippage_bps
+    if p.legs and not p.skipped and covers_floor and off_direct > off_sell + off_buy + 15:
         assert kinds == [LegKind.DIRECT]
     if off_direct < off_sell + off_buy - 15:
         assert LegKind.DIRECT not in kinds

@@ -7,6 +7,13 @@ from decimal import Decimal
 import pytest
 from eth_abi import encode
 from eth_utils import keccak
+from keeper_builders import (
+    V3_ROUTER,
+    four_asset_after_weth_rally,
+    prices_of,
+    quotes_to_and_from_hub,
+    with_quotes,
+)
 
 from keeper.chain.abi import decode_revert
 from keeper.costs import CostBudget, GasModel
@@ -17,13 +24,6 @@ from keeper.oracle import OracleRules
 from keeper.planner import PlannerParams, plan
 from keeper.sim_revert import Action, Remedy, Revert, adjusted, remedy
 from keeper.stall import StallTracker, dropped_assets
-from tests.unit.keeper_builders import (
-    V3_ROUTER,
-    four_asset_after_weth_rally,
-    prices_of,
-    quotes_to_and_from_hub,
-    with_quotes,
-)
 
 PARAMS = PlannerParams(
     slippage_bps=50, max_quote_deviation_bps=200, min_trade_usd=Decimal(100), default_v3_router=V3_ROUTER
