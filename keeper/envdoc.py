@@ -1,6 +1,6 @@
-"""Render the KEEPER_* environment reference from the Settings model (the README embeds it).
+"""Render the KEEPER_* environment reference from the Settings model (docs/configuration.md embeds it).
 
-`python -m keeper.envdoc` prints the table; a test fails when the README's copy drifts.
+`python -m keeper.envdoc` prints the table; a test fails when the copy in docs/configuration.md drifts.
 """
 
 from __future__ import annotations

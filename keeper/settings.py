@@ -663,9 +663,7 @@ def unknown_variable_problems(environ: dict[str, str]) -> list[str]:
         if name.upper() in known:
             continue
         close = difflib.get_close_matches(name.upper(), sorted(known), n=1, cutoff=0.75)
-        hint = (
-            f"; did you mean {close[0]}?" if close else "; remove it (see the README's environment reference)"
-        )
+        hint = f"; did you mean {close[0]}?" if close else "; remove it (see docs/configuration.md)"
         problems.append(f"  {name}: not a keeper setting{hint}")
     return problems
 

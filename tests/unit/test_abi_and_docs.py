@@ -1,4 +1,4 @@
-"""The keeper's hand-written ABI table and the README's env reference cannot drift silently."""
+"""The keeper's hand-written ABI table and the env reference in docs/configuration.md cannot drift silently."""
 
 from __future__ import annotations
 
@@ -58,5 +58,7 @@ def test_decode_revert_names_guard_and_arguments() -> None:
 
 
 def test_readme_env_reference_is_generated_from_settings() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert env_reference() in readme, "README env reference is stale: paste `python -m keeper.envdoc` output"
+    readme = (ROOT / "docs" / "configuration.md").read_text()
+    assert env_reference() in readme, (
+        "docs/configuration.md env reference is stale: paste `python -m keeper.envdoc` output"
+    )

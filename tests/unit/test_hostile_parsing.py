@@ -135,7 +135,7 @@ def test_unknown_keeper_variables_are_named_with_the_nearest_setting() -> None:
     )
     assert problems == [
         "  KEEPER_PAUSE: not a keeper setting; did you mean KEEPER_PAUSED?",
-        "  KEEPER_TURBO: not a keeper setting; remove it (see the README's environment reference)",
+        "  KEEPER_TURBO: not a keeper setting; remove it (see docs/configuration.md)",
     ]
 
 
