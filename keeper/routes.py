@@ -10,7 +10,7 @@ owner chose them all), and a leg without a usable quote takes a pinned venue unq
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -62,18 +62,9 @@ def best_quote(
 
     Per venue, the probe nearest to `amount_in` is used and scaled linearly.
     """
-    t_in, t_out = src.token.lower(), dst.token.lower()
     nearest: dict[tuple[Venue, str, int], Quote] = {}
-    for q in quotes:
-        if (
-            q.token_in.lower() != t_in
-            or q.token_out.lower() != t_out
-            or q.amount_out is None
-            or q.amount_in <= 0
-            or not is_pinned_quote(pinned, q)
-        ):
-            continue
-        key = (q.venue, q.router.lower(), q.fee)
+    for q in pair_quotes(quotes, pinned, src, dst):
+        key = venue_key(q)
         held = nearest.get(key)
         if held is None or abs(q.amount_in - amount_in) < abs(held.amount_in - amount_in):
             nearest[key] = q
@@ -89,6 +80,26 @@ def best_quote(
         if within(out, implied, max_dev_bps) and (best is None or out > best_out):
             best, best_out = q, out
     return best, best_out, closest if nearest else None
+
+
+def pair_quotes(
+    quotes: Iterable[Quote], pinned: Sequence[PinnedVenue], src: PlanAsset, dst: PlanAsset
+) -> Iterator[Quote]:
+    """The answered quotes of src -> dst on a pinned venue (a failed or empty probe is none)."""
+    t_in, t_out = src.token.lower(), dst.token.lower()
+    for q in quotes:
+        if (
+            q.token_in.lower() == t_in
+            and q.token_out.lower() == t_out
+            and q.amount_out is not None
+            and q.amount_in > 0
+            and is_pinned_quote(pinned, q)
+        ):
+            yield q
+
+
+def venue_key(q: Quote) -> tuple[Venue, str, int]:
+    return (q.venue, q.router.lower(), q.fee)
 
 
 def scaled_out(q: Quote, amount_in: int) -> int:

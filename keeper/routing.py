@@ -24,7 +24,16 @@ from fractions import Fraction
 
 from keeper.model import PinnedVenue, Quote, Venue
 from keeper.portfolio import implied_amount_out, value_usd18
-from keeper.routes import PlanAsset, Route, is_pinned_quote, pinned_between, route_of, scaled_out, within
+from keeper.routes import (
+    PlanAsset,
+    Route,
+    pair_quotes,
+    pinned_between,
+    route_of,
+    scaled_out,
+    venue_key,
+    within,
+)
 
 # A pair with two or more pinned venues is quoted at every 1/SPLIT_STEPS of the leg and split in
 # those steps (5%): the bench (bench/bench_routing.py) measures what this leaves against a 1% grid.
@@ -175,21 +184,12 @@ def _curves(
     quotes: Iterable[Quote], pinned: Sequence[PinnedVenue], src: PlanAsset, dst: PlanAsset, max_dev_bps: int
 ) -> list[_Curve]:
     """Per pinned venue of the pair, its quotes that lie within the band around the oracle."""
-    t_in, t_out = src.token.lower(), dst.token.lower()
     held: dict[tuple[Venue, str, int], list[Quote]] = {}
-    for q in quotes:
-        if (
-            q.token_in.lower() != t_in
-            or q.token_out.lower() != t_out
-            or q.amount_out is None
-            or q.amount_in <= 0
-            or not is_pinned_quote(pinned, q)
-        ):
-            continue
+    for q in pair_quotes(quotes, pinned, src, dst):
+        assert q.amount_out is not None  # pair_quotes yields answered quotes only
         implied = implied_amount_out(q.amount_in, src.decimals, src.price, dst.decimals, dst.price)
-        if not within(q.amount_out, implied, max_dev_bps):
-            continue
-        held.setdefault((q.venue, q.router.lower(), q.fee), []).append(q)
+        if within(q.amount_out, implied, max_dev_bps):
+            held.setdefault(venue_key(q), []).append(q)
     return [
         _Curve(k, tuple(v)) for k, v in sorted(held.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2]))
     ]

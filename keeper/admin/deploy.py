@@ -20,11 +20,12 @@ from keeper.admin.abi import VAULT_CONSTRUCTOR, VaultAdmin
 from keeper.admin.chain_io import call1, has_code, send, simulate
 from keeper.admin.checks import read_feed
 from keeper.admin.errors import AdminError
+from keeper.admin.manifest_sync import pinned_entries
 from keeper.admin.spec import VaultSpec
 from keeper.admin.state import read_state
 from keeper.admin.venues import VENUE_INDEX, resolve_pin
 from keeper.chain.abi import Erc20
-from keeper.manifest import AssetEntry, Manifest, PinnedVenueEntry, V2Pair, V3Pool
+from keeper.manifest import AssetEntry, Manifest, V2Pair, V3Pool
 from keeper.signing import Signer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -147,19 +148,7 @@ def _manifest(
     deploy_block: int,
 ) -> Manifest:
     state = read_state(w3, vault)
-    symbol_of = {a.token: a.symbol for a in spec.assets}
-    pinned = [
-        PinnedVenueEntry(
-            venue="V3" if p.venue == 0 else "V2",
-            router=p.router,
-            pool=p.pool,
-            token0=p.token0,
-            token1=p.token1,
-            fee=p.fee,
-            symbols=[symbol_of[p.token0], symbol_of[p.token1]],
-        )
-        for p in state.pinned
-    ]
+    pinned = pinned_entries(state, {a.token: a.symbol for a in spec.assets})
     return Manifest(
         chain_id=w3.eth.chain_id,
         rpc_url=rpc_url,

@@ -35,19 +35,7 @@ def refreshed(manifest: Manifest, state: VaultState, w3: Web3) -> Manifest:
                 }
             )
         )
-    symbol_of = {a.token: a.symbol for a in manifest.assets}
-    pinned = [
-        PinnedVenueEntry(
-            venue=VENUE_NAMES[p.venue],
-            router=p.router,
-            pool=p.pool,
-            token0=p.token0,
-            token1=p.token1,
-            fee=p.fee,
-            symbols=[symbol_of[p.token0], symbol_of[p.token1]],
-        )
-        for p in state.pinned
-    ]
+    pinned = pinned_entries(state, {a.token: a.symbol for a in manifest.assets})
     data = manifest.model_dump()
     data.update(
         assets=[a.model_dump() for a in assets],
@@ -65,3 +53,19 @@ def write_manifest(manifest: Manifest, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(manifest.to_json(), encoding="utf-8")
     tmp.replace(path)  # atomic: a running keeper never reads half a manifest
+
+
+def pinned_entries(state: VaultState, symbol_of: dict[str, str]) -> list[PinnedVenueEntry]:
+    """The vault's pinned venues as the manifest lists them (the chain is the source)."""
+    return [
+        PinnedVenueEntry(
+            venue=VENUE_NAMES[p.venue],
+            router=p.router,
+            pool=p.pool,
+            token0=p.token0,
+            token1=p.token1,
+            fee=p.fee,
+            symbols=[symbol_of[p.token0], symbol_of[p.token1]],
+        )
+        for p in state.pinned
+    ]

@@ -225,7 +225,10 @@ def check_invariants(case: Case, p: Plan, exec_points: list[float]) -> None:
         out_value = value_usd18(leg.implied_out, leg.decimals_out, leg.price_out)
         assert 0 <= leg.value_in_usd18 - out_value <= unit_usd18(case, leg.symbol_out)
         if leg.quote is not None:
-            assert leg.deviation_bps is not None and abs(leg.deviation_bps) <= MAX_DEV_BPS
+            # In the band, up to one raw unit of the quoted output (a quote in band at its probe
+            # size, scaled to the leg's size, rounds by a unit: bps for a 0-decimal token).
+            assert leg.deviation_bps is not None and leg.quoted_out is not None
+            assert abs(leg.deviation_bps) <= MAX_DEV_BPS + Decimal(BPS) / max(leg.quoted_out, 1)
         tol += 2 * (unit_usd18(case, leg.symbol_in) + unit_usd18(case, leg.symbol_out))
         if leg.kind is LegKind.DIRECT:
             tol += int(case.params.min_trade_usd * USD18)
