@@ -62,6 +62,24 @@ class Execution:
     loss_fraction: int  # (before - after) / before in 1e18 units, rounded up; 0 on a gain
 
 
+def _floor_fraction(
+    amount_in: int,
+    decimals_in: int,
+    price_in: ValidPrice,
+    decimals_out: int,
+    price_out: ValidPrice,
+    slippage_bps: int,
+) -> tuple[int, int]:
+    """(numerator, denominator) of a step's exact oracle floor: implied output less
+    `slippage_bps`, in raw units of the output token (VaultMath.floors)."""
+    scale_out: int = 10 ** (decimals_out + price_out.decimals)
+    scale_in: int = 10 ** (decimals_in + price_in.decimals)
+    return (
+        amount_in * price_in.answer * scale_out * (BPS - slippage_bps),
+        price_out.answer * scale_in * BPS,
+    )
+
+
 def vault_min_out(
     amount_in: int,
     decimals_in: int,
@@ -71,10 +89,8 @@ def vault_min_out(
     slippage_bps: int,
 ) -> int:
     """The oracle floor of a step: implied output less `slippage_bps`, exact, rounded up."""
-    scale_out: int = 10 ** (decimals_out + price_out.decimals)
-    scale_in: int = 10 ** (decimals_in + price_in.decimals)
-    num = amount_in * price_in.answer * scale_out * (BPS - slippage_bps)
-    return ceil_div(num, price_out.answer * scale_in * BPS)
+    num, den = _floor_fraction(amount_in, decimals_in, price_in, decimals_out, price_out, slippage_bps)
+    return ceil_div(num, den)
 
 
 def zero_floor(
@@ -86,9 +102,8 @@ def zero_floor(
     slippage_bps: int,
 ) -> bool:
     """The vault's ZeroFloor test: the floor rounded *down* is 0 (VaultMath.floors' floorDown)."""
-    scale_out: int = 10 ** (decimals_out + price_out.decimals)
-    scale_in: int = 10 ** (decimals_in + price_in.decimals)
-    return amount_in * price_in.answer * scale_out * (BPS - slippage_bps) < price_out.answer * scale_in * BPS
+    num, den = _floor_fraction(amount_in, decimals_in, price_in, decimals_out, price_out, slippage_bps)
+    return num < den
 
 
 def ceil_div(a: int, b: int) -> int:
