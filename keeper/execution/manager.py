@@ -207,16 +207,26 @@ class TxManager:
                 tx = self.pool.call("eth_getTransactionByHash", [a.tx_hash])
                 seen[a.seq] = AttemptSeen(a.seq, None, tx is not None)
         head = self.pool.call("eth_getBlockByNumber", ["latest", False])
+        head_block = _int(head["number"])
+        would_revert = None if found else self._would_revert(intent, head_block)
+        if would_revert is not None and self._nonce_at(head_block) > intent.nonce:
+            # The nonce was spent after the first read (our own attempt landing, most likely):
+            # a simulation on top of that says nothing about the signed bytes. The next look
+            # finds the receipt, or the spend (rule 3).
+            would_revert = None
         obs = Observation(
-            head_block=_int(head["number"]),
+            head_block=head_block,
             head_timestamp=_int(head["timestamp"]),
             nonce_latest=nonce_latest,
             attempts=seen,
             market=self._market(_int(head.get("baseFeePerGas", 0))),
-            would_revert=None if found else self._would_revert(intent, _int(head["number"])),
-            relay_dropped=not found and self._relay_dropped(intent, _int(head["number"])),
+            would_revert=would_revert,
+            relay_dropped=not found and self._relay_dropped(intent, head_block),
         )
         return obs, raw
+
+    def _nonce_at(self, block: int) -> int:
+        return _int(self.pool.call("eth_getTransactionCount", [self.sender, hex(block)]))
 
     def _relay_dropped(self, intent: Intent, head_block: int) -> bool:
         """Ask the relay's status page about the newest attempt while the intent is private."""
