@@ -174,6 +174,7 @@ contract JitBestResponseTest is AdvWorld {
         Outcome memory o = _attack(step, 0);
         _report(label, o);
         _log(string.concat(label, ": vault loss without attacker (USD cents)"), honestLoss / 1e16);
+        _log(string.concat(label, ": spot under oracle after step without attacker (ppm)"), honestPostDev);
         // every candidate rule reads a state at least as good as the honest one
         vm.assertEq(o.preDevPpm, honestPreDev, "the spot moved before the step");
         vm.assertLe(o.postDevPpm, honestPostDev, "the vault's own impact grew");

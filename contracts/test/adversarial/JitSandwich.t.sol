@@ -11,7 +11,9 @@ import {IV3Factory, IV3Pool, IV3Router} from "./mocks/UniswapLike.sol";
 /// floor (mostly against the attacker's own liquidity, which also earns the fee), removes the
 /// position and pushes the price back. Pinning cannot stop this (the pool is the honest one);
 /// what bounds it is the floor per trade, toward-target (only trades the vault needs anyway)
-/// and the rolling budget. Measured in a deep pool ($50M a side) and a thin one ($2M).
+/// and the rolling budget. Measured in a deep pool ($50M a side) and a thin one ($2M). The
+/// attacker's best response to this and to each candidate rule against it is solved in
+/// JitBestResponse.t.sol; why no sound rule makes it unprofitable is in docs/vault.md.
 contract JitSandwichTest is AdvWorld {
     int24 internal constant FULL_RANGE = 887_220; // spacing 60
     address internal pool;
@@ -22,7 +24,11 @@ contract JitSandwichTest is AdvWorld {
         feeds[0].updateAnswer(2600e8); // ETH +30%: WETH over target, USDC under by $24k
     }
 
-    function test_jitSandwich_deepPinnedPool_attackerLoses() public {
+    /// Pushing to the floor does not pay in a deep pool: the honest LPs' fees on the push and
+    /// back exceed what the vault gives up. It is not the attacker's best response there: a JIT
+    /// position at the honest spot, no push, earns the fee ($70.78 on this trade,
+    /// JitBestResponse.t.sol).
+    function test_jitSandwich_deepPinnedPool_pushToFloorLoses() public {
         _arbHonest(weth, usdc);
         (uint256 vaultLoss, int256 attackerPnl, uint256 trade) = _run();
         _log("deep pool: vault trade (USD)", trade / 1e18);
