@@ -47,7 +47,7 @@ def free_port() -> int:
 def counter(port: int, family_name: str, **labels: str) -> int:
     """A keeper counter summed over the series matching `labels`; 0 while the server is not up yet."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
             text = response.read().decode()
     except OSError:
         return 0
@@ -82,7 +82,9 @@ def wait_for_tick(process: subprocess.Popen[bytes], port: int, count: int, log: 
     while counter(port, "keeper_ticks") < count:
         if process.poll() is not None or time.monotonic() > deadline:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-            raise SystemExit(f"the keeper did not complete tick {count} within {WAIT_FOR_TICK_S:.0f}s:\n{tail}")
+            raise SystemExit(
+                f"the keeper did not complete tick {count} within {WAIT_FOR_TICK_S:.0f}s:\n{tail}"
+            )
         time.sleep(0.05)
 
 
@@ -139,7 +141,9 @@ def run(ticks: int, interval_s: float, move_every: int) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ticks", type=int, default=60)
     parser.add_argument("--interval-s", type=float, default=1.0)
     parser.add_argument("--move-every", type=int, default=10)

@@ -27,9 +27,15 @@ def only(objects: list[Obj], kind: str, name: str | None = None) -> Obj:
     return found[0]
 
 
-def keeper_container(objects: list[Obj]) -> Obj:
+def keeper_pod(objects: list[Obj]) -> Obj:
+    """The pod spec of the keeper Deployment."""
     spec = pod_spec(only(objects, "Deployment", "keeper"))
     assert spec is not None
+    return spec
+
+
+def keeper_container(objects: list[Obj]) -> Obj:
+    spec = keeper_pod(objects)
     containers = [c for c in spec["containers"] if c["name"] == "keeper"]
     assert len(containers) == 1
     return containers[0]
@@ -37,8 +43,7 @@ def keeper_container(objects: list[Obj]) -> Obj:
 
 def volume_of_mount(objects: list[Obj], mount_path: str) -> tuple[Obj, Obj]:
     """(the container's volumeMount at mount_path, the pod volume it mounts)."""
-    spec = pod_spec(only(objects, "Deployment", "keeper"))
-    assert spec is not None
+    spec = keeper_pod(objects)
     mounts = [m for m in keeper_container(objects)["volumeMounts"] if m["mountPath"] == mount_path]
     assert len(mounts) == 1, f"nothing mounted at {mount_path}"
     volumes = [v for v in spec["volumes"] if v["name"] == mounts[0]["name"]]

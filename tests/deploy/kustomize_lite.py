@@ -31,7 +31,7 @@ CLUSTER_SCOPED = frozenset(
 POD_TEMPLATE_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
 
 
-class UnsupportedKustomization(ValueError):
+class UnsupportedKustomizationError(ValueError):
     """The kustomization uses something this renderer does not implement."""
 
 
@@ -46,9 +46,9 @@ def _load(directory: Path, expect_kind: str) -> Obj:
     spec: Obj = yaml.safe_load(path.read_text(encoding="utf-8"))
     unknown = set(spec) - KUSTOMIZATION_FIELDS
     if unknown:
-        raise UnsupportedKustomization(f"{path}: fields {sorted(unknown)} are not implemented")
+        raise UnsupportedKustomizationError(f"{path}: fields {sorted(unknown)} are not implemented")
     if spec.get("kind") != expect_kind:
-        raise UnsupportedKustomization(f"{path}: kind {spec.get('kind')!r}, expected {expect_kind}")
+        raise UnsupportedKustomizationError(f"{path}: kind {spec.get('kind')!r}, expected {expect_kind}")
     return spec
 
 
@@ -76,7 +76,9 @@ def _build(directory: Path, expect_kind: str) -> tuple[list[Obj], dict[str, str]
     return objects, renamed
 
 
-def _apply_component(directory: Path, objects: list[Obj], renamed: dict[str, str]) -> tuple[list[Obj], dict[str, str]]:
+def _apply_component(
+    directory: Path, objects: list[Obj], renamed: dict[str, str]
+) -> tuple[list[Obj], dict[str, str]]:
     # A component's resources join the parent's, then its transformers run over all of them.
     spec = _load(directory, "Component")
     added, component_renamed = _build_resources_only(directory, spec)
@@ -87,12 +89,12 @@ def _apply_component(directory: Path, objects: list[Obj], renamed: dict[str, str
 
 def _build_resources_only(directory: Path, spec: Obj) -> tuple[list[Obj], dict[str, str]]:
     if spec.get("components") or spec.get("configMapGenerator"):
-        raise UnsupportedKustomization(f"{directory}: components or generators inside a component")
+        raise UnsupportedKustomizationError(f"{directory}: components or generators inside a component")
     objects: list[Obj] = []
     for entry in spec.get("resources", []):
         path = directory / entry
         if path.is_dir():
-            raise UnsupportedKustomization(f"{path}: a directory resource inside a component")
+            raise UnsupportedKustomizationError(f"{path}: a directory resource inside a component")
         objects += [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
     return objects, {}
 
@@ -112,11 +114,13 @@ def _transform(spec: Obj, objects: list[Obj], directory: Path) -> None:
 def _generate_config_map(directory: Path, generator: Obj) -> Obj:
     unknown = set(generator) - GENERATOR_FIELDS
     if unknown:
-        raise UnsupportedKustomization(f"configMapGenerator {generator.get('name')}: {sorted(unknown)}")
+        raise UnsupportedKustomizationError(f"configMapGenerator {generator.get('name')}: {sorted(unknown)}")
     data = {}
     for entry in generator["files"]:
         if "=" in entry:
-            raise UnsupportedKustomization(f"configMapGenerator file {entry!r}: key=path is not implemented")
+            raise UnsupportedKustomizationError(
+                f"configMapGenerator file {entry!r}: key=path is not implemented"
+            )
         data[Path(entry).name] = (directory / entry).read_text(encoding="utf-8")
     name = generator["name"]
     return {
@@ -150,7 +154,7 @@ def config_map_hash(data: dict[str, str]) -> str:
 def _matches(obj: Obj, target: Obj) -> bool:
     unknown = set(target) - {"kind", "name"}
     if unknown:
-        raise UnsupportedKustomization(f"patch target fields {sorted(unknown)} are not implemented")
+        raise UnsupportedKustomizationError(f"patch target fields {sorted(unknown)} are not implemented")
     return all(
         (obj.get("kind") if key == "kind" else obj["metadata"].get("name")) == value
         for key, value in target.items()
@@ -159,13 +163,13 @@ def _matches(obj: Obj, target: Obj) -> bool:
 
 def _apply_patch(patch: Obj, objects: list[Obj], directory: Path) -> None:
     if set(patch) != {"target", "patch"}:
-        raise UnsupportedKustomization(f"{directory}: only inline patches with a target are implemented")
+        raise UnsupportedKustomizationError(f"{directory}: only inline patches with a target are implemented")
     operations = yaml.safe_load(patch["patch"])
     if not isinstance(operations, list):
-        raise UnsupportedKustomization(f"{directory}: strategic merge patches are not implemented")
+        raise UnsupportedKustomizationError(f"{directory}: strategic merge patches are not implemented")
     targets = [obj for obj in objects if _matches(obj, patch["target"])]
     if not targets:
-        raise UnsupportedKustomization(f"{directory}: patch target {patch['target']} matches nothing")
+        raise UnsupportedKustomizationError(f"{directory}: patch target {patch['target']} matches nothing")
     for obj in targets:
         for operation in operations:
             json_patch(obj, operation)
@@ -188,7 +192,7 @@ def json_patch(document: Obj, operation: Obj) -> None:
         elif op == "remove":
             del parent[int(last)]
         else:
-            raise UnsupportedKustomization(f"JSON patch op {op!r} is not implemented")
+            raise UnsupportedKustomizationError(f"JSON patch op {op!r} is not implemented")
         return
     if op == "replace" and last not in parent:
         raise KeyError(f"JSON patch replace {path}: no such member")
@@ -197,7 +201,7 @@ def json_patch(document: Obj, operation: Obj) -> None:
     elif op == "remove":
         del parent[last]
     else:
-        raise UnsupportedKustomization(f"JSON patch op {op!r} is not implemented")
+        raise UnsupportedKustomizationError(f"JSON patch op {op!r} is not implemented")
 
 
 def _set_namespace(objects: list[Obj], namespace: str) -> None:
@@ -218,7 +222,7 @@ def pod_spec(obj: Obj) -> Obj | None:
 def _set_image(objects: list[Obj], image: Obj) -> None:
     unknown = set(image) - {"name", "newName", "newTag"}
     if unknown:
-        raise UnsupportedKustomization(f"images entry {image.get('name')}: {sorted(unknown)}")
+        raise UnsupportedKustomizationError(f"images entry {image.get('name')}: {sorted(unknown)}")
     for obj in objects:
         spec = pod_spec(obj)
         for container in [] if spec is None else spec.get("containers", []) + spec.get("initContainers", []):
@@ -236,7 +240,9 @@ def _rename_references(objects: list[Obj], renamed: dict[str, str]) -> None:
         if spec is None:
             continue
         for volume in spec.get("volumes", []):
-            refs = [volume.get("configMap")] + [s.get("configMap") for s in volume.get("projected", {}).get("sources", [])]
+            refs = [volume.get("configMap")] + [
+                s.get("configMap") for s in volume.get("projected", {}).get("sources", [])
+            ]
             for ref in refs:
                 if ref is not None and ref.get("name") in renamed:
                     ref["name"] = renamed[ref["name"]]
