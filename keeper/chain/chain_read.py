@@ -180,14 +180,15 @@ class ChainReader:
         return calls
 
     def _split(self, results: Sequence[CallResult], probe: Probe) -> tuple[VaultRead, ...]:
+        # Each reader's share, sized before any of them decodes (decoding may rebuild a list).
+        sizes = [len(reader.calls) for reader in self.readers]
+        if sum(sizes) != len(results):
+            raise MalformedAnswerError(f"{len(results)} answers for {sum(sizes)} vault reads")
         states: list[VaultRead] = []
         start = 0
-        for reader in self.readers:
-            n = len(reader.calls)
+        for reader, n in zip(self.readers, sizes, strict=True):
             states.append(self._decode(reader, results[start : start + n], probe))
             start += n
-        if start != len(results):
-            raise MalformedAnswerError(f"{len(results)} answers for {start} vault reads")
         return tuple(states)
 
     @staticmethod

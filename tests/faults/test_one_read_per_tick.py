@@ -9,12 +9,12 @@ answering endpoint stalls or starts answering for another chain.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from fault_helpers import KEEPER_KEY
+from fault_helpers import KEEPER_KEY, Baseline, states
 from keeper_process import Daemon, free_port, keeper_env
 from proxy import FaultProxy, wait_until
 from web3 import Web3
@@ -27,6 +27,7 @@ from keeper.chain.health import HealthRules
 from keeper.chain.rpc import EndpointPool, connect_pool
 from keeper.chain.snapshot import ChainState, SnapshotError, SnapshotReader, asset_configs
 from keeper.chain_tick import tick_chain
+from keeper.execution.journal import IntentState
 from keeper.manifest import Manifest
 from keeper.report import TickReport
 from keeper.runtime import Runtime, build_runtime
@@ -236,3 +237,26 @@ def test_an_endpoint_that_starts_answering_for_another_chain_is_refused(plain_ch
         with pytest.raises(EndpointsUnhealthyError) as info:
             lone.read()
         assert info.value.reason == "wrong_chain", info.value
+
+
+def test_a_state_read_before_the_tick_settled_its_intent_is_read_again(
+    drifted: Chain, keeper: Callable[..., Runtime], manifest_path: Path
+) -> None:
+    """A fleet's chain reads before its vaults tick; a vault whose in-flight rebalance is mined
+    in between must not plan on the balances from before it: settling moved the intent, so the
+    tick reads again and finds the vault rebalanced (one transaction, not two)."""
+    rt = keeper(receipt_timeout_s=0.3)
+    before = Baseline(drifted)
+    drifted.rpc("evm_setAutomine", [False])
+    assert rt.keeper.tick().reason == "tx_pending"
+    assert rt.keeper.chain_reader is not None
+    (early,) = rt.keeper.chain_reader.read().states  # the chain as its worker read it: not mined
+    assert isinstance(early, ChainState)
+
+    drifted.rpc("evm_mine")  # the rebalance lands between the chain's read and the vault's tick
+    report = rt.keeper.tick(state=early)
+
+    assert report.block_number == drifted.w3.eth.block_number > early.snapshot.block_number
+    assert report.reason in ("policy_within_bands", "policy_cooldown"), report.message
+    assert states(manifest_path) == [(IntentState.CONFIRMED, "rebalanced")]
+    assert before.sent(drifted) == 1 and len(before.rebalances(drifted)) == 1
