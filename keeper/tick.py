@@ -32,6 +32,7 @@ from web3 import Web3
 from keeper import gates, reasons, sim_revert
 from keeper.campaign import Chunked, decide_chunked
 from keeper.chain.answers import MalformedAnswerError
+from keeper.chain.chain_read import ChainReader, EndpointsUnhealthyError, VaultRead
 from keeper.chain.pool_balances import pool_depths_usd18
 from keeper.chain.rpc import EndpointPool, RpcMalformedError, RpcUnavailableError
 from keeper.chain.snapshot import ChainState, ManifestMismatchError, SnapshotReader
@@ -136,17 +137,10 @@ def _rpc_unavailable(exc: BaseException) -> RpcUnavailableError | MalformedAnswe
     return None
 
 
-def _unhealthy_reason(reasons: list[str]) -> str:
-    """rpc_malformed or wrong_chain when every endpoint fails that way; rpc_unhealthy otherwise."""
-    if reasons and all("malformed" in r for r in reasons):
-        return "rpc_malformed"
-    if reasons and all(r.startswith("wrong_chain") for r in reasons):
-        return "wrong_chain"
-    return "rpc_unhealthy"
-
-
 def failure_of(exc: Exception, pool: EndpointPool | None) -> Stop:
     """The reason a tick that raised ends with: a node's fault, an outage, or the keeper's."""
+    if isinstance(exc, EndpointsUnhealthyError):
+        return Stop("error", exc.reason, str(exc))
     unavailable = _rpc_unavailable(exc)
     if isinstance(unavailable, RpcMalformedError):
         # Every endpoint asked answered garbage: a fault of the nodes, nothing was sent.
@@ -250,6 +244,9 @@ class Keeper:
         self._params: DecisionParams = config.decision  # this tick's, with any sim-revert drops
         self._memory_before: Any = None
         self.stall = StallTracker(config.stall_ticks)
+        # Alone on its chain, the keeper reads its endpoint's probe with its snapshot (one
+        # request a tick); in a fleet, the chain's worker reads for all and passes `state`.
+        self.chain_reader = ChainReader(pool, [reader]) if pool is not None else None
         metrics.paused.labels(source="env").set(1 if config.paused else 0)
 
     def request_stop(self) -> None:
@@ -279,7 +276,10 @@ class Keeper:
             self.records.save_memory(self.manifest.vault, self._policy_key, memory_to_plain(memory))
 
     # ----------------------------------------------------------------------------------
-    def tick(self, send: bool = True) -> TickReport:
+    def tick(self, send: bool = True, state: VaultRead | None = None) -> TickReport:
+        """One tick. `state`: this vault's part of a read its chain's worker made this tick
+        (keeper.chain_tick), or why that read failed; the tick then makes no probe and no read
+        of its own (unless it settled an intent first: then it reads again, after it)."""
         tick_id = next(self._tick_ids)
         budget = TickBudget(self.config.tick_timeout_s)
         structlog.contextvars.clear_contextvars()
@@ -294,7 +294,7 @@ class Keeper:
             # stretch a tick beyond KEEPER_TICK_TIMEOUT_S + one KEEPER_RPC_TIMEOUT_S.
             self.pool.tick_deadline = budget.started + self.config.tick_timeout_s
         try:
-            self._run(report, budget, send and not self.config.dry_run)
+            self._run(report, budget, send and not self.config.dry_run, state)
         except Exception as exc:
             report.stop(failure_of(exc, self.pool))
             log.error("tick_failed", error=report.message)
@@ -306,12 +306,13 @@ class Keeper:
             structlog.contextvars.clear_contextvars()
         return report
 
-    def _run(self, report: TickReport, budget: TickBudget, send: bool) -> None:
+    def _run(self, report: TickReport, budget: TickBudget, send: bool, state: VaultRead | None) -> None:
         """settle -> read -> decide -> gate -> act; `tick` records whatever this ends with."""
-        if (stop := self._endpoints()) is not None:
-            return report.stop(stop)
+        state = state if state is not None else self._read_chain()
+        if isinstance(state, EndpointsUnhealthyError):
+            raise state  # no endpoint fit to act on: not even the journal's intents are driven
         unfinished = self._settle_in_flight(report, send)
-        seen = self._read(report)
+        seen = self._read(report, state)
         if seen is None:
             return None
         if seen.stop is not None:
@@ -335,18 +336,27 @@ class Keeper:
 
     # ---------------------------------------------------------------------------------- phases
 
-    def _endpoints(self) -> Stop | None:
-        if self.pool is None:
+    def _read_chain(self) -> VaultRead | None:
+        """The endpoint probe and the snapshot in one request (keeper/chain/chain_read.py); None
+        without a pool (the snapshot alone is read in `_read`)."""
+        if self.chain_reader is None:
             return None
-        self.pool.check()
-        if self.pool.any_healthy:
-            return None
-        reason = _unhealthy_reason([e.reason for e in self.pool.endpoints])
-        return Stop("error", reason, f"no healthy RPC endpoint: {self.pool.describe()}")
+        try:
+            read = self.chain_reader.read()
+        except Exception as exc:
+            return exc
+        return read.states[0]
 
-    def _read(self, report: TickReport) -> Observation | None:
-        """One snapshot, its prices validated and the vault valued (None: a node on another chain)."""
-        chain = self.reader.read()
+    def _read(self, report: TickReport, state: VaultRead | None) -> Observation | None:
+        """One snapshot, its prices validated and the vault valued (None: a node on another chain).
+        A state read before settling is used unless settling moved an intent (then the chain
+        may have changed under it: read again)."""
+        if state is None or (report.journal or {}).get("reconciled"):
+            chain = self.reader.read()
+        elif isinstance(state, Exception):
+            raise state
+        else:
+            chain = state
         snap = chain.snapshot
         structlog.contextvars.bind_contextvars(block=snap.block_number)
         if snap.chain_id != self.manifest.chain_id:

@@ -52,6 +52,10 @@ def aggregate(
         raise MalformedAnswerError(
             f"eth_call to Multicall3 {multicall}: the answer is not aggregate3 output"
         ) from None
+    if len(results) != len(calls):
+        raise MalformedAnswerError(
+            f"eth_call to Multicall3 {multicall}: {len(results)} results for {len(calls)} calls"
+        )
     out: list[CallResult] = []
     for call, (ok, data) in zip(calls, results, strict=True):
         if not ok:

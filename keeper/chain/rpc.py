@@ -336,6 +336,22 @@ class EndpointPool:
             statuses.append(EndpointStatus(ep.label, verdict.healthy, verdict.reason, probe.head_number))
         return statuses
 
+    def judge_answer(self, label: str, probe: Probe) -> Verdict:
+        """Judge the endpoint `label` from a probe that came inside one of its own answers (the
+        chain id and head a read carried, keeper.chain.chain_read), with the rules `check` uses."""
+        ep = next(e for e in self.endpoints if e.label == label)
+        now = self._clock()
+        ep.head = remember_head(ep.head, probe, now)
+        verdict = judge(probe, ep.head, now, self.rules)
+        self._mark(ep, verdict)
+        return verdict
+
+    def mark_unhealthy(self, label: str, reason: str) -> None:
+        """What a read proved about the endpoint `label` (e.g. `malformed: ...` for content that
+        is not what was asked), whatever its last probe said."""
+        ep = next(e for e in self.endpoints if e.label == label)
+        self._mark(ep, Verdict(False, reason))
+
     @property
     def any_healthy(self) -> bool:
         return any(e.healthy for e in self.endpoints)

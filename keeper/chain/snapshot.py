@@ -20,6 +20,7 @@ from web3 import Web3
 from web3.types import BlockIdentifier
 
 from keeper.chain.abi import Erc20, Feed, Multicall3, QuoterV2, V2Router, Vault
+from keeper.chain.answers import MalformedAnswerError
 from keeper.chain.decimals import token_decimals_problems
 from keeper.chain.multicall import Call, CallResult, aggregate
 from keeper.log import get_logger
@@ -132,6 +133,10 @@ class SnapshotReader:
         return calls
 
     @property
+    def multicall3(self) -> str:
+        return self._m.multicall3
+
+    @property
     def configs(self) -> tuple[AssetConfig, ...]:
         """The asset configs the next read uses (feeds as the vault last named them)."""
         return self._configs
@@ -178,8 +183,28 @@ class SnapshotReader:
             self._calls = self._build_calls()
         return changed
 
+    @property
+    def calls(self) -> tuple[Call, ...]:
+        """This vault's reads, for a caller that batches several vaults into one eth_call
+        (keeper.chain.chain_read); their answers go back through `decode`."""
+        return tuple(self._calls)
+
+    def decode(self, results: Sequence[CallResult]) -> ChainState | None:
+        """The state from the answers to `calls` (same order, same length), as `read` builds it;
+        None when the vault names feeds other than the ones asked: read again with `read`."""
+        if len(results) != len(self._calls):
+            raise MalformedAnswerError(
+                f"vault {self._m.vault}: {len(results)} answers for {len(self._calls)} reads"
+            )
+        state = self._decode(results)
+        if state is not None:
+            self._warn_manifest_differences(state)
+        return state
+
     def _read_once(self, block: BlockIdentifier) -> ChainState | None:
-        results = aggregate(self._w3, self._m.multicall3, self._calls, block)
+        return self._decode(aggregate(self._w3, self._m.multicall3, self._calls, block))
+
+    def _decode(self, results: Sequence[CallResult]) -> ChainState | None:
         head = results[: self._HEAD]
         (block_number,), (timestamp,), (chain_id,) = (r.values for r in head[:3])
         basefee = head[3].values[0] if head[3].ok else 0

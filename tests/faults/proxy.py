@@ -14,7 +14,9 @@ number of matching requests, then switches itself off:
 
 `before_send` runs a callable just before a raw transaction is forwarded: another sender
 taking the nonce, or the market moving between the keeper's simulation and its inclusion.
-Batch requests are handled element by element. Nothing here is used outside tests.
+Batch requests are handled element by element; `http_requests()` counts HTTP requests (a
+batch is one), as a provider bills them. `upstream` may be pointed at another node mid-test
+(a load balancer swapping the node behind a URL). Nothing here is used outside tests.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class ProxyState:
     frozen: Frozen | None = None
     before_send: Callable[[str], None] | None = None
     methods_seen: list[str] = field(default_factory=list)
+    # One entry per HTTP request (a batch is one request): the methods it carried.
+    requests: list[tuple[str, ...]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -150,6 +154,11 @@ class FaultProxy:
         with self.state.lock:
             return self.state.methods_seen.count(method)
 
+    def http_requests(self) -> list[tuple[str, ...]]:
+        """Every HTTP request so far, oldest first, as the methods each carried."""
+        with self.state.lock:
+            return list(self.state.requests)
+
     # ------------------------------------------------------------------ forwarding
 
     def _forward_raw(self, body: bytes) -> bytes:
@@ -181,6 +190,7 @@ class FaultProxy:
         calls = request if isinstance(request, list) else [request]
         with self.state.lock:
             self.state.methods_seen.extend(str(c.get("method")) for c in calls)
+            self.state.requests.append(tuple(str(c.get("method")) for c in calls))
         answers: list[dict[str, Any]] = []
         for call in calls:
             method = str(call.get("method"))

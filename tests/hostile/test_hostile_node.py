@@ -30,7 +30,7 @@ TICK_TIMEOUT_S = 3.0
 RPC_TIMEOUT_S = 1.5
 MAX_RSS_KB = 200 * 1024
 BREAKER_AFTER = 2  # failed ticks; every malformed phase runs more ticks than this
-PROBE = "eth_chainId"  # every tick starts with a batch of eth_chainId and the head block
+PROBE = "eth_chainId"  # the endpoint check (with the head block): each tick after a failed read
 CALL = "eth_call"  # the snapshot
 
 # (name, kind, methods, value, expected tick reason)

@@ -1,0 +1,112 @@
+"""HTTP requests per tick, one vault and a chain of several, measured (not a test): prints
+figures, asserts nothing.
+
+On a local world: a single-vault keeper (with a key, as operators run it) ticks idle a few
+times; the JSON-RPC requests each tick sends are counted by its endpoint pool (one count per
+HTTP request; the batched health probe is one). Then, when keeper.chain_tick exists, N vaults
+on the same chain are ticked by `tick_chain` (one ChainReader): requests per chain tick and
+its wall time. Runs on older code too (the single-vault rows), which is how "before" is taken.
+
+Run: .venv/bin/python bench/bench_chain_read.py [vaults]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from deploy.accounts import KEEPER
+from deploy.anvil import anvil
+from deploy.chain import connect
+from deploy.world import timed_deploy, write_manifest
+from keeper.chain.rpc import request_counts
+from keeper.log import configure_logging
+from keeper.manifest import Manifest
+from keeper.runtime import Runtime, build_runtime
+from keeper.settings import load_settings
+
+TICKS = 6
+
+
+def _build(manifest: Manifest, directory: Path, key: str | None) -> Runtime:
+    directory.mkdir()
+    path = directory / "manifest.json"
+    write_manifest(manifest, path)
+    settings = load_settings(
+        manifest=path, private_key=key, metrics_port=0, journal_path=directory / "journal.sqlite3"
+    )
+    return build_runtime(settings)
+
+
+def single_vault(manifest: Manifest, tmp: Path) -> None:
+    rt = _build(manifest, tmp / "single", KEEPER.private_key)
+    counts = request_counts(rt.w3)
+    for n in range(1, TICKS + 1):
+        counts.clear()
+        report = rt.keeper.tick()
+        print(
+            f"  one vault, tick {n}: {sum(counts.values())} requests {dict(Counter(counts))} ({report.reason})"
+        )
+    rt.close()
+
+
+def one_by_one(manifests: list[Manifest], tmp: Path) -> None:
+    """N vaults, each keeper ticking alone (its own pool and reads), as N processes would."""
+    runtimes = [_build(m, tmp / f"alone{i}", None) for i, m in enumerate(manifests)]
+    all_counts = [request_counts(rt.w3) for rt in runtimes]
+    for n in range(1, TICKS + 1):
+        for counts in all_counts:
+            counts.clear()
+        reasons = Counter(rt.keeper.tick().reason for rt in runtimes)
+        total = sum(sum(c.values()) for c in all_counts)
+        print(f"  {len(runtimes)} vaults one by one, round {n}: {total} requests {dict(reasons)}")
+
+
+def chain_of(manifests: list[Manifest], tmp: Path) -> None:
+    try:
+        from keeper.chain.chain_read import ChainReader  # noqa: PLC0415 - absent in older code
+        from keeper.chain_tick import tick_chain  # noqa: PLC0415 - absent in older code
+    except ImportError:
+        print("  (no keeper.chain_tick in this code: one tick per vault, each reading for itself)")
+        return
+    runtimes = [_build(m, tmp / f"vault{i}", None) for i, m in enumerate(manifests)]
+    keepers = [rt.keeper for rt in runtimes]
+    reader = ChainReader(runtimes[0].pool, [k.reader for k in keepers])
+    counts = request_counts(runtimes[0].w3)
+    seconds: list[float] = []
+    for n in range(1, TICKS + 1):
+        counts.clear()
+        started = time.perf_counter()
+        reports = tick_chain(reader, keepers)
+        seconds.append(time.perf_counter() - started)
+        reasons = Counter(getattr(r, "reason", type(r).__name__) for r in reports)
+        print(
+            f"  {len(keepers)} vaults, chain tick {n}: {sum(counts.values())} requests {dict(counts)} {dict(reasons)}"
+        )
+    later = seconds[1:]
+    print(
+        f"  chain tick wall time after the first: p50 {statistics.median(later) * 1000:.1f} ms, max {max(later) * 1000:.1f} ms"
+    )
+
+
+def main() -> None:
+    vaults = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    configure_logging("auto", "error")
+    with tempfile.TemporaryDirectory() as tmp, anvil() as node:
+        w3 = connect(node.url, timeout_s=60)
+        first, _ = timed_deploy(w3, node.url)
+        more = [timed_deploy(w3, node.url)[0] for _ in range(vaults - 1)]
+        # One chain, one Multicall3 for every vault's reads (it is stateless).
+        manifests = [first] + [m.model_copy(update={"multicall3": first.multicall3}) for m in more]
+        print("idle ticks on a local Anvil, requests counted by the endpoint pool")
+        single_vault(first, Path(tmp))
+        one_by_one(manifests, Path(tmp))
+        chain_of(manifests, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
