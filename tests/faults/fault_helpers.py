@@ -96,7 +96,7 @@ def rebalance_hashes(chain: Chain, from_block: int) -> list[str]:
 
 
 def metric(rt: Runtime, name: str, **labels: str) -> float:
-    value = rt.metrics.registry.get_sample_value(name, labels or None)
+    value = rt.metrics.sample(name, **labels)
     return 0.0 if value is None else float(value)
 
 
