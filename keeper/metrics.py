@@ -48,8 +48,8 @@ M = TypeVar("M", bound=MetricWrapperBase)
 
 
 class Labelled(Generic[M]):
-    """A family with chain and vault fixed: `.labels(outcome="mined")` (or positionally) as on an
-    unlabelled-scope family, returning the child to `.inc()` or `.set()`."""
+    """A family with chain and vault fixed: `.labels(outcome="mined")` (or positionally) names the
+    remaining labels only, as in the single-vault keeper, and returns the child to `.inc()`/`.set()`."""
 
     def __init__(self, family: M, chain: str, vault: str) -> None:
         self._family: M = family
@@ -173,13 +173,24 @@ class KeeperMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self._families = _Families(self.registry)
+        self._bound: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
 
     def bind(self, chain: str, vault: str) -> VaultMetrics:
-        """A vault's view; its paused series start at 0 and its build info carries the version."""
+        """A vault's view. The first bind of a (chain, vault) starts its paused series at 0 and
+        puts the version in its build info; a later one only shares them (state kept)."""
         _scope(chain, vault, "KeeperMetrics.bind")
         if vault == CHAIN_LEVEL_VAULT:
             raise ValueError('KeeperMetrics.bind: the vault label must be non-empty ("" is chain-level)')
-        return VaultMetrics(self, chain, vault)
+        view = VaultMetrics(self, chain, vault)
+        with self._lock:
+            first = (chain, vault) not in self._bound
+            self._bound.add((chain, vault))
+        if first:
+            view.build_info.info({"version": __version__})
+            view.paused.labels(source="env").set(0)
+            view.paused.labels(source="vault").set(0)
+        return view
 
     def bind_chain(self, chain: str) -> ChainMetrics:
         """A chain's view for its endpoint pool's series (vault="")."""
@@ -205,7 +216,6 @@ class VaultMetrics:
             return Labelled(family, chain, vault)
 
         self.build_info = f.build_info.labels(chain, vault)
-        self.build_info.info({"version": __version__})
         self.asset_weight_bps = per(f.asset_weight_bps)
         self.asset_target_bps = per(f.asset_target_bps)
         self.asset_drift_bps = per(f.asset_drift_bps)
@@ -236,8 +246,6 @@ class VaultMetrics:
         self.tx_sends = per(f.tx_sends)
         self.private_drops = one(f.private_drops)
         self.private_fallbacks = one(f.private_fallbacks)
-        self.paused.labels(source="env").set(0)
-        self.paused.labels(source="vault").set(0)
 
     def sample(self, name: str, **labels: str) -> float | None:
         """This vault's sample of `name` (e.g. "keeper_rebalances_total", outcome="mined"); None

@@ -74,12 +74,19 @@ def test_a_bound_view_starts_unpaused_and_carries_the_version() -> None:
     assert dict(build)["version"]
 
 
-def test_binding_the_same_labels_twice_shares_the_series() -> None:
+def test_binding_the_same_labels_twice_shares_the_series_and_keeps_their_state() -> None:
     metrics = KeeperMetrics()
-    metrics.bind("1", "a").ticks.labels(result="skipped").inc()
-    metrics.bind("1", "a").ticks.labels(result="skipped").inc()
+    first = metrics.bind("1", "a")
+    first.ticks.labels(result="skipped").inc()
+    first.paused.labels(source="vault").set(1)
+    first.build_info.info({"version": "9.9", "chain_id": "1", "vault_address": "0xabc"})
 
-    assert metrics.bind("1", "a").sample("keeper_ticks_total", result="skipped") == 2
+    again = metrics.bind("1", "a")
+    again.ticks.labels(result="skipped").inc()
+
+    assert again.sample("keeper_ticks_total", result="skipped") == 2
+    assert again.sample("keeper_paused", source="vault") == 1  # not reset by the second bind
+    assert again.sample("keeper_build_info", version="9.9", chain_id="1", vault_address="0xabc") == 1
 
 
 def test_chain_level_series_carry_the_chain_and_an_empty_vault() -> None:
