@@ -342,12 +342,12 @@ class Soak:
 
     def fold_metrics(self, rt: Runtime) -> None:
         """Counters restart with each runtime: add what this one counted since the last look."""
-        m = rt.metrics.registry
-        age = m.get_sample_value("keeper_oldest_pending_tx_age_seconds") or 0.0
+        m = rt.metrics
+        age = m.sample("keeper_oldest_pending_tx_age_seconds") or 0.0
         self.max_pending_age_s = max(self.max_pending_age_s, age)
         seen = self._seen.setdefault(id(rt), {})
         for name in ("keeper_tx_replacements_total", "keeper_tx_cancellations_total", "keeper_reorgs_total"):
-            now = m.get_sample_value(name) or 0.0
+            now = m.sample(name) or 0.0
             self.counted[name] += int(now - seen.get(name, 0.0))
             seen[name] = now
 

@@ -30,7 +30,7 @@ from keeper.execution.journal import JournalError
 from keeper.execution.sqlite_store import SqliteJournal
 from keeper.log import configure_logging, get_logger
 from keeper.manifest import ManifestError
-from keeper.metrics import MetricsServer
+from keeper.metrics import FleetHealth, MetricsServer
 from keeper.model import LossBudget, PriceResult, ValidPrice
 from keeper.oracle import validate_snapshot
 from keeper.portfolio import PortfolioState, portfolio_state
@@ -57,7 +57,9 @@ def _metrics_server(settings: Settings, rt: Runtime) -> MetricsServer:
     """The /metrics listener, or a ConfigError naming the setting to change."""
     host, port = settings.metrics_host, settings.metrics_port
     try:
-        return MetricsServer(rt.metrics, rt.health, host, port).start()
+        # A fleet of one: /healthz lists this vault under its chain and vault labels.
+        fleet = FleetHealth.of_one(rt.metrics.chain, rt.metrics.vault, rt.health)
+        return MetricsServer(rt.metrics.parent, fleet, host, port).start()
     except socket.gaierror:
         raise ConfigError(
             f"KEEPER_METRICS_HOST={host} does not resolve to an address to listen on; "

@@ -10,7 +10,7 @@ from keeper.chain.snapshot import ChainState
 from keeper.costs import CostEstimate
 from keeper.execution.sender import PreparedTx, SentTx, TxOutcome
 from keeper.manifest import Manifest
-from keeper.metrics import KeeperMetrics
+from keeper.metrics import VaultMetrics
 from keeper.model import Plan, PriceResult, Snapshot, ValidPrice, format_usd18
 from keeper.policy import PolicyDecision
 from keeper.portfolio import PortfolioState
@@ -201,7 +201,7 @@ class TickReport:
             "duration_s": round(self.duration_s, 4),
         }
 
-    def export(self, m: KeeperMetrics) -> None:
+    def export(self, m: VaultMetrics) -> None:
         if self.block_number is not None:
             m.block_number.set(self.block_number)
         if self.keeper_balance_wei is not None:

@@ -26,7 +26,7 @@ from keeper.execution.private_window import PrivateRules
 from keeper.execution.sqlite_store import SqliteJournal
 from keeper.log import get_logger
 from keeper.manifest import Manifest, load_manifest
-from keeper.metrics import HealthState, KeeperMetrics
+from keeper.metrics import ChainMetrics, HealthState, KeeperMetrics, VaultMetrics
 from keeper.model import GWEI
 from keeper.oracle import OracleRules
 from keeper.planner import PlannerParams
@@ -38,6 +38,10 @@ from keeper.tick import Keeper, TickConfig
 
 log = get_logger("keeper.runtime")
 
+# The `vault` label of the single-vault configuration (a fleet of one; KEEPER_VAULT_NAME comes with
+# the fleet file).
+SINGLE_VAULT_NAME = "default"
+
 
 @dataclass
 class Runtime:
@@ -45,7 +49,7 @@ class Runtime:
     manifest: Manifest
     w3: Web3
     account: Signer | None
-    metrics: KeeperMetrics
+    metrics: VaultMetrics  # this vault's series; metrics.parent is the registry /metrics serves
     health: HealthState
     keeper: Keeper
     pool: EndpointPool
@@ -94,12 +98,14 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
             "name the asset that prices the gas token, or set it empty to skip the gas cost"
         )
     caps = chunk_caps(settings, manifest)
-    metrics = metrics or KeeperMetrics()
     chain_id = settings.chain_id or manifest.chain_id
+    # A fleet of one: chain labelled by its id, the vault by SINGLE_VAULT_NAME.
+    registry = metrics or KeeperMetrics()
+    vault_metrics = registry.bind(str(chain_id), SINGLE_VAULT_NAME)
     # The signer first: a wrong keystore password or an unreachable KMS is reported before any
     # node is contacted.
     account = signer_from_settings(settings)
-    pool = open_pool(settings, manifest, metrics)
+    pool = open_pool(settings, manifest, registry.bind_chain(str(chain_id)))
     w3 = connect_pool(pool)
     bounds = {s: (b.min_usd, b.max_usd) for s, b in settings.price_bounds.items()}
     reader = SnapshotReader(
@@ -137,8 +143,8 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
         stall_ticks=settings.stall_ticks,
     )
     health = HealthState(settings.health_max_age_s)
-    metrics.build_info.info(
-        {"version": __version__, "chain_id": str(manifest.chain_id), "vault": manifest.vault}
+    vault_metrics.build_info.info(
+        {"version": __version__, "chain_id": str(manifest.chain_id), "vault_address": manifest.vault}
     )
     store: JournalStore | None = None
     txm: TxManager | None = None
@@ -169,7 +175,7 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
             receipt_timeout_s=settings.receipt_timeout_s,
             lease_ttl_s=settings.effective_lease_ttl_s,
         )
-        txm = TxManager(w3, pool, store, account, manifest.vault, tx_config, metrics, new_owner_id())
+        txm = TxManager(w3, pool, store, account, manifest.vault, tx_config, vault_metrics, new_owner_id())
         guards = SendGuards(
             store,
             scope,
@@ -179,7 +185,7 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
                 settings.daily_gas_budget_usd,
                 settings.daily_slippage_budget_usd,
             ),
-            metrics,
+            vault_metrics,
         )
     records: RecordStore | None = None
     if account is not None or settings.journal_path.exists():
@@ -200,7 +206,7 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
         reader,
         settings.policy_config().build(),
         config,
-        metrics,
+        vault_metrics,
         health,
         account,
         pool,
@@ -210,7 +216,7 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
         settings.policy,
         chunking,
     )
-    return Runtime(settings, manifest, w3, account, metrics, health, keeper, pool, store)
+    return Runtime(settings, manifest, w3, account, vault_metrics, health, keeper, pool, store)
 
 
 def chunk_caps(settings: Settings, manifest: Manifest) -> ChunkCaps:
@@ -232,7 +238,7 @@ def chunk_caps(settings: Settings, manifest: Manifest) -> ChunkCaps:
     )
 
 
-def open_pool(settings: Settings, manifest: Manifest, metrics: KeeperMetrics) -> EndpointPool:
+def open_pool(settings: Settings, manifest: Manifest, metrics: ChainMetrics) -> EndpointPool:
     """The RPC endpoints, probed once: any endpoint on another chain stops the keeper (a
     misconfiguration, not an outage); at least one must answer."""
     urls = settings.endpoint_urls(manifest.rpc_url)

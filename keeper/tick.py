@@ -55,7 +55,7 @@ from keeper.execution.manager import StepResult, TxManager
 from keeper.execution.sender import SentTx, SimulationRevertError, TxOutcome
 from keeper.log import get_logger
 from keeper.manifest import Manifest
-from keeper.metrics import HealthState, KeeperMetrics
+from keeper.metrics import HealthState, VaultMetrics
 from keeper.model import GWEI
 from keeper.oracle import OracleRules
 from keeper.planner import PlannerParams
@@ -202,7 +202,7 @@ class Keeper:
         reader: SnapshotReader,
         policy: Policy[Any],
         config: TickConfig,
-        metrics: KeeperMetrics,
+        metrics: VaultMetrics,
         health: HealthState,
         account: Signer | None,
         pool: EndpointPool | None = None,

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WAIT_S = 30.0
 STOP_WITHIN_S = 5.0
+SINGLE_VAULT = "default"  # the vault label of a single-vault configuration (keeper.runtime)
 
 
 def keeper_env(manifest: Path | str, **variables: str) -> dict[str, str]:
@@ -79,15 +80,26 @@ class Daemon:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
 
-    def scrape(self) -> dict[str, float]:
-        """Samples as 'name{label="value",...}' -> value."""
-        _, text = self.get("/metrics")
+    def scrape(self, vault: str = SINGLE_VAULT) -> dict[str, float]:
+        """One vault's samples and its chain's (vault=""), as 'name{label="value",...}' -> value,
+        without the chain and vault labels every series carries (a single-vault daemon has one
+        of each; raw_scrape() keeps them)."""
         samples: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
-                samples[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+        for name, labels, value in self.raw_scrape():
+            if labels.get("vault") not in (vault, ""):
+                continue
+            rest = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k not in ("chain", "vault"))
+            samples[f"{name}{{{rest}}}" if rest else name] = value
         return samples
+
+    def raw_scrape(self) -> list[tuple[str, dict[str, str], float]]:
+        """Every sample as (name, labels, value), as served."""
+        _, text = self.get("/metrics")
+        return [
+            (s.name, dict(s.labels), s.value)
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        ]
 
     def wait_for(self, done: Callable[[dict[str, float]], bool], what: str) -> dict[str, float]:
         deadline = time.monotonic() + WAIT_S

@@ -15,7 +15,7 @@ from keeper.execution.breaker import BreakerRules, BreakerState
 from keeper.execution.budgets import BudgetCaps
 from keeper.execution.journal import JournalStore, Spend
 from keeper.log import get_logger
-from keeper.metrics import KeeperMetrics
+from keeper.metrics import VaultMetrics
 
 log = get_logger("keeper.guards")
 
@@ -27,7 +27,7 @@ class SendGuards:
         scope: str,
         rules: BreakerRules,
         caps: BudgetCaps,
-        metrics: KeeperMetrics,
+        metrics: VaultMetrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store

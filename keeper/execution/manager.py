@@ -72,7 +72,7 @@ from keeper.execution.nonces import NonceChoice, next_nonce
 from keeper.execution.private_window import channel, relay_max_block
 from keeper.execution.sender import SimulationRevertError, simulate
 from keeper.log import get_logger
-from keeper.metrics import KeeperMetrics
+from keeper.metrics import VaultMetrics
 from keeper.signing import Signer
 
 log = get_logger("keeper.tx")
@@ -124,7 +124,7 @@ class TxManager:
         account: Signer,
         vault: str,
         config: TxConfig,
-        metrics: KeeperMetrics,
+        metrics: VaultMetrics,
         owner_id: str,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,

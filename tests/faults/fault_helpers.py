@@ -95,8 +95,14 @@ def rebalance_hashes(chain: Chain, from_block: int) -> list[str]:
     return [e["transactionHash"].to_0x_hex() for e in rebalanced(chain, from_block)]
 
 
+# Series of the chain's endpoint pool (labelled vault=""), not of the vault.
+CHAIN_LEVEL = ("keeper_rpc_requests", "keeper_rpc_endpoint_healthy")
+
+
 def metric(rt: Runtime, name: str, **labels: str) -> float:
-    value = rt.metrics.registry.get_sample_value(name, labels or None)
+    """The runtime's sample of `name` (its vault's, or its chain's for the endpoint pool's series)."""
+    view = rt.metrics.parent.bind_chain(rt.metrics.chain) if name.startswith(CHAIN_LEVEL) else rt.metrics
+    value = view.sample(name, **labels)
     return 0.0 if value is None else float(value)
 
 

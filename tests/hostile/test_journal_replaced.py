@@ -75,7 +75,7 @@ def test_replaced_journal_never_sends_a_second_rebalance(
             refused = second.keeper.tick()
             assert (refused.result, refused.reason) == ("skipped", "journal_not_adopted"), refused.message
             assert "keeper journal adopt" in refused.message
-            assert second.metrics.registry.get_sample_value("keeper_journal_adoption_required") == 1
+            assert second.metrics.sample("keeper_journal_adoption_required") == 1
             assert _nonces(drifted) == (0, 1)  # nothing new in the pool
 
             # Adopting now would bless the rebalance in flight: refused.

@@ -7,6 +7,7 @@ work after the test like any other; the daemon is stopped before that revert run
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -50,7 +51,19 @@ def test_daemon_rebalances_once_exports_metrics_and_stops_on_sigterm(
     )
     status, body = daemon.get("/healthz")
     assert status == 200, body
+    chain_label = str(chain.manifest.chain_id)
+    (vault,) = json.loads(body)["vaults"]
+    assert (vault["chain"], vault["vault"], vault["state"]) == (chain_label, "default", "ok"), body
+    assert daemon.get("/healthz?vault=default")[0] == 200
+    assert daemon.get("/healthz?vault=other")[0] == 404
     assert daemon.get("/nope")[0] == 404
+    # A fleet of one: every series is labelled with the chain id and the vault "default"; the
+    # endpoint pool's (RPC requests, endpoint health) with vault="".
+    raw = daemon.raw_scrape()
+    assert raw and {labels.get("chain") for _, labels, _ in raw} == {chain_label}
+    rpc = {name for name, labels, _ in raw if labels["vault"] == ""}
+    assert rpc == {"keeper_rpc_requests_total", "keeper_rpc_requests_created", "keeper_rpc_endpoint_healthy"}
+    assert {labels["vault"] for name, labels, _ in raw if name not in rpc} == {"default"}
 
     symbols = [a.symbol for a in chain.manifest.assets]
     for symbol in symbols:

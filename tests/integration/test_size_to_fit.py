@@ -96,7 +96,7 @@ def test_drained_link_pools_the_rest_trades_and_link_is_reported_until_the_stall
         [link] = _skips(report, "LINK")
         assert link["reason"] in ("leg_unfillable", "quote_deviation"), link
         assert vault_balances(local_world)["LINK"] == before["LINK"]
-        count = rt.metrics.registry.get_sample_value("keeper_rebalance_stalled_ticks")
+        count = rt.metrics.sample("keeper_rebalance_stalled_ticks")
         failures = k.guards.breaker().consecutive_failures
         if report.result == "rebalanced":
             assert not stalled, "a rebalance after the stall began"
@@ -113,7 +113,7 @@ def test_drained_link_pools_the_rest_trades_and_link_is_reported_until_the_stall
         if len(stalled) == 4:
             break
     assert stalled == [1, 2, 3, 4]
-    assert rt.metrics.registry.get_sample_value("keeper_rebalance_stalled") == 1
+    assert rt.metrics.sample("keeper_rebalance_stalled") == 1
     assert k.guards.breaker().open  # the 2nd counted failure opened it (KEEPER_BREAKER_MAX_FAILURES=2)
     word, detail = rt.health.verdict()
     assert word == "degraded" and "rebalance due but not done for 4 ticks" in detail

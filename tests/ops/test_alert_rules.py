@@ -3,6 +3,7 @@ and to what the operator guide in docs/operations.md explains."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -77,6 +78,41 @@ def test_alert_expressions_use_only_metrics_the_keeper_exports(rules: list[Alert
         assert names <= exported, (
             f"{rule.name} uses {sorted(names - exported)}, which the keeper does not export"
         )
+
+
+def test_alerts_fire_per_vault_with_chain_and_vault_in_their_labels_and_summary(
+    rules: list[AlertRule],
+) -> None:
+    """Every keeper series carries chain and vault; an alert must not aggregate them away. Checked
+    on the labels each alert fires with in its promtool cases: KeeperDown (the scrape target) has
+    neither, the chain-level RPC alert has the chain only."""
+    doc = yaml.safe_load(ALERT_TESTS_FILE.read_text())
+    fired = [
+        (check["alertname"], alert)
+        for test in doc["tests"]
+        for check in test.get("alert_rule_test", [])
+        for alert in check.get("exp_alerts") or []
+    ]
+    scope_of = {"KeeperDown": set(), "KeeperRpcEndpointUnhealthy": {"chain"}}
+    for name, alert in fired:
+        scope = scope_of.get(name, {"chain", "vault"})
+        assert scope <= set(alert["exp_labels"]), f"{name} fires without {scope - set(alert['exp_labels'])}"
+    summaries = {rule.name: rule.annotations["summary"] for rule in rules}
+    for name, summary in summaries.items():
+        for label in scope_of.get(name, {"chain", "vault"}):
+            assert f"$labels.{label}" in summary, f"{name}: the summary does not say which {label}"
+    two_vault_cases = [
+        test["name"]
+        for test in doc["tests"]
+        if len({_vault_of(s["series"]) for s in test["input_series"]} - {None}) >= 2
+        and any(check.get("exp_alerts") for check in test.get("alert_rule_test", []))
+    ]
+    assert any("KeeperRebalanceStalled" in n for n in two_vault_cases), two_vault_cases
+
+
+def _vault_of(series: str) -> str | None:
+    found = re.search(r'vault="([^"]*)"', series)
+    return found.group(1) if found else None
 
 
 def test_the_required_alerts_exist(rules: list[AlertRule]) -> None:

@@ -26,7 +26,7 @@ from ops_files import (
     dockerfile_stages,
 )
 
-from keeper.metrics import HealthState, KeeperMetrics, MetricsServer
+from keeper.metrics import FleetHealth, HealthState, KeeperMetrics, MetricsServer
 from keeper.settings import Settings
 
 LONG_RUNNING = ("anvil", "keeper", "prometheus", "grafana")
@@ -116,7 +116,9 @@ def _healthcheck_argv(stages: dict[str, list[Instruction]]) -> list[str]:
 @pytest.fixture
 def healthz_server() -> Iterator[tuple[MetricsServer, HealthState]]:
     health = HealthState(max_age_s=300)
-    server = MetricsServer(KeeperMetrics(), health, "127.0.0.1", 0).start()
+    server = MetricsServer(
+        KeeperMetrics(), FleetHealth.of_one("31337", "default", health), "127.0.0.1", 0
+    ).start()
     try:
         yield server, health
     finally:

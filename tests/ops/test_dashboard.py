@@ -3,6 +3,7 @@ the compose stack that mounts it."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -72,6 +73,36 @@ def test_the_dashboard_has_the_views_operators_need() -> None:
     queried = _queried_names()
     for view, names in REQUIRED_VIEWS.items():
         assert names <= queried, f"no panel shows {view}: {sorted(names - queried)}"
+
+
+# Chain-level series (the endpoint pool's): labelled chain, with no vault.
+CHAIN_LEVEL = {"keeper_rpc_requests_total", "keeper_rpc_endpoint_healthy"}
+
+
+def test_every_keeper_query_is_scoped_by_the_chain_and_vault_variables() -> None:
+    """A fleet runs many vaults: each panel answers for the chains and vaults picked above it."""
+    variables = [v["name"] for v in dashboard()["templating"]["list"]]
+    assert variables == ["datasource", "instance", "chain", "vault", "asset"]
+    for where, promql in dashboard_queries():
+        names = keeper_names(promql)
+        if not names or where in ("variable $instance", "variable $chain"):
+            continue
+        selectors = re.findall(r"\b(keeper_[a-z0-9_]+)(\{[^}]*\})?", promql)
+        for name, selector in selectors:
+            assert 'chain=~"$chain"' in selector, f"{where}: {name} is not filtered by $chain"
+            if name in CHAIN_LEVEL:
+                assert "vault" not in selector, f"{where}: {name} has no vault label"
+            elif where != "variable $vault":
+                assert 'vault=~"$vault"' in selector, f"{where}: {name} is not filtered by $vault"
+
+
+def test_aggregations_keep_the_vault_apart() -> None:
+    """A sum over vaults would add one vault's failures to another's successes."""
+    for where, promql in dashboard_queries():
+        for grouping in re.findall(r"\bsum\b\s*(by\s*\([^)]*\))?", promql):
+            labels = grouping.replace(" ", "")
+            expected = "chain" if keeper_names(promql) <= CHAIN_LEVEL else "vault"
+            assert re.search(rf"\b{expected}\b", labels), f"{where}: `sum {grouping}` drops {expected}"
 
 
 def test_non_keeper_names_are_prometheus_builtins() -> None:

@@ -193,6 +193,10 @@ def test_prometheus_scrapes_the_keeper_and_the_real_rules_fire_on_a_stale_feed_a
     assert alert["labels"]["asset"] == STALE_ASSET
     assert alert["labels"]["severity"] == "critical"
     assert alert["labels"]["job"] == "keeper"
+    # Per vault: the single-vault keeper is chain <chain id>, vault "default".
+    assert alert["labels"]["chain"] == str(chain.manifest.chain_id)
+    assert alert["labels"]["vault"] == "default"
+    assert "vault default" in alert["annotations"]["summary"]
     assert STALE_ASSET in alert["annotations"]["summary"]
     assert [a["labels"]["asset"] for a in prom.alerts("KeeperOracleStale")] == [STALE_ASSET]
 
@@ -205,6 +209,8 @@ def test_prometheus_scrapes_the_keeper_and_the_real_rules_fire_on_a_stale_feed_a
 def _as_grafana_would_send(promql: str) -> str:
     return (
         promql.replace("$instance", ".*")
+        .replace("$chain", ".*")
+        .replace("$vault", ".*")
         .replace("$asset", ".*")
         .replace("$__rate_interval", "1m")
         .replace("$__range", "5m")
