@@ -138,7 +138,9 @@ class PgJournal:
             raise
         except errors.UniqueViolation as exc:
             if exc.diag.constraint_name == "one_unfinished_intent_per_scope":  # a racing create_intent
-                raise IntentPendingError("another unfinished intent in this scope was created first") from None
+                raise IntentPendingError(
+                    "another unfinished intent in this scope was created first"
+                ) from None
             raise JournalError(f"{self.where}: {scrub(str(exc), self._url)}") from None
         except (psycopg.Error, PoolTimeout) as exc:
             raise JournalError(f"{self.where}: {type(exc).__name__}: {scrub(str(exc), self._url)}") from None
