@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
-
 from keeper_process import free_port
 
 USER = "keeper"
