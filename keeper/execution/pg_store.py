@@ -165,10 +165,9 @@ class PgJournal:
                 continue
             with self._tx() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-                if self._version(cur) >= version:  # another replica applied it meanwhile
-                    continue
-                cur.execute(sql.encode())
-                cur.execute("INSERT INTO schema_version (version, name) VALUES (%s, %s)", (version, name))
+                if self._version(cur) < version:  # else another replica applied it meanwhile
+                    cur.execute(sql.encode())
+                    cur.execute("INSERT INTO schema_version (version, name) VALUES (%s, %s)", (version, name))
             have = version
         return have
 

@@ -51,6 +51,9 @@ def check_url(url: str) -> str:
         params = conninfo_to_dict(url)
     except psycopg.Error as exc:
         raise JournalUrlError(f"{where}: not a valid PostgreSQL URL ({scrub(str(exc), url)})") from None
+    for port in str(params.get("port") or "5432").split(","):
+        if not (port.isdigit() and 0 < int(port) < 65536):
+            raise JournalUrlError(f"{where}: not a valid PostgreSQL URL (port {port!r} is not a port number)")
     if not params.get("dbname"):
         raise JournalUrlError(f"{where}: names no database; end it with /DBNAME")
     return url
