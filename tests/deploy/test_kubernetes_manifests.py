@@ -43,7 +43,7 @@ KUBERNETES_VERSIONS = ("1.31.0", "1.37.0")
 # Settings the fleet and pg branches add (issue 14: keeper/fleet.py; issue 15: the PostgreSQL store).
 # Until they are merged, Settings refuses them as unknown: the env test leaves them out, and
 # test_pending_settings_are_still_unknown fails once they exist, so this list is removed at merge.
-PENDING_SETTINGS = frozenset({"KEEPER_FLEET", "KEEPER_JOURNAL_URL"})
+PENDING_SETTINGS = frozenset({"KEEPER_FLEET"})
 # What the Settings test puts in place of a value read from a Secret (secretKeyRef).
 SECRET_PLACEHOLDERS = {"KEEPER_JOURNAL_URL": "postgresql://keeper:placeholder@postgres.invalid:5432/keeper"}
 # Keys of a fleet file that name things (vaults, chains, signers) rather than set a keeper setting.
