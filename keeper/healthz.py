@@ -26,12 +26,30 @@ class HealthState:
         self._clock = clock
         self._started = clock()
         self._last_success: float | None = None
+        self._last_attempt: float | None = None
         self._degraded: str | None = None
         self._lock = threading.Lock()
 
     def mark_success(self) -> None:
         with self._lock:
             self._last_success = self._clock()
+
+    def mark_attempt(self) -> None:
+        """A tick ended, whatever its result: the loop that runs this vault is alive."""
+        with self._lock:
+            self._last_attempt = self._clock()
+
+    def alive(self) -> tuple[bool, str]:
+        """Liveness, not health: a tick ended (any result) within max_age_s. A vault whose node is
+        down fails /healthz but stays alive; only a wedged loop fails this."""
+        with self._lock:
+            last = self._last_attempt
+        now = self._clock()
+        if last is None:
+            age = now - self._started
+            return age <= self.max_age_s, f"no tick ended yet ({age:.0f}s since start)"
+        age = now - last
+        return age <= self.max_age_s, f"last tick ended {age:.0f}s ago (limit {self.max_age_s:.0f}s)"
 
     def set_degraded(self, reason: str | None) -> None:
         """Ticks complete but the keeper fails its purpose (e.g. a stalled rebalance); None clears."""
@@ -97,6 +115,20 @@ class FleetHealth:
         with self._lock:
             entries = list(self._vaults.items()) if vault is None else [(vault, self._vaults[vault])]
         return [VaultHealth(chain, name, *health.verdict()) for name, (chain, health) in entries]
+
+    def liveness(self) -> tuple[bool, dict[str, object]]:
+        """/livez: alive when every vault's loop ended a tick within its max age. Restarting a
+        process because one vault's node is down would stop its healthy vaults too; restarting
+        it because a loop is wedged is what liveness is for."""
+        with self._lock:
+            entries = list(self._vaults.items())
+        stuck = [
+            {"chain": chain, "vault": name, "reason": health.alive()[1]}
+            for name, (chain, health) in entries
+            if not health.alive()[0]
+        ]
+        alive = bool(entries) and not stuck
+        return alive, {"status": "alive" if alive else "stuck", "stuck": stuck}
 
 
 def fleet_status(vaults: list[VaultHealth]) -> str:

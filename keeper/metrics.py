@@ -280,11 +280,15 @@ def make_app(metrics: KeeperMetrics, health: FleetHealth) -> WsgiApp:
             code, body = healthz_answer(health, str(environ.get("QUERY_STRING", "")))
             start_response(_STATUS_LINES[code], [("Content-Type", "application/json")])
             return [encode(body)]
+        if path == "/livez":
+            alive, body = health.liveness()
+            start_response(_STATUS_LINES[200 if alive else 503], [("Content-Type", "application/json")])
+            return [encode(body)]
         if path == "/metrics":
             result: Iterable[bytes] = metrics_app(environ, start_response)
             return result
         start_response("404 Not Found", [("Content-Type", "text/plain")])
-        return [b"not found: try /metrics or /healthz\n"]
+        return [b"not found: try /metrics, /healthz or /livez\n"]
 
     return app
 

@@ -730,6 +730,7 @@ class Keeper:
         m.tick_duration_seconds.set(report.duration_s)
         if report.result not in ("rebalanced",):
             m.skips.labels(reason=report.reason).inc()
+        self.health.mark_attempt()
         if report.result != "error":
             # A tick that read the chain and decided is progress, whatever it decided.
             self.health.mark_success()

@@ -248,15 +248,17 @@ def test_writable_places_are_size_limited_empty_dirs_and_config_is_read_only(exa
             assert set(volumes[mount["name"]]) & {"configMap", "secret"}
 
 
-def test_probes_ask_healthz_on_the_port_the_keeper_serves(example: list[Obj]) -> None:
+def test_probes_ask_healthz_and_livez_on_the_port_the_keeper_serves(example: list[Obj]) -> None:
     container = keeper_container(example)
     env = {e["name"]: e.get("value") for e in container["env"]}
     (port,) = [p for p in container["ports"] if p["name"] == METRICS_PORT_NAME]
     assert env["KEEPER_METRICS_PORT"] == str(port["containerPort"])
     # The keeper binds 127.0.0.1 by default; the kubelet and Prometheus come from outside.
     assert env["KEEPER_METRICS_HOST"] == "0.0.0.0"  # noqa: S104
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": METRICS_PORT_NAME}
+    # Readiness is every vault's health; liveness only that every vault's loop still ends ticks,
+    # so one vault's dead node unlists the pod but never restarts its healthy vaults.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": METRICS_PORT_NAME}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": METRICS_PORT_NAME}
     # Liveness gives a slow tick more room than readiness: it restarts, readiness only unlists.
     live, ready = container["livenessProbe"], container["readinessProbe"]
     assert (

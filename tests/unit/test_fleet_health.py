@@ -30,8 +30,8 @@ class Fleet:
     vaults: dict[str, HealthState]
     server: MetricsServer
 
-    def healthz(self, query: str = "") -> tuple[int, str, dict[str, object]]:
-        url = f"http://127.0.0.1:{self.server.port}/healthz{query}"
+    def healthz(self, query: str = "", path: str = "/healthz") -> tuple[int, str, dict[str, object]]:
+        url = f"http://127.0.0.1:{self.server.port}{path}{query}"
         try:
             with urllib.request.urlopen(url, timeout=5) as r:
                 status, content_type, body = int(r.status), r.headers["Content-Type"], r.read()
@@ -42,6 +42,7 @@ class Fleet:
 
     def all_fresh(self) -> None:
         for health in self.vaults.values():
+            health.mark_attempt()
             health.mark_success()
             health.set_degraded(None)
 
@@ -176,3 +177,35 @@ def test_vault_names_are_unique_in_a_fleet() -> None:
         fleet.add("base", "eth-core", HealthState(MAX_AGE_S))
     with pytest.raises(ValueError, match="needs a chain and a vault"):
         fleet.add("", "other", HealthState(MAX_AGE_S))
+
+
+def test_livez_stays_200_while_a_vault_fails_every_tick_but_its_loop_runs(fleet: Fleet) -> None:
+    fleet.all_fresh()
+    fleet.clock.now += MAX_AGE_S + 5
+    for name, health in fleet.vaults.items():
+        health.mark_attempt()  # every loop ended a tick...
+        if name != "eth-side":
+            health.mark_success()  # ...but eth-side's node is down: its ticks end in error
+
+    health_status, _, _ = fleet.healthz()
+    live_status, content_type, body = fleet.healthz(path="/livez")
+
+    assert health_status == 503  # not ready: one vault does not do its job
+    assert live_status == 200, body  # but restarting the process would stop the healthy two
+    assert content_type == "application/json"
+    assert body == {"status": "alive", "stuck": []}
+
+
+def test_livez_is_503_naming_the_vault_whose_loop_ended_no_tick_within_its_max_age(fleet: Fleet) -> None:
+    fleet.all_fresh()
+    fleet.clock.now += MAX_AGE_S + 5
+    fleet.vaults["eth-core"].mark_attempt()
+    fleet.vaults["eth-side"].mark_attempt()  # base-core's loop is wedged: no tick ended for 65 s
+
+    status, _, body = fleet.healthz(path="/livez")
+
+    assert status == 503, body
+    assert body == {
+        "status": "stuck",
+        "stuck": [{"chain": "base", "vault": "base-core", "reason": "last tick ended 65s ago (limit 60s)"}],
+    }
