@@ -18,20 +18,33 @@ vectorised; they are floats either way and agree with the step-by-step sums to r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from keeper.costs import CostView
-from keeper.model import BPS
+from keeper.model import BPS, USD18
+from keeper.policy.base import QuietStep
 
 FloatArray = npt.NDArray[np.float64]
 # A float weight is within ~1e-12 bps of the exact one; anything this close to a band edge is
 # decided exactly.
 EDGE_BPS = 1e-6
 CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class ExactRows:
+    """The daemon's integers for a view's steps: feed answers, the fixed balances, and the
+    scales that turn them into USD18 values and float prices as the engine does."""
+
+    answers: Sequence[Sequence[int]]  # the whole path's [step][asset]
+    stamps: Sequence[int]
+    balances: tuple[int, ...]
+    value_scales: tuple[int, ...]  # 10 ** (token decimals + feed decimals)
+    price_scales: tuple[int, ...]  # 10 ** feed decimals
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,7 @@ class QuietView:
         token_units: FloatArray,
         assets: Sequence[tuple[str, int]],
         cost_floor: CostView | None = None,
+        exact: ExactRows | None = None,
     ) -> None:
         self.start, self.stop, self.offset = start, stop, 0
         self.assets = assets
@@ -78,6 +92,8 @@ class QuietView:
         self.dev_bps = np.abs(self.weights * BPS - targets_bps)
         self.stamps = arrays.stamps[start:stop]
         self._near: dict[tuple[tuple[float, ...], float | None], npt.NDArray[np.intp]] = {}
+        self._exact = exact
+        self._dev_upper: list[list[float]] | None = None
 
     def __len__(self) -> int:
         return self.stop - self.start - self.offset
@@ -105,6 +121,25 @@ class QuietView:
     def first_at_or_after(self, time_s: float) -> int:
         """Steps before the first whose timestamp is at or after `time_s`."""
         return max(0, int(np.searchsorted(self.stamps, time_s, side="left")) - self.offset)
+
+    def exact_steps(self) -> Iterator[QuietStep]:
+        """The steps from the current one on, in the engine's integers (prices as `float()` of
+        the oracle's Decimal: answer / 10**decimals, both correctly rounded)."""
+        ex = self._exact
+        if ex is None:
+            raise ValueError("this view was built without the path's integers (ExactRows)")
+        if self._dev_upper is None:
+            self._dev_upper = (self.dev_bps + EDGE_BPS).tolist()
+        balances, value_scales, price_scales = ex.balances, ex.value_scales, ex.price_scales
+        for i in range(self.offset, self.stop - self.start):
+            k = self.start + i
+            row = ex.answers[k]
+            yield QuietStep(
+                ex.stamps[k],
+                tuple(a / s for a, s in zip(row, price_scales, strict=True)),
+                tuple(b * a * USD18 // s for b, a, s in zip(balances, row, value_scales, strict=True)),
+                self._dev_upper[i],
+            )
 
 
 @dataclass
