@@ -784,6 +784,7 @@ def run_backtest(
         if progress is not None and (k % every == 0 or k == n - 1):
             progress(k + 1, n)
         k += 1
+    quiet.flush(prepared.arrays, targets_arr)
     sum_active_sq += quiet.sum_active_sq
     sum_dev_sq_time += quiet.sum_dev_sq_time
     max_drift = max(max_drift, quiet.max_drift)

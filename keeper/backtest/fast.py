@@ -19,7 +19,7 @@ vectorised; they are floats either way and agree with the step-by-step sums to r
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -122,6 +122,9 @@ class QuietView:
         """Steps before the first whose timestamp is at or after `time_s`."""
         return max(0, int(np.searchsorted(self.stamps, time_s, side="left")) - self.offset)
 
+    def now_s(self) -> int:
+        return int(self.stamps[self.offset])
+
     def exact_steps(self) -> Iterator[QuietStep]:
         """The steps from the current one on, in the engine's integers (prices as `float()` of
         the oracle's Decimal: answer / 10**decimals, both correctly rounded)."""
@@ -144,27 +147,44 @@ class QuietView:
 
 @dataclass
 class QuietStats:
-    """The step statistics of the engine's loop, accumulated over quiet runs of steps."""
+    """The step statistics of the engine's loop, accumulated over quiet runs of steps.
+
+    Runs are noted as they come and folded in one numpy pass per view (a hybrid policy has a
+    quiet run every check period: thousands of small ones a year)."""
 
     sum_active_sq: float = 0.0
     sum_dev_sq_time: float = 0.0
     max_drift: float = 0.0
     growth: float = 1.0  # the frictionless portfolio's growth over these steps
+    _view: QuietView | None = None
+    _rows: list[range] = field(default_factory=list)  # the view's quiet rows, run by run
 
     def add(self, view: QuietView, steps: int, arrays: PathArrays, targets: FloatArray) -> None:
-        """Fold the view's next `steps` steps in, as the engine does one at a time."""
+        """Note the view's next `steps` steps, as the engine would fold them in one at a time."""
         if steps <= 0:
             return
-        lo = view.offset
-        devs = view.weights[lo : lo + steps] - targets
-        self.max_drift = max(self.max_drift, float(np.abs(devs).sum(axis=1).max()))
-        k0 = view.start + lo
-        usable = min(steps, arrays.stamps.shape[0] - 1 - k0)  # the last step has no next return
-        if usable <= 0:
+        if view is not self._view:
+            self.flush(arrays, targets)
+            self._view = view
+        self._rows.append(range(view.offset, view.offset + steps))
+
+    def flush(self, arrays: PathArrays, targets: FloatArray) -> None:
+        """Fold the noted runs of the current view in (before the view is dropped, and at the end)."""
+        view, runs = self._view, self._rows
+        self._view, self._rows = None, []
+        if view is None or not runs:
             return
-        r_next = arrays.returns[k0 + 1 : k0 + 1 + usable]
-        active = (devs[:usable] * r_next).sum(axis=1)
+        rows = np.concatenate([np.arange(r.start, r.stop, dtype=np.intp) for r in runs])
+        devs = view.weights[rows] - targets
+        self.max_drift = max(self.max_drift, float(np.abs(devs).sum(axis=1).max()))
+        ks = view.start + rows
+        usable = ks < arrays.stamps.shape[0] - 1  # the last step has no next return
+        if not usable.any():
+            return
+        ks, devs = ks[usable], devs[usable]
+        r_next = arrays.returns[ks + 1]
+        active = (devs * r_next).sum(axis=1)
         self.sum_active_sq += float((active * active).sum())
-        dt = np.diff(arrays.stamps[k0 : k0 + usable + 1]).astype(np.float64)
-        self.sum_dev_sq_time += float((dt * (devs[:usable] ** 2).sum(axis=1)).sum())
+        dt = (arrays.stamps[ks + 1] - arrays.stamps[ks]).astype(np.float64)
+        self.sum_dev_sq_time += float((dt * (devs**2).sum(axis=1)).sum())
         self.growth *= float(np.prod(1.0 + r_next @ targets))

@@ -143,6 +143,10 @@ class QuietSteps(Protocol):
 
     def first_at_or_after(self, time_s: float) -> int: ...
 
+    def now_s(self) -> int:
+        """The current step's block time."""
+        ...
+
     def exact_steps(self) -> Iterator[QuietStep]:
         """The steps one by one from the current one on (for a screen with moving memory:
         `quiet_run(view, memory, last_rebalance_s) -> (count, code, memory after them)`)."""
