@@ -7,7 +7,9 @@ path's prices alone, for a whole chunk of steps at once. A policy that can tell 
 weights (and the clock) which of the next steps are certain "no"s implements
 `quiet_steps(view) -> (count, code)` (keeper/policy/*.py), asking this module's `QuietView`
 questions in plain terms (the first step where some asset is within `eps` of its band, the
-first step at or after a time). Floats only screen: a step within `EDGE_BPS` of a band edge is
+first step at or after a time); a policy whose memory moves on every "no" (adaptive, hybrid's
+band check) implements `quiet_run(view) -> (count, code, memory after)` instead, and may walk
+the steps in the engine's integers (`QuietView.exact_steps`). Floats only screen: a step within `EDGE_BPS` of a band edge is
 handed to the exact decision (the policy's own `decide`, integers), so the decisions are the
 exact engine's, step for step (tests/backtest/test_fast_engine.py holds that against a recorded
 fixture of the engine before this path existed).
