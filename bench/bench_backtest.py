@@ -13,7 +13,7 @@ its defaults, policies that keep asking (calendar, hybrid) re-plan on every tick
 is cheap enough, exactly as the daemon does, which is slower to simulate.
 
 Run: .venv/bin/python bench/bench_backtest.py [--days 365] [--frontier-days 180] [--workers 2]
-     [--out var/backtest-bench]
+     [--out var/backtest-bench] [--check-stepwise]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from keeper.backtest.config import benchmark_setup, cost_aware_params
-from keeper.backtest.engine import BacktestSetup, prepare, run_backtest
+from keeper.backtest.engine import BacktestSetup, PreparedPath, prepare, run_backtest
 from keeper.backtest.generate import generate, scenario, scenario_set
 from keeper.backtest.market import load_calibration
 from keeper.backtest.progress import ProgressBar
@@ -62,7 +62,31 @@ def check_against(fixture: Path, results: list[tuple[str, Any]]) -> None:
         )
 
 
-def speed(setup: BacktestSetup, days: float) -> list[tuple[str, Any]]:
+def decisions_of(r: Any) -> tuple[Counter[str], list[Any], dict[str, int]]:
+    trades = [
+        [x.step, [[leg.symbol_in, leg.symbol_out, leg.amount_in, leg.amount_out] for leg in x.legs]]
+        for x in r.records
+    ]
+    return r.reasons, trades, dict(r.final_balances)
+
+
+def check_stepwise(
+    setup: BacktestSetup, prepared: PreparedPath, results: list[tuple[str, Any]], configs: dict[str, Any]
+) -> None:
+    """Re-run each policy with every step decided exactly (the engine with its screens off, as
+    when tracing) on the same path and compare every reason count, trade and final balance."""
+    for label, fast in results:
+        t0 = time.perf_counter()
+        slow = run_backtest(setup, prepared, build_policy(configs[label]), label=label, trace=True)
+        same = decisions_of(fast) == decisions_of(slow)
+        print(
+            f"{label:<22} {'IDENTICAL' if same else 'DIFFERENT'} to the step-by-step engine "
+            f"({fast.rebalances} rebalances; step by step {time.perf_counter() - t0:.1f}s)",
+            flush=True,
+        )
+
+
+def speed(setup: BacktestSetup, days: float, stepwise: bool = False) -> list[tuple[str, Any]]:
     t0 = time.perf_counter()
     path = generate(scenario("calm"), days, 300, seed=7)
     gen_s = time.perf_counter() - t0
@@ -100,6 +124,9 @@ def speed(setup: BacktestSetup, days: float) -> list[tuple[str, Any]]:
         )
     print()
     print(summary_table([r for _, r in out]))
+    if stepwise:
+        print("\nDecisions against the step-by-step engine on the same path:")
+        check_stepwise(setup, prepared, out, dict(configs))
     return out
 
 
@@ -196,6 +223,11 @@ def main() -> int:
     parser.add_argument(
         "--check", type=Path, help="a recorded engine's decisions on the speed path (same --days) to compare"
     )
+    parser.add_argument(
+        "--check-stepwise",
+        action="store_true",
+        help="also run each policy with every step decided exactly and compare the decisions",
+    )
     parser.add_argument("--skip-frontier", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("var/backtest-bench"))
     args = parser.parse_args()
@@ -203,7 +235,7 @@ def main() -> int:
     cal = load_calibration()
     print(f"gas calibration: base {cal.base_units} + {cal.per_swap_units} per swap ({cal.source})")
     if not args.skip_speed:
-        results = speed(setup, args.days)
+        results = speed(setup, args.days, args.check_stepwise)
         if args.check:
             check_against(args.check, results)
     if not args.skip_frontier:

@@ -153,8 +153,10 @@ class PinnedVenue:
     fee: int  # 0 for V2
 
     def connects(self, token_a: Address, token_b: Address) -> bool:
-        pair = {self.token0.lower(), self.token1.lower()}
-        return token_a.lower() != token_b.lower() and {token_a.lower(), token_b.lower()} == pair
+        # {a, b} == {token0, token1} with a != b, without building sets (the planner asks often)
+        a, b = token_a.lower(), token_b.lower()
+        t0, t1 = self.token0.lower(), self.token1.lower()
+        return a != b and ((a == t0 and b == t1) or (a == t1 and b == t0))
 
     def matches(self, venue: Venue, router: Address, token_a: Address, token_b: Address, fee: int) -> bool:
         """What the vault's `isPinned` answers for a step on this venue."""

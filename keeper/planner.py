@@ -84,7 +84,7 @@ from keeper.routes import (
     within,
 )
 from keeper.routing import Hop, Path, candidate_paths, choose_path, net_usd18, single
-from keeper.vault_rules import Execution, RuleAsset, RuleLimits, Violation, replay, vault_min_out, zero_floor
+from keeper.vault_rules import RuleAsset, RuleLimits, Violation, replay_corners, vault_min_out, zero_floor
 
 
 @dataclass(frozen=True, slots=True)
@@ -1080,19 +1080,11 @@ def _worst_case(ctx: _Context, legs: Sequence[PlannedLeg]) -> _Worst | Violation
         corners: list[tuple[bool, ...]] = list(itertools.product((False, True), repeat=n))
     else:  # too many corners to enumerate: the two uniform extremes
         corners = [(False,) * n, (True,) * n]
-    executions: list[Execution] = []
-    for fills in corners:
-        result = replay(
-            rule_assets,
-            steps,
-            fills,
-            ctx.rule_limits,
-            upside_bps=upside,
-            symbols_of=symbols_of,
-        )
-        if isinstance(result, Violation):
-            return result
-        executions.append(result)
+    executions = replay_corners(
+        rule_assets, steps, corners, ctx.rule_limits, upside_bps=upside, symbols_of=symbols_of
+    )
+    if isinstance(executions, Violation):
+        return executions  # the first corner, in this order, the vault would revert
     return _Worst(
         drift_bps=max(e.drift_after_bps for e in executions),
         value_usd18=min(e.value_after_usd18 for e in executions),

@@ -125,37 +125,98 @@ def replay(
 
     `symbols_of` maps lower-case token addresses to symbols.
     """
+    result = replay_corners(assets, steps, [fills], limits, upside_bps=upside_bps, symbols_of=symbols_of)
+    return result if isinstance(result, Violation) else result[0]
+
+
+# The state before a step: balances by symbol, what each earlier step spent, gross value so far.
+_State = tuple[dict[str, int], tuple[int, ...], int]
+
+
+def replay_corners(
+    assets: Sequence[RuleAsset],
+    steps: Sequence[Step],
+    corners: Sequence[Sequence[bool]],
+    limits: RuleLimits,
+    *,
+    upside_bps: Sequence[int],
+    symbols_of: Mapping[str, str],
+) -> list[Execution] | Violation:
+    """`replay` of each corner (fills) in order, up to the first violation, which is returned.
+
+    The same answers as one `replay` per corner: a step's outcome depends only on the fills
+    before it, so a prefix shared with the previous corner is not executed again, and the
+    "before" side of the rules is computed once (the planner checks up to 2**n corners a plan).
+    """
     by_symbol = {a.symbol: a for a in assets}
-    bal = {a.symbol: a.balance for a in assets}
-    inputs: list[int] = []
-    gross = 0
-    for k, (step, high, up) in enumerate(zip(steps, fills, upside_bps, strict=True)):
-        src = by_symbol[symbols_of[step.token_in.lower()]]
-        dst = by_symbol[symbols_of[step.token_out.lower()]]
-        keep = step.keep
-        spend = bal[src.symbol] - keep if keep is not None else step.amount_in
-        if spend <= 0:
-            return Violation(
-                RefusalCode.UNFUNDED_STEP, f"step {k} ({src.symbol}->{dst.symbol}) would spend nothing"
-            )
-        if spend > bal[src.symbol]:
-            return Violation(
-                RefusalCode.UNFUNDED_STEP,
-                f"step {k} spends {spend} {src.symbol} but the vault would hold {bal[src.symbol]}",
-            )
-        floor = vault_min_out(
-            spend, src.decimals, src.price, dst.decimals, dst.price, limits.max_slippage_bps
+    hops = [
+        (by_symbol[symbols_of[step.token_in.lower()]], by_symbol[symbols_of[step.token_out.lower()]])
+        for step in steps
+    ]
+    rules = BatchRules(assets, limits)
+    states: list[_State] = [({a.symbol: a.balance for a in assets}, (), 0)]  # states[k]: before step k
+    path: list[bool] = []
+    out: list[Execution] = []
+    if len(upside_bps) != len(steps) or any(len(fills) != len(steps) for fills in corners):
+        raise ValueError("replay_corners: one fill and one upside per step")
+    for fills in corners:
+        common = 0
+        while common < len(path) and path[common] == fills[common]:
+            common += 1
+        del path[common:]
+        del states[common + 1 :]
+        for k in range(common, len(steps)):
+            src, dst = hops[k]
+            after = _execute(k, steps[k], src, dst, fills[k], upside_bps[k], states[k], limits)
+            if isinstance(after, Violation):
+                return after
+            path.append(fills[k])
+            states.append(after)
+        bal, inputs, gross = states[len(steps)]
+        verdict = rules.judge(dict(bal), gross, inputs)
+        if isinstance(verdict, Violation):
+            return verdict
+        out.append(verdict)
+    return out
+
+
+def _execute(
+    k: int,
+    step: Step,
+    src: RuleAsset,
+    dst: RuleAsset,
+    high: bool,
+    up: int,
+    state: _State,
+    limits: RuleLimits,
+) -> _State | Violation:
+    """One step of `replay` from `state` (not modified): the state after it, or its revert."""
+    held, inputs, gross = state
+    keep = step.keep
+    spend = held[src.symbol] - keep if keep is not None else step.amount_in
+    if spend <= 0:
+        return Violation(
+            RefusalCode.UNFUNDED_STEP, f"step {k} ({src.symbol}->{dst.symbol}) would spend nothing"
         )
-        if zero_floor(spend, src.decimals, src.price, dst.decimals, dst.price, limits.max_slippage_bps):
-            return Violation(RefusalCode.UNFUNDED_STEP, f"step {k}: its oracle floor rounds to 0 (ZeroFloor)")
-        low_out = max(floor, step.min_amount_out)
-        implied = implied_amount_out(spend, src.decimals, src.price, dst.decimals, dst.price)
-        out = max(low_out, implied * (BPS + up) // BPS) if high else low_out
-        bal[src.symbol] -= spend
-        bal[dst.symbol] += out
-        inputs.append(spend)
-        gross += value_usd18(spend, src.decimals, src.price) + 1  # +1: a per-step floor either way
-    return judge(assets, bal, gross, tuple(inputs), limits)
+    if spend > held[src.symbol]:
+        return Violation(
+            RefusalCode.UNFUNDED_STEP,
+            f"step {k} spends {spend} {src.symbol} but the vault would hold {held[src.symbol]}",
+        )
+    # vault_min_out and zero_floor of the same exact fraction, taken once.
+    num, den = _floor_fraction(
+        spend, src.decimals, src.price, dst.decimals, dst.price, limits.max_slippage_bps
+    )
+    if num < den:
+        return Violation(RefusalCode.UNFUNDED_STEP, f"step {k}: its oracle floor rounds to 0 (ZeroFloor)")
+    low_out = max(ceil_div(num, den), step.min_amount_out)
+    implied = implied_amount_out(spend, src.decimals, src.price, dst.decimals, dst.price)
+    out = max(low_out, implied * (BPS + up) // BPS) if high else low_out
+    bal = dict(held)
+    bal[src.symbol] -= spend
+    bal[dst.symbol] += out
+    # +1: a per-step floor either way
+    return bal, (*inputs, spend), gross + value_usd18(spend, src.decimals, src.price) + 1
 
 
 def judge(
@@ -167,43 +228,67 @@ def judge(
 ) -> Execution | Violation:
     """The batch rules in the order the vault's `_judge` applies them (value loss, turnover,
     drift, toward target, budget), so the first violation is the one the vault would name."""
-    before_v = [value_usd18(a.balance, a.decimals, a.price) for a in assets]
-    after_v = [value_usd18(after[a.symbol], a.decimals, a.price) for a in assets]
-    total_b, total_a = sum(before_v), sum(after_v)
-    if total_a * BPS < total_b * (BPS - limits.max_loss_bps):
-        return Violation(
-            RefusalCode.VALUE_LOSS_OVER_LIMIT,
-            f"value after {total_a} < {BPS - limits.max_loss_bps}/{BPS} of {total_b} (usd18)",
+    return BatchRules(assets, limits).judge(after, gross_usd18, inputs)
+
+
+class BatchRules:
+    """The vault's batch rules for one vault state: what depends only on the state before
+    (values, drift, each asset's toward-target band) computed once for many executions."""
+
+    def __init__(self, assets: Sequence[RuleAsset], limits: RuleLimits) -> None:
+        self.assets, self.limits = assets, limits
+        self.before_v = [value_usd18(a.balance, a.decimals, a.price) for a in assets]
+        self.total_b = sum(self.before_v)
+        self.targets = [a.target_bps for a in assets]
+        total_b = self.total_b
+        self.d_before = sum(
+            abs(v * BPS - t * total_b) for v, t in zip(self.before_v, self.targets, strict=True)
         )
-    net = sum(max(0, b - v) for b, v in zip(before_v, after_v, strict=True))
-    if gross_usd18 * (BPS - limits.max_slippage_bps) > 2 * net * BPS:
-        return Violation(
-            RefusalCode.EXCESS_TURNOVER, f"gross {gross_usd18} traded for a net {net} (usd18): ExcessTurnover"
-        )
-    targets = [a.target_bps for a in assets]
-    d_before = sum(abs(v * BPS - t * total_b) for v, t in zip(before_v, targets, strict=True))
-    d_after = sum(abs(v * BPS - t * total_a) for v, t in zip(after_v, targets, strict=True))
-    if total_a > 0 and d_after * total_b > d_before * total_a:
-        return Violation(
-            RefusalCode.DRIFT_WOULD_INCREASE,
-            f"drift would rise from {vault_drift_bps(before_v, targets)} to {vault_drift_bps(after_v, targets)} bps",
-        )
-    for a, b, v in zip(assets, before_v, after_v, strict=True):
-        t_exact = a.target_bps * total_b  # t_i * BPS, exact
-        # Stricter of "t floored" and "t exact": the band [min(b, t), max(b, t)] both agree on.
-        lo = min(b * BPS, ceil_div(t_exact, BPS) * BPS)
-        hi = max(b * BPS, t_exact // BPS * BPS)
-        if not lo <= v * BPS <= hi:
-            return Violation(
-                RefusalCode.NOT_TOWARD_TARGET,
-                f"{a.symbol} would end at {v} (usd18), outside [{lo // BPS}, {hi // BPS}] between its "
-                "value before and its target",
+        self.bands: list[tuple[int, int]] = []
+        for a, b in zip(assets, self.before_v, strict=True):
+            t_exact = a.target_bps * total_b  # t_i * BPS, exact
+            # Stricter of "t floored" and "t exact": the band [min(b, t), max(b, t)] both agree on.
+            self.bands.append(
+                (min(b * BPS, ceil_div(t_exact, BPS) * BPS), max(b * BPS, t_exact // BPS * BPS))
             )
-    loss = ceil_div((total_b - total_a) * LOSS_ONE, total_b) if total_a < total_b and total_b > 0 else 0
-    if limits.budget_remaining is not None and loss > limits.budget_remaining:
-        return Violation(
-            RefusalCode.LOSS_BUDGET_EXHAUSTED,
-            f"worst-case loss {loss / LOSS_ONE * BPS:.2f} bps > the {limits.budget_remaining / LOSS_ONE * BPS:.2f} "
-            "bps left in the vault's rolling loss budget",
-        )
-    return Execution(after, inputs, total_b, total_a, vault_drift_bps(after_v, targets), loss)
+
+    def judge(
+        self, after: dict[str, int], gross_usd18: int, inputs: tuple[int, ...]
+    ) -> Execution | Violation:
+        limits, before_v, total_b = self.limits, self.before_v, self.total_b
+        after_v = [value_usd18(after[a.symbol], a.decimals, a.price) for a in self.assets]
+        total_a = sum(after_v)
+        if total_a * BPS < total_b * (BPS - limits.max_loss_bps):
+            return Violation(
+                RefusalCode.VALUE_LOSS_OVER_LIMIT,
+                f"value after {total_a} < {BPS - limits.max_loss_bps}/{BPS} of {total_b} (usd18)",
+            )
+        net = sum(max(0, b - v) for b, v in zip(before_v, after_v, strict=True))
+        if gross_usd18 * (BPS - limits.max_slippage_bps) > 2 * net * BPS:
+            return Violation(
+                RefusalCode.EXCESS_TURNOVER,
+                f"gross {gross_usd18} traded for a net {net} (usd18): ExcessTurnover",
+            )
+        targets = self.targets
+        d_after = sum(abs(v * BPS - t * total_a) for v, t in zip(after_v, targets, strict=True))
+        if total_a > 0 and d_after * total_b > self.d_before * total_a:
+            return Violation(
+                RefusalCode.DRIFT_WOULD_INCREASE,
+                f"drift would rise from {vault_drift_bps(before_v, targets)} to "
+                f"{vault_drift_bps(after_v, targets)} bps",
+            )
+        for a, (lo, hi), v in zip(self.assets, self.bands, after_v, strict=True):
+            if not lo <= v * BPS <= hi:
+                return Violation(
+                    RefusalCode.NOT_TOWARD_TARGET,
+                    f"{a.symbol} would end at {v} (usd18), outside [{lo // BPS}, {hi // BPS}] between its "
+                    "value before and its target",
+                )
+        loss = ceil_div((total_b - total_a) * LOSS_ONE, total_b) if total_a < total_b and total_b > 0 else 0
+        if limits.budget_remaining is not None and loss > limits.budget_remaining:
+            return Violation(
+                RefusalCode.LOSS_BUDGET_EXHAUSTED,
+                f"worst-case loss {loss / LOSS_ONE * BPS:.2f} bps > the "
+                f"{limits.budget_remaining / LOSS_ONE * BPS:.2f} bps left in the vault's rolling loss budget",
+            )
+        return Execution(after, inputs, total_b, total_a, vault_drift_bps(after_v, targets), loss)

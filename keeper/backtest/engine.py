@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from keeper import reasons
-from keeper.backtest.fast import CHUNK, FloatArray, PathArrays, QuietStats, QuietView, path_arrays
+from keeper.backtest.fast import CHUNK, ExactRows, FloatArray, PathArrays, QuietStats, QuietView, path_arrays
 from keeper.backtest.market import (
     FEE_DENOMINATOR,
     V2_FEE,
@@ -424,6 +424,16 @@ class _Run:
             dtype=np.float64,
         )
 
+    def exact_rows(self) -> ExactRows:
+        """The path's integers at the current balances (for screens that fold every step)."""
+        return ExactRows(
+            self.prepared.answers,
+            self.prepared.path.timestamps,
+            tuple(self.balances),
+            self.scales,
+            tuple(10**d for d in self.feed_decimals),
+        )
+
     def values(self, k: int) -> tuple[int, ...]:
         ans = self.prepared.answers[k]
         return tuple(b * a * USD18 // s for b, a, s in zip(self.balances, ans, self.scales, strict=True))
@@ -624,6 +634,28 @@ class _Run:
         self.last_rebalance_s = ts  # the vault's lastRebalance = the block time it was mined in
 
 
+Screen = Callable[[QuietView, Any, int], tuple[int, str, Any]]
+
+
+def quiet_screen(policy: Policy[Any]) -> Screen | None:
+    """The policy's backtest screen as (count, code, memory after): `quiet_run` for a policy
+    whose memory moves on every "no" (adaptive), `quiet_steps` for one whose memory a "no"
+    leaves as it is; None for a policy without a screen (every step is decided exactly)."""
+    run = getattr(policy, "quiet_run", None)
+    if callable(run):
+        screen: Screen = run
+        return screen
+    steps = getattr(policy, "quiet_steps", None)
+    if not callable(steps):
+        return None
+
+    def still(view: QuietView, memory: Any, last_rebalance_s: int) -> tuple[int, str, Any]:
+        count, code = steps(view, memory, last_rebalance_s)
+        return count, code, memory
+
+    return still
+
+
 def run_backtest(
     setup: BacktestSetup,
     path: PricePath | PreparedPath,
@@ -657,7 +689,7 @@ def run_backtest(
     frictionless = start_value
     # The fast path (keeper/backtest/fast.py): runs of certain "no"s found in bulk; off when
     # tracing (the trace wants every step's outcome) or for a policy without a screen.
-    screen = None if trace else getattr(policy, "quiet_steps", None)
+    screen = None if trace else quiet_screen(policy)
     quiet = QuietStats()
     planning_s = 0.0  # inside the decision core's plan and the simulation, on "yes" steps
     targets_arr = np.asarray(targets_f, dtype=np.float64)
@@ -668,11 +700,18 @@ def run_backtest(
             if view is None or k >= view.stop:
                 stop = min(n, k + CHUNK)
                 view = QuietView(
-                    prepared.arrays, k, stop, run.token_units(), run.assets, run.cost_floor(k, stop)
+                    prepared.arrays,
+                    k,
+                    stop,
+                    run.token_units(),
+                    run.assets,
+                    run.cost_floor(k, stop),
+                    run.exact_rows(),
                 )
             view.offset = k - view.start
-            count, code = screen(view, run.memory, run.last_rebalance_s)
+            count, code, memory = screen(view, run.memory, run.last_rebalance_s)
             if count > 0:
+                run.memory = memory
                 quiet.add(view, count, prepared.arrays, targets_arr)
                 run.reasons[reasons.policy_said_no(code, "").reason] += count
                 if progress is not None:
@@ -745,6 +784,7 @@ def run_backtest(
         if progress is not None and (k % every == 0 or k == n - 1):
             progress(k + 1, n)
         k += 1
+    quiet.flush(prepared.arrays, targets_arr)
     sum_active_sq += quiet.sum_active_sq
     sum_dev_sq_time += quiet.sum_dev_sq_time
     max_drift = max(max_drift, quiet.max_drift)

@@ -7,7 +7,9 @@ path's prices alone, for a whole chunk of steps at once. A policy that can tell 
 weights (and the clock) which of the next steps are certain "no"s implements
 `quiet_steps(view) -> (count, code)` (keeper/policy/*.py), asking this module's `QuietView`
 questions in plain terms (the first step where some asset is within `eps` of its band, the
-first step at or after a time). Floats only screen: a step within `EDGE_BPS` of a band edge is
+first step at or after a time); a policy whose memory moves on every "no" (adaptive, hybrid's
+band check) implements `quiet_run(view) -> (count, code, memory after)` instead, and may walk
+the steps in the engine's integers (`QuietView.exact_steps`). Floats only screen: a step within `EDGE_BPS` of a band edge is
 handed to the exact decision (the policy's own `decide`, integers), so the decisions are the
 exact engine's, step for step (tests/backtest/test_fast_engine.py holds that against a recorded
 fixture of the engine before this path existed).
@@ -18,20 +20,33 @@ vectorised; they are floats either way and agree with the step-by-step sums to r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from keeper.costs import CostView
-from keeper.model import BPS
+from keeper.model import BPS, USD18
+from keeper.policy.base import QuietStep
 
 FloatArray = npt.NDArray[np.float64]
 # A float weight is within ~1e-12 bps of the exact one; anything this close to a band edge is
 # decided exactly.
 EDGE_BPS = 1e-6
 CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class ExactRows:
+    """The daemon's integers for a view's steps: feed answers, the fixed balances, and the
+    scales that turn them into USD18 values and float prices as the engine does."""
+
+    answers: Sequence[Sequence[int]]  # the whole path's [step][asset]
+    stamps: Sequence[int]
+    balances: tuple[int, ...]
+    value_scales: tuple[int, ...]  # 10 ** (token decimals + feed decimals)
+    price_scales: tuple[int, ...]  # 10 ** feed decimals
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,7 @@ class QuietView:
         token_units: FloatArray,
         assets: Sequence[tuple[str, int]],
         cost_floor: CostView | None = None,
+        exact: ExactRows | None = None,
     ) -> None:
         self.start, self.stop, self.offset = start, stop, 0
         self.assets = assets
@@ -78,6 +94,8 @@ class QuietView:
         self.dev_bps = np.abs(self.weights * BPS - targets_bps)
         self.stamps = arrays.stamps[start:stop]
         self._near: dict[tuple[tuple[float, ...], float | None], npt.NDArray[np.intp]] = {}
+        self._exact = exact
+        self._dev_upper: list[list[float]] | None = None
 
     def __len__(self) -> int:
         return self.stop - self.start - self.offset
@@ -106,30 +124,69 @@ class QuietView:
         """Steps before the first whose timestamp is at or after `time_s`."""
         return max(0, int(np.searchsorted(self.stamps, time_s, side="left")) - self.offset)
 
+    def now_s(self) -> int:
+        return int(self.stamps[self.offset])
+
+    def exact_steps(self) -> Iterator[QuietStep]:
+        """The steps from the current one on, in the engine's integers (prices as `float()` of
+        the oracle's Decimal: answer / 10**decimals, both correctly rounded)."""
+        ex = self._exact
+        if ex is None:
+            raise ValueError("this view was built without the path's integers (ExactRows)")
+        if self._dev_upper is None:
+            self._dev_upper = (self.dev_bps + EDGE_BPS).tolist()
+        balances, value_scales, price_scales = ex.balances, ex.value_scales, ex.price_scales
+        for i in range(self.offset, self.stop - self.start):
+            k = self.start + i
+            row = ex.answers[k]
+            yield QuietStep(
+                ex.stamps[k],
+                tuple(a / s for a, s in zip(row, price_scales, strict=True)),
+                tuple(b * a * USD18 // s for b, a, s in zip(balances, row, value_scales, strict=True)),
+                self._dev_upper[i],
+            )
+
 
 @dataclass
 class QuietStats:
-    """The step statistics of the engine's loop, accumulated over quiet runs of steps."""
+    """The step statistics of the engine's loop, accumulated over quiet runs of steps.
+
+    Runs are noted as they come and folded in one numpy pass per view (a hybrid policy has a
+    quiet run every check period: thousands of small ones a year)."""
 
     sum_active_sq: float = 0.0
     sum_dev_sq_time: float = 0.0
     max_drift: float = 0.0
     growth: float = 1.0  # the frictionless portfolio's growth over these steps
+    _view: QuietView | None = None
+    _rows: list[range] = field(default_factory=list)  # the view's quiet rows, run by run
 
     def add(self, view: QuietView, steps: int, arrays: PathArrays, targets: FloatArray) -> None:
-        """Fold the view's next `steps` steps in, as the engine does one at a time."""
+        """Note the view's next `steps` steps, as the engine would fold them in one at a time."""
         if steps <= 0:
             return
-        lo = view.offset
-        devs = view.weights[lo : lo + steps] - targets
-        self.max_drift = max(self.max_drift, float(np.abs(devs).sum(axis=1).max()))
-        k0 = view.start + lo
-        usable = min(steps, arrays.stamps.shape[0] - 1 - k0)  # the last step has no next return
-        if usable <= 0:
+        if view is not self._view:
+            self.flush(arrays, targets)
+            self._view = view
+        self._rows.append(range(view.offset, view.offset + steps))
+
+    def flush(self, arrays: PathArrays, targets: FloatArray) -> None:
+        """Fold the noted runs of the current view in (before the view is dropped, and at the end)."""
+        view, runs = self._view, self._rows
+        self._view, self._rows = None, []
+        if view is None or not runs:
             return
-        r_next = arrays.returns[k0 + 1 : k0 + 1 + usable]
-        active = (devs[:usable] * r_next).sum(axis=1)
+        rows = np.concatenate([np.arange(r.start, r.stop, dtype=np.intp) for r in runs])
+        devs = view.weights[rows] - targets
+        self.max_drift = max(self.max_drift, float(np.abs(devs).sum(axis=1).max()))
+        ks = view.start + rows
+        usable = ks < arrays.stamps.shape[0] - 1  # the last step has no next return
+        if not usable.any():
+            return
+        ks, devs = ks[usable], devs[usable]
+        r_next = arrays.returns[ks + 1]
+        active = (devs * r_next).sum(axis=1)
         self.sum_active_sq += float((active * active).sum())
-        dt = np.diff(arrays.stamps[k0 : k0 + usable + 1]).astype(np.float64)
-        self.sum_dev_sq_time += float((dt * (devs[:usable] ** 2).sum(axis=1)).sum())
+        dt = (arrays.stamps[ks + 1] - arrays.stamps[ks]).astype(np.float64)
+        self.sum_dev_sq_time += float((dt * (devs**2).sum(axis=1)).sum())
         self.growth *= float(np.prod(1.0 + r_next @ targets))

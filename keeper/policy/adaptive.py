@@ -19,7 +19,7 @@ returns have been seen every asset uses ref_vol (the base band). Volatility is a
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
@@ -31,6 +31,7 @@ from keeper.policy.base import (
     DecisionCode,
     PolicyContext,
     PolicyDecision,
+    QuietSteps,
     decision,
     empty_vault,
     honour_cooldown,
@@ -71,7 +72,21 @@ def update_vol(
     """
     if not prices_usd or any(s not in prices_usd for s in symbols):
         return memory  # no prices in this context (a caller without oracle data): nothing to learn
-    prices = tuple(float(prices_usd[s]) for s in symbols)
+    return fold_prices(
+        memory, symbols, now_s, tuple(float(prices_usd[s]) for s in symbols), halflife_s, weights
+    )
+
+
+def fold_prices(
+    memory: VolMemory,
+    symbols: tuple[str, ...],
+    now_s: int,
+    prices: tuple[float, ...],
+    halflife_s: int,
+    weights: tuple[float, ...] | None = None,
+) -> VolMemory:
+    """`update_vol` on prices already in floats (the backtester's screen folds whole runs of
+    steps with it, so its estimate is the daemon's to the last bit)."""
     if memory.symbols != symbols or memory.last_s is None or not memory.last_prices:
         return VolMemory(symbols, now_s, prices, tuple(0.0 for _ in symbols), 0)
     dt = now_s - memory.last_s
@@ -124,11 +139,60 @@ class AdaptivePolicy:
         return max(1, round(band * 100))
 
     def _bands_centi(self, ctx: PolicyContext[VolMemory], memory: VolMemory) -> tuple[int, ...]:
-        warm = memory.samples >= self.warmup_samples and memory.symbols == ctx.portfolio.symbols
-        vols: tuple[float | None, ...] = (
-            memory.vol_annual() if warm else tuple(None for _ in ctx.portfolio.symbols)
-        )
-        return tuple(self.band_of(t, v) for t, v in zip(ctx.portfolio.targets_bps, vols, strict=True))
+        return self._bands_for(ctx.portfolio.symbols, ctx.portfolio.targets_bps, memory)
+
+    def _bands_for(
+        self, symbols: tuple[str, ...], targets_bps: tuple[int, ...], memory: VolMemory
+    ) -> tuple[int, ...]:
+        warm = memory.samples >= self.warmup_samples and memory.symbols == symbols
+        vols: tuple[float | None, ...] = memory.vol_annual() if warm else tuple(None for _ in symbols)
+        return tuple(self.band_of(t, v) for t, v in zip(targets_bps, vols, strict=True))
+
+    def _may_breach(
+        self,
+        dev_bps_upper: Sequence[float],
+        symbols: tuple[str, ...],
+        targets_bps: tuple[int, ...],
+        memory: VolMemory,
+    ) -> bool:
+        """Whether some asset may be beyond its band (`decide` breaches when |dev| * 100 > band in
+        centi-bps; `dev_bps_upper` bounds |dev| from above). A band is never under
+        `min_band_bps`, so only assets off by more than that need their band computed."""
+        floor = self.min_band_bps
+        warm = memory.samples >= self.warmup_samples and memory.symbols == symbols  # as _bands_for
+        for i, d in enumerate(dev_bps_upper):
+            if d <= floor:
+                continue
+            vol = math.sqrt(memory.var_per_s[i] * SECONDS_PER_YEAR) if warm else None
+            if d * 100 > self.band_of(targets_bps[i], vol):
+                return True
+        return False
+
+    def quiet_run(
+        self, view: QuietSteps, memory: VolMemory, last_rebalance_s: int
+    ) -> tuple[int, str, VolMemory]:
+        """Backtest screen: the steps before any asset nears its band are "within_bands", and
+        each of them folds its prices into the estimate as `decide` would (same arithmetic:
+        `fold_prices`), so the memory after them is the exact run's to the last bit."""
+        symbols = tuple(s for s, _ in view.assets)
+        targets = tuple(t for _, t in view.assets)
+        relative = self.vol_basis == "relative"
+        drift_limit = self.total_drift_bps
+        count = 0
+        for step in view.exact_steps():
+            total = sum(step.values_usd18)
+            if total <= 0:
+                break  # an empty vault is decided (and not folded) by `decide`
+            weights = tuple(v / total for v in step.values_usd18) if relative else None
+            folded = fold_prices(memory, symbols, step.now_s, step.prices_usd, self.halflife_s, weights)
+            if self._may_breach(step.dev_bps_upper, symbols, targets, folded):
+                break
+            # The vault's drift is floored to whole bps: screen a whole bps early.
+            if drift_limit is not None and sum(step.dev_bps_upper) > drift_limit - 1:
+                break
+            memory = folded
+            count += 1
+        return count, DecisionCode.WITHIN_BANDS, memory
 
     def _update(self, ctx: PolicyContext[VolMemory]) -> VolMemory:
         pf = ctx.portfolio

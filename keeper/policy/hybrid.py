@@ -38,15 +38,27 @@ class HybridPolicy:
     def initial_memory(self) -> HybridMemory:
         return HybridMemory()
 
-    def quiet_steps(self, view: QuietSteps, memory: HybridMemory, last_rebalance_s: int) -> tuple[int, str]:
-        """Backtest screen (a vault that holds value): steps before the next band check and
-        before the vault is overdue are "check_not_due"."""
-        if memory.last_check_s is None:
-            return 0, DecisionCode.CHECK_NOT_DUE
-        until = memory.last_check_s + self.check_period_s
-        if self.max_interval_s is not None:
-            until = min(until, last_rebalance_s + self.max_interval_s)
-        return view.first_at_or_after(until), DecisionCode.CHECK_NOT_DUE
+    def quiet_run(
+        self, view: QuietSteps, memory: HybridMemory, last_rebalance_s: int
+    ) -> tuple[int, str, HybridMemory]:
+        """Backtest screen (a vault that holds value): the steps before the next band check and
+        before the vault is overdue are "check_not_due"; a band check that certainly finds
+        every asset inside its band is one "within_bands" step that records the check."""
+        overdue_at = None if self.max_interval_s is None else last_rebalance_s + self.max_interval_s
+        if memory.last_check_s is not None:
+            until = memory.last_check_s + self.check_period_s
+            if overdue_at is not None:
+                until = min(until, overdue_at)
+            count = view.first_at_or_after(until)
+            if count > 0:
+                return count, DecisionCode.CHECK_NOT_DUE, memory
+        now_s = view.now_s()
+        if overdue_at is not None and now_s >= overdue_at:
+            return 0, DecisionCode.OVERDUE, memory  # overdue (or on target): decided exactly
+        t = self.threshold
+        if view.first_near_band(t.screen_bands(view.assets), t.total_drift_bps) > 0:
+            return 1, DecisionCode.WITHIN_BANDS, HybridMemory(last_check_s=now_s)
+        return 0, DecisionCode.WITHIN_BANDS, memory
 
     def decide(self, ctx: PolicyContext[HybridMemory]) -> PolicyDecision[HybridMemory]:
         if (empty := empty_vault(ctx)) is not None:

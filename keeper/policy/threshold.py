@@ -8,7 +8,7 @@ An asset's band is the tighter of an absolute band (bps of weight) and a relativ
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -74,8 +74,13 @@ class ThresholdPolicy:
 
     def quiet_steps(self, view: QuietSteps, memory: None, last_rebalance_s: int) -> tuple[int, str]:
         """Backtest screen: steps before any asset nears its band are "within_bands"."""
-        bands = [math.inf if (b := _band(self, s, t)) is None else float(b) for s, t in view.assets]
-        return view.first_near_band(bands, self.total_drift_bps), DecisionCode.WITHIN_BANDS
+        return view.first_near_band(
+            self.screen_bands(view.assets), self.total_drift_bps
+        ), DecisionCode.WITHIN_BANDS
+
+    def screen_bands(self, assets: Sequence[tuple[str, int]]) -> list[float]:
+        """Each asset's band as a float for a backtest screen (inf: no band)."""
+        return [math.inf if (b := _band(self, s, t)) is None else float(b) for s, t in assets]
 
     def evaluate(self, portfolio: PortfolioState) -> tuple[bool, str, str]:
         """(trigger, code, message) of the band test alone; shared with the hybrid policy."""

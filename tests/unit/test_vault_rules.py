@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
+
 from keeper_builders import four_asset_after_weth_rally, prices_of
 
-from keeper.model import BPS, RefusalCode
+from keeper.model import BPS, KEEP_FLAG, RefusalCode, Step, Venue
 from keeper.portfolio import value_usd18
-from keeper.vault_rules import RuleAsset, RuleLimits, Violation, judge, vault_min_out, zero_floor
+from keeper.vault_rules import (
+    RuleAsset,
+    RuleLimits,
+    Violation,
+    judge,
+    replay,
+    replay_corners,
+    vault_min_out,
+    zero_floor,
+)
 
 LIMITS = RuleLimits(max_slippage_bps=100, max_loss_bps=150, budget_remaining=300 * 10**14)
 
@@ -75,3 +86,44 @@ def test_floors_are_exact_and_rounded_up_and_a_zero_floor_is_detected() -> None:
     # One raw USDC unit buys 0.0025 sat: its floor rounds down to 0, which the vault refuses.
     assert zero_floor(1, *args) and not zero_floor(1000, *args)
     assert vault_min_out(1, *args) == 1 and BPS == 10_000
+
+
+def _replay_each(assets, steps, corners, upside, symbols_of):  # type: ignore[no-untyped-def]
+    """One `replay` per corner up to the first violation: what replay_corners must equal."""
+    out = []
+    for fills in corners:
+        r = replay(assets, steps, fills, LIMITS, upside_bps=upside, symbols_of=symbols_of)
+        if isinstance(r, Violation):
+            return r
+        out.append(r)
+    return out
+
+
+def test_replay_of_all_corners_at_once_equals_one_replay_per_corner() -> None:
+    assets = _assets()
+    by = {a.symbol: a for a in assets}
+    symbols_of = {a.token.lower(): a.symbol for a in assets}
+    weth, usdc, wbtc = by["WETH"], by["USDC"], by["WBTC"]
+    sold = weth.balance // 28
+
+    def step(src: RuleAsset, dst: RuleAsset, amount_in: int) -> Step:
+        return Step(Venue.V3, "0x" + "11" * 20, src.token, dst.token, 500, amount_in, 0)
+
+    usdc_keep = usdc.balance + value_usd18(sold, weth.decimals, weth.price) // 10**12 // 2
+    steps = [step(weth, usdc, sold), step(usdc, wbtc, KEEP_FLAG + usdc_keep)]  # the KEEP step's input
+    corners = list(itertools.product((False, True), repeat=2))  # depends on the first step's fill
+    for upside in ([0, 0], [30, 30], [200, 5]):
+        at_once = replay_corners(assets, steps, corners, LIMITS, upside_bps=upside, symbols_of=symbols_of)
+        each = _replay_each(assets, steps, corners, upside, symbols_of)
+        assert at_once == each
+        if not isinstance(each, Violation):
+            assert len({e.inputs for e in each}) > 1  # the KEEP step spends what the first step left
+    # A corner order that revisits a prefix after leaving it; a batch the rules refuse (drift).
+    mixed = [(True, False), (False, False), (True, True), (False, True)]
+    assert replay_corners(
+        assets, steps, mixed, LIMITS, upside_bps=[30, 30], symbols_of=symbols_of
+    ) == _replay_each(assets, steps, mixed, [30, 30], symbols_of)
+    greedy = [step(weth, usdc, weth.balance // 2), *steps[1:]]
+    verdict = replay_corners(assets, greedy, corners, LIMITS, upside_bps=[0, 0], symbols_of=symbols_of)
+    assert isinstance(verdict, Violation)
+    assert verdict == _replay_each(assets, greedy, corners, [0, 0], symbols_of)
