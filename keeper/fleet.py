@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -175,6 +176,10 @@ def _manifest_chain(settings: Settings) -> str:
     except ManifestError:
         # build_runtime reports the manifest's problem with its own words.
         return "default"
+
+
+def _listed(tables: Mapping[str, object]) -> str:
+    return ", ".join(sorted(tables)) or "none"
 
 
 def _near(name: str, choices: list[str]) -> str:
@@ -415,6 +420,11 @@ class FleetFile:
         except ValidationError as exc:
             error = exc.errors()[0]
             loc = [str(p) for p in error["loc"]]
-            msg = error["msg"].removeprefix("Value error, ")
+            # The model's own checks name KEEPER_* variables; in a fleet file they are keys.
+            msg = re.sub(
+                r"KEEPER_([A-Z0-9_]+)",
+                lambda m: m.group(1).lower(),
+                error["msg"].removeprefix("Value error, "),
+            )
             field = ".".join(loc)
             raise self.fail(where, f"{field}: {msg}" if field else msg) from None
