@@ -136,9 +136,12 @@ def build_vault(
     store: JournalStore | None,
     owner_id: str,
     metrics: KeeperMetrics,
+    own_breaker: bool = False,
 ) -> Runtime:
     """Everything one vault's tick needs, on its chain's shared pool and the process's journal.
-    Vaults sharing a key share its nonce scope, and so its lease: owner_id is the process's."""
+    Vaults sharing a key share its nonce scope, and so its lease: owner_id is the process's.
+    own_breaker: the circuit breaker counts this vault's failures only (a fleet file's vaults);
+    the environment's single vault keeps the breaker its journal already has, keyed by scope."""
     caps = chunk_caps(settings, manifest)
     chain_id = chain.chain_id
     pool, w3 = chain.pool, chain.w3
@@ -215,6 +218,7 @@ def build_vault(
                 settings.daily_slippage_budget_usd,
             ),
             metrics,
+            breaker_key=f"{scope}/vault/{name}" if own_breaker else None,
         )
     records: RecordStore | None = None
     if account is not None or settings.journal_path.exists():

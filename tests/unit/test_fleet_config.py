@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from test_http_rpc_only import _manifest as manifest_dict
 
 from keeper import cli
@@ -227,3 +228,22 @@ def test_once_needs_a_known_vault_name_when_the_fleet_has_several(
 
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "eth-core, eth-two" in err, err
+
+
+def test_the_compose_fleet_runs_the_example_file_as_written() -> None:
+    """deploy/compose.fleet.yml mounts what deploy/fleet.example.toml names, where it names it."""
+    compose = yaml.safe_load((REPO / "deploy/compose.fleet.yml").read_text())
+    keeper = compose["services"]["keeper"]
+    assert keeper["environment"] == {"KEEPER_FLEET": "/etc/keeper/fleet.toml"}
+    # "source:target[:ro]", the source possibly "${VAR:-default}": the target is second from the end.
+    mounts = {v.removesuffix(":ro").rsplit(":", 1)[1]: v for v in keeper["volumes"]}
+    fleet = load_fleet({"KEEPER_FLEET": str(REPO / "deploy/fleet.example.toml")})
+    assert str(fleet.process.journal_path.parent) in mounts  # the journal on a volume
+    assert mounts["/etc/keeper"].endswith(":ro")
+    assert f":{fleet.process.metrics_port}" in keeper["ports"][0]
+    assert fleet.process.metrics_host != "127.0.0.1"  # else unreachable from outside the container
+    secrets = {f"/run/secrets/{name}" for name in keeper["secrets"]}
+    for vault in fleet.vaults:
+        for path in (vault.settings.keystore_file, vault.settings.keystore_password_file):
+            assert path is None or str(path) in secrets, path
+    assert set(keeper["secrets"]) == set(compose["secrets"])
