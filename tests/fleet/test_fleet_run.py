@@ -188,11 +188,10 @@ def run(worlds: tuple[list[World], Path]) -> Run:
         healthz = daemon.get("/healthz")
         daemon.process.send_signal(signal.SIGTERM)
         code = daemon.process.wait(timeout=60)
+        lines = daemon.log_lines()
     finally:
         daemon.stop()
-    return Run(
-        chains, start_blocks, start_nonces, daemon.log_lines(), directory / "journal.sqlite3", healthz, code
-    )
+    return Run(chains, start_blocks, start_nonces, lines, directory / "journal.sqlite3", healthz, code)
 
 
 def test_each_vault_of_two_chains_rebalances_exactly_once_in_one_process(run: Run) -> None:
