@@ -32,6 +32,8 @@ from deploy.any_market import move_price
 from deploy.chain import connect, contract_at
 from deploy.world import deploy_world, write_manifest
 from keeper.execution.sqlite_store import SqliteJournal
+from keeper.fleet import FleetFile
+from keeper.fleet_runtime import build_fleet_runtime
 from keeper.manifest import Manifest
 
 pytestmark = pytest.mark.integration
@@ -301,3 +303,22 @@ def test_status_journal_decisions_and_once_cover_the_fleet_or_one_vault(
     assert once.returncode == 0, once.stderr
     report = json.loads(once.stdout)
     assert report["chain_id"] == 31337 and report["reason"] == "policy_within_bands", report
+
+
+def test_one_pool_per_chain_one_journal_and_one_lane_per_chain_and_key(
+    run: Run, worlds: tuple[list[World], Path]
+) -> None:
+    _, directory = worlds
+    fr = build_fleet_runtime(FleetFile(directory / "fleet.toml", {}).load())
+    try:
+        alpha, beta = fr.chains["alpha"], fr.chains["beta"]
+        assert len(alpha) == VAULTS_PER_CHAIN + 1 and len(beta) == VAULTS_PER_CHAIN
+        for rts in (alpha, beta):
+            assert all(rt.pool is rts[0].pool and rt.lane is rts[0].lane for rt in rts)
+        assert alpha[0].pool is not beta[0].pool and alpha[0].lane is not beta[0].lane
+        assert len(fr.lanes) == 2  # (alpha, key) and (beta, key)
+        assert fr.store is not None and all(rt.store is fr.store for rt in fr.runtimes)
+        owners = {rt.keeper.txm.owner_id for rt in fr.runtimes if rt.keeper.txm is not None}
+        assert len(owners) == 1  # one lease holder per process, whatever the vault
+    finally:
+        fr.close()
