@@ -89,10 +89,12 @@ CMD ["python", "-m", "deploy", "--help"]
 FROM ${PYTHON_IMAGE} AS keeper
 LABEL org.opencontainers.image.title="keeper" \
       org.opencontainers.image.description="On-chain portfolio rebalancing keeper"
+# Only process settings here (journal, listener, logs): a vault's manifest is named by whoever
+# runs the image (KEEPER_MANIFEST, e.g. /config/manifest.json) or by a fleet file (KEEPER_FLEET),
+# which refuses any per-vault KEEPER_* variable in the environment.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    KEEPER_MANIFEST=/config/manifest.json \
     KEEPER_JOURNAL_PATH=/data/journal.sqlite3 \
     KEEPER_METRICS_HOST=0.0.0.0 \
     KEEPER_METRICS_PORT=9108 \

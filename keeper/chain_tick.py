@@ -20,24 +20,29 @@ from keeper.tick import Keeper
 log = get_logger("keeper.chain_tick")
 
 
+def read_states(
+    reader: ChainReader, keepers: Sequence[Keeper], read_timeout_s: float | None = None
+) -> list[VaultRead | None]:
+    """The chain read once, split into each keeper's state (None: a keeper whose reader is not
+    one of `reader`'s reads for itself). A chain that cannot be read gives every keeper the
+    failure, so each tick records it as its own. `read_timeout_s`: no read attempt starts after it."""
+    deadline = None if read_timeout_s is None else time.monotonic() + read_timeout_s
+    try:
+        read = reader.read(deadline)
+        return [reader.state_of(read, k.reader) for k in keepers]
+    except Exception as exc:  # the chain could not be read: every vault's tick says why
+        return [exc] * len(keepers)
+
+
 def tick_chain(
     reader: ChainReader,
     keepers: Sequence[Keeper],
     send: bool = True,
     read_timeout_s: float | None = None,
 ) -> list[TickReport | Exception]:
-    """Read once, then each keeper's tick on its state; one result per keeper, in order. A
-    keeper whose reader is not one of `reader`'s reads for itself. `read_timeout_s`: no read
-    attempt starts after it (the keepers' own ticks have their own timeouts)."""
-    deadline = None if read_timeout_s is None else time.monotonic() + read_timeout_s
-    states: list[VaultRead | None]
-    try:
-        read = reader.read(deadline)
-        states = [reader.state_of(read, k.reader) for k in keepers]
-    except Exception as exc:  # the chain could not be read: every vault's tick says why
-        states = [exc] * len(keepers)
+    """Read once, then each keeper's tick on its state; one result per keeper, in order."""
     results: list[TickReport | Exception] = []
-    for keeper, state in zip(keepers, states, strict=True):
+    for keeper, state in zip(keepers, read_states(reader, keepers, read_timeout_s), strict=True):
         try:
             results.append(keeper.tick(send=send, state=state))
         except Exception as exc:  # a tick records its own failures; this is a fault past that

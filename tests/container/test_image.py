@@ -70,6 +70,8 @@ def _check(images: Images, manifest: Path, key: str) -> tuple[int, str]:
         "-v",
         f"{manifest}:/config/manifest.json:ro",
         "-e",
+        "KEEPER_MANIFEST=/config/manifest.json",
+        "-e",
         f"KEEPER_PRIVATE_KEY={key}",
         images.keeper,
         "check",

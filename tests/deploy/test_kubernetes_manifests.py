@@ -32,10 +32,10 @@ from k8s_objects import (
     volume_of_mount,
 )
 from kustomize_lite import Obj, UnsupportedKustomizationError, json_patch, render
-from pydantic import ValidationError
 
+from keeper.fleet import load_fleet
 from keeper.manifest import parse_manifest
-from keeper.settings import ConfigError, Settings, known_variables, load_settings
+from keeper.settings import ConfigError
 
 # The oldest Kubernetes the manifests are meant for (PodDisruptionBudget.unhealthyPodEvictionPolicy
 # is GA from 1.31) and the newest whose schemas kubernetes-validate ships (pinned in pyproject.toml).
@@ -43,11 +43,8 @@ KUBERNETES_VERSIONS = ("1.31.0", "1.37.0")
 # Settings the fleet and pg branches add (issue 14: keeper/fleet.py; issue 15: the PostgreSQL store).
 # Until they are merged, Settings refuses them as unknown: the env test leaves them out, and
 # test_pending_settings_are_still_unknown fails once they exist, so this list is removed at merge.
-PENDING_SETTINGS = frozenset({"KEEPER_FLEET"})
 # What the Settings test puts in place of a value read from a Secret (secretKeyRef).
 SECRET_PLACEHOLDERS = {"KEEPER_JOURNAL_URL": "postgresql://keeper:placeholder@postgres.invalid:5432/keeper"}
-# Keys of a fleet file that name things (vaults, chains, signers) rather than set a keeper setting.
-FLEET_REFERENCES = {"vaults": {"name", "manifest", "chain", "signer"}}
 METRICS_PORT_NAME = "metrics"
 SECRET_MOUNT = "/run/secrets"
 _HEX_KEY = re.compile(r"(?<![0-9a-fA-F])(0x)?[0-9a-fA-F]{64}(?![0-9a-fA-F])")
@@ -431,70 +428,48 @@ def _pod_environment(objects: list[Obj]) -> dict[str, str]:
     return environment
 
 
-def test_pending_settings_are_still_unknown() -> None:
-    # Fails once the fleet or pg branch is merged: then delete the name from PENDING_SETTINGS.
-    for name in PENDING_SETTINGS:
-        assert name not in known_variables(), f"{name} is a setting now: remove it from PENDING_SETTINGS"
+def _mounted_fleet(objects: list[Obj], tmp_path: Path) -> Path:
+    """The fleet ConfigMap's files as the pod sees them under /etc/keeper (all its keys)."""
+    for name, text in fleet_config_map(objects)["data"].items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    return tmp_path / "fleet.toml"
 
 
-def test_deployment_env_parses_as_keeper_settings(
-    example: list[Obj], clean_environment: pytest.MonkeyPatch
-) -> None:
+def test_the_pod_configuration_loads_as_the_keepers_own_fleet(example: list[Obj], tmp_path: Path) -> None:
+    # What `keeper run` does in the pod: the image's ENV, the Deployment's env (Secrets as
+    # placeholders), KEEPER_FLEET pointing at the mounted ConfigMap, through the keeper's loader.
     environment = _pod_environment(example)
-    assert set(environment) >= PENDING_SETTINGS
-    for name, value in environment.items():
-        if name not in PENDING_SETTINGS:
-            clean_environment.setenv(name, value)
-    settings = load_settings()
-    assert settings.metrics_host == "0.0.0.0"  # noqa: S104
-    assert settings.metrics_port == 9108
-    assert settings.log_format == "json"
+    assert environment["KEEPER_FLEET"] == "/etc/keeper/fleet.toml"
+    environment["KEEPER_FLEET"] = str(_mounted_fleet(example, tmp_path))
+    fleet = load_fleet(environment)
+    assert fleet.process.metrics_host == "0.0.0.0"  # noqa: S104
+    assert fleet.process.metrics_port == 9108
+    assert fleet.process.log_format == "json"
+    assert fleet.process.journal_url is not None  # from the Secret, not the ConfigMap
+    assert [v.name for v in fleet.vaults] == [v["name"] for v in fleet_file(example)["vaults"]]
+    for vault in fleet.vaults:
+        assert vault.settings.manifest.is_file(), vault.settings.manifest
+        parse_manifest(json.loads(vault.settings.manifest.read_text(encoding="utf-8")))
+        for path in (vault.settings.keystore_file, vault.settings.keystore_password_file):
+            assert path is None or str(path).startswith(SECRET_MOUNT + "/"), path
 
 
-def test_a_misspelled_setting_in_the_deployment_would_fail(
-    example: list[Obj], clean_environment: pytest.MonkeyPatch
-) -> None:
-    clean_environment.setenv("KEEPER_METRICS_PROT", "9108")
-    with pytest.raises(
-        ConfigError, match="KEEPER_METRICS_PROT: not a keeper setting; did you mean KEEPER_METRICS_PORT"
-    ):
-        load_settings()
+def test_a_misspelled_setting_in_the_deployment_would_fail(example: list[Obj], tmp_path: Path) -> None:
+    environment = _pod_environment(example)
+    environment["KEEPER_FLEET"] = str(_mounted_fleet(example, tmp_path))
+    environment["KEEPER_METRICS_PROT"] = "9108"
+    with pytest.raises(ConfigError, match="KEEPER_METRICS_PROT set in the environment"):
+        load_fleet(environment)
 
 
-def _fleet_tables(fleet: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(where, settings) for each table of the fleet file, as the keeper would build a vault's or a
-    chain's settings: a vault gets [defaults] under its own fields, its references left out."""
-    yield "[keeper]", fleet.get("keeper", {})
-    yield "[defaults]", fleet.get("defaults", {})
-    for name, chain in fleet.get("chains", {}).items():
-        yield f"[chains.{name}]", chain
-    for name, signer in fleet.get("signers", {}).items():
-        yield f"[signers.{name}]", signer
-    for i, vault in enumerate(fleet.get("vaults", [])):
-        own = {k: v for k, v in vault.items() if k not in FLEET_REFERENCES["vaults"]}
-        yield f"vaults[{i}] {vault.get('name')!r}", fleet.get("defaults", {}) | own
-
-
-def test_every_fleet_table_parses_as_keeper_settings(
-    example: list[Obj], clean_environment: pytest.MonkeyPatch
-) -> None:
-    fleet = fleet_file(example)
-    assert fleet["vaults"], "the example fleet has vaults"
-    for where, values in _fleet_tables(fleet):
-        try:
-            Settings(**values)
-        except ValidationError as exc:
-            pytest.fail(f"fleet.toml {where}: {exc}")
-
-
-def test_a_misspelled_fleet_field_would_fail(
-    example: list[Obj], clean_environment: pytest.MonkeyPatch
-) -> None:
-    fleet = copy.deepcopy(fleet_file(example))
-    fleet["vaults"][0]["max_cost_bsp"] = 50
-    with pytest.raises(ValidationError, match="max_cost_bsp"):
-        for _, values in _fleet_tables(fleet):
-            Settings(**values)
+def test_a_misspelled_fleet_field_would_fail(example: list[Obj], tmp_path: Path) -> None:
+    environment = _pod_environment(example)
+    fleet_path = _mounted_fleet(example, tmp_path)
+    text = fleet_path.read_text(encoding="utf-8")
+    fleet_path.write_text(text.replace("max_cost_bps = 50", "max_cost_bsp = 50"), encoding="utf-8")
+    environment["KEEPER_FLEET"] = str(fleet_path)
+    with pytest.raises(ConfigError, match="max_cost_bsp"):
+        load_fleet(environment)
 
 
 # ------------------------------------------------------------------ the renderer itself
