@@ -186,17 +186,24 @@ def tick_vault(rt: Runtime, state: VaultRead | None = None) -> None:
 def chain_job(runtimes: list[Runtime], stopping: Callable[[], bool]) -> Callable[[], None]:
     """A chain's job for the daemon: ONE read for all its vaults (snapshots and the endpoint
     probe in one eth_call, keeper/chain/chain_read.py), then its vaults' ticks on their parts in
-    file order, never overlapping (the daemon runs each chain's job on one worker thread)."""
-    reader = ChainReader(runtimes[0].pool, [rt.keeper.reader for rt in runtimes])
-    keepers = [rt.keeper for rt in runtimes]
+    file order, never overlapping (the daemon runs each chain's job on one worker thread).
+    Each vault is read through the Multicall3 its manifest names: vaults naming different ones
+    (a chain without the canonical deployment) are read in one call per Multicall3."""
+    groups: dict[str, list[Runtime]] = {}
+    for rt in runtimes:
+        groups.setdefault(rt.keeper.reader.multicall3.lower(), []).append(rt)
+    readers = [(ChainReader(rts[0].pool, [rt.keeper.reader for rt in rts]), rts) for rts in groups.values()]
     read_timeout_s = min(rt.settings.tick_timeout_s for rt in runtimes)
 
     def run() -> None:
+        states: dict[str, VaultRead | None] = {}
         with structlog.contextvars.bound_contextvars(chain=runtimes[0].chain):
-            states = read_states(reader, keepers, read_timeout_s)
-        for rt, state in zip(runtimes, states, strict=True):
+            for reader, rts in readers:
+                parts = read_states(reader, [rt.keeper for rt in rts], read_timeout_s)
+                states.update(zip((rt.name for rt in rts), parts, strict=True))
+        for rt in runtimes:
             if stopping():
                 return  # shutdown: the vaults not yet ticked wait for the next process
-            tick_vault(rt, state)
+            tick_vault(rt, states[rt.name])
 
     return run

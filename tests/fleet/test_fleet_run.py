@@ -36,11 +36,15 @@ from keeper.fleet import FleetFile
 from keeper.fleet_runtime import build_fleet_runtime
 from keeper.manifest import Manifest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "faults"))  # the counting proxy
+from proxy import FaultProxy
+
 pytestmark = pytest.mark.integration
 
 DEAD_CONTRACT = "0x000000000000000000000000000000000000dEaD"
 VAULTS_PER_CHAIN = 3
 MIN_TICKS_AFTER = 3  # ticks of each vault after its rebalance that must find nothing to do
+IDLE_ROUNDS = 5  # settled rounds (each chain's vaults all ticked once) whose requests are counted
 WAIT_S = 180.0  # generous: two cores shared by several engineers
 
 
@@ -70,9 +74,9 @@ class FleetDaemon(Daemon):
         )
 
 
-def _fleet_toml(worlds: list[World], directory: Path, port: int, dead: str) -> Path:
+def _fleet_toml(worlds: list[World], directory: Path, port: int, dead: str, urls: dict[str, str]) -> Path:
     chains = "\n".join(
-        f'[chains.{w.chain}]\nchain_id = {w.w3.eth.chain_id}\nrpc_urls = ["{next(iter(w.manifests.values())).rpc_url}"]\n'
+        f'[chains.{w.chain}]\nchain_id = {w.w3.eth.chain_id}\nrpc_urls = ["{urls[w.chain]}"]\n'
         "confirmations = 1\n"
         for w in worlds
     )
@@ -115,6 +119,10 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[Worl
         for name, node in (("alpha", alpha), ("beta", beta)):
             w3 = connect(node.url, timeout_s=30)
             manifests = {f"{name}-{i}": deploy_world(w3, node.url) for i in range(VAULTS_PER_CHAIN)}
+            # One Multicall3 per chain, as on a real chain (the canonical deployment): each world
+            # deployed its own, and vaults naming different ones are read in one call per Multicall3.
+            shared = next(iter(manifests.values())).multicall3
+            manifests = {v: m.model_copy(update={"multicall3": shared}) for v, m in manifests.items()}
             for vault, manifest in manifests.items():
                 write_manifest(manifest, directory / f"{vault}.json")
             out.append(World(name, w3, manifests))
@@ -158,6 +166,7 @@ class Run:
     journal: Path
     healthz: tuple[int, str]
     exit_code: int
+    idle_requests: dict[str, list[tuple[str, ...]]]  # per chain: HTTP requests over IDLE_ROUNDS rounds
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +178,9 @@ def run(worlds: tuple[list[World], Path]) -> Run:
         directory / f"{dead}.json",
     )
     port = free_port()
-    fleet = _fleet_toml(chains, directory, port, dead)
+    # Each chain's node behind a counting proxy: how many HTTP requests each chain's ticks make.
+    proxies = {w.chain: FaultProxy(next(iter(w.manifests.values())).rpc_url).start() for w in chains}
+    fleet = _fleet_toml(chains, directory, port, dead, {c: p.url for c, p in proxies.items()})
     # The prices move before the process starts: its first ticks already see every vault drifted.
     for w in chains:
         for manifest in w.manifests.values():
@@ -187,13 +198,38 @@ def run(worlds: tuple[list[World], Path]) -> Run:
             if time.monotonic() > deadline:
                 pytest.fail(f"the fleet did not settle within {WAIT_S:.0f} s:\n{daemon.logs_text()[-20000:]}")
             time.sleep(0.5)
+        idle = {w.chain: _idle_requests(daemon, proxies[w.chain], sorted(w.manifests)[-1]) for w in chains}
         healthz = daemon.get("/healthz")
         daemon.process.send_signal(signal.SIGTERM)
         code = daemon.process.wait(timeout=60)
         lines = daemon.log_lines()
     finally:
         daemon.stop()
-    return Run(chains, start_blocks, start_nonces, lines, directory / "journal.sqlite3", healthz, code)
+        for proxy in proxies.values():
+            proxy.stop()
+    return Run(chains, start_blocks, start_nonces, lines, directory / "journal.sqlite3", healthz, code, idle)
+
+
+def _idle_requests(daemon: FleetDaemon, proxy: FaultProxy, last_vault: str) -> list[tuple[str, ...]]:
+    """The chain's HTTP requests while its last vault (in file order) ticks IDLE_ROUNDS more times.
+    A round ends with that vault's tick line; the window's edges are seen by polling the log, so
+    a round's read may fall on either side of an edge: the count is exact to within one."""
+
+    def rounds() -> int:
+        return len(_ticks(daemon.log_lines(), last_vault))
+
+    def wait_for(target: int) -> int:
+        deadline = time.monotonic() + WAIT_S
+        while rounds() < target:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{last_vault}: no tick within {WAIT_S:.0f} s:\n{daemon.logs_text()[-5000:]}")
+            time.sleep(0.02)
+        return len(proxy.http_requests())
+
+    first = rounds() + 1
+    start = wait_for(first)
+    end = wait_for(first + IDLE_ROUNDS)
+    return proxy.http_requests()[start:end]
 
 
 def test_each_vault_of_two_chains_rebalances_exactly_once_in_one_process(run: Run) -> None:
@@ -203,6 +239,15 @@ def test_each_vault_of_two_chains_rebalances_exactly_once_in_one_process(run: Ru
             assert len(events) == 1, f"{name}: {len(events)} Rebalanced events"
     assert run.exit_code == 0
     assert run.lines[-1]["event"] == "daemon_stopped"
+
+
+def test_each_chain_makes_one_http_request_per_tick_whatever_the_number_of_vaults(run: Run) -> None:
+    # Settled: every vault ticked, nothing to send. Beta has 3 vaults, alpha 4 (one of them dead):
+    # each round is still one request, one eth_call (every vault's snapshot and the probe).
+    # Two requests a round (a separate probe, or a read per vault) would count 10 or more.
+    for chain, requests in run.idle_requests.items():
+        assert set(requests) == {("eth_call",)}, (chain, requests)  # single calls, no batch, no probe
+        assert IDLE_ROUNDS - 1 <= len(requests) <= IDLE_ROUNDS + 1, (chain, requests)
 
 
 def test_a_vault_on_a_dead_contract_fails_alone(run: Run) -> None:
