@@ -131,10 +131,17 @@ def speed(setup: BacktestSetup, days: float, stepwise: bool = False) -> list[tup
 
 
 def frontier_bench(
-    setup: BacktestSetup, days: float, step_s: int, workers: int, out_dir: Path, te_budget_bps: float
+    setup: BacktestSetup,
+    days: float,
+    step_s: int,
+    workers: int,
+    out_dir: Path,
+    te_budget_bps: float,
+    only: set[str] | None = None,
 ) -> None:
     scenarios = scenario_set(days, step_s, seed=11)
     runs = default_grid(cost_aware_params(setup, gas_price_gwei=20.0))
+    runs = [r for r in runs if only is None or r.family in only]
     print(
         f"\nFrontier: {len(runs)} parameter sets x {len(scenarios)} scenarios "
         f"({days:g} days at {step_s}s steps) on {workers} workers",
@@ -229,6 +236,10 @@ def main() -> int:
         help="also run each policy with every step decided exactly and compare the decisions",
     )
     parser.add_argument("--skip-frontier", action="store_true")
+    parser.add_argument(
+        "--families",
+        help="comma-separated policy families of the frontier sweep (the headline needs threshold,cost_aware)",
+    )
     parser.add_argument("--out", type=Path, default=Path("var/backtest-bench"))
     args = parser.parse_args()
     setup = benchmark_setup()
@@ -240,7 +251,13 @@ def main() -> int:
             check_against(args.check, results)
     if not args.skip_frontier:
         frontier_bench(
-            setup, args.frontier_days, args.frontier_step_s, args.workers, args.out, args.te_budget_bps
+            setup,
+            args.frontier_days,
+            args.frontier_step_s,
+            args.workers,
+            args.out,
+            args.te_budget_bps,
+            set(args.families.split(",")) if args.families else None,
         )
     _ = PolicyRun  # re-exported for users extending the grid
     return 0

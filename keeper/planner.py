@@ -825,7 +825,9 @@ def _materialise(
 
     into_hub = [leg for _, group in sold for leg in group if leg.symbol_out == hub.symbol]
     hub_in_lo = hub.balance + sum(leg.step.min_amount_out for leg in into_hub)
-    hub_in_hi = hub.balance + sum(_best_out(intent, group, p) for intent, group in sold)
+    # A step's floor rounds up (the vault's minimum): each step into the hub can deliver one
+    # raw unit more than its best fill, which the KEEP step would pass on to its asset.
+    hub_in_hi = hub.balance + sum(_best_out(intent, group, p) for intent, group in sold) + len(into_hub)
     hub_in_exp = hub.balance + sum(_expected_out(leg) for leg in into_hub)
     keep_lo = hub.balance if hub_lo == hub_value else tokens_for_usd18(hub_lo, hub.decimals, hub.price) + 1
     keep_hi = hub.balance if hub_hi == hub_value else tokens_for_usd18(hub_hi, hub.decimals, hub.price)

@@ -19,8 +19,10 @@ inner band is where paying a little more in fees buys fewer gas-paying transacti
 
 When one asset triggers, every asset outside its inner band is brought to it (the fixed
 cost is paid once for the batch). The returned weights are each between the asset's current
-weight and its target, so the vault's drift can only fall (its guard: drift may not grow);
-the two sides are balanced by moving the heavier side further towards target.
+weight and its target, so the vault's drift can only fall (its guard: drift may not grow).
+The two sides are balanced by the hub first (the other side of every leg: moving it adds no
+leg, fee or gas), then by the heavier side, the assets furthest out in units of their own
+no-trade band first (`partial_targets_bps`).
 """
 
 from __future__ import annotations
@@ -277,10 +279,13 @@ class CostAwarePolicy:
                 f"all assets within cost-aware bands; drift {pf.drift_bps} bps",
                 None,
             )
+        hub = ctx.costs.hub if ctx.costs is not None else None
         targets = partial_targets_bps(
             pf.targets_bps,
             [Fraction(d, total) for d in dev_num],
             [Fraction(r.inner_centi_bps, 100) for r in regions],
+            slack=pf.symbols.index(hub) if hub in pf.symbols else None,
+            bands_bps=[Fraction(r.outer_centi_bps, 100) for r in regions],
         )
         inner = ", ".join(
             f"{s} {r.inner_centi_bps / 100:.0f}" for s, r in zip(pf.symbols, regions, strict=True)
@@ -309,21 +314,37 @@ def partial_targets_bps(
     targets_bps: tuple[int, ...] | list[int],
     deviations_bps: list[Fraction],
     inner_bps: list[Fraction],
+    slack: int | None = None,
+    bands_bps: list[Fraction] | None = None,
 ) -> tuple[int, ...]:
     """Integer target weights (sum 10000), each between the current weight (target + deviation)
     and the target, with every asset outside its inner band brought to it.
 
-    The deviations sum to zero; after clipping to the inner bands they may not, and the
-    heavier side is moved further towards target pro rata until they do. Rounding goes
-    towards target, and the rounding residue is handed out towards target too: no weight
-    ever ends further from its target than it is now, so the vault's drift cannot grow.
+    The deviations sum to zero; after clipping to the inner bands they may not. The `slack`
+    asset (the hub) takes up the difference first, as far as it can move towards its target
+    (and no further than its inner band when it is outside it): every leg already trades
+    against the hub, so moving it costs no further leg, fee or gas, while moving another asset
+    that sits inside its no-trade region costs its own leg for a gain the model says is not
+    worth it. Whatever the hub cannot take, the heavier side gives up, moving further towards
+    target: pro rata, or given each asset's no-trade band (`bands_bps`), those furthest out in
+    units of their band first, down to a common level (fewer, larger legs, each where the
+    model says a move is most overdue). Rounding goes towards target, and the rounding residue is handed out
+    towards target too: no weight ever ends further from its target than it is now, so the
+    vault's drift cannot grow.
     """
     wanted = []
     for d, r in zip(deviations_bps, inner_bps, strict=True):
         wanted.append(d if abs(d) <= r else (r if d > 0 else -r))
+    if slack is not None:
+        rest = sum((w for i, w in enumerate(wanted) if i != slack), Fraction(0))
+        edge = wanted[slack]  # the hub may end anywhere between its target and this
+        wanted[slack] = min(max(-rest, min(edge, Fraction(0))), max(edge, Fraction(0)))
     pos = sum((d for d in wanted if d > 0), Fraction(0))
     neg = -sum((d for d in wanted if d < 0), Fraction(0))
-    if pos > neg:
+    if bands_bps is not None and pos != neg:
+        side = 1 if pos > neg else -1
+        wanted = _level_down(wanted, side, min(pos, neg), bands_bps)
+    elif pos > neg:
         wanted = [d * neg / pos if d > 0 else d for d in wanted]
     elif neg > pos:
         wanted = [d * pos / neg if d < 0 else d for d in wanted]
@@ -344,6 +365,27 @@ def partial_targets_bps(
         if not moved:  # cannot happen when the inputs sum to zero; never loop forever
             break
     return tuple(out)
+
+
+def _level_down(wanted: list[Fraction], side: int, keep: Fraction, bands: list[Fraction]) -> list[Fraction]:
+    """The deviations on `side` (+1 or -1) cut to sum to `keep` in size: each to at most
+    level * its band, the one level that makes them sum to `keep` (water-filling)."""
+    members = sorted(
+        (i for i, d in enumerate(wanted) if d * side > 0), key=lambda i: abs(wanted[i]) / bands[i]
+    )
+    full = Fraction(0)  # the members below the level keep their whole deviation
+    scales = sum((bands[i] for i in members), Fraction(0))
+    level = Fraction(0)
+    for i in members:
+        level = (keep - full) / scales
+        if level <= abs(wanted[i]) / bands[i]:
+            break
+        full += abs(wanted[i])
+        scales -= bands[i]
+    out = list(wanted)
+    for i in members:
+        out[i] = side * min(abs(wanted[i]), level * bands[i])
+    return out
 
 
 @register_policy("cost_aware")

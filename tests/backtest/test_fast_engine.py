@@ -1,9 +1,12 @@
 """The fast backtester decides exactly as the engine did before it had a fast path.
 
 tests/backtest/fixtures/engine_decisions_30d.json holds every step's reason, every trade's
-amounts and the final balances of the Fraction-based engine (commit 5097e08) on 30 days of
-5-minute steps of the benchmark's 8-asset universe (tests/backtest/fixtures/
-record_engine_decisions.py wrote it). The fast path must reproduce them to the token unit.
+amounts and the final balances of the step-by-step engine on 30 days of 5-minute steps of the
+benchmark's 8-asset universe (tests/backtest/fixtures/record_engine_decisions.py wrote it). The
+fast path must reproduce them to the token unit. The recording engine is an old tree, not this
+one: commit d2dc7b1's exact path (which reproduces the Fraction-based engine of 5097e08 on the
+planner of its day) with the planner's KEEP rounding fix (5ce16bb) applied by hand and the
+current cost-aware policy file, run from `git archive d2dc7b1` (see the recorder's docstring).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ from fractions import Fraction
 
 import pytest
 from bt_builders import T0, ctx, pf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from keeper.policy import (
@@ -173,6 +175,60 @@ def test_partial_targets_stay_between_weight_and_target_and_never_raise_drift() 
         assert min(t, t + d) <= w <= max(t, t + d)
     current = [t + d for t, d in zip(targets, devs, strict=True)]
     assert vault_drift_bps(list(out), targets) <= vault_drift_bps([int(c * 1000) for c in current], targets)
+
+
+def test_partial_targets_let_the_hub_take_up_the_difference_before_any_other_asset() -> None:
+    """Only asset 0 is past its inner band: selling it down to the band moves the hub (the other
+    side of its one leg) towards target and no other asset; without a hub, every asset on the
+    other side buys its pro-rata share (three legs instead of one)."""
+    targets = [4000, 3000, 2000, 1000]
+    devs = [Fraction(500), Fraction(-100), Fraction(-100), Fraction(-300)]
+    inner = [Fraction(300), Fraction(200), Fraction(200), Fraction(400)]
+    assert partial_targets_bps(targets, devs, inner, slack=3) == (4300, 2900, 1900, 900)
+    assert partial_targets_bps(targets, devs, inner) == (4300, 2940, 1940, 820)
+    # The hub cannot take more than brings it to target: the rest goes to the others pro rata.
+    devs = [Fraction(700), Fraction(-200), Fraction(-200), Fraction(-300)]
+    assert partial_targets_bps(targets, devs, inner, slack=3) == (4300, 2850, 1850, 1000)
+    # A hub past its own inner band still ends inside it (the others buy the rest pro rata).
+    devs = [Fraction(-300), Fraction(-200), Fraction(-100), Fraction(600)]
+    inner = [Fraction(400), Fraction(400), Fraction(400), Fraction(200)]
+    assert partial_targets_bps(targets, devs, inner, slack=3) == (3900, 2934, 1967, 1199)
+
+
+def test_partial_targets_cut_the_deviations_furthest_out_of_their_bands_first() -> None:
+    """Asset 0 is bought back to its inner band with what the hub (to its target) and the
+    overweight side give: 200 bps, from two overweight assets holding 350. Pro rata both sell;
+    levelled in units of their bands, asset 2 (furthest out) gives it all and asset 1, nearest
+    its target, is left alone: one leg fewer."""
+    targets = [4000, 3000, 2000, 1000]
+    devs = [Fraction(-600), Fraction(50), Fraction(300), Fraction(250)]
+    inner = [Fraction(200), Fraction(300), Fraction(300), Fraction(100)]
+    bands = [Fraction(400)] * 4
+    assert partial_targets_bps(targets, devs, inner, slack=3) == (3801, 3028, 2171, 1000)
+    assert partial_targets_bps(targets, devs, inner, slack=3, bands_bps=bands) == (3800, 3050, 2150, 1000)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    raw=st.lists(st.integers(-2000, 2000), min_size=2, max_size=8),
+    inner_raw=st.lists(st.integers(0, 800), min_size=8, max_size=8),
+    slack_pick=st.integers(0, 7),
+)
+def test_partial_targets_with_a_hub_stay_between_weight_and_target(
+    raw: list[int], inner_raw: list[int], slack_pick: int
+) -> None:
+    n = len(raw)
+    devs = [Fraction(d) for d in raw[:-1]] + [Fraction(-sum(raw[:-1]))]
+    targets = [10_000 // n] * (n - 1) + [10_000 - (10_000 // n) * (n - 1)]
+    if any(t + d < 0 for t, d in zip(targets, devs, strict=True)):
+        return  # not a portfolio
+    inner = [Fraction(r) for r in inner_raw[:n]]
+    bands = [Fraction(r + 1) for r in inner_raw[:n]]
+    out = partial_targets_bps(targets, devs, inner, slack=slack_pick % n, bands_bps=bands)
+    assert sum(out) == 10_000
+    for t, d, r, w in zip(targets, devs, inner, out, strict=True):
+        assert min(t, t + d) <= w <= max(t, t + d)  # towards target, never past it
+        assert abs(w - t) <= max(r, 0) + 1 or abs(d) <= r  # past its inner band: brought to it
 
 
 def test_policy_kinds_are_registered_and_validated() -> None:

@@ -9,8 +9,10 @@ import pytest
 from keeper_builders import (
     V2_ROUTER,
     V3_ROUTER,
+    config,
     fair_quote,
     four_asset_after_weth_rally,
+    fresh_round,
     pins_for,
     prices_of,
     quotes_to_and_from_hub,
@@ -22,6 +24,7 @@ from keeper_builders import (
 from keeper.model import (
     KEEP_FLAG,
     USD18,
+    AssetState,
     LegKind,
     LossBudget,
     PriceRejection,
@@ -33,7 +36,7 @@ from keeper.model import (
     Venue,
 )
 from keeper.planner import PlannerParams, plan
-from keeper.portfolio import implied_amount_out, portfolio_state
+from keeper.portfolio import implied_amount_out, portfolio_state, value_usd18
 from keeper.vault_rules import vault_min_out
 
 PARAMS = PlannerParams(
@@ -327,3 +330,33 @@ def test_expected_post_trade_state_matches_portfolio_math() -> None:
         bal[leg.symbol_in] -= leg.amount_in
         bal[leg.symbol_out] += leg.quoted_out if leg.quoted_out is not None else leg.implied_out
     assert portfolio_state(snap.assets, prices_of(snap), bal).drift_bps == p.expected_drift_bps
+
+
+def test_a_keep_buy_absorbs_the_sells_rounded_up_floors_without_passing_its_target() -> None:
+    """A counterexample of the planning-at-config-targets property (found here): the hub's target
+    is 0 and one asset takes everything. Each sell into the hub can deliver one raw unit more
+    than its best fill (the vault's floor rounds up); a hub unit is worth 31 of the bought
+    asset's, so the KEEP buy, spending everything above one unit, passed the buyer's target
+    (NotTowardTarget) at full size and the plan was halved. The KEEP reserves those units."""
+    balances = [1_161_290_322, 0, 0, 34_000_000_000, 352_988_000_000_000, 646_943_000_000_000]
+    assets = tuple(
+        AssetState(
+            config(f"T{i}", decimals=6, feed_decimals=8, target_bps=10_000 if i == 5 else 0),
+            balance,
+            fresh_round(3_100_000 if i == 0 else 100_000, 8),
+        )
+        for i, balance in enumerate(balances)
+    )
+    snap = snapshot(assets, hub="T0", limits=VaultLimits(100, 10_000, 0, 8))
+    params = PlannerParams(
+        slippage_bps=0, max_quote_deviation_bps=0, min_trade_usd=Decimal(0), default_v3_router=V3_ROUTER
+    )
+    prices = prices_of(snap)
+    assert (
+        sum(value_usd18(a.balance, 6, prices[a.symbol]) for a in assets) > 10**6 * USD18
+    )  # not a coarse case
+
+    p = plan(snap, prices, snap.config_targets_bps, params)
+
+    assert p.refusal is None and not p.notes, (p.refusal, p.notes)  # full size, not scaled down
+    assert p.drift_before_bps > 5_000 and p.expected_drift_bps <= 2
