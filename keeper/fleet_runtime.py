@@ -183,24 +183,36 @@ def tick_vault(rt: Runtime, state: VaultRead | None = None) -> None:
             log.exception("vault_tick_crashed")
 
 
-def chain_job(runtimes: list[Runtime], stopping: Callable[[], bool]) -> Callable[[], None]:
-    """A chain's job for the daemon: ONE read for all its vaults (snapshots and the endpoint
-    probe in one eth_call, keeper/chain/chain_read.py), then its vaults' ticks on their parts in
-    file order, never overlapping (the daemon runs each chain's job on one worker thread).
-    Each vault is read through the Multicall3 its manifest names: vaults naming different ones
-    (a chain without the canonical deployment) are read in one call per Multicall3."""
+def chain_read(runtimes: list[Runtime]) -> Callable[[], dict[str, VaultRead | None]]:
+    """The read of a chain's vaults, once per tick: every vault's snapshot and the endpoint probe
+    in one eth_call (keeper/chain/chain_read.py), by vault name. Each vault is read through the
+    Multicall3 its manifest names: vaults naming different ones (a chain without the canonical
+    deployment) are read in one call per Multicall3."""
     groups: dict[str, list[Runtime]] = {}
     for rt in runtimes:
         groups.setdefault(rt.keeper.reader.multicall3.lower(), []).append(rt)
     readers = [(ChainReader(rts[0].pool, [rt.keeper.reader for rt in rts]), rts) for rts in groups.values()]
     read_timeout_s = min(rt.settings.tick_timeout_s for rt in runtimes)
 
-    def run() -> None:
+    def read() -> dict[str, VaultRead | None]:
         states: dict[str, VaultRead | None] = {}
         with structlog.contextvars.bound_contextvars(chain=runtimes[0].chain):
             for reader, rts in readers:
                 parts = read_states(reader, [rt.keeper for rt in rts], read_timeout_s)
                 states.update(zip((rt.name for rt in rts), parts, strict=True))
+        return states
+
+    return read
+
+
+def chain_job(runtimes: list[Runtime], stopping: Callable[[], bool]) -> Callable[[], None]:
+    """A chain's job for the daemon: one read for all its vaults (chain_read), then its vaults'
+    ticks on their parts in file order, never overlapping (the daemon runs each chain's job on
+    one worker thread)."""
+    read = chain_read(runtimes)
+
+    def run() -> None:
+        states = read()
         for rt in runtimes:
             if stopping():
                 return  # shutdown: the vaults not yet ticked wait for the next process

@@ -170,7 +170,19 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def run(worlds: tuple[list[World], Path]) -> Run:
+def proxies(worlds: tuple[list[World], Path]) -> Iterator[dict[str, FaultProxy]]:
+    """Each chain's node behind a counting proxy, for the whole module (the CLI tests after the
+    run use the same fleet file): how many HTTP requests each chain's ticks make."""
+    started = {w.chain: FaultProxy(next(iter(w.manifests.values())).rpc_url).start() for w in worlds[0]}
+    try:
+        yield started
+    finally:
+        for proxy in started.values():
+            proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def run(worlds: tuple[list[World], Path], proxies: dict[str, FaultProxy]) -> Run:
     chains, directory = worlds
     dead = "alpha-dead"
     write_manifest(
@@ -178,8 +190,6 @@ def run(worlds: tuple[list[World], Path]) -> Run:
         directory / f"{dead}.json",
     )
     port = free_port()
-    # Each chain's node behind a counting proxy: how many HTTP requests each chain's ticks make.
-    proxies = {w.chain: FaultProxy(next(iter(w.manifests.values())).rpc_url).start() for w in chains}
     fleet = _fleet_toml(chains, directory, port, dead, {c: p.url for c, p in proxies.items()})
     # The prices move before the process starts: its first ticks already see every vault drifted.
     for w in chains:
@@ -205,8 +215,6 @@ def run(worlds: tuple[list[World], Path]) -> Run:
         lines = daemon.log_lines()
     finally:
         daemon.stop()
-        for proxy in proxies.values():
-            proxy.stop()
     return Run(chains, start_blocks, start_nonces, lines, directory / "journal.sqlite3", healthz, code, idle)
 
 
