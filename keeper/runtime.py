@@ -188,18 +188,20 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
             vault_metrics,
         )
     records: RecordStore | None = None
-    if account is not None or settings.journal_path.exists():
-        # Policy memory and decision records live beside the journal; without a key and
-        # without a journal (a first dry look) there is nothing to read and nothing is written.
-        records = RecordStore(
-            settings.journal_path,
-            Retention(settings.decisions_keep_rows, settings.decisions_keep_days * 86_400),
+    # Policy memory, decision records and campaigns live beside the journal: in its PostgreSQL
+    # database (shared by replicas, on the journal's pool) or its SQLite file.
+    beside_journal = account is not None or settings.journal_url is not None or settings.journal_path.exists()
+    if beside_journal:
+        # Without a key and without a journal (a first dry look) there is nothing to read and
+        # nothing is written.
+        records = RecordStore.open(
+            settings, Retention(settings.decisions_keep_rows, settings.decisions_keep_days * 86_400), store
         )
     chunking = None
     if caps.enabled:
-        # Campaigns live beside the journal; a keyless dry look keeps them in memory only.
-        journaled = account is not None or settings.journal_path.exists()
-        chunking = Chunking(caps, CampaignStore(settings.journal_path if journaled else ":memory:"))
+        # A keyless dry look with no journal keeps campaigns in memory only.
+        campaigns = CampaignStore.open(settings, store) if beside_journal else CampaignStore(":memory:")
+        chunking = Chunking(caps, campaigns)
     keeper = Keeper(
         w3,
         manifest,
