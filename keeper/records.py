@@ -87,7 +87,9 @@ class RecordStore:
         self.where = self._db.where
 
     @classmethod
-    def open(cls, settings: Settings, retention: Retention | None = None, journal: object = None) -> RecordStore:
+    def open(
+        cls, settings: Settings, retention: Retention | None = None, journal: object = None
+    ) -> RecordStore:
         return cls(open_tables(settings, SCHEMA, "NORMAL", journal), retention)
 
     # ------------------------------------------------------------------ policy memory

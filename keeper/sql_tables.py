@@ -106,9 +106,7 @@ class PgTables:
             self._journal.close()
 
 
-def open_tables(
-    settings: Settings, schema: str, synchronous: str, journal: object | None = None
-) -> Tables:
+def open_tables(settings: Settings, schema: str, synchronous: str, journal: object | None = None) -> Tables:
     """PostgreSQL when KEEPER_JOURNAL_URL is set (sharing `journal` when it is the PostgreSQL
     journal this process already opened), else the SQLite file at KEEPER_JOURNAL_PATH."""
     if isinstance(journal, PgJournal):

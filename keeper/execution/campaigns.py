@@ -109,16 +109,16 @@ class CampaignStore:
     def open(cls, settings: Settings, journal: object = None) -> CampaignStore:
         return cls(open_tables(settings, SCHEMA, "FULL", journal))
 
-    def _one(self, where: str, args: tuple[Any, ...]) -> Campaign | None:
+    def _one(self, sql: str, args: tuple[Any, ...]) -> Campaign | None:
         with self._db.tx() as tx:
-            rows = tx.run(f"SELECT * FROM campaigns WHERE {where}", args)
+            rows = tx.run(sql, args)
             return self._campaign(tx, rows[0]) if rows else None
 
     def active(self, vault: str) -> Campaign | None:
-        return self._one("vault = ? AND state = 'active'", (vault.lower(),))
+        return self._one("SELECT * FROM campaigns WHERE vault = ? AND state = 'active'", (vault.lower(),))
 
     def get(self, campaign_id: int) -> Campaign | None:
-        return self._one("id = ?", (campaign_id,))
+        return self._one("SELECT * FROM campaigns WHERE id = ?", (campaign_id,))
 
     def all(self, vault: str | None = None) -> list[Campaign]:
         """Every campaign (of one vault, or of every vault this journal served), oldest first."""

@@ -32,8 +32,8 @@ from deploy.spec import VaultLimits, WorldSpec
 from deploy.world import timed_deploy, write_manifest
 from keeper.execution.campaign_tracker import mined_ok
 from keeper.execution.campaigns import CampaignStore
-from keeper.execution.pg_store import PgJournal
 from keeper.execution.journal import Intent, IntentState
+from keeper.execution.pg_store import PgJournal
 from keeper.model import Venue
 from keeper.planner import plan
 from keeper.runtime import Runtime

@@ -12,27 +12,46 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from keeper import decision as core
 from keeper.cli import main
-from keeper.decision import observe
+from keeper.costs import CostBudget, calibrated_gas_model
+from keeper.decision import DecisionParams, observe
 from keeper.execution.campaigns import ABANDONED, COMPLETED, CampaignError, CampaignStore
 from keeper.execution.pg_migrations import LATEST
 from keeper.execution.pg_store import PgJournal
+from keeper.model import GasInfo, Snapshot
+from keeper.oracle import OracleRules
+from keeper.planner import PlannerParams
 from keeper.policy import build_policy
 from keeper.records import RecordStore, Retention
 from keeper.replay import inputs_of
-from keeper.sql_tables import PgTables, Tables
-from tests.unit.test_decision_records import PARAMS, THRESHOLD, _quoter, _snapshot
+from keeper.sql_tables import PgTables
+from tests.unit.keeper_builders import four_asset_after_weth_rally, quotes_to_and_from_hub
 
 K = 10**18
 VAULT = "0xAbC0000000000000000000000000000000000001"
 TARGETS = {"A": 5000, "B": 5000}
 
-Opener = Callable[[], Tables]
+THRESHOLD = {"kind": "threshold", "abs_band_bps": 200, "rel_band": "0.25"}
+PARAMS = DecisionParams(
+    rules=OracleRules(),
+    planner=PlannerParams(slippage_bps=50, max_quote_deviation_bps=200, min_trade_usd=Decimal(100)),
+    budget=CostBudget(max_cost_usd=Decimal(5000), max_cost_bps=100),
+    gas_model=calibrated_gas_model(),
+    native_symbol="WETH",
+    priority_fee_wei=10**9,
+    max_fee_wei=300 * 10**9,
+)
+
+
+def _quoter(snap: Snapshot, wanted: object) -> tuple:  # type: ignore[type-arg]
+    return quotes_to_and_from_hub(snap)
 
 
 @pytest.fixture(autouse=True)
@@ -155,22 +174,29 @@ def test_keeper_decisions_and_replay_read_the_journal_from_another_host(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    made = core.decide(observe(_snapshot(), PARAMS.rules), build_policy(THRESHOLD), None, PARAMS, _quoter)
+    snap = replace(four_asset_after_weth_rally(), gas=GasInfo(20 * 10**9, 0))
+    made = core.decide(observe(snap, PARAMS.rules), build_policy(THRESHOLD), None, PARAMS, _quoter)
+    assert made.plan is not None  # a trade: its record carries everything replay needs
     inputs = json.loads(json.dumps(inputs_of(made, PARAMS, THRESHOLD, None)))
     store = records()
     store.add_decision(VAULT, _report("policy_within_bands", 41), None)
-    trade_id = store.add_decision(VAULT, {"result": "rebalanced", "reason": "rebalanced", "block_number": 42}, inputs)
+    trade_id = store.add_decision(
+        VAULT, {"result": "rebalanced", "reason": "rebalanced", "block_number": 42}, inputs
+    )
     _cli_env(monkeypatch, where, tmp_path)
 
     assert main(["decisions", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert [(d["id"], d["reason"], d["block"]) for d in listed][0] == (trade_id, "rebalanced", 42)
+    newest = listed[0]
+    assert (newest["id"], newest["reason"], newest["block"]) == (trade_id, "rebalanced", 42)
     assert [d["reason"] for d in listed] == ["rebalanced", "policy_within_bands"]
     assert main(["replay", str(trade_id)]) == 0
     assert "replay MATCHES" in capsys.readouterr().out
     # A record that no longer derives is told apart (exit 1), read from the same place.
     inputs["outcome"] = {**inputs["outcome"], "reason": "policy_within_bands"}
-    tampered = store.add_decision(VAULT, {"result": "rebalanced", "reason": "rebalanced", "block_number": 43}, inputs)
+    tampered = store.add_decision(
+        VAULT, {"result": "rebalanced", "reason": "rebalanced", "block_number": 43}, inputs
+    )
     assert main(["replay", str(tampered)]) == 1
     assert "replay DIFFERS" in capsys.readouterr().out
     if where.startswith("postgresql"):  # nothing was read from, or written to, the local file
@@ -194,7 +220,9 @@ def test_a_campaigns_life_one_active_per_vault_chunks_linked_once(
     active = other_host.active(VAULT.upper().replace("0X", "0x"))
     assert active is not None and active.id == started.id
     assert [(c.n, c.intent_key) for c in active.chunks] == [(1, "intent-1"), (2, "intent-2")]
-    assert active.chunks[0].moves_usd18 == {"A": -30 * K, "B": 30 * K} and active.chunks[1].moves_usd18 is None
+    assert (
+        active.chunks[0].moves_usd18 == {"A": -30 * K, "B": 30 * K} and active.chunks[1].moves_usd18 is None
+    )
     other_host.end(started.id, COMPLETED, "on_target", 6.0)
     store.end(started.id, ABANDONED, "too late", 7.0)  # an ended campaign stays as it ended
     assert store.active(VAULT) is None
@@ -202,7 +230,10 @@ def test_a_campaigns_life_one_active_per_vault_chunks_linked_once(
     assert ended is not None and (ended.state, ended.reason, ended.ended_at) == (COMPLETED, "on_target", 6.0)
     second = store.start(VAULT, "{}", {"A": 10_000}, TARGETS, K, 12, 8.0)
     store.end(second.id, ABANDONED, "targets_changed", 9.0)
-    assert [(c.id, c.state) for c in other_host.all(VAULT)] == [(started.id, COMPLETED), (second.id, ABANDONED)]
+    assert [(c.id, c.state) for c in other_host.all(VAULT)] == [
+        (started.id, COMPLETED),
+        (second.id, ABANDONED),
+    ]
     assert other_host.all("0xdef") == [] and len(other_host.all()) == 2
     with pytest.raises(ValueError, match="completed or abandoned"):
         store.end(second.id, "active", "no", 10.0)
