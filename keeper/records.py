@@ -96,7 +96,7 @@ class RecordStore:
 
     def load_memory(self, vault: str, policy: str) -> Any | None:
         """The stored memory (plain JSON data) if it was written for this policy config."""
-        with self._db.tx() as tx:
+        with self._db.read() as tx:
             rows = tx.run("SELECT policy, memory FROM policy_memory WHERE vault = ?", (vault.lower(),))
         if not rows or rows[0]["policy"] != policy:
             return None
@@ -154,16 +154,16 @@ class RecordStore:
             args.append(reason)
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(limit)
-        with self._db.tx() as tx:
+        with self._db.read() as tx:
             return [_row(r) for r in tx.run(sql, args)]
 
     def decision(self, row_id: int) -> DecisionRow | None:
-        with self._db.tx() as tx:
+        with self._db.read() as tx:
             rows = tx.run(f"{_SELECT} WHERE id = ?", (row_id,))
         return _row(rows[0]) if rows else None
 
     def count(self) -> int:
-        with self._db.tx() as tx:
+        with self._db.read() as tx:
             return int(tx.run("SELECT COUNT(*) AS n FROM decisions")[0]["n"])
 
     def close(self) -> None:

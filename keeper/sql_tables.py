@@ -35,7 +35,14 @@ class Tx(Protocol):
 class Tables(Protocol):
     where: str
 
-    def tx(self) -> contextlib.AbstractContextManager[Tx]: ...
+    def tx(self) -> contextlib.AbstractContextManager[Tx]:
+        """A write transaction."""
+        ...
+
+    def read(self) -> contextlib.AbstractContextManager[Tx]:
+        """A read-only transaction (one consistent view; on SQLite it takes no write lock)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -72,6 +79,16 @@ class SqliteTables:
         with immediate_transaction(self._db, self._lock) as db:
             yield _SqliteTx(db)
 
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Tx]:
+        # Deferred, not IMMEDIATE: a reader (`keeper decisions`) never waits for a writer in WAL.
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield _SqliteTx(self._db)
+            finally:
+                self._db.execute("COMMIT")
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -100,6 +117,9 @@ class PgTables:
     def tx(self) -> Iterator[Tx]:
         with self._journal.transaction() as cur:
             yield _PgTx(cur)
+
+    def read(self) -> contextlib.AbstractContextManager[Tx]:
+        return self.tx()
 
     def close(self) -> None:
         if self._owns:  # a journal shared with the runtime is closed by the runtime

@@ -110,7 +110,7 @@ class CampaignStore:
         return cls(open_tables(settings, SCHEMA, "FULL", journal))
 
     def _one(self, sql: str, args: tuple[Any, ...]) -> Campaign | None:
-        with self._db.tx() as tx:
+        with self._db.read() as tx:
             rows = tx.run(sql, args)
             return self._campaign(tx, rows[0]) if rows else None
 
@@ -122,7 +122,7 @@ class CampaignStore:
 
     def all(self, vault: str | None = None) -> list[Campaign]:
         """Every campaign (of one vault, or of every vault this journal served), oldest first."""
-        with self._db.tx() as tx:
+        with self._db.read() as tx:
             if vault is None:
                 rows = tx.run("SELECT * FROM campaigns ORDER BY id")
             else:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from keeper import decision as core
-from keeper.cli import main
+from keeper.cli import _chunks_by_intent, main
 from keeper.costs import CostBudget, calibrated_gas_model
 from keeper.decision import DecisionParams, observe
 from keeper.execution.campaigns import ABANDONED, COMPLETED, CampaignError, CampaignStore
@@ -31,6 +31,7 @@ from keeper.planner import PlannerParams
 from keeper.policy import build_policy
 from keeper.records import RecordStore, Retention
 from keeper.replay import inputs_of
+from keeper.settings import load_settings
 from keeper.sql_tables import PgTables
 from tests.unit.keeper_builders import four_asset_after_weth_rally, quotes_to_and_from_hub
 
@@ -237,6 +238,16 @@ def test_a_campaigns_life_one_active_per_vault_chunks_linked_once(
     assert other_host.all("0xdef") == [] and len(other_host.all()) == 2
     with pytest.raises(ValueError, match="completed or abandoned"):
         store.end(second.id, "active", "no", 10.0)
+
+
+def test_keeper_journal_on_another_host_tags_the_chunks_of_a_campaign(
+    campaigns: Callable[[], CampaignStore], where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = campaigns()
+    started = store.start(VAULT, "{}", TARGETS, TARGETS, K, 10, 1.0)
+    store.link(started.id, 1, "intent-1", None, 2.0)
+    _cli_env(monkeypatch, where, tmp_path)
+    assert _chunks_by_intent(load_settings()) == {"intent-1": {"campaign": started.id, "n": 1}}
 
 
 def test_two_hosts_starting_a_campaign_together_start_one(campaigns: Callable[[], CampaignStore]) -> None:
