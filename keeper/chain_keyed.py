@@ -12,8 +12,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from keeper import records
+from keeper.execution import campaigns
 from keeper.execution.campaigns import Campaign, CampaignStore
 from keeper.records import RecordStore, Retention
+from keeper.settings import Settings
+from keeper.sql_tables import Tables, open_tables
 
 
 def chain_key(vault: str, chain_id: int) -> str:
@@ -21,9 +25,16 @@ def chain_key(vault: str, chain_id: int) -> str:
 
 
 class ChainKeyedRecords(RecordStore):
-    def __init__(self, path: Path | str, chain_id: int, retention: Retention | None = None) -> None:
-        super().__init__(path, retention)
+    def __init__(self, where: Path | str | Tables, chain_id: int, retention: Retention | None = None) -> None:
+        super().__init__(where, retention)
         self.chain_id = chain_id
+
+    @classmethod
+    def open_on_chain(
+        cls, settings: Settings, chain_id: int, retention: Retention, journal: object = None
+    ) -> ChainKeyedRecords:
+        """Beside the journal, as RecordStore.open: PostgreSQL or the SQLite file."""
+        return cls(open_tables(settings, records.SCHEMA, records.SYNCHRONOUS, journal), chain_id, retention)
 
     def load_memory(self, vault: str, policy: str) -> Any | None:
         return super().load_memory(chain_key(vault, self.chain_id), policy)
@@ -38,9 +49,14 @@ class ChainKeyedRecords(RecordStore):
 
 
 class ChainKeyedCampaigns(CampaignStore):
-    def __init__(self, path: Path | str, chain_id: int) -> None:
-        super().__init__(path)
+    def __init__(self, where: Path | str | Tables, chain_id: int) -> None:
+        super().__init__(where)
         self.chain_id = chain_id
+
+    @classmethod
+    def open_on_chain(cls, settings: Settings, chain_id: int, journal: object = None) -> ChainKeyedCampaigns:
+        """Beside the journal, as CampaignStore.open: PostgreSQL or the SQLite file."""
+        return cls(open_tables(settings, campaigns.SCHEMA, campaigns.SYNCHRONOUS, journal), chain_id)
 
     def active(self, vault: str) -> Campaign | None:
         return super().active(chain_key(vault, self.chain_id))

@@ -35,11 +35,11 @@ def parse_since(text: str, now: float) -> float:
 
 def _store() -> RecordStore:
     settings = load_fleet().process
-    if not settings.journal_path.exists():
+    if settings.journal_url is None and not settings.journal_path.exists():
         raise ConfigError(
             f"KEEPER_JOURNAL_PATH={settings.journal_path}: no journal there (decisions are recorded in it)"
         )
-    return RecordStore(settings.journal_path)
+    return RecordStore.open(settings)  # KEEPER_JOURNAL_URL set: the shared PostgreSQL database
 
 
 def cmd_decisions(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
 """What survives a restart besides the transactions: the policy's memory and every tick's
-decision record, in the journal's SQLite file (tables of their own beside the journal's).
+decision record, beside the journal: in its SQLite file, or in its PostgreSQL database when
+KEEPER_JOURNAL_URL is set (shared by replicas on several hosts; schema in pg_migrations.py).
 
 - Policy memory (the calendar's last firing, the hybrid's last check, the adaptive policy's
   volatility estimate) is keyed by vault and stored with the policy config it belongs to:
@@ -12,17 +13,19 @@ decision record, in the journal's SQLite file (tables of their own beside the jo
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from keeper.sqlite_tx import immediate_transaction
+from keeper.sql_tables import Row, SqliteTables, Tables, open_tables
 
+if TYPE_CHECKING:
+    from keeper.settings import Settings
+
+# SQLite: NORMAL, not the journal's FULL (see RecordStore.__init__).
+SYNCHRONOUS = "NORMAL"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS policy_memory (
     vault TEXT PRIMARY KEY,
@@ -73,38 +76,37 @@ class DecisionRow:
 
 
 class RecordStore:
-    """Policy memory and decision records in SQLite (WAL; the journal's file or its own)."""
+    """Policy memory and decision records: in the SQLite file at KEEPER_JOURNAL_PATH (WAL), or
+    in the PostgreSQL journal's database when KEEPER_JOURNAL_URL is set, so replicas on several
+    hosts share them (keeper/sql_tables.py)."""
 
-    def __init__(self, path: Path | str, retention: Retention | None = None) -> None:
+    def __init__(self, where: Path | str | Tables, retention: Retention | None = None) -> None:
         self.retention = retention or Retention()
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL, not the journal's FULL: in WAL mode a commit then waits for no fsync. A power
-        # cut may lose the newest record or memory update (the policy re-learns one tick); it
-        # can never lose or duplicate a transaction, which stays with the journal's own writes.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        # SQLite: NORMAL, not the journal's FULL: in WAL mode a commit then waits for no fsync. A
+        # power cut may lose the newest record or memory update (the policy re-learns one tick);
+        # it can never lose or duplicate a transaction, which stays with the journal's own writes.
+        self._db = where if not isinstance(where, (Path, str)) else SqliteTables(where, SCHEMA, SYNCHRONOUS)
+        self.where = self._db.where
 
-    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return immediate_transaction(self._db, self._lock)
+    @classmethod
+    def open(
+        cls, settings: Settings, retention: Retention | None = None, journal: object = None
+    ) -> RecordStore:
+        return cls(open_tables(settings, SCHEMA, SYNCHRONOUS, journal), retention)
 
     # ------------------------------------------------------------------ policy memory
 
     def load_memory(self, vault: str, policy: str) -> Any | None:
         """The stored memory (plain JSON data) if it was written for this policy config."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT policy, memory FROM policy_memory WHERE vault = ?", (vault.lower(),)
-            ).fetchone()
-        if row is None or row[0] != policy:
+        with self._db.read() as tx:
+            rows = tx.run("SELECT policy, memory FROM policy_memory WHERE vault = ?", (vault.lower(),))
+        if not rows or rows[0]["policy"] != policy:
             return None
-        return json.loads(row[1])
+        return json.loads(rows[0]["memory"])
 
     def save_memory(self, vault: str, policy: str, memory: Any) -> None:
-        with self._tx() as db:
-            db.execute(
+        with self._db.tx() as tx:
+            tx.run(
                 "INSERT INTO policy_memory (vault, policy, memory, updated_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (vault) DO UPDATE SET policy = excluded.policy, memory = excluded.memory, "
                 "updated_at = excluded.updated_at",
@@ -117,24 +119,25 @@ class RecordStore:
         self, vault: str, report: dict[str, Any], inputs: dict[str, Any] | None, now: float | None = None
     ) -> int:
         at = time.time() if now is None else now
-        with self._tx() as db:
-            cur = db.execute(
-                "INSERT INTO decisions (vault, at, block, result, reason, report, inputs) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    vault.lower(),
-                    at,
-                    report.get("block_number"),
-                    str(report.get("result")),
-                    str(report.get("reason")),
-                    json.dumps(report, default=str),
-                    None if inputs is None else json.dumps(inputs),
-                ),
+        with self._db.tx() as tx:
+            row_id = int(
+                tx.run(
+                    "INSERT INTO decisions (vault, at, block, result, reason, report, inputs) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    (
+                        vault.lower(),
+                        at,
+                        report.get("block_number"),
+                        str(report.get("result")),
+                        str(report.get("reason")),
+                        json.dumps(report, default=str),
+                        None if inputs is None else json.dumps(inputs),
+                    ),
+                )[0]["id"]
             )
-            row_id = int(cur.lastrowid or 0)
             # Bounded retention: by age, then by count (the newest rows stay).
-            db.execute("DELETE FROM decisions WHERE at < ?", (at - self.retention.max_age_s,))
-            db.execute(
+            tx.run("DELETE FROM decisions WHERE at < ?", (at - self.retention.max_age_s,))
+            tx.run(
                 "DELETE FROM decisions WHERE id <= (SELECT id FROM decisions ORDER BY id DESC LIMIT 1 OFFSET ?)",
                 (self.retention.max_rows,),
             )
@@ -147,7 +150,7 @@ class RecordStore:
         limit: int = 50,
         vault: str | None = None,
     ) -> list[DecisionRow]:
-        sql = "SELECT id, vault, at, block, result, reason, report, inputs FROM decisions WHERE 1 = 1"
+        sql = f"{_SELECT} WHERE 1 = 1"
         args: list[Any] = []
         if vault is not None:
             sql += " AND vault = ?"
@@ -160,35 +163,33 @@ class RecordStore:
             args.append(reason)
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(limit)
-        with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
-        return [_row(r) for r in rows]
+        with self._db.read() as tx:
+            return [_row(r) for r in tx.run(sql, args)]
 
     def decision(self, row_id: int) -> DecisionRow | None:
-        with self._lock:
-            r = self._db.execute(
-                "SELECT id, vault, at, block, result, reason, report, inputs FROM decisions WHERE id = ?",
-                (row_id,),
-            ).fetchone()
-        return None if r is None else _row(r)
+        with self._db.read() as tx:
+            rows = tx.run(f"{_SELECT} WHERE id = ?", (row_id,))
+        return _row(rows[0]) if rows else None
 
     def count(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
+        with self._db.read() as tx:
+            return int(tx.run("SELECT COUNT(*) AS n FROM decisions")[0]["n"])
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
 
-def _row(r: tuple[Any, ...]) -> DecisionRow:
+_SELECT = "SELECT id, vault, at, block, result, reason, report, inputs FROM decisions"
+
+
+def _row(r: Row) -> DecisionRow:
     return DecisionRow(
-        int(r[0]),
-        str(r[1]),
-        float(r[2]),
-        r[3],
-        str(r[4]),
-        str(r[5]),
-        json.loads(r[6]),
-        None if r[7] is None else json.loads(r[7]),
+        int(r["id"]),
+        str(r["vault"]),
+        float(r["at"]),
+        None if r["block"] is None else int(r["block"]),
+        str(r["result"]),
+        str(r["reason"]),
+        json.loads(r["report"]),
+        None if r["inputs"] is None else json.loads(r["inputs"]),
     )

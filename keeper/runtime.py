@@ -226,21 +226,27 @@ def build_vault(
             breaker_key=f"{scope}/vault/{name}" if own_breaker else None,
         )
     records: RecordStore | None = None
-    if account is not None or settings.journal_path.exists():
-        # Policy memory and decision records live beside the journal; without a key and
-        # without a journal (a first dry look) there is nothing to read and nothing is written.
+    # Policy memory, decision records and campaigns live beside the journal: in its PostgreSQL
+    # database (shared by replicas, on the journal's pool) or its SQLite file.
+    beside_journal = account is not None or settings.journal_url is not None or settings.journal_path.exists()
+    if beside_journal:
+        # Without a key and without a journal (a first dry look) there is nothing to read and
+        # nothing is written.
         retention = Retention(settings.decisions_keep_rows, settings.decisions_keep_days * 86_400)
         records = (
-            ChainKeyedRecords(settings.journal_path, chain_id, retention)
+            ChainKeyedRecords.open_on_chain(settings, chain_id, retention, store)
             if chain_keyed
-            else RecordStore(settings.journal_path, retention)
+            else RecordStore.open(settings, retention, store)
         )
     chunking = None
     if caps.enabled:
-        # Campaigns live beside the journal; a keyless dry look keeps them in memory only.
-        journaled = account is not None or settings.journal_path.exists()
-        where = settings.journal_path if journaled else ":memory:"
-        campaigns = ChainKeyedCampaigns(where, chain_id) if chain_keyed else CampaignStore(where)
+        # A keyless dry look with no journal keeps campaigns in memory only.
+        if not beside_journal:
+            campaigns = CampaignStore(":memory:")
+        elif chain_keyed:
+            campaigns = ChainKeyedCampaigns.open_on_chain(settings, chain_id, store)
+        else:
+            campaigns = CampaignStore.open(settings, store)
         chunking = Chunking(caps, campaigns)
     keeper = Keeper(
         w3,

@@ -1,4 +1,5 @@
-"""Chunked rebalances as journaled campaigns (tables beside the journal's, in its SQLite file).
+"""Chunked rebalances as journaled campaigns (tables beside the journal's: in its SQLite file, or
+its PostgreSQL database when KEEPER_JOURNAL_URL is set).
 
 A campaign is one policy "yes" whose rebalance is too large for one transaction
 (keeper/chunking.py). Its row holds the targets it trades to, for its whole life:
@@ -15,21 +16,23 @@ most one active campaign per vault is a property of the database (a partial uniq
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from keeper.sqlite_tx import immediate_transaction
+from keeper.sql_tables import Row, SqliteTables, Tables, Tx, open_tables
+
+if TYPE_CHECKING:
+    from keeper.settings import Settings
 
 ACTIVE = "active"
 COMPLETED = "completed"
 ABANDONED = "abandoned"
 
+# FULL: a chunk's link to its intent must survive a power cut as the intent does.
+SYNCHRONOUS = "FULL"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS campaigns (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -96,46 +99,37 @@ class CampaignError(RuntimeError):
 
 
 class CampaignStore:
-    """Campaigns and their chunks on SQLite (WAL, synchronous=FULL like the journal's intents)."""
+    """Campaigns and their chunks: in the SQLite file at KEEPER_JOURNAL_PATH (WAL,
+    synchronous=FULL like the journal's intents), or in the PostgreSQL journal's database when
+    KEEPER_JOURNAL_URL is set, so a replica that takes a vault over resumes its campaign."""
 
-    def __init__(self, path: Path | str) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
+    def __init__(self, where: Path | str | Tables) -> None:
         # FULL: a chunk's link to its intent must survive a power cut as the intent does.
-        self._db.execute("PRAGMA synchronous=FULL")
-        with self._tx() as db:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
+        self._db = where if not isinstance(where, (Path, str)) else SqliteTables(where, SCHEMA, SYNCHRONOUS)
 
-    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return immediate_transaction(self._db, self._lock)
+    @classmethod
+    def open(cls, settings: Settings, journal: object = None) -> CampaignStore:
+        return cls(open_tables(settings, SCHEMA, SYNCHRONOUS, journal))
+
+    def _one(self, sql: str, args: tuple[Any, ...]) -> Campaign | None:
+        with self._db.read() as tx:
+            rows = tx.run(sql, args)
+            return self._campaign(tx, rows[0]) if rows else None
 
     def active(self, vault: str) -> Campaign | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM campaigns WHERE vault = ? AND state = 'active'", (vault.lower(),)
-            ).fetchone()
-            return None if row is None else self._campaign(row)
+        return self._one("SELECT * FROM campaigns WHERE vault = ? AND state = 'active'", (vault.lower(),))
 
     def get(self, campaign_id: int) -> Campaign | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
-            return None if row is None else self._campaign(row)
+        return self._one("SELECT * FROM campaigns WHERE id = ?", (campaign_id,))
 
     def all(self, vault: str | None = None) -> list[Campaign]:
         """Every campaign (of one vault, or of every vault this journal served), oldest first."""
-        with self._lock:
+        with self._db.read() as tx:
             if vault is None:
-                rows = self._db.execute("SELECT * FROM campaigns ORDER BY id").fetchall()
+                rows = tx.run("SELECT * FROM campaigns ORDER BY id")
             else:
-                rows = self._db.execute(
-                    "SELECT * FROM campaigns WHERE vault = ? ORDER BY id", (vault.lower(),)
-                ).fetchall()
-            return [self._campaign(r) for r in rows]
+                rows = tx.run("SELECT * FROM campaigns WHERE vault = ? ORDER BY id", (vault.lower(),))
+            return [self._campaign(tx, r) for r in rows]
 
     def start(
         self,
@@ -147,14 +141,13 @@ class CampaignStore:
         block: int,
         now: float,
     ) -> Campaign:
-        with self._tx() as db:
-            if db.execute(
-                "SELECT 1 FROM campaigns WHERE vault = ? AND state = 'active'", (vault.lower(),)
-            ).fetchone():
-                raise CampaignError(f"vault {vault} has an active campaign already")
-            cur = db.execute(
+        with self._db.tx() as tx:
+            # The partial unique index decides, in one statement: no row back means another
+            # campaign of this vault is active (on PostgreSQL, maybe started by another replica).
+            rows = tx.run(
                 "INSERT INTO campaigns (vault, policy, targets, vault_targets, total_usd18, state, "
-                "started_at, started_block) VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
+                "started_at, started_block) VALUES (?, ?, ?, ?, ?, 'active', ?, ?) "
+                "ON CONFLICT (vault) WHERE state = 'active' DO NOTHING RETURNING id",
                 (
                     vault.lower(),
                     policy,
@@ -165,8 +158,9 @@ class CampaignStore:
                     block,
                 ),
             )
-            campaign_id = int(cur.lastrowid or 0)
-        started = self.get(campaign_id)
+        if not rows:
+            raise CampaignError(f"vault {vault} has an active campaign already")
+        started = self.get(int(rows[0]["id"]))
         assert started is not None
         return started
 
@@ -175,8 +169,8 @@ class CampaignStore:
     ) -> None:
         """Record intent `intent_key` as chunk `n` (idempotent: an intent is linked once)."""
         moves = None if moves_usd18 is None else json.dumps({k: str(v) for k, v in moves_usd18.items()})
-        with self._tx() as db:
-            db.execute(
+        with self._db.tx() as tx:
+            tx.run(
                 "INSERT INTO campaign_chunks (campaign_id, n, intent_key, moves, linked_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (intent_key) DO NOTHING",
                 (campaign_id, n, intent_key, moves, now),
@@ -185,18 +179,19 @@ class CampaignStore:
     def end(self, campaign_id: int, state: str, reason: str, now: float) -> None:
         if state not in (COMPLETED, ABANDONED):
             raise ValueError(f"a campaign ends completed or abandoned, not {state!r}")
-        with self._tx() as db:
-            db.execute(
+        with self._db.tx() as tx:
+            tx.run(
                 "UPDATE campaigns SET state = ?, reason = ?, ended_at = ? WHERE id = ? AND state = 'active'",
                 (state, reason, now, campaign_id),
             )
 
-    def _campaign(self, row: sqlite3.Row) -> Campaign:
-        chunks = self._db.execute(
+    @staticmethod
+    def _campaign(tx: Tx, row: Row) -> Campaign:
+        chunks = tx.run(
             "SELECT n, intent_key, moves, linked_at FROM campaign_chunks WHERE campaign_id = ? "
             "ORDER BY linked_at, n",
             (row["id"],),
-        ).fetchall()
+        )
         return Campaign(
             id=int(row["id"]),
             vault=str(row["vault"]),
@@ -221,5 +216,4 @@ class CampaignStore:
         )
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()

@@ -82,6 +82,51 @@ CREATE TABLE adoptions (
 );
 """,
     ),
+    (
+        2,
+        "beside the journal: policy memory, decision records, chunked campaigns",
+        """
+CREATE TABLE policy_memory (
+    vault TEXT PRIMARY KEY,
+    policy TEXT NOT NULL,
+    memory TEXT NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE decisions (
+    id BIGSERIAL PRIMARY KEY,
+    vault TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    block BIGINT,
+    result TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    report TEXT NOT NULL,
+    inputs TEXT
+);
+CREATE INDEX decisions_vault_at ON decisions (vault, at);
+CREATE TABLE campaigns (
+    id BIGSERIAL PRIMARY KEY,
+    vault TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    targets TEXT NOT NULL,
+    vault_targets TEXT NOT NULL,
+    total_usd18 TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    started_at DOUBLE PRECISION NOT NULL,
+    started_block BIGINT NOT NULL,
+    ended_at DOUBLE PRECISION
+);
+CREATE UNIQUE INDEX one_active_campaign_per_vault ON campaigns (vault) WHERE state = 'active';
+CREATE TABLE campaign_chunks (
+    campaign_id BIGINT NOT NULL REFERENCES campaigns (id),
+    n INTEGER NOT NULL,
+    intent_key TEXT NOT NULL UNIQUE,
+    moves TEXT,
+    linked_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (campaign_id, intent_key)
+);
+""",
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]

@@ -167,6 +167,11 @@ class PgJournal:
         except (psycopg.Error, PoolTimeout) as exc:
             raise JournalError(f"{self.where}: {type(exc).__name__}: {scrub(str(exc), self._url)}") from None
 
+    def transaction(self) -> contextlib.AbstractContextManager[Cursor]:
+        """One transaction for the tables kept beside the journal (policy memory, decision
+        records, campaigns: keeper/sql_tables.py), on the journal's pool."""
+        return self._tx()
+
     def _migrate(self) -> int:
         """Apply the migrations this database lacks, one transaction each; returns the version."""
         with self._tx() as cur:

@@ -20,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import keeper_process
 import pytest
 from fault_helpers import KEEPER_KEY, Baseline, LocalChain, build_keeper, intents
 from keeper_process import REPO_ROOT, Daemon, free_port, keeper_env
@@ -32,9 +33,11 @@ from deploy.world import timed_deploy, write_manifest
 from keeper.execution.campaign_tracker import mined_ok
 from keeper.execution.campaigns import CampaignStore
 from keeper.execution.journal import Intent, IntentState
+from keeper.execution.pg_store import PgJournal
 from keeper.model import Venue
 from keeper.planner import plan
 from keeper.runtime import Runtime
+from keeper.sql_tables import PgTables
 
 if TYPE_CHECKING:
     from conftest import Chain
@@ -93,9 +96,18 @@ def rearbitrage(chain: Chain, warp_s: int = 0) -> None:
             )
 
 
+def _campaign_store(manifest: Path) -> CampaignStore:
+    """The campaigns the keeper wrote: beside its journal, in the file or (on the PostgreSQL
+    run of this suite) in the journal's database."""
+    path = manifest.parent / "journal.sqlite3"
+    if keeper_process.JOURNAL_URL_FOR is not None:
+        return CampaignStore(PgTables(PgJournal(keeper_process.JOURNAL_URL_FOR(path)), owns_journal=True))
+    return CampaignStore(path)
+
+
 def campaign_chunks(manifest: Path) -> list[tuple[int, int, str]]:
     """(campaign id, chunk n, intent key) of every chunk in the journal."""
-    store = CampaignStore(manifest.parent / "journal.sqlite3")
+    store = _campaign_store(manifest)
     try:
         out = []
         for c in store.all(str(_vault(manifest))):
@@ -106,7 +118,7 @@ def campaign_chunks(manifest: Path) -> list[tuple[int, int, str]]:
 
 
 def campaigns(manifest: Path) -> list[tuple[str, str | None]]:
-    store = CampaignStore(manifest.parent / "journal.sqlite3")
+    store = _campaign_store(manifest)
     try:
         return [(c.state, c.reason) for c in store.all(str(_vault(manifest)))]
     finally:

@@ -1,0 +1,136 @@
+"""A tiny SQL dialect seam for the tables kept beside the journal (policy memory, decision
+records, chunked campaigns): one store implementation each, over SQLite or PostgreSQL.
+
+The stores write portable SQL with `?` placeholders (rewritten to `%s` for psycopg) and read
+rows as dicts. What differs stays here: connections and locking (one SQLite connection behind
+a lock, BEGIN IMMEDIATE; a PostgreSQL journal's pooled transactions) and where the schema
+comes from (SQLite: the store's CREATE ... IF NOT EXISTS at open; PostgreSQL: the journal's
+versioned migrations, keeper/execution/pg_migrations.py, applied when the journal opens).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from keeper.execution.pg_store import PgJournal
+from keeper.sqlite_tx import immediate_transaction
+
+if TYPE_CHECKING:
+    from keeper.settings import Settings
+
+Row = dict[str, Any]
+
+
+class Tx(Protocol):
+    def run(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        """Execute one statement; its rows (none for a write without RETURNING)."""
+        ...
+
+
+class Tables(Protocol):
+    where: str
+
+    def tx(self) -> contextlib.AbstractContextManager[Tx]:
+        """A write transaction."""
+        ...
+
+    def read(self) -> contextlib.AbstractContextManager[Tx]:
+        """A read-only transaction (one consistent view; on SQLite it takes no write lock)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class _SqliteTx:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def run(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        cur = self._db.execute(sql, tuple(args))
+        if cur.description is None:
+            return []
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+class SqliteTables:
+    """One connection to a SQLite file (WAL), serialised by a lock; `schema` is created at open."""
+
+    def __init__(self, path: Path | str, schema: str, synchronous: str) -> None:
+        self.where = f"KEEPER_JOURNAL_PATH={path}"
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        with self.tx() as tx:
+            for statement in schema.split(";"):
+                if statement.strip():
+                    tx.run(statement)
+
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[Tx]:
+        with immediate_transaction(self._db, self._lock) as db:
+            yield _SqliteTx(db)
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Tx]:
+        # Deferred, not IMMEDIATE: a reader (`keeper decisions`) never waits for a writer in WAL.
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield _SqliteTx(self._db)
+            finally:
+                self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class _PgTx:
+    def __init__(self, cur: Any) -> None:
+        self._cur = cur
+
+    def run(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        # The stores' SQL has no literal '?' (nor '%'): a plain rewrite is exact.
+        self._cur.execute(sql.replace("?", "%s"), tuple(args))
+        return list(self._cur.fetchall()) if self._cur.description is not None else []
+
+
+class PgTables:
+    """The same tables in the PostgreSQL journal's database, through the journal's pool (a
+    driver error becomes a JournalError with the password scrubbed)."""
+
+    def __init__(self, journal: PgJournal, owns_journal: bool) -> None:
+        self.where = journal.where
+        self._journal = journal
+        self._owns = owns_journal
+
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[Tx]:
+        with self._journal.transaction() as cur:
+            yield _PgTx(cur)
+
+    def read(self) -> contextlib.AbstractContextManager[Tx]:
+        return self.tx()
+
+    def close(self) -> None:
+        if self._owns:  # a journal shared with the runtime is closed by the runtime
+            self._journal.close()
+
+
+def open_tables(settings: Settings, schema: str, synchronous: str, journal: object | None = None) -> Tables:
+    """PostgreSQL when KEEPER_JOURNAL_URL is set (sharing `journal` when it is the PostgreSQL
+    journal this process already opened), else the SQLite file at KEEPER_JOURNAL_PATH."""
+    if isinstance(journal, PgJournal):
+        return PgTables(journal, owns_journal=False)
+    if settings.journal_url is not None:
+        return PgTables(PgJournal(settings.journal_url.get_secret_value()), owns_journal=True)
+    return SqliteTables(settings.journal_path, schema, synchronous)
