@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from hexbytes import HexBytes
@@ -32,14 +33,37 @@ class MulticallError(RuntimeError):
     """The aggregate call itself failed (node error or a required call reverted)."""
 
 
+@lru_cache(maxsize=4096)
+def checksum(address: str) -> str:
+    """Web3.to_checksum_address, remembered: it hashes (keccak) on every call, and a chain's
+    reads name the same few hundred addresses every tick."""
+    return str(Web3.to_checksum_address(address))
+
+
+def _encode_aggregate3(calls: tuple[Call, ...]) -> bytes:
+    encoded = [(checksum(c.target), c.allow_failure, c.fn.calldata(*c.args)) for c in calls]
+    return Multicall3.aggregate3.calldata(encoded)
+
+
+# A chain's read asks the same calls every tick (the list changes only when a vault's config
+# does): encoding them (ABI, checksums) was most of a fleet's read time.
+_remembered_aggregate3 = lru_cache(maxsize=64)(_encode_aggregate3)
+
+
+def _aggregate3_calldata(calls: tuple[Call, ...]) -> bytes:
+    try:
+        return _remembered_aggregate3(calls)
+    except TypeError:  # an argument that cannot be hashed (a list): encode it afresh
+        return _encode_aggregate3(calls)
+
+
 def aggregate(
     w3: Web3, multicall: str, calls: list[Call], block: BlockIdentifier = "latest"
 ) -> list[CallResult]:
     """Run every call in one eth_call at one block; failures of allow_failure calls are data."""
-    encoded = [(Web3.to_checksum_address(c.target), c.allow_failure, c.fn.calldata(*c.args)) for c in calls]
     tx: TxParams = {
-        "to": Web3.to_checksum_address(multicall),
-        "data": HexBytes(Multicall3.aggregate3.calldata(encoded)),
+        "to": checksum(multicall),
+        "data": HexBytes(_aggregate3_calldata(tuple(calls))),
     }
     try:
         raw = w3.eth.call(tx, block_identifier=block)

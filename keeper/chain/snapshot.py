@@ -22,7 +22,7 @@ from web3.types import BlockIdentifier
 from keeper.chain.abi import Erc20, Feed, Multicall3, QuoterV2, V2Router, Vault
 from keeper.chain.answers import MalformedAnswerError
 from keeper.chain.decimals import token_decimals_problems
-from keeper.chain.multicall import Call, CallResult, aggregate
+from keeper.chain.multicall import Call, CallResult, aggregate, checksum
 from keeper.log import get_logger
 from keeper.manifest import Manifest
 from keeper.manifest_drift import manifest_differences
@@ -271,7 +271,7 @@ class SnapshotReader:
     def _check_assets_match(self, onchain: Sequence[tuple[str, str, int, int]]) -> None:
         # Tokens are fixed when the vault is deployed; feeds are followed (`_follow_feeds`).
         ours = [c.token for c in self._configs]
-        theirs = [Web3.to_checksum_address(t) for t, _, _, _ in onchain]
+        theirs = [checksum(t) for t, _, _, _ in onchain]
         if ours != theirs:
             raise ManifestMismatchError(
                 f"manifest assets {ours} do not match the vault's getAssets() {theirs}: regenerate the "
@@ -320,10 +320,10 @@ def _pinned(raw: tuple[int, str, str, str, str, int]) -> PinnedVenue:
     venue, router, pool, token0, token1, fee = raw
     return PinnedVenue(
         Venue(int(venue)),
-        Web3.to_checksum_address(router),
-        Web3.to_checksum_address(pool),
-        Web3.to_checksum_address(token0),
-        Web3.to_checksum_address(token1),
+        checksum(router),
+        checksum(pool),
+        checksum(token0),
+        checksum(token1),
         int(fee),
     )
 
