@@ -3,6 +3,10 @@
 Anvil binds port 0 itself and logs the port it got, so there is no race for a "free" port. Its
 log goes to a file rather than a pipe: a pipe nobody drains fills up and stalls the node. On
 Linux the child also gets a parent-death signal, so a killed test run cannot leave it behind.
+
+Anvil writes the chain's older states to disk under $HOME/.foundry/anvil/tmp and leaves them
+there when it is stopped (gigabytes for a node that deployed many worlds). Each node therefore
+gets a home of its own, removed when the node stops.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import ctypes
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,6 +44,7 @@ class AnvilNode:
     log_path: Path
     fork_url: str | None = None
     fork_block_number: int | None = None
+    home: Path | None = None  # anvil's own $HOME: its on-disk states go there, removed at stop
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -65,6 +71,8 @@ class AnvilNode:
                 self.process.wait(timeout=timeout_s)
         with contextlib.suppress(OSError):
             self.log_path.unlink()
+        if self.home is not None:
+            shutil.rmtree(self.home, ignore_errors=True)
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -101,15 +109,17 @@ def start_anvil(
 
     fd, log_name = tempfile.mkstemp(prefix="keeper-anvil-", suffix=".log")
     log_path = Path(log_name)
+    home = Path(tempfile.mkdtemp(prefix="keeper-anvil-home-"))
     with os.fdopen(fd, "wb") as log:
         process = subprocess.Popen(
             args,
+            env={**os.environ, "HOME": str(home)},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
         )
-    node = AnvilNode("", port, process, log_path, fork_url, fork_block_number)
+    node = AnvilNode("", port, process, log_path, fork_url, fork_block_number, home)
     try:
         deadline = time.monotonic() + startup_timeout_s
         while time.monotonic() < deadline:
