@@ -61,9 +61,21 @@ ops-tools:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
 	fi
 
+# tests/stores and the PostgreSQL runs of tests/faults start their own throwaway cluster
+# (tests/pg_cluster.py) from Debian's `postgresql` server binaries (apt, as root or with sudo;
+# the package's own service is not used).
+pg-tools:
+	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+	  echo "installing Debian's postgresql package (initdb, pg_ctl) for tests/stores and tests/faults"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; \
+	fi
+
 # Includes the `fork` marker: the trading tests on the second chain (keeper vault deploy).
-test-python: install build ops-tools
+# The fault suite runs twice: on the SQLite journal (in the first run) and on PostgreSQL.
+test-python: install build ops-tools pg-tools
 	$(PY) -m pytest -m "not container"
+	KEEPER_TEST_JOURNAL=postgresql $(PY) -m pytest tests/faults -m "not container"
 
 # tests/container build the images from the Dockerfile and run them and the compose stack with
 # podman: setup-host.sh installs Debian's podman, runc and mmdebstrap (apt, as root or with sudo)

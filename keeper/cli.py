@@ -26,7 +26,8 @@ from keeper.chain.snapshot import ChainState, SnapshotError
 from keeper.daemon import Daemon
 from keeper.execution.adoption import Adoption, adopt_problem, adoption_refusal
 from keeper.execution.campaigns import CampaignStore
-from keeper.execution.journal import JournalError
+from keeper.execution.journal import JournalError, JournalStore
+from keeper.execution.journal_open import journal_where, open_journal
 from keeper.execution.sqlite_store import SqliteJournal
 from keeper.log import configure_logging, get_logger
 from keeper.manifest import ManifestError
@@ -151,7 +152,7 @@ def _journal_checks(rt: Runtime, keeper_role: bool) -> list[tuple[bool, str]]:
     if txm is None or guards is None:
         return []
     unfinished = txm.store.unfinished(txm.scope)
-    lines = [(True, f"journal {rt.settings.journal_path}: {len(unfinished)} transaction(s) in flight")]
+    lines = [(True, f"journal {journal_where(rt.settings)}: {len(unfinished)} transaction(s) in flight")]
     for intent in unfinished:
         lines.append((True, f"  intent {intent.key} nonce {intent.nonce} is {intent.state}"))
     # Adoption matters only for a key that may send: a wrong key has failed the check already.
@@ -256,7 +257,9 @@ def _status_json(
     }
 
 
-def _journal(settings: Settings) -> SqliteJournal:
+def _journal(settings: Settings) -> JournalStore:
+    if settings.journal_url is not None:
+        return open_journal(settings)
     if not settings.journal_path.exists():
         raise ConfigError(
             f"KEEPER_JOURNAL_PATH={settings.journal_path}: no journal there (a keeper with a key creates it)"

@@ -19,11 +19,11 @@ from keeper.execution.campaign_tracker import Chunking
 from keeper.execution.campaigns import CampaignStore
 from keeper.execution.guards import SendGuards
 from keeper.execution.journal import JournalError, JournalStore
+from keeper.execution.journal_open import journal_where, open_journal
 from keeper.execution.lease import new_owner_id
 from keeper.execution.lifecycle import LifecycleRules
 from keeper.execution.manager import TxConfig, TxManager, scope_of
 from keeper.execution.private_window import PrivateRules
-from keeper.execution.sqlite_store import SqliteJournal
 from keeper.log import get_logger
 from keeper.manifest import Manifest, load_manifest
 from keeper.metrics import HealthState, KeeperMetrics
@@ -58,7 +58,7 @@ class Runtime:
             self.keeper.close()
         except sqlite3.Error as exc:
             raise JournalError(
-                f"KEEPER_JOURNAL_PATH={self.settings.journal_path}: could not release the lease at "
+                f"{journal_where(self.settings)}: could not release the lease at "
                 f"shutdown ({exc}); free space on its volume. A successor takes over once the lease "
                 f"expires ({self.settings.effective_lease_ttl_s:g} s)"
             ) from None
@@ -145,7 +145,7 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
     guards: SendGuards | None = None
     if account is not None:
         # The journal is opened only with a key: without one nothing can be signed or sent.
-        store = SqliteJournal(settings.journal_path)
+        store = open_journal(settings)
         genesis = pool.call("eth_getBlockByNumber", ["0x0", False])
         if not isinstance(genesis, dict) or genesis.get("hash") is None:
             raise RpcError(

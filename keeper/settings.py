@@ -35,6 +35,7 @@ from pydantic_settings import (
 
 from keeper import safejson
 from keeper.chain.transport import DEFAULT_MAX_RESPONSE_BYTES
+from keeper.execution.pg_url import JournalUrlError, check_url
 from keeper.policy import PolicyConfig, parse_policy_config
 from keeper.rpc_scheme import rpc_url_problem
 
@@ -451,6 +452,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Single-writer lease lifetime, renewed every tick; unset: max(180, 3 x INTERVAL_S).",
     )
+    journal_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL journal, postgresql://user:pass@host:5432/db (a secret, never printed); "
+        "set: intents, leases, breaker and adoption live there (shared by replicas on several hosts) "
+        "instead of JOURNAL_PATH. See docs/postgresql.md.",
+    )
 
     # --- observability ---
     metrics_host: str = Field(default="127.0.0.1", description="Bind address of /metrics and /healthz.")
@@ -583,6 +590,16 @@ class Settings(BaseSettings):
         # with the other fields' errors (a model validator runs only once they all pass).
         if value is not None and not _is_key_hex(value.get_secret_value()):
             raise ValueError(KEY_SHAPE)
+        return value
+
+    @field_validator("journal_url")
+    @classmethod
+    def _journal_url_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                check_url(value.get_secret_value())
+            except JournalUrlError as exc:
+                raise ValueError(str(exc).split(": ", 1)[1]) from None
         return value
 
     @model_validator(mode="after")

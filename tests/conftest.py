@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 from keeper_process import Daemon, fork_manifest, free_port, keeper_env
+from pg_cluster import PgCluster, pg_cluster
 from standin_helpers import deploy_standin_vault
 from web3 import Web3
 from web3.contract import Contract
@@ -175,3 +176,18 @@ def any_chain(request: pytest.FixtureRequest) -> Iterator[Chain]:
 def start_any_daemon(any_chain: Chain, tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     """`start_daemon` on `any_chain`."""
     yield from _daemons(any_chain, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgCluster]:
+    """One throwaway PostgreSQL cluster per session (tests/pg_cluster.py), removed at the end."""
+    with pg_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_url(pg: PgCluster) -> Iterator[str]:
+    """A fresh, empty database on the session's cluster; dropped after the test."""
+    url = pg.create_database()
+    yield url
+    pg.drop_database(url)

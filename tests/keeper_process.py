@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from conftest import Chain
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Set by tests/faults/conftest.py when the fault suite runs on PostgreSQL (KEEPER_TEST_JOURNAL):
+# the database standing in for a journal file, one per file (created on first use).
+JOURNAL_URL_FOR: Callable[[Path], str] | None = None
 WAIT_S = 30.0
 STOP_WITHIN_S = 5.0
 
@@ -38,6 +41,8 @@ def keeper_env(manifest: Path | str, **variables: str) -> dict[str, str]:
     # journal that remembers nonces the chain forgot would (rightly) refuse to send.
     env["KEEPER_JOURNAL_PATH"] = str(Path(manifest).parent / "journal.sqlite3")
     env.update(variables)
+    if JOURNAL_URL_FOR is not None and "KEEPER_JOURNAL_URL" not in variables:
+        env["KEEPER_JOURNAL_URL"] = JOURNAL_URL_FOR(Path(env["KEEPER_JOURNAL_PATH"]))
     return env
 
 

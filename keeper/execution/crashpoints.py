@@ -10,7 +10,11 @@ one rebalance. Points, in the order a send passes them:
     after_send     a node accepted the bytes, the journal does not know yet
     after_receipt  the receipt was seen, the journal does not know yet
 
-Never set it in production. In-process harnesses (bench/soak.py) install a handler with
+KEEPER_TEST_STOP_AT=<point> makes the process SIGSTOP itself there instead, once: a process
+frozen mid-send (a VM pause, a stop-the-world stall) that another replica takes over from; on
+SIGCONT it carries on from that very line (tests/faults/test_zombie.py).
+
+Never set either in production. In-process harnesses (bench/soak.py) install a handler with
 `set_handler` instead, e.g. one that raises, to simulate the crash without losing the process.
 """
 
@@ -22,9 +26,11 @@ import sys
 from collections.abc import Callable
 
 ENV = "KEEPER_TEST_CRASH_AT"
+STOP_ENV = "KEEPER_TEST_STOP_AT"
 POINTS = ("before_sign", "after_sign", "after_send", "after_receipt")
 
 _handler: Callable[[str], None] | None = None
+_stopped_at: set[str] = set()
 
 
 def set_handler(handler: Callable[[str], None] | None) -> None:
@@ -40,3 +46,8 @@ def reached(point: str) -> None:
         sys.stderr.write(f'{{"event": "test_crash", "point": "{point}", "level": "warning"}}\n')
         sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(STOP_ENV) == point and point not in _stopped_at:
+        _stopped_at.add(point)
+        sys.stderr.write(f'{{"event": "test_stop", "point": "{point}", "level": "warning"}}\n')
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGSTOP)

@@ -205,8 +205,23 @@ def expected_from_json(text: str | None) -> tuple[ExpectedLeg, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Lease:
+    """A scope's single-writer lease as the store has it. `epoch` counts takeovers: it grows by
+    one whenever the lease passes to another owner (or is taken again after it lapsed), never on
+    a renewal, so (owner, epoch) names one uninterrupted tenure."""
+
     owner: str
-    expires_at: float
+    expires_at: float  # seconds since the epoch, by the store's clock (PostgreSQL: the server's)
+    epoch: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The writer's claim, checked by the store in the same transaction as every write of an
+    intent, attempt, nonce or spend: the scope's lease is still `owner`'s, at `epoch`, unexpired."""
+
+    scope: str
+    owner: str
+    epoch: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,18 +251,30 @@ class JournalStore(Protocol):
     Every method is one atomic transaction, durable when it returns.
     """
 
-    def create_intent(self, intent: Intent, lease_owner: str, now: float) -> Intent:
+    # Writes of an intent, attempt, nonce or spend take the writer's `fence`: given, the store
+    # checks it in the same transaction and raises LeaseLostError, writing nothing, unless the
+    # scope's lease is still the fence's owner's, at its epoch, unexpired. The TxManager always
+    # passes one; None is for operator tools and tests that write without a lease.
+
+    def create_intent(
+        self, intent: Intent, lease_owner: str, now: float, fence: Fence | None = None
+    ) -> Intent:
         """Insert a PLANNED intent; raises IntentPendingError when the scope has an unfinished
-        intent and LeaseLostError when `lease_owner` does not hold the scope's lease."""
+        intent and LeaseLostError when `lease_owner` does not hold the scope's lease (at the
+        fence's epoch, when one is given)."""
         ...
 
-    def add_attempt(self, key: str, attempt: Attempt, now: float) -> Intent:
+    def add_attempt(self, key: str, attempt: Attempt, now: float, fence: Fence | None = None) -> Intent:
         """Store a signed attempt (bytes included) and move a PLANNED intent to SIGNED."""
         ...
 
-    def update_attempt(self, key: str, attempt: Attempt, now: float) -> Intent: ...
+    def update_attempt(
+        self, key: str, attempt: Attempt, now: float, fence: Fence | None = None
+    ) -> Intent: ...
 
-    def note_nonce_spent(self, key: str, block: int | None, now: float) -> Intent: ...
+    def note_nonce_spent(
+        self, key: str, block: int | None, now: float, fence: Fence | None = None
+    ) -> Intent: ...
 
     def set_state(
         self,
@@ -257,9 +284,10 @@ class JournalStore(Protocol):
         reason: str | None = None,
         final_tx_hash: str | None = None,
         spend: Spend | None = None,
+        fence: Fence | None = None,
     ) -> Intent: ...
 
-    def reopen_dropped(self, key: str, now: float) -> Intent:
+    def reopen_dropped(self, key: str, now: float, fence: Fence | None = None) -> Intent:
         """Move an intent that expired as `dropped_by_relay` back to broadcast (reason
         `mined_after_drop`): one of its attempts was mined after all, and the journal must say so."""
         ...
@@ -281,10 +309,19 @@ class JournalStore(Protocol):
         self, scope: str, owner: str, ttl_s: float, now: float, is_dead: Callable[[str], bool]
     ) -> Lease:
         """Take or renew the scope's lease (also from a holder `is_dead` says died); returns the
-        lease as it stands afterwards, which may be someone else's."""
+        lease as it stands afterwards, which may be someone else's. A takeover (a new owner, or
+        the same one after the lease lapsed) increments the epoch; a renewal keeps it. A store
+        with a clock of its own (PostgreSQL) ignores `now` and uses that."""
         ...
 
-    def release_lease(self, scope: str, owner: str) -> None: ...
+    def release_lease(self, scope: str, owner: str) -> None:
+        """End `owner`'s tenure now (the row and its epoch stay: the next holder gets epoch+1)."""
+        ...
+
+    def leases(self) -> list[tuple[str, Lease]]:
+        """Every scope's lease as (scope, lease), expired ones included: for operators and for
+        replicas dividing a fleet."""
+        ...
 
     def load_breaker(self, scope: str) -> dict[str, Any] | None: ...
 

@@ -43,10 +43,12 @@ from keeper.execution.journal import (
     AttemptKind,
     AttemptState,
     ExpectedLeg,
+    Fence,
     Intent,
     IntentState,
     JournalStore,
     Lease,
+    LeaseLostError,
     Receipt,
     Spend,
 )
@@ -128,6 +130,7 @@ class TxManager:
         owner_id: str,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.w3 = w3
         self.pool = pool
@@ -140,7 +143,10 @@ class TxManager:
         self.owner_id = owner_id
         self._clock = clock
         self._sleep = sleep
-        self._lease_renewed_at = 0.0
+        self._lease_renewed_at = 0.0  # local monotonic clock, taken before the renewal was asked
+        self._lease_deadline = 0.0  # local monotonic: past it, no signing or sending without a re-check
+        self._held: Fence | None = None  # (owner, epoch) of the tenure as of the last acquire
+        self._monotonic = monotonic
         self.stopping = threading.Event()  # set at shutdown: stop waiting for receipts
         self._relay_status_seen: dict[str, tuple[int, bool]] = {}  # tx hash -> (head, gave up)
 
@@ -151,24 +157,58 @@ class TxManager:
     # ------------------------------------------------------------------ lease
 
     def hold_lease(self) -> Lease:
-        now = self._clock()
+        """Take or renew the lease. The local deadline counts from before the request left, on
+        this host's monotonic clock (not the store's, not wall time): the lease cannot have
+        expired at the store before it, since renewals come at most every TTL/4 and the deadline
+        is TTL/2 away; a process paused past it re-checks before it signs or sends again."""
+        started = self._monotonic()
         lease = self.store.acquire_lease(
-            self.scope, self.owner_id, self.config.lease_ttl_s, now, owner_is_dead
+            self.scope, self.owner_id, self.config.lease_ttl_s, self._clock(), owner_is_dead
         )
         if lease.owner == self.owner_id:
-            self._lease_renewed_at = now
+            if self._held is not None and self._held.epoch != lease.epoch:
+                log.warning(
+                    "lease_retaken", epoch=lease.epoch, detail="the lease lapsed and was taken afresh"
+                )
+            self._held = Fence(self.scope, self.owner_id, lease.epoch)
+            self._lease_renewed_at = started
+            self._lease_deadline = started + self.config.lease_ttl_s / 2
+        else:
+            self._held = None
+            self._lease_deadline = 0.0
         return lease
 
     def holds_lease(self, lease: Lease) -> bool:
         return lease.owner == self.owner_id
 
     def release_lease(self) -> None:
+        self._held = None
+        self._lease_deadline = 0.0
         self.store.release_lease(self.scope, self.owner_id)
 
     def _renew_if_due(self) -> bool:
-        if self._clock() - self._lease_renewed_at < self.config.lease_ttl_s / 3:
+        if (
+            self._held is not None
+            and self._monotonic() - self._lease_renewed_at < self.config.lease_ttl_s / 4
+        ):
             return True
         return self.holds_lease(self.hold_lease())
+
+    def _fence(self) -> Fence:
+        """The claim every journal write carries; the store refuses it once another took over."""
+        if self._held is None:
+            raise LeaseLostError(f"{self.owner_id} does not hold the lease of {self.scope}")
+        return self._held
+
+    def ensure_writer(self) -> None:
+        """Before anything is signed or sent: within the local deadline, or renewed now. A
+        process that was paused (SIGSTOP, a VM freeze, a long GC) finds its deadline passed on
+        waking, asks the store, and learns that another process took over before it acts."""
+        if self._held is not None and self._monotonic() < self._lease_deadline:
+            return
+        if not self.holds_lease(self.hold_lease()):
+            log.warning("lease_lost", scope=self.scope, detail="another process holds the lease now")
+            raise LeaseLostError(f"{self.owner_id} lost the lease of {self.scope}: not signing or sending")
 
     # ------------------------------------------------------------------ observe
 
@@ -299,7 +339,7 @@ class TxManager:
         if found is None:  # pragma: no cover - a reorg between two reads
             return
         earlier, tx_hash = found
-        self.store.reopen_dropped(earlier.key, self._clock())
+        self.store.reopen_dropped(earlier.key, self._clock(), fence=self._fence())
         log.warning(
             "dropped_tx_mined_after_all",
             intent=earlier.key,
@@ -309,14 +349,30 @@ class TxManager:
         )
 
     def reconcile(self) -> list[StepResult]:
-        """One step for every unfinished intent of this scope (oldest first)."""
-        return [self.step(intent) for intent in self.store.unfinished(self.scope)]
+        """One step for every unfinished intent of this scope (oldest first); stops at a lost
+        lease (the new holder tracks them)."""
+        results: list[StepResult] = []
+        for intent in self.store.unfinished(self.scope):
+            try:
+                results.append(self.step(intent))
+            except LeaseLostError as exc:
+                log.warning(
+                    "lease_lost", intent=intent.key, error=str(exc), detail="leaving it to the new holder"
+                )
+                break
+        return results
 
     def drive(self, intent: Intent, timeout_s: float | None = None) -> StepResult:
         """Step until the intent is mined or final, the timeout passes, or the lease is lost."""
         deadline = time.monotonic() + (self.config.receipt_timeout_s if timeout_s is None else timeout_s)
         while True:
-            result = self.step(intent)
+            try:
+                result = self.step(intent)
+            except LeaseLostError as exc:
+                log.warning(
+                    "lease_lost", intent=intent.key, error=str(exc), detail="leaving it to the new holder"
+                )
+                return StepResult(intent, Wait("lease_lost"))
             intent = result.intent
             if intent.final or intent.state is IntentState.MINED or time.monotonic() >= deadline:
                 return result
@@ -357,16 +413,19 @@ class TxManager:
                     **bind,
                     detail="planned but never signed: nothing can be on chain",
                 )
-                return self.store.set_state(intent.key, IntentState.EXPIRED, now, reason)
+                return self.store.set_state(intent.key, IntentState.EXPIRED, now, reason, fence=self._fence())
             case MarkMined(seq=seq, receipt=receipt):
                 crashpoints.reached("after_receipt")
                 for other in intent.attempts:
                     if other.seq != seq and other.state is AttemptState.MINED:
                         intent = self.store.update_attempt(
-                            intent.key, replace(other, state=AttemptState.REPLACED, receipt=None), now
+                            intent.key,
+                            replace(other, state=AttemptState.REPLACED, receipt=None),
+                            now,
+                            fence=self._fence(),
                         )
                 attempt = replace(intent.attempt(seq), state=AttemptState.MINED, receipt=receipt)
-                intent = self.store.update_attempt(intent.key, attempt, now)
+                intent = self.store.update_attempt(intent.key, attempt, now, fence=self._fence())
                 log.info(
                     "tx_mined",
                     **bind,
@@ -375,14 +434,16 @@ class TxManager:
                     block=receipt.block_number,
                     status=receipt.status,
                 )
-                return self.store.set_state(intent.key, IntentState.MINED, now, None)
+                return self.store.set_state(intent.key, IntentState.MINED, now, None, fence=self._fence())
             case Reorged(seq=seq):
                 self.metrics.reorgs.inc()
                 attempt = replace(
                     intent.attempt(seq), state=AttemptState.BROADCAST, receipt=None, sent_block=obs.head_block
                 )
-                intent = self.store.update_attempt(intent.key, attempt, now)
-                intent = self.store.set_state(intent.key, IntentState.BROADCAST, now, "reorged")
+                intent = self.store.update_attempt(intent.key, attempt, now, fence=self._fence())
+                intent = self.store.set_state(
+                    intent.key, IntentState.BROADCAST, now, "reorged", fence=self._fence()
+                )
                 log.warning(
                     "reorg_receipt_gone",
                     **bind,
@@ -398,7 +459,7 @@ class TxManager:
                         block=block,
                         detail="no receipt of ours yet; concluding only on a later look",
                     )
-                return self.store.note_nonce_spent(intent.key, block, now)
+                return self.store.note_nonce_spent(intent.key, block, now, fence=self._fence())
             case Finalize() if action.reason == SUPERSEDED_BY_DROPPED:
                 intent = self._finalize(intent, action, raw)
                 self._reopen_dropped(intent)
@@ -431,7 +492,7 @@ class TxManager:
                 return self._broadcast(intent, intent.attempt(seq), obs.head_block)
             case Replace(fees=fees):
                 attempt = self._sign(intent, AttemptKind.REBALANCE, fees)
-                intent = self.store.add_attempt(intent.key, attempt, now)
+                intent = self.store.add_attempt(intent.key, attempt, now, fence=self._fence())
                 self.metrics.tx_replacements.inc()
                 log.warning(
                     "tx_replace",
@@ -444,7 +505,7 @@ class TxManager:
                 return self._broadcast(intent, attempt, obs.head_block)
             case Cancel(fees=fees, reason=reason):
                 attempt = self._sign(intent, AttemptKind.CANCEL, fees)
-                intent = self.store.add_attempt(intent.key, attempt, now)
+                intent = self.store.add_attempt(intent.key, attempt, now, fence=self._fence())
                 self.metrics.tx_cancellations.inc()
                 log.warning(
                     "tx_cancel",
@@ -477,9 +538,11 @@ class TxManager:
         for other in intent.attempts:
             if other.seq != action.seq and other.state in (AttemptState.SIGNED, AttemptState.BROADCAST):
                 intent = self.store.update_attempt(
-                    intent.key, replace(other, state=AttemptState.REPLACED), now
+                    intent.key, replace(other, state=AttemptState.REPLACED), now, fence=self._fence()
                 )
-        intent = self.store.set_state(intent.key, action.state, now, reason, final_hash, spend)
+        intent = self.store.set_state(
+            intent.key, action.state, now, reason, final_hash, spend, fence=self._fence()
+        )
         level = "info" if action.state is IntentState.CONFIRMED else "warning"
         getattr(log, level)(
             "intent_final",
@@ -523,6 +586,7 @@ class TxManager:
     # ------------------------------------------------------------------ sign and send
 
     def _sign(self, intent: Intent, kind: AttemptKind, fees: Fees) -> Attempt:
+        self.ensure_writer()
         base: dict[str, Any] = {
             "type": 2,
             "chainId": self.config.chain_id,
@@ -564,9 +628,10 @@ class TxManager:
         )
         if attempt.sent_block is None:
             attempt = replace(attempt, sent_block=head_block)
-            intent = self.store.update_attempt(intent.key, attempt, self._clock())
+            intent = self.store.update_attempt(intent.key, attempt, self._clock(), fence=self._fence())
         rules = self.config.rules.private if self.pool.has_private else None
         route = channel(intent, head_block, rules)
+        self.ensure_writer()  # the last look before the bytes leave (no I/O within the deadline)
         answer = self.pool.send_raw(
             attempt.raw, public=route == "public", max_block=relay_max_block(intent, head_block, rules)
         )
@@ -583,14 +648,18 @@ class TxManager:
         }
         if answer.verdict in (SendVerdict.ACCEPTED, SendVerdict.ALREADY_KNOWN):
             state = AttemptState.MINED if attempt.state is AttemptState.MINED else AttemptState.BROADCAST
-            intent = self.store.update_attempt(intent.key, replace(base, state=state, error=None), now)
+            intent = self.store.update_attempt(
+                intent.key, replace(base, state=state, error=None), now, fence=self._fence()
+            )
             for older in intent.attempts:
                 if older.seq < attempt.seq and older.state in (AttemptState.SIGNED, AttemptState.BROADCAST):
                     intent = self.store.update_attempt(
-                        intent.key, replace(older, state=AttemptState.REPLACED), now
+                        intent.key, replace(older, state=AttemptState.REPLACED), now, fence=self._fence()
                     )
             if intent.state is IntentState.SIGNED:
-                intent = self.store.set_state(intent.key, IntentState.BROADCAST, now, None)
+                intent = self.store.set_state(
+                    intent.key, IntentState.BROADCAST, now, None, fence=self._fence()
+                )
             log.info("tx_broadcast", **bind, verdict=str(answer.verdict))
             return intent
         error = f"{answer.verdict}: {answer.message}"
@@ -602,12 +671,16 @@ class TxManager:
             # Only bytes no node ever accepted are "rejected" (then the nonce may be free again);
             # bytes once accepted may still sit in other nodes' pools, whatever this node says now.
             state = AttemptState.REJECTED if never_accepted else attempt.state
-            return self.store.update_attempt(intent.key, replace(base, state=state, error=error), now)
+            return self.store.update_attempt(
+                intent.key, replace(base, state=state, error=error), now, fence=self._fence()
+            )
         # nonce too low (reconcile decides whose it is) or no answer (it may be in a pool):
         # record what the node said and let the next observation settle it by hash and nonce.
         log.warning("tx_send_unsettled", **bind, verdict=str(answer.verdict), message=answer.message)
         state = AttemptState.SIGNED if attempt.state is AttemptState.REJECTED else attempt.state
-        return self.store.update_attempt(intent.key, replace(base, state=state, error=error), now)
+        return self.store.update_attempt(
+            intent.key, replace(base, state=state, error=error), now, fence=self._fence()
+        )
 
     # ------------------------------------------------------------------ new intents
 
@@ -651,11 +724,12 @@ class TxManager:
             native_usd=native_usd,
         )
         fees = self._outbid_dropped(nonce, fees)
-        intent = self.store.create_intent(intent, self.owner_id, now)
+        self.ensure_writer()
+        intent = self.store.create_intent(intent, self.owner_id, now, fence=self._fence())
         log.info("intent_planned", intent=intent.key, nonce=nonce, deadline=deadline_ts)
         crashpoints.reached("before_sign")
         attempt = self._sign(intent, AttemptKind.REBALANCE, fees)
-        intent = self.store.add_attempt(intent.key, attempt, self._clock())
+        intent = self.store.add_attempt(intent.key, attempt, self._clock(), fence=self._fence())
         log.info("tx_signed", intent=intent.key, nonce=nonce, tx=attempt.tx_hash)
         crashpoints.reached("after_sign")
         return self._broadcast(intent, attempt, head_block)

@@ -29,6 +29,7 @@ from keeper.execution.journal import (
     Attempt,
     AttemptKind,
     AttemptState,
+    Fence,
     Intent,
     IntentPendingError,
     IntentState,
@@ -50,8 +51,11 @@ if {s.strip("' ") for s in _FINAL_SQL.split(",")} != {str(s) for s in FINAL_STAT
 
 _SELECT_UNFINISHED = "SELECT * FROM intents WHERE scope = ? AND state NOT IN ('confirmed', 'expired', 'failed') ORDER BY created_at"
 
-# (name, declaration) of columns added to `intents` after its first version, in order.
-ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("nonce_spent_block", "INTEGER"),)
+# (table, column, declaration) of columns added after a table's first version, in order.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("intents", "nonce_spent_block", "INTEGER"),
+    ("leases", "epoch", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -175,10 +179,10 @@ class SqliteJournal:
                 if statement.strip():
                     db.execute(statement)
             # Additive columns of later versions; a journal on a volume outlives the image.
-            have = {r["name"] for r in db.execute("PRAGMA table_info(intents)").fetchall()}
-            for column, decl in ADDED_COLUMNS:
+            for table, column, decl in ADDED_COLUMNS:
+                have = {r["name"] for r in db.execute(f"PRAGMA table_info({table})").fetchall()}
                 if column not in have:
-                    db.execute(f"ALTER TABLE intents ADD COLUMN {column} {decl}")
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
             row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
                 db.execute(
@@ -198,14 +202,40 @@ class SqliteJournal:
 
     # ------------------------------------------------------------------ intents
 
-    def create_intent(self, intent: Intent, lease_owner: str, now: float) -> Intent:
+    def _check_fence(
+        self, db: sqlite3.Connection, scope: str, owner: str, epoch: int | None, now: float
+    ) -> None:
+        """Inside the write's transaction (BEGIN IMMEDIATE holds the database's write lock, so
+        no takeover can commit between this check and the write)."""
+        lease = db.execute("SELECT owner, expires_at, epoch FROM leases WHERE scope = ?", (scope,)).fetchone()
+        if (
+            lease is None
+            or lease["owner"] != owner
+            or float(lease["expires_at"]) <= now
+            or (epoch is not None and int(lease["epoch"]) != epoch)
+        ):
+            holder = (
+                "nobody"
+                if lease is None
+                else f"{lease['owner']} at epoch {lease['epoch']} until {lease['expires_at']:.0f}"
+            )
+            mine = owner if epoch is None else f"{owner} at epoch {epoch}"
+            raise LeaseLostError(f"{mine} is not the lease holder of {scope} (held by {holder})")
+
+    def _fenced(self, db: sqlite3.Connection, key: str, fence: Fence | None, now: float) -> None:
+        if fence is None:
+            return
+        row = db.execute("SELECT scope FROM intents WHERE key = ?", (key,)).fetchone()
+        if row is not None and row["scope"] != fence.scope:
+            raise LeaseLostError(f"intent {key} is not in the fenced scope {fence.scope}")
+        self._check_fence(db, fence.scope, fence.owner, fence.epoch, now)
+
+    def create_intent(
+        self, intent: Intent, lease_owner: str, now: float, fence: Fence | None = None
+    ) -> Intent:
         with self._write() as db:
-            lease = db.execute(
-                "SELECT owner, expires_at FROM leases WHERE scope = ?", (intent.scope,)
-            ).fetchone()
-            if lease is None or lease["owner"] != lease_owner or lease["expires_at"] <= now:
-                holder = "nobody" if lease is None else f"{lease['owner']} until {lease['expires_at']:.0f}"
-                raise LeaseLostError(f"not the lease holder of {intent.scope} (held by {holder})")
+            epoch = None if fence is None else fence.epoch
+            self._check_fence(db, intent.scope, lease_owner, epoch, now)
             pending = db.execute(_SELECT_UNFINISHED, (intent.scope,)).fetchone()
             if pending is not None:
                 raise IntentPendingError(f"intent {pending['key']} is still {pending['state']}")
@@ -232,8 +262,9 @@ class SqliteJournal:
             )
         return self._must_get(intent.key)
 
-    def add_attempt(self, key: str, attempt: Attempt, now: float) -> Intent:
+    def add_attempt(self, key: str, attempt: Attempt, now: float, fence: Fence | None = None) -> Intent:
         with self._write() as db:
+            self._fenced(db, key, fence, now)
             db.execute(
                 """INSERT INTO attempts (intent_key, seq, kind, tx_hash, nonce, max_fee_wei, max_priority_fee_wei,
                    gas_limit, raw, state, created_at, sent_block, last_broadcast_block, error, receipt)
@@ -262,8 +293,9 @@ class SqliteJournal:
             )
         return self._must_get(key)
 
-    def update_attempt(self, key: str, attempt: Attempt, now: float) -> Intent:
+    def update_attempt(self, key: str, attempt: Attempt, now: float, fence: Fence | None = None) -> Intent:
         with self._write() as db:
+            self._fenced(db, key, fence, now)
             cur = db.execute(
                 """UPDATE attempts SET state = ?, sent_block = ?, last_broadcast_block = ?, error = ?, receipt = ?
                    WHERE intent_key = ? AND seq = ?""",
@@ -282,8 +314,9 @@ class SqliteJournal:
             db.execute("UPDATE intents SET updated_at = ? WHERE key = ?", (now, key))
         return self._must_get(key)
 
-    def note_nonce_spent(self, key: str, block: int | None, now: float) -> Intent:
+    def note_nonce_spent(self, key: str, block: int | None, now: float, fence: Fence | None = None) -> Intent:
         with self._write() as db:
+            self._fenced(db, key, fence, now)
             db.execute(
                 "UPDATE intents SET nonce_spent_block = ?, updated_at = ? WHERE key = ?", (block, now, key)
             )
@@ -297,8 +330,10 @@ class SqliteJournal:
         reason: str | None = None,
         final_tx_hash: str | None = None,
         spend: Spend | None = None,
+        fence: Fence | None = None,
     ) -> Intent:
         with self._write() as db:
+            self._fenced(db, key, fence, now)
             row = db.execute("SELECT state FROM intents WHERE key = ?", (key,)).fetchone()
             if row is None:
                 raise JournalError(f"no intent {key}")
@@ -332,8 +367,9 @@ class SqliteJournal:
             )
         return self._must_get(key)
 
-    def reopen_dropped(self, key: str, now: float) -> Intent:
+    def reopen_dropped(self, key: str, now: float, fence: Fence | None = None) -> Intent:
         with self._write() as db:
+            self._fenced(db, key, fence, now)
             moved = db.execute(
                 """UPDATE intents SET state = ?, reason = ?, finalized_at = NULL, updated_at = ?
                    WHERE key = ? AND state = ? AND reason = ?""",
@@ -452,24 +488,39 @@ class SqliteJournal:
         self, scope: str, owner: str, ttl_s: float, now: float, is_dead: Callable[[str], bool]
     ) -> Lease:
         with self._write() as db:
-            row = db.execute("SELECT owner, expires_at FROM leases WHERE scope = ?", (scope,)).fetchone()
-            if (
-                row is None
-                or row["owner"] == owner
-                or float(row["expires_at"]) <= now
-                or is_dead(str(row["owner"]))
-            ):
+            row = db.execute(
+                "SELECT owner, expires_at, epoch FROM leases WHERE scope = ?", (scope,)
+            ).fetchone()
+            if row is None:
                 db.execute(
-                    """INSERT INTO leases (scope, owner, expires_at) VALUES (?, ?, ?)
-                       ON CONFLICT (scope) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at""",
+                    "INSERT INTO leases (scope, owner, expires_at, epoch) VALUES (?, ?, ?, 1)",
                     (scope, owner, now + ttl_s),
                 )
-                return Lease(owner, now + ttl_s)
-            return Lease(str(row["owner"]), float(row["expires_at"]))
+                return Lease(owner, now + ttl_s, 1)
+            live = float(row["expires_at"]) > now
+            if row["owner"] == owner and live:  # a renewal: the same tenure
+                db.execute("UPDATE leases SET expires_at = ? WHERE scope = ?", (now + ttl_s, scope))
+                return Lease(owner, now + ttl_s, int(row["epoch"]))
+            if not live or row["owner"] == owner or is_dead(str(row["owner"])):
+                epoch = int(row["epoch"]) + 1  # a takeover: writes fenced by the old epoch stop here
+                db.execute(
+                    "UPDATE leases SET owner = ?, expires_at = ?, epoch = ? WHERE scope = ?",
+                    (owner, now + ttl_s, epoch, scope),
+                )
+                return Lease(owner, now + ttl_s, epoch)
+            return Lease(str(row["owner"]), float(row["expires_at"]), int(row["epoch"]))
 
     def release_lease(self, scope: str, owner: str) -> None:
         with self._write() as db:
-            db.execute("DELETE FROM leases WHERE scope = ? AND owner = ?", (scope, owner))
+            # Expired, not deleted: the epoch must keep growing across tenures.
+            db.execute("UPDATE leases SET expires_at = 0 WHERE scope = ? AND owner = ?", (scope, owner))
+
+    def leases(self) -> list[tuple[str, Lease]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT scope, owner, expires_at, epoch FROM leases ORDER BY scope"
+            ).fetchall()
+        return [(r["scope"], Lease(r["owner"], float(r["expires_at"]), int(r["epoch"]))) for r in rows]
 
     # ------------------------------------------------------------------ breaker
 

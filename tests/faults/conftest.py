@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import keeper_process
 import pytest
 from fault_helpers import MOVED_PRICE_USD, LocalChain, build_keeper, vault_drift_bps
 from keeper_process import fork_manifest
@@ -27,6 +28,11 @@ from keeper.runtime import Runtime
 if TYPE_CHECKING:
     from conftest import Chain
 
+# `make test-python` runs this suite a second time with KEEPER_TEST_JOURNAL=postgresql: every
+# keeper (in-process or a daemon) then journals to PostgreSQL. Read at import: the fixture
+# below clears KEEPER_* variables for each test.
+ON_POSTGRESQL = os.environ.get("KEEPER_TEST_JOURNAL") == "postgresql"
+
 
 @pytest.fixture(autouse=True)
 def _no_keeper_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
@@ -35,6 +41,30 @@ def _no_keeper_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     crashpoints.set_handler(None)
     yield
     crashpoints.set_handler(None)
+
+
+@pytest.fixture(autouse=True)
+def _journal_store(request: pytest.FixtureRequest) -> Iterator[None]:
+    """On the PostgreSQL run: a fresh database per journal file a test names, dropped after."""
+    if not ON_POSTGRESQL:
+        yield
+        return
+    cluster = request.getfixturevalue("pg")
+    urls: dict[str, str] = {}
+
+    def url_for(path: Path) -> str:
+        key = str(path.resolve())
+        if key not in urls:
+            urls[key] = cluster.create_database()
+        return urls[key]
+
+    keeper_process.JOURNAL_URL_FOR = url_for
+    try:
+        yield
+    finally:
+        keeper_process.JOURNAL_URL_FOR = None
+        for url in urls.values():
+            cluster.drop_database(url)
 
 
 @pytest.fixture(scope="module")

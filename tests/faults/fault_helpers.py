@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import keeper_process
 from eth_utils.address import to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
@@ -15,7 +16,8 @@ from deploy import artifacts
 from deploy.accounts import KEEPER
 from deploy.anvil import AnvilNode
 from deploy.chain import contract_at
-from keeper.execution.journal import Intent, IntentState
+from keeper.execution.journal import Intent, IntentState, JournalStore
+from keeper.execution.pg_store import PgJournal
 from keeper.execution.sqlite_store import SqliteJournal
 from keeper.manifest import Manifest
 from keeper.runtime import Runtime, build_runtime
@@ -56,7 +58,9 @@ def build_keeper(manifest: Path, **overrides: Any) -> Runtime:
     """A keeper as `keeper once` builds it, signing with the local world's keeper key, on the
     journal next to the manifest, with fast polling defaults suited to Anvil."""
     overrides.setdefault("private_key", KEEPER_KEY)
-    overrides.setdefault("journal_path", journal_path(manifest))
+    path = overrides.setdefault("journal_path", journal_path(manifest))
+    if keeper_process.JOURNAL_URL_FOR is not None:  # the suite's PostgreSQL run
+        overrides.setdefault("journal_url", keeper_process.JOURNAL_URL_FOR(Path(path)))
     overrides.setdefault("receipt_timeout_s", 5.0)
     overrides.setdefault("rpc_timeout_s", 2.0)
     overrides.setdefault("rpc_backoff_s", 0.05)
@@ -65,7 +69,12 @@ def build_keeper(manifest: Path, **overrides: Any) -> Runtime:
 
 def intents(manifest: Path) -> list[Intent]:
     """Every intent in the test's journal, oldest first."""
-    store = SqliteJournal(journal_path(manifest))
+    url_for = keeper_process.JOURNAL_URL_FOR
+    store: JournalStore = (
+        SqliteJournal(journal_path(manifest))
+        if url_for is None
+        else PgJournal(url_for(journal_path(manifest)))
+    )
     try:
         return list(reversed(store.recent(None, 1000)))
     finally:

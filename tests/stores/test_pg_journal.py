@@ -1,0 +1,95 @@
+"""What is PostgreSQL's own: the URL as a secret, one-line refusals, the numbered migrations."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+from pg_cluster import PgCluster
+
+from keeper.execution.journal import JournalError
+from keeper.execution.pg_migrations import LATEST, MIGRATIONS
+from keeper.execution.pg_store import PgJournal
+from keeper.execution.pg_url import redact
+from keeper.settings import ConfigError, load_settings
+
+SECRET = "s3cr3t-Pa55"
+
+
+def test_the_url_is_redacted_in_both_forms() -> None:
+    assert redact(f"postgresql://keeper:{SECRET}@db:5432/k") == "postgresql://keeper:***@db:5432/k"
+    assert SECRET not in redact(f"host=db password={SECRET} dbname=k")
+    assert redact("postgresql://keeper@db/k") == "postgresql://keeper@db/k"
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        (f"mysql://keeper:{SECRET}@db/k", "must start with postgresql://"),
+        (f"postgresql://keeper:{SECRET}@db:5432/", "names no database"),
+        (f"postgresql://keeper:{SECRET}@db:notaport/k", "not a valid PostgreSQL URL"),
+    ],
+)
+def test_a_bad_url_is_one_line_naming_the_setting_without_the_password(url: str, says: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(journal_url=url)
+    text = str(caught.value)
+    assert "KEEPER_JOURNAL_URL" in text and says in text
+    assert SECRET not in text
+    with pytest.raises(JournalError) as opened:
+        PgJournal(url)
+    assert "\n" not in str(opened.value) and SECRET not in str(opened.value)
+
+
+def test_an_unreachable_server_or_an_unknown_role_is_one_line_without_the_password(pg: PgCluster) -> None:
+    for url in (
+        f"postgresql://keeper:{SECRET}@127.0.0.1:1/k",  # nothing listens on port 1
+        f"postgresql://nobody_here:{SECRET}@127.0.0.1:{pg.port}/postgres",  # unknown role (trust auth)
+    ):
+        with pytest.raises(JournalError) as caught:
+            PgJournal(url, connect_timeout_s=5)
+        text = str(caught.value)
+        assert text.startswith("KEEPER_JOURNAL_URL=postgresql://") and "cannot connect" in text
+        assert "\n" not in text and SECRET not in text
+
+
+def test_migrations_apply_once_even_when_replicas_start_together(pg_url: str) -> None:
+    opened: list[PgJournal] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            opened.append(PgJournal(pg_url))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    try:
+        assert errors == []
+        assert {s.schema_version for s in opened} == {LATEST}
+        with psycopg.connect(pg_url) as conn:
+            rows = conn.execute("SELECT version, name FROM schema_version ORDER BY version").fetchall()
+        assert rows == [(v, name) for v, name, _ in MIGRATIONS]
+        again = PgJournal(pg_url)  # a restart: nothing to apply
+        assert again.schema_version == LATEST
+        again.close()
+    finally:
+        for s in opened:
+            s.close()
+
+
+def test_a_database_migrated_by_a_newer_keeper_is_refused(pg_url: str) -> None:
+    PgJournal(pg_url).close()
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(
+            "INSERT INTO schema_version (version, name) VALUES (%s, 'from the future')", (LATEST + 1,)
+        )
+    with pytest.raises(JournalError, match=f"schema version {LATEST + 1}, this keeper knows up to {LATEST}"):
+        PgJournal(pg_url)
