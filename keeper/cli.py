@@ -29,17 +29,19 @@ from keeper.execution.campaigns import CampaignStore
 from keeper.execution.journal import JournalError, JournalStore
 from keeper.execution.journal_open import journal_where, open_journal
 from keeper.execution.sqlite_store import SqliteJournal
+from keeper.fleet import Fleet, load_fleet
+from keeper.fleet_runtime import FleetRuntime, build_fleet_runtime, chain_job
 from keeper.log import configure_logging, get_logger
-from keeper.manifest import ManifestError
-from keeper.metrics import MetricsServer
+from keeper.manifest import ManifestError, load_manifest
+from keeper.metrics import HealthState, KeeperMetrics, MetricsServer
 from keeper.model import LossBudget, PriceResult, ValidPrice
 from keeper.oracle import validate_snapshot
 from keeper.portfolio import PortfolioState, portfolio_state
 from keeper.preflight import line
 from keeper.preflight_reads import run_checks
 from keeper.redact import redact_text
-from keeper.runtime import Runtime, build_runtime
-from keeper.settings import ConfigError, Settings, load_settings
+from keeper.runtime import Runtime
+from keeper.settings import ConfigError, Settings
 from keeper.signing import SignerError
 
 EXIT_CHECK_FAILED = 1
@@ -48,17 +50,44 @@ EXIT_USAGE = 2
 log = get_logger("keeper.cli")
 
 
-def _runtime(overrides: dict[str, object] | None = None) -> tuple[Settings, Runtime]:
-    settings = load_settings(**(overrides or {}))
-    configure_logging(settings.log_format, settings.log_level)
-    return settings, build_runtime(settings)
+def _fleet(overrides: dict[str, object] | None = None) -> Fleet:
+    """KEEPER_FLEET's fleet or the environment's fleet of one, logging configured."""
+    fleet = load_fleet()
+    configure_logging(fleet.process.log_format, fleet.process.log_level)
+    return fleet.with_overrides(**overrides) if overrides else fleet
 
 
-def _metrics_server(settings: Settings, rt: Runtime) -> MetricsServer:
+def _one_vault(fleet: Fleet, name: str | None, command: str) -> Fleet:
+    """`--vault NAME`, required when the fleet has several vaults."""
+    if name is None:
+        if len(fleet.vaults) > 1:
+            raise ConfigError(
+                f"{fleet.source} has {len(fleet.vaults)} vaults: say which with `keeper {command} "
+                f"--vault NAME` ({', '.join(fleet.names)})"
+            )
+        return fleet
+    return fleet.only(name)
+
+
+def _runtime(
+    overrides: dict[str, object] | None = None, vault: str | None = None, command: str = ""
+) -> tuple[Settings, Runtime]:
+    fleet = _one_vault(_fleet(overrides), vault, command)
+    rt = build_fleet_runtime(fleet).single()
+    return rt.settings, rt
+
+
+def _fleet_runtime(vault: str | None) -> FleetRuntime:
+    """The whole fleet, or the one vault `--vault` names."""
+    fleet = _fleet()
+    return build_fleet_runtime(fleet if vault is None else fleet.only(vault))
+
+
+def _metrics_server(settings: Settings, metrics: KeeperMetrics, health: HealthState) -> MetricsServer:
     """The /metrics listener, or a ConfigError naming the setting to change."""
     host, port = settings.metrics_host, settings.metrics_port
     try:
-        return MetricsServer(rt.metrics, rt.health, host, port).start()
+        return MetricsServer(metrics, health, host, port).start()
     except socket.gaierror:
         raise ConfigError(
             f"KEEPER_METRICS_HOST={host} does not resolve to an address to listen on; "
@@ -77,29 +106,41 @@ def _metrics_server(settings: Settings, rt: Runtime) -> MetricsServer:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    settings, rt = _runtime()
+    fleet = _fleet()
+    settings = fleet.process
+    fr = build_fleet_runtime(fleet)
     server = None
     if settings.metrics_port:
         try:
-            server = _metrics_server(settings, rt)
+            server = _metrics_server(settings, fr.metrics, fr.health())
         except ConfigError:
-            rt.close()
+            fr.close()
             raise
         log.info("metrics_listening", host=settings.metrics_host, port=server.port)
-    log.info(
-        "keeper_starting",
-        version=__version__,
-        vault=rt.manifest.vault,
-        chain_id=rt.manifest.chain_id,
-        paused=settings.paused,
-        dry_run=settings.dry_run or rt.account is None,
-        keeper=rt.account.address if rt.account else None,
-    )
+    for rt in fr.runtimes:
+        log.info(
+            "keeper_starting",
+            version=__version__,
+            chain=rt.chain,
+            vault=rt.name,
+            vault_address=rt.manifest.vault,
+            chain_id=rt.manifest.chain_id,
+            paused=rt.settings.paused,
+            dry_run=rt.settings.dry_run or rt.account is None,
+            keeper=rt.account.address if rt.account else None,
+        )
+    daemon: Daemon | None = None
+
+    def stopping() -> bool:
+        return daemon is not None and daemon.stopping
+
+    jobs = {chain: chain_job(rts, stopping) for chain, rts in fr.chains.items()}
+    daemon = Daemon(jobs, settings.interval_s, on_stop=fr.request_stop)
     try:
-        Daemon(rt.keeper.tick, settings.interval_s, on_stop=rt.keeper.request_stop).run()
+        daemon.run()
     finally:
         try:
-            rt.close()  # hands the lease over: a successor need not wait for it to expire
+            fr.close()  # hands the leases over: a successor need not wait for them to expire
         finally:
             if server is not None:
                 server.stop()
@@ -108,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_once(args: argparse.Namespace) -> int:
     overrides: dict[str, object] = {"dry_run": True} if args.dry_run else {}
-    _, rt = _runtime(overrides)
+    _, rt = _runtime(overrides, args.vault, "once")
     try:
         report = rt.keeper.tick()
     finally:
@@ -123,19 +164,44 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Everything a first tick needs, one line each (keeper/preflight.py); exit 1 on any FAIL."""
-    _, rt = _runtime()
+    """Everything a first tick needs, one line each (keeper/preflight.py), for each vault of the
+    fleet (or the one `--vault` names); exit 1 on any FAIL."""
+    fr = _fleet_runtime(args.vault)
+    by_vault: dict[str, list[Any]] = {}
     try:
-        results, is_keeper = run_checks(rt)
-        results += [line(ok, "journal", text) for ok, text in _journal_checks(rt, keeper_role=is_keeper)]
+        for rt in fr.runtimes:
+            results, is_keeper = run_checks(rt)
+            results += [line(ok, "journal", text) for ok, text in _journal_checks(rt, keeper_role=is_keeper)]
+            by_vault[rt.name] = results
     finally:
-        rt.close()
-    passed = all(r.ok for r in results)
+        fr.close()
+    passed = all(r.ok for results in by_vault.values() for r in results)
+    if len(by_vault) == 1:
+        (results,) = by_vault.values()
+        if args.json:
+            print(json.dumps({"ok": passed, "checks": [r.as_json() for r in results]}, indent=2))
+        else:
+            for r in results:
+                print(f"{r.status.upper():<4} {r.message}")
+        return 0 if passed else EXIT_CHECK_FAILED
     if args.json:
-        print(json.dumps({"ok": passed, "checks": [r.as_json() for r in results]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "ok": passed,
+                    "vaults": {
+                        name: {"ok": all(r.ok for r in rs), "checks": [r.as_json() for r in rs]}
+                        for name, rs in by_vault.items()
+                    },
+                },
+                indent=2,
+            )
+        )
     else:
-        for r in results:
-            print(f"{r.status.upper():<4} {r.message}")
+        for rt in fr.runtimes:
+            print(f"== vault {rt.name} (chain {rt.chain})")
+            for r in by_vault[rt.name]:
+                print(f"{r.status.upper():<4} {r.message}")
     return 0 if passed else EXIT_CHECK_FAILED
 
 
@@ -174,11 +240,34 @@ def _journal_checks(rt: Runtime, keeper_role: bool) -> list[tuple[bool, str]]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    _, rt = _runtime()
+    """Weights and drift of each vault of the fleet (or the one `--vault` names)."""
+    fr = _fleet_runtime(args.vault)
+    reads: dict[str, ChainState] = {}
     try:
-        chain = rt.keeper.reader.read()
+        for rt in fr.runtimes:
+            reads[rt.name] = rt.keeper.reader.read()
     finally:
-        rt.close()
+        fr.close()
+    if len(reads) == 1:
+        return _print_status(args, fr.runtimes[0], reads[fr.runtimes[0].name])
+    if args.json:
+        print(json.dumps({rt.name: _status_of(rt, reads[rt.name]) for rt in fr.runtimes}, indent=2))
+        return 0
+    for rt in fr.runtimes:
+        print(f"== vault {rt.name} (chain {rt.chain})")
+        _print_status(args, rt, reads[rt.name])
+    return 0
+
+
+def _status_of(rt: Runtime, chain: ChainState) -> dict[str, Any]:
+    prices = validate_snapshot(chain.snapshot, rt.keeper.config.rules)
+    valid = {s: p for s, p in prices.items() if isinstance(p, ValidPrice)}
+    snap = chain.snapshot
+    state = portfolio_state(snap.assets, valid) if len(valid) == len(snap.assets) else None
+    return _status_json(rt, chain, prices, state)
+
+
+def _print_status(args: argparse.Namespace, rt: Runtime, chain: ChainState) -> int:
     snap = chain.snapshot
     prices = validate_snapshot(snap, rt.keeper.config.rules)
     valid = {s: p for s, p in prices.items() if isinstance(p, ValidPrice)}
@@ -269,7 +358,7 @@ def _journal(settings: Settings) -> JournalStore:
 
 def cmd_reset_breaker(args: argparse.Namespace) -> int:
     """Close the circuit breaker from outside: the daemon reads the journal every tick."""
-    settings = load_settings()
+    settings = load_fleet().process
     store = _journal(settings)
     try:
         was_open = store.reset_breakers()
@@ -294,7 +383,7 @@ def _operator() -> str:
 def cmd_adopt(args: argparse.Namespace) -> int:
     """Confirm that this journal accounts for the key's history on this chain (see
     keeper.execution.adoption); refused while a transaction from the key may be in flight."""
-    settings, rt = _runtime()
+    settings, rt = _runtime(vault=args.vault, command="journal adopt")
     try:
         txm = rt.keeper.txm
         if txm is None or rt.account is None:
@@ -322,10 +411,17 @@ def cmd_journal(args: argparse.Namespace) -> int:
     """The newest intents, newest first: state, nonce, attempts and their hashes."""
     if args.action == "adopt":
         return cmd_adopt(args)
-    settings = load_settings()
+    fleet = load_fleet()
+    settings = fleet.process
     store = _journal(settings)
     try:
-        intents = store.recent(None, args.limit)
+        if args.vault is None:
+            intents = store.recent(None, args.limit)
+        else:
+            # One journal per process: a vault's intents are those sent to its contract on its chain.
+            vault = fleet.vault(args.vault)
+            target = load_manifest(vault.settings.manifest).vault.lower()
+            intents = [i for i in store.recent(None, 100_000) if i.target.lower() == target][: args.limit]
     finally:
         store.close()
     chunks = _chunks_by_intent(settings)
@@ -378,6 +474,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     once = sub.add_parser("once", help="run one tick")
     once.add_argument("--dry-run", action="store_true", help="plan and simulate, never sign or send")
     once.add_argument("--json", action="store_true", help="print the whole decision as JSON")
+    once.add_argument("--vault", help="the fleet's vault to tick (needed when it has several)")
     once.set_defaults(func=cmd_once)
     check = sub.add_parser(
         "check",
@@ -385,9 +482,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "routes and depth, limits, keeper role, guardian, gas, manifest vs chain; exit 1 on a FAIL",
     )
     check.add_argument("--json", action="store_true", help="the lines as JSON")
+    check.add_argument("--vault", help="only this vault of the fleet")
     check.set_defaults(func=cmd_check)
     status = sub.add_parser("status", help="weights and drift now, as a table")
     status.add_argument("--json", action="store_true", help="as JSON")
+    status.add_argument("--vault", help="only this vault of the fleet")
     status.set_defaults(func=cmd_status)
     sub.add_parser(
         "reset-breaker",
@@ -401,6 +500,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     journal.add_argument("action", nargs="?", choices=["list", "adopt"], default="list")
     journal.add_argument("--limit", type=int, default=20, help="how many intents (default 20)")
     journal.add_argument("--json", action="store_true", help="as JSON")
+    journal.add_argument("--vault", help="only this vault's intents (adopt: the vault whose key to adopt)")
     journal.set_defaults(func=cmd_journal)
     decisions_cli.register(sub)
     vault_cli.register(sub)  # `keeper vault ...`: deploy and owner commands (keeper/admin)

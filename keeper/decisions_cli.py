@@ -14,9 +14,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from keeper.fleet import load_fleet
+from keeper.manifest import load_manifest
 from keeper.records import RecordStore
 from keeper.replay import replay
-from keeper.settings import ConfigError, load_settings
+from keeper.settings import ConfigError
 
 EXIT_MISMATCH = 1
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -33,7 +35,7 @@ def parse_since(text: str, now: float) -> float:
 
 
 def _store() -> RecordStore:
-    settings = load_settings()
+    settings = load_fleet().process
     if not settings.journal_path.exists():
         raise ConfigError(
             f"KEEPER_JOURNAL_PATH={settings.journal_path}: no journal there (decisions are recorded in it)"
@@ -45,7 +47,11 @@ def cmd_decisions(args: argparse.Namespace) -> int:
     since = parse_since(args.since, time.time()) if args.since else None
     store = _store()
     try:
-        rows = store.decisions(since=since, reason=args.reason, limit=args.limit)
+        vault = None
+        if args.vault is not None:
+            # One journal per process: decisions are recorded by vault contract address.
+            vault = load_manifest(load_fleet().vault(args.vault).settings.manifest).vault
+        rows = store.decisions(since=since, reason=args.reason, limit=args.limit, vault=vault)
     finally:
         store.close()
     if args.json:
@@ -94,6 +100,7 @@ def register(sub: Any) -> None:
     dec.add_argument("--reason", help="only this reason code, e.g. policy_within_bands")
     dec.add_argument("--limit", type=int, default=50, help="how many (default 50)")
     dec.add_argument("--json", action="store_true", help="the full records as JSON")
+    dec.add_argument("--vault", help="only this vault of the fleet")
     dec.set_defaults(func=cmd_decisions)
     rep = sub.add_parser("replay", help="re-run the decision core on a recorded decision's inputs")
     rep.add_argument("id", type=int, help="the decision's id (`keeper decisions`)")

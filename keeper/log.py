@@ -90,6 +90,18 @@ def _route_stdlib_logging(
     threading.excepthook = on_thread
 
 
+# Bound by a fleet's chain worker around each vault's tick (keeper/fleet_daemon.py); a tick
+# clears its own context (tick id, block) at its start and end, but these stay.
+VAULT_CONTEXT = ("chain", "vault")
+
+
+def clear_tick_context() -> None:
+    """Forget the previous tick's context, keeping which chain and vault this thread ticks."""
+    kept = {k: v for k, v in structlog.contextvars.get_contextvars().items() if k in VAULT_CONTEXT}
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(**kept)
+
+
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
     logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
     return logger

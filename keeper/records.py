@@ -141,10 +141,17 @@ class RecordStore:
         return row_id
 
     def decisions(
-        self, since: float | None = None, reason: str | None = None, limit: int = 50
+        self,
+        since: float | None = None,
+        reason: str | None = None,
+        limit: int = 50,
+        vault: str | None = None,
     ) -> list[DecisionRow]:
         sql = "SELECT id, vault, at, block, result, reason, report, inputs FROM decisions WHERE 1 = 1"
         args: list[Any] = []
+        if vault is not None:
+            sql += " AND vault = ?"
+            args.append(vault.lower())
         if since is not None:
             sql += " AND at >= ?"
             args.append(since)

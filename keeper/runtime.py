@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from web3 import Web3
 
 from keeper import __version__
 from keeper.chain.health import HealthRules
-from keeper.chain.rpc import EndpointPool, RpcError, connect_pool
+from keeper.chain.rpc import EndpointPool, RpcError
 from keeper.chain.snapshot import SnapshotReader, asset_configs
 from keeper.chunking import AssetCap, ChunkCaps
 from keeper.costs import CostBudget
@@ -19,13 +20,12 @@ from keeper.execution.campaign_tracker import Chunking
 from keeper.execution.campaigns import CampaignStore
 from keeper.execution.guards import SendGuards
 from keeper.execution.journal import JournalError, JournalStore
-from keeper.execution.journal_open import journal_where, open_journal
-from keeper.execution.lease import new_owner_id
+from keeper.execution.journal_open import journal_where
 from keeper.execution.lifecycle import LifecycleRules
 from keeper.execution.manager import TxConfig, TxManager, scope_of
 from keeper.execution.private_window import PrivateRules
 from keeper.log import get_logger
-from keeper.manifest import Manifest, load_manifest
+from keeper.manifest import Manifest
 from keeper.metrics import HealthState, KeeperMetrics
 from keeper.model import GWEI
 from keeper.oracle import OracleRules
@@ -33,7 +33,7 @@ from keeper.planner import PlannerParams
 from keeper.records import RecordStore, Retention
 from keeper.redact import redact_url
 from keeper.settings import ConfigError, Settings
-from keeper.signing import Signer, signer_from_settings
+from keeper.signing import Signer
 from keeper.tick import Keeper, TickConfig
 
 log = get_logger("keeper.runtime")
@@ -50,6 +50,12 @@ class Runtime:
     keeper: Keeper
     pool: EndpointPool
     store: JournalStore | None = None
+    name: str = "default"  # the vault's name in the fleet (the `vault` label)
+    chain: str = ""  # its chain's name in the fleet (the `chain` label)
+    # Held around each tick of a vault with a key: vaults sharing a key (one nonce space on one
+    # chain) never plan or sign at the same time (keeper/fleet_runtime.py).
+    lane: threading.Lock = field(default_factory=threading.Lock)
+    shared_store: bool = False  # the journal belongs to the fleet: closed by it, not by this vault
 
     def close(self) -> None:
         """Release the lease and close the journal (a clean shutdown). A journal that cannot be
@@ -63,7 +69,7 @@ class Runtime:
                 f"expires ({self.settings.effective_lease_ttl_s:g} s)"
             ) from None
         finally:
-            if self.store is not None:
+            if self.store is not None and not self.shared_store:
                 self.store.close()
             if self.keeper.records is not None:
                 self.keeper.records.close()
@@ -80,8 +86,16 @@ def chain_id_problem(settings: Settings, manifest: Manifest, node_chain_id: int)
 
 
 def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> Runtime:
-    """Everything a tick needs; raises ConfigError/ManifestError/RpcError with clear messages."""
-    manifest = load_manifest(settings.manifest)
+    """One vault's runtime from Settings: the fleet of one (keeper/fleet_runtime.py), so a single
+    keeper and a fleet are built by the same code. Raises ConfigError/ManifestError/RpcError."""
+    from keeper.fleet import fleet_of_one  # noqa: PLC0415 (fleet_runtime imports this module)
+    from keeper.fleet_runtime import build_fleet_runtime  # noqa: PLC0415
+
+    return build_fleet_runtime(fleet_of_one(settings), metrics).single()
+
+
+def check_vault_settings(settings: Settings, manifest: Manifest) -> ChunkCaps:
+    """Settings that name vault assets must name assets of this vault's manifest."""
     symbols = {a.symbol for a in manifest.assets}
     unknown = sorted(set(settings.price_bounds) - symbols)
     if unknown:
@@ -93,14 +107,45 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
             f"KEEPER_NATIVE_SYMBOL={settings.native_symbol} is not a vault asset {sorted(symbols)}; "
             "name the asset that prices the gas token, or set it empty to skip the gas cost"
         )
+    return chunk_caps(settings, manifest)
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    """What the vaults of one chain share: the endpoint pool and the chain's genesis (scope)."""
+
+    name: str
+    chain_id: int
+    pool: EndpointPool
+    w3: Web3
+    genesis_hash: str | None  # read only when a vault of the chain has a key
+
+
+def read_genesis(pool: EndpointPool) -> str:
+    genesis = pool.call("eth_getBlockByNumber", ["0x0", False])
+    if not isinstance(genesis, dict) or genesis.get("hash") is None:
+        raise RpcError("the node has no genesis block (eth_getBlockByNumber 0x0 is null): not a usable node")
+    return str(genesis["hash"])
+
+
+def build_vault(
+    name: str,
+    settings: Settings,
+    manifest: Manifest,
+    account: Signer | None,
+    chain: ChainLink,
+    store: JournalStore | None,
+    owner_id: str,
+    metrics: KeeperMetrics,
+    own_breaker: bool = False,
+) -> Runtime:
+    """Everything one vault's tick needs, on its chain's shared pool and the process's journal.
+    Vaults sharing a key share its nonce scope, and so its lease: owner_id is the process's.
+    own_breaker: the circuit breaker counts this vault's failures only (a fleet file's vaults);
+    the environment's single vault keeps the breaker its journal already has, keyed by scope."""
     caps = chunk_caps(settings, manifest)
-    metrics = metrics or KeeperMetrics()
-    chain_id = settings.chain_id or manifest.chain_id
-    # The signer first: a wrong keystore password or an unreachable KMS is reported before any
-    # node is contacted.
-    account = signer_from_settings(settings)
-    pool = open_pool(settings, manifest, metrics)
-    w3 = connect_pool(pool)
+    chain_id = chain.chain_id
+    pool, w3 = chain.pool, chain.w3
     bounds = {s: (b.min_usd, b.max_usd) for s, b in settings.price_bounds.items()}
     reader = SnapshotReader(
         w3,
@@ -140,18 +185,12 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
     metrics.build_info.info(
         {"version": __version__, "chain_id": str(manifest.chain_id), "vault": manifest.vault}
     )
-    store: JournalStore | None = None
     txm: TxManager | None = None
     guards: SendGuards | None = None
     if account is not None:
         # The journal is opened only with a key: without one nothing can be signed or sent.
-        store = open_journal(settings)
-        genesis = pool.call("eth_getBlockByNumber", ["0x0", False])
-        if not isinstance(genesis, dict) or genesis.get("hash") is None:
-            raise RpcError(
-                "the node has no genesis block (eth_getBlockByNumber 0x0 is null): not a usable node"
-            )
-        scope = scope_of(chain_id, str(genesis["hash"]), account.address)
+        assert store is not None and chain.genesis_hash is not None
+        scope = scope_of(chain_id, chain.genesis_hash, account.address)
         tx_config = TxConfig(
             chain_id=chain_id,
             scope=scope,
@@ -169,7 +208,7 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
             receipt_timeout_s=settings.receipt_timeout_s,
             lease_ttl_s=settings.effective_lease_ttl_s,
         )
-        txm = TxManager(w3, pool, store, account, manifest.vault, tx_config, metrics, new_owner_id())
+        txm = TxManager(w3, pool, store, account, manifest.vault, tx_config, metrics, owner_id)
         guards = SendGuards(
             store,
             scope,
@@ -180,6 +219,7 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
                 settings.daily_slippage_budget_usd,
             ),
             metrics,
+            breaker_key=f"{scope}/vault/{name}" if own_breaker else None,
         )
     records: RecordStore | None = None
     if account is not None or settings.journal_path.exists():
@@ -210,7 +250,7 @@ def build_runtime(settings: Settings, metrics: KeeperMetrics | None = None) -> R
         settings.policy,
         chunking,
     )
-    return Runtime(settings, manifest, w3, account, metrics, health, keeper, pool, store)
+    return Runtime(settings, manifest, w3, account, metrics, health, keeper, pool, store, name, chain.name)
 
 
 def chunk_caps(settings: Settings, manifest: Manifest) -> ChunkCaps:

@@ -76,6 +76,9 @@ SIGNER_REQUIRED: dict[str, tuple[str, ...]] = {
 }
 # Seconds beyond which a duration is a typo (APScheduler overflows on huge intervals).
 MAX_DURATION_S = 7 * 86_400
+# Vault, chain and signer names of a fleet: they become metric labels and CLI arguments.
+VAULT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+VAULT_NAME_RULE = "must be 1-63 of a-z, 0-9, _ and -, starting with a letter or digit"
 
 
 class ConfigError(ValueError):
@@ -494,6 +497,31 @@ class Settings(BaseSettings):
         ge=1,
         description="Ticks in a row due but not rebalanced before it counts as a failure (breaker, /healthz).",
     )
+
+    # --- the fleet: many vaults on several chains in one process (keeper/fleet.py, issue 14) ---
+    fleet: Path | None = Field(
+        default=None,
+        description="Fleet file (TOML: [keeper], [defaults], [chains.*], [signers.*], [[vaults]]); set, it is "
+        "the whole configuration and other KEEPER_* settings in the environment are refused. "
+        "See docs/fleet.md.",
+    )
+    vault_name: str = Field(
+        default="default",
+        description="Name of the one vault configured by the environment (the `vault` label, "
+        "`--vault NAME`); a fleet file names its vaults itself.",
+    )
+
+    @field_validator("fleet", mode="before")
+    @classmethod
+    def _fleet_empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("vault_name")
+    @classmethod
+    def _vault_name_shape(cls, value: str) -> str:
+        if not VAULT_NAME.fullmatch(value):
+            raise ValueError(VAULT_NAME_RULE)
+        return value
 
     @field_validator(
         "native_symbol",

@@ -52,7 +52,7 @@ from keeper.execution.journal import (
 from keeper.execution.lifecycle import Action, Cancel, Rebroadcast, Reorged, Replace, Wait
 from keeper.execution.manager import StepResult, TxManager
 from keeper.execution.sender import SentTx, SimulationRevertError, TxOutcome
-from keeper.log import get_logger
+from keeper.log import clear_tick_context, get_logger
 from keeper.manifest import Manifest
 from keeper.metrics import HealthState, KeeperMetrics
 from keeper.model import GWEI
@@ -282,7 +282,7 @@ class Keeper:
     def tick(self, send: bool = True) -> TickReport:
         tick_id = next(self._tick_ids)
         budget = TickBudget(self.config.tick_timeout_s)
-        structlog.contextvars.clear_contextvars()
+        clear_tick_context()
         structlog.contextvars.bind_contextvars(tick_id=tick_id)
         report = TickReport(tick_id=tick_id, send_enabled=send and not self.config.dry_run)
         self._inputs = None
@@ -303,7 +303,7 @@ class Keeper:
                 self.pool.tick_deadline = None
             report.duration_s = time.monotonic() - budget.started
             self._record(report)
-            structlog.contextvars.clear_contextvars()
+            clear_tick_context()
         return report
 
     def _run(self, report: TickReport, budget: TickBudget, send: bool) -> None:

@@ -29,9 +29,13 @@ class SendGuards:
         caps: BudgetCaps,
         metrics: KeeperMetrics,
         clock: Callable[[], float] = time.time,
+        breaker_key: str | None = None,
     ) -> None:
         self.store = store
         self.scope = scope
+        # The breaker counts one vault's failures: in a fleet, vaults sharing a key (one scope)
+        # each have their own, so a vault on a dead contract cannot stop its neighbours.
+        self.breaker_key = breaker_key or scope
         self.rules = rules
         self.caps = caps
         self.metrics = metrics
@@ -40,11 +44,11 @@ class SendGuards:
     # ------------------------------------------------------------------ breaker
 
     def breaker(self) -> BreakerState:
-        stored = BreakerState.from_dict(self.store.load_breaker(self.scope))
+        stored = BreakerState.from_dict(self.store.load_breaker(self.breaker_key))
         now_state = breaker.current(stored, self._clock(), self.rules)
         if now_state != stored:
             log.info("breaker_closed", detail="cool-down over; half-open: one more failure reopens it")
-            self.store.save_breaker(self.scope, now_state.as_dict())
+            self.store.save_breaker(self.breaker_key, now_state.as_dict())
         self.metrics.breaker_open.set(1 if now_state.open else 0)
         return now_state
 
@@ -52,7 +56,7 @@ class SendGuards:
         before = self.breaker()
         after = breaker.record_tick(before, failed, self._clock(), self.rules)
         if after != before:
-            self.store.save_breaker(self.scope, after.as_dict())
+            self.store.save_breaker(self.breaker_key, after.as_dict())
         if after.open and not before.open:
             log.error("breaker_opened", reason=after.reason, open_until=after.open_until)
         self.metrics.breaker_open.set(1 if after.open else 0)
@@ -62,7 +66,7 @@ class SendGuards:
         before = self.breaker()
         after = breaker.trip(before, reason, self._clock(), self.rules)
         if after != before:
-            self.store.save_breaker(self.scope, after.as_dict())
+            self.store.save_breaker(self.breaker_key, after.as_dict())
             log.error("breaker_opened", reason=reason, open_until=after.open_until)
         self.metrics.breaker_open.set(1 if after.open else 0)
         return after

@@ -1,0 +1,252 @@
+"""A fleet in one process: chains x vaults, requests per chain per tick, tick latency, memory;
+then one chain's node hung, and what that does to the others.
+
+    .venv/bin/python bench/bench_fleet.py --chains 3 --vaults 20 --rounds 8
+
+Each chain is its own Anvil (chain ids 31337, 31338, ...) with `--vaults` worlds deployed on it
+(each vault its own tokens, feeds and pools; one keeper key per chain, shared by its vaults),
+reached through a counting loopback proxy (tests/faults/proxy.py). The fleet runtime is built
+in-process from a generated fleet file (keeper/fleet.py, keeper/fleet_runtime.py) and each
+chain's vaults are ticked in order on a thread of that chain, as `keeper run` does.
+
+Phase 1 (baseline): `--rounds` rounds on every chain at once, no drift (idle ticks).
+Phase 2 (hang): chain A's proxy holds every request past the RPC timeout; the price moves on
+`--drifted` vaults of chain B; the same rounds run on every chain, A's worker stuck in its reads.
+
+Prints per chain: HTTP requests per vault tick and per round, tick latency p50/p99 (ms), and for
+phase 2 B's p99 against its baseline (idle ticks only, and all ticks) and B's rebalances; then
+the process's peak RSS. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "faults"))  # the proxy lives with the fault tests
+
+from proxy import FaultProxy  # noqa: E402
+
+from deploy import artifacts  # noqa: E402
+from deploy.accounts import KEEPER  # noqa: E402
+from deploy.anvil import start_anvil  # noqa: E402
+from deploy.any_market import move_price  # noqa: E402
+from deploy.chain import connect, contract_at  # noqa: E402
+from deploy.world import deploy_world, write_manifest  # noqa: E402
+from keeper.fleet import FleetFile  # noqa: E402
+from keeper.fleet_runtime import FleetRuntime, build_fleet_runtime  # noqa: E402
+from keeper.log import configure_logging  # noqa: E402
+from keeper.manifest import Manifest  # noqa: E402
+from keeper.runtime import Runtime  # noqa: E402
+
+RPC_TIMEOUT_S = 2.0  # the hung chain's reads give up after this; its ticks then fail
+
+
+class CountingProxy(FaultProxy):
+    """The fault proxy, counting HTTP requests (a batch is one)."""
+
+    def __init__(self, upstream: str, hold_s: float) -> None:
+        super().__init__(upstream, hold_s)
+        self.requests = 0
+        self._count_lock = threading.Lock()
+
+    def _handle(self, handler: Any, body: bytes) -> None:
+        with self._count_lock:
+            self.requests += 1
+        super()._handle(handler, body)
+
+
+@dataclass
+class Phase:
+    latencies_ms: dict[str, list[float]] = field(default_factory=dict)
+    idle_ms: dict[str, list[float]] = field(default_factory=dict)
+    requests: dict[str, int] = field(default_factory=dict)
+    ticks: dict[str, int] = field(default_factory=dict)
+    rounds: dict[str, int] = field(default_factory=dict)
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _deploy(chains: int, vaults: int, directory: Path) -> tuple[list[Any], dict[str, dict[str, Manifest]]]:
+    nodes = [start_anvil(extra_args=["--chain-id", str(31337 + i)]) for i in range(chains)]
+    manifests: dict[str, dict[str, Manifest]] = {}
+
+    def deploy(i: int) -> None:
+        w3 = connect(nodes[i].url, timeout_s=60)
+        name = chr(ord("a") + i)
+        manifests[name] = {}
+        for j in range(vaults):
+            manifest = deploy_world(w3, nodes[i].url)
+            manifests[name][f"{name}-{j:02d}"] = manifest
+            write_manifest(manifest, directory / f"{name}-{j:02d}.json")
+
+    with ThreadPoolExecutor(chains) as pool:
+        list(pool.map(deploy, range(chains)))
+    return nodes, manifests
+
+
+def _fleet_file(
+    directory: Path, proxies: dict[str, CountingProxy], manifests: dict[str, dict[str, Manifest]]
+) -> Path:
+    (directory / "keeper.key").write_text(KEEPER.private_key + "\n")
+    parts = [
+        '[keeper]\njournal_path = "journal.sqlite3"\nmetrics_port = 0\nlog_level = "error"\n'
+        '[defaults]\ntick_timeout_s = 60\n[signers.key]\nprivate_key_file = "keeper.key"\n'
+    ]
+    for i, (chain, proxy) in enumerate(proxies.items()):
+        parts.append(
+            f'[chains.{chain}]\nchain_id = {31337 + i}\nrpc_urls = ["{proxy.url}"]\n'
+            f"rpc_timeout_s = {RPC_TIMEOUT_S}\nrpc_retries = 0\nconfirmations = 1\n"
+        )
+    for chain, vaults in manifests.items():
+        for name in vaults:
+            parts.append(
+                f'[[vaults]]\nname = "{name}"\nmanifest = "{name}.json"\nchain = "{chain}"\nsigner = "key"\n'
+            )
+    path = directory / "fleet.toml"
+    path.write_text("\n".join(parts))
+    return path
+
+
+def _run(
+    fr: FleetRuntime, proxies: dict[str, CountingProxy], rounds: int, stop_early: Callable[[str], bool]
+) -> Phase:
+    phase = Phase()
+    before = {c: p.requests for c, p in proxies.items()}
+
+    def worker(chain: str, runtimes: list[Runtime]) -> None:
+        lat, idle = phase.latencies_ms.setdefault(chain, []), phase.idle_ms.setdefault(chain, [])
+        done = 0
+        for _ in range(rounds):
+            if stop_early(chain):
+                break
+            for rt in runtimes:
+                started = time.perf_counter()
+                with rt.lane:
+                    report = rt.keeper.tick()
+                ms = (time.perf_counter() - started) * 1000
+                lat.append(ms)
+                if report.result == "skipped" and report.reason == "policy_within_bands":
+                    idle.append(ms)
+            done += 1
+        phase.rounds[chain] = done
+
+    threads = [threading.Thread(target=worker, args=(c, rts), name=c) for c, rts in fr.chains.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for chain, proxy in proxies.items():
+        phase.requests[chain] = proxy.requests - before[chain]
+        phase.ticks[chain] = len(phase.latencies_ms.get(chain, []))
+    return phase
+
+
+def _print(title: str, phase: Phase) -> None:
+    print(f"\n{title}")
+    print(
+        f"{'chain':<6}{'rounds':>7}{'ticks':>7}{'req/tick':>10}{'req/round':>11}{'p50 ms':>9}{'p99 ms':>9}{'idle p99':>10}"
+    )
+    for chain, lat in phase.latencies_ms.items():
+        ticks, rounds = phase.ticks[chain], max(phase.rounds.get(chain, 0), 1)
+        print(
+            f"{chain:<6}{phase.rounds.get(chain, 0):>7}{ticks:>7}{phase.requests[chain] / max(ticks, 1):>10.2f}"
+            f"{phase.requests[chain] / rounds:>11.1f}{_pct(lat, 0.5):>9.1f}{_pct(lat, 0.99):>9.1f}"
+            f"{_pct(phase.idle_ms[chain], 0.99):>10.1f}"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--chains", type=int, default=3)
+    parser.add_argument("--vaults", type=int, default=20, help="vaults per chain")
+    parser.add_argument(
+        "--rounds", type=int, default=8, help="rounds (every vault of a chain ticked once) per phase"
+    )
+    parser.add_argument(
+        "--drifted", type=int, default=3, help="vaults of chain B whose price moves in phase 2"
+    )
+    args = parser.parse_args()
+    configure_logging("json", "error")
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        started = time.monotonic()
+        nodes, manifests = _deploy(args.chains, args.vaults, directory)
+        print(f"deployed {args.chains} chains x {args.vaults} vaults in {time.monotonic() - started:.0f} s")
+        proxies = {
+            chain: CountingProxy(nodes[i].url, hold_s=RPC_TIMEOUT_S * 5).start()
+            for i, chain in enumerate(manifests)
+        }
+        try:
+            fleet = FleetFile(_fleet_file(directory, proxies, manifests), {}).load()
+            rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            built = time.monotonic()
+            fr = build_fleet_runtime(fleet)
+            print(f"fleet runtime built in {time.monotonic() - built:.1f} s")
+            baseline = _run(fr, proxies, args.rounds, lambda _: False)
+            _print(f"phase 1, baseline: {args.rounds} rounds, idle", baseline)
+
+            a, b = list(manifests)[:2]
+            w3_b = connect(nodes[1].url, timeout_s=60)
+            drifted = list(manifests[b].items())[: args.drifted]
+            start_block = w3_b.eth.block_number + 1
+            for _, manifest in drifted:
+                move_price(w3_b, manifest, "WETH", 4200)
+            proxies[a].inject("timeout")  # chain A's node now holds every request
+            hung = _run(fr, proxies, args.rounds, lambda _: False)
+            proxies[a].clear()
+            _print(
+                f"phase 2, chain {a} hung (reads time out after {RPC_TIMEOUT_S:g} s), {args.drifted} vaults of {b} drifted",
+                hung,
+            )
+            rebalanced = 0
+            for _, manifest in drifted:
+                vault = contract_at(w3_b, artifacts.contract("IRebalancingVault"), manifest.vault)
+                rebalanced += len(
+                    vault.events.Rebalanced.get_logs(from_block=start_block, to_block=w3_b.eth.block_number)
+                )
+            base_idle, hung_idle = _pct(baseline.idle_ms[b], 0.99), _pct(hung.idle_ms[b], 0.99)
+            print(
+                f"\nchain {b}: idle-tick p99 {hung_idle:.1f} ms hung vs {base_idle:.1f} ms baseline "
+                f"({(hung_idle / base_idle - 1) * 100:+.1f}%); all-tick p99 {_pct(hung.latencies_ms[b], 0.99):.1f} ms "
+                f"vs {_pct(baseline.latencies_ms[b], 0.99):.1f} ms; rebalances of the {args.drifted} drifted "
+                f"vaults: {rebalanced}"
+            )
+            print(
+                f"chain {a} while hung: {hung.ticks[a]} ticks in {hung.rounds.get(a, 0)} rounds, "
+                f"median {statistics.median(hung.latencies_ms[a]):.0f} ms each"
+            )
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            print(
+                f"peak RSS {rss / 1024:.0f} MiB ({(rss - rss_before) / 1024:.0f} MiB added by the fleet runtime and its ticks)"
+            )
+            fr.close()
+        finally:
+            for proxy in proxies.values():
+                proxy.stop()
+            for node in nodes:
+                node.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""A fleet's runtime: per chain one endpoint pool, per process one journal, per vault a Keeper.
+
+Built in the order a single keeper always was: manifests and settings checked first, then every
+signer (a wrong keystore password is reported before any node is contacted), then one pool per
+chain, the journal, each chain's genesis (the nonce scope), and the vaults.
+
+Vaults sharing a key on one chain share its nonce scope in the journal, and so its lease and its
+one-intent-at-a-time rule: the process holds every lease under one owner id, and a lock per
+(chain, signer address) lane keeps two of those vaults from planning and signing at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from keeper.chain.rpc import connect_pool
+from keeper.execution.journal import JournalStore
+from keeper.execution.journal_open import open_journal
+from keeper.execution.lease import new_owner_id
+from keeper.fleet import Fleet, FleetVault
+from keeper.log import get_logger
+from keeper.manifest import Manifest, ManifestError, load_manifest
+from keeper.metrics import HealthState, KeeperMetrics
+from keeper.runtime import ChainLink, Runtime, build_vault, check_vault_settings, open_pool, read_genesis
+from keeper.settings import ConfigError
+from keeper.signing import Signer, SignerError, signer_from_settings
+
+log = get_logger("keeper.fleet")
+
+
+def vault_metrics(metrics: KeeperMetrics, chain: str, vault: str) -> KeeperMetrics:
+    """The metrics one vault writes. The seam for labelled metrics (KeeperMetrics.bind(chain,
+    vault)); until they land every vault writes the process's one set."""
+    return metrics
+
+
+class FleetHealthState(HealthState):
+    """/healthz over several vaults: unhealthy (or degraded) when any vault is, naming it.
+    The seam for FleetHealth (a JSON body per vault)."""
+
+    def __init__(self, parts: dict[str, HealthState]) -> None:
+        super().__init__(max(h.max_age_s for h in parts.values()))
+        self.parts = parts
+
+    def verdict(self) -> tuple[str, str]:
+        worst: tuple[str, str] | None = None
+        for name, health in self.parts.items():
+            word, detail = health.verdict()
+            if word == "unhealthy":
+                return word, f"vault {name}: {detail}"
+            if word == "degraded" and worst is None:
+                worst = (word, f"vault {name}: {detail}")
+        return worst or ("ok", f"{len(self.parts)} vaults ok")
+
+    def status(self) -> tuple[bool, str]:
+        word, detail = self.verdict()
+        return word != "unhealthy", detail
+
+
+def fleet_health(runtimes: list[Runtime]) -> HealthState:
+    """One HealthState for /healthz; a fleet of one answers exactly as a single keeper did."""
+    if len(runtimes) == 1:
+        return runtimes[0].health
+    return FleetHealthState({rt.name: rt.health for rt in runtimes})
+
+
+@dataclass
+class FleetRuntime:
+    fleet: Fleet
+    metrics: KeeperMetrics
+    chains: dict[str, list[Runtime]]  # by chain name, vaults in file order
+    store: JournalStore | None = None
+    lanes: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
+
+    @property
+    def runtimes(self) -> list[Runtime]:
+        return [rt for rts in self.chains.values() for rt in rts]
+
+    def runtime(self, name: str) -> Runtime:
+        for rt in self.runtimes:
+            if rt.name == name:
+                return rt
+        raise ConfigError(f"--vault {name}: no such vault; the fleet has {', '.join(self.fleet.names)}")
+
+    def single(self) -> Runtime:
+        """The only vault's runtime, owning the journal (closing it closes the journal)."""
+        (rt,) = self.runtimes
+        rt.shared_store = False
+        return rt
+
+    def health(self) -> HealthState:
+        return fleet_health(self.runtimes)
+
+    def request_stop(self) -> None:
+        for rt in self.runtimes:
+            rt.keeper.request_stop()
+
+    def close(self) -> None:
+        """Every vault's lease and records, then the journal; the first failure is raised."""
+        failure: Exception | None = None
+        for rt in self.runtimes:
+            try:
+                rt.close()
+            except Exception as exc:
+                failure = failure or exc
+        if self.store is not None:
+            self.store.close()
+        if failure is not None:
+            raise failure
+
+
+def _in_vault(fleet: Fleet, vault: FleetVault, exc: Exception) -> Exception:
+    """A vault's refusal names the vault when the fleet has several (one line, exit 2)."""
+    if len(fleet.vaults) == 1 and fleet.source == "environment":
+        return exc
+    return type(exc)(f'{fleet.source}: vault "{vault.name}": {exc}')
+
+
+def build_fleet_runtime(fleet: Fleet, metrics: KeeperMetrics | None = None) -> FleetRuntime:
+    metrics = metrics or KeeperMetrics()
+    manifests: dict[str, Manifest] = {}
+    for vault in fleet.vaults:
+        try:
+            manifests[vault.name] = load_manifest(vault.settings.manifest)
+            check_vault_settings(vault.settings, manifests[vault.name])
+        except (ManifestError, ConfigError) as exc:
+            raise _in_vault(fleet, vault, exc) from None
+    chain_ids = _chain_ids(fleet, manifests)
+    signers: dict[str, Signer | None] = {}
+    for vault in fleet.vaults:
+        if vault.signer is not None and vault.signer not in signers:
+            try:
+                signers[vault.signer] = signer_from_settings(vault.settings)
+            except (SignerError, ConfigError) as exc:
+                raise _in_vault(fleet, vault, exc) from None
+    links: dict[str, ChainLink] = {}
+    for chain, vaults in fleet.chains().items():
+        first = vaults[0]
+        pool = open_pool(first.settings, manifests[first.name], vault_metrics(metrics, chain, ""))
+        keyed = any(v.signer is not None and signers[v.signer] is not None for v in vaults)
+        genesis = read_genesis(pool) if keyed else None
+        links[chain] = ChainLink(chain, chain_ids[chain], pool, connect_pool(pool), genesis)
+    store: JournalStore | None = None
+    if any(s is not None for s in signers.values()):
+        store = open_journal(fleet.process)
+    owner_id = new_owner_id()
+    runtime = FleetRuntime(fleet, metrics, {}, store)
+    for vault in fleet.vaults:
+        account = None if vault.signer is None else signers[vault.signer]
+        rt = build_vault(
+            vault.name,
+            vault.settings,
+            manifests[vault.name],
+            account,
+            links[vault.chain],
+            store,
+            owner_id,
+            vault_metrics(metrics, vault.chain, vault.name),
+            own_breaker=fleet.source != "environment",
+        )
+        rt.shared_store = True
+        if account is not None:
+            rt.lane = runtime.lanes.setdefault((vault.chain, account.address.lower()), threading.Lock())
+        runtime.chains.setdefault(vault.chain, []).append(rt)
+    return runtime
+
+
+def _chain_ids(fleet: Fleet, manifests: dict[str, Manifest]) -> dict[str, int]:
+    """Each chain's id: its chain_id setting, else its vaults' manifests, which must agree."""
+    out: dict[str, int] = {}
+    for chain, vaults in fleet.chains().items():
+        for vault in vaults:
+            expected = vault.settings.chain_id or manifests[vault.name].chain_id
+            # A single keeper's KEEPER_CHAIN_ID is judged against the node (open_pool names both).
+            if fleet.source != "environment" and manifests[vault.name].chain_id != expected:
+                raise _in_vault(
+                    fleet,
+                    vault,
+                    ConfigError(
+                        f"the manifest is for chain id {manifests[vault.name].chain_id} but its chain "
+                        f"{chain} has chain_id {expected}: wrong manifest or wrong chain"
+                    ),
+                )
+            if chain in out and out[chain] != expected:
+                raise _in_vault(
+                    fleet,
+                    vault,
+                    ConfigError(
+                        f"its manifest is for chain id {expected}, the other vaults of {chain} for {out[chain]}"
+                    ),
+                )
+            out[chain] = expected
+    return out
+
+
+def tick_vault(rt: Runtime) -> None:
+    """One vault's tick on its chain's worker: every line it logs carries chain and vault, and a
+    tick that raises is logged with its name while the chain's other vaults go on."""
+    with structlog.contextvars.bound_contextvars(chain=rt.chain, vault=rt.name):
+        try:
+            with rt.lane:
+                rt.keeper.tick()
+        except Exception:
+            log.exception("vault_tick_crashed")
+
+
+def chain_job(runtimes: list[Runtime], stopping: Callable[[], bool]) -> Callable[[], None]:
+    """A chain's job for the daemon: its vaults' ticks in file order, never overlapping (the
+    daemon runs each chain's job on one worker thread, one instance at a time)."""
+
+    def run() -> None:
+        for rt in runtimes:
+            if stopping():
+                return  # shutdown: the vaults not yet ticked wait for the next process
+            tick_vault(rt)
+
+    return run
