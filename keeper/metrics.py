@@ -134,6 +134,14 @@ class KeeperMetrics:
             "Intents re-sent to the public endpoints after KEEPER_PRIVATE_FALLBACK_BLOCKS.",
             registry=r,
         )
+        # Replicas sharing a fleet (keeper/replica_runtime.py): 1 where this process holds the
+        # vault's lease and ticks it, 0 where another replica does.
+        self.vault_lease_held = Gauge(
+            "keeper_vault_lease_held",
+            "1 when this replica holds the vault's lease (KEEPER_SHARE_FLEET), else 0.",
+            ["chain", "vault", "replica"],
+            registry=r,
+        )
         self.paused.labels(source="env").set(0)
         self.paused.labels(source="vault").set(0)
 

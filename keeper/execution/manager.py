@@ -502,7 +502,9 @@ class TxManager:
                     max_fee=fees.max_fee_wei,
                     tip=fees.max_priority_fee_wei,
                 )
-                return self._broadcast(intent, attempt, obs.head_block)
+                intent = self._broadcast(intent, attempt, obs.head_block)
+                crashpoints.reached(crashpoints.REPLACE_POINT)
+                return intent
             case Cancel(fees=fees, reason=reason):
                 attempt = self._sign(intent, AttemptKind.CANCEL, fees)
                 intent = self.store.add_attempt(intent.key, attempt, now, fence=self._fence())

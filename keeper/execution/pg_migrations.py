@@ -82,6 +82,13 @@ CREATE TABLE adoptions (
 );
 """,
     ),
+    (
+        2,
+        "replicas: a heartbeat row per keeper process sharing a fleet",
+        """
+CREATE TABLE replicas (owner TEXT PRIMARY KEY, seen_at TIMESTAMPTZ NOT NULL);
+""",
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]
