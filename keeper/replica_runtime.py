@@ -72,6 +72,7 @@ class ReplicaShare:
         self._held_until = 0.0  # local monotonic: past it, nothing is believed held
         self._unit_of = {id(rt): scope for scope, unit in self.units.items() for rt in unit.vaults}
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self.last_plan: Plan | None = None
 
     @property
@@ -159,15 +160,16 @@ class ReplicaShare:
                 )
             self._stop.wait(self.round_s)
 
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.run_forever, name="replicas", daemon=True)
-        thread.start()
-        return thread
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run_forever, name="replicas", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
         """Stop the rounds and leave (the leases are released by each vault's close)."""
         self._stop.set()
         self._held = frozenset()
+        if self._thread is not None:
+            self._thread.join(timeout=self.ttl_s)  # a round in progress would stamp us live again
         try:
             self.store.replica_leave(self.owner)
         except JournalError as exc:

@@ -78,7 +78,8 @@ def fleet_toml(
     port: int,
     ttl_s: float,
     interval_s: float,
-    extra: str = "",
+    records: str = "records.sqlite3",
+    defaults: str = "",
 ) -> str:
     signers = "\n".join(f'[signers.{v.name}]\nprivate_key_file = "{v.name}.key"\n' for v in vaults)
     tables = "\n".join(
@@ -88,15 +89,17 @@ def fleet_toml(
     return f"""
 [keeper]
 journal_url = "{journal_url}"
+# Decision records and campaigns stay in a SQLite file per replica (the journal is PostgreSQL).
+journal_path = "{records}"
 share_fleet = true
 metrics_port = {port}
 interval_s = {interval_s:g}
 lease_ttl_s = {ttl_s:g}
 log_format = "json"
-{extra}
+
 [defaults]
 receipt_timeout_s = 0.5
-
+{defaults}
 [chains.anvil]
 chain_id = {chain_id}
 rpc_urls = ["{rpc_url}"]
@@ -225,6 +228,7 @@ class Cluster:
     journal_url: str
     ttl_s: float
     interval_s: float
+    defaults: str = ""  # extra lines of the fleet file's [defaults] table
     replicas: dict[str, Replica] = field(default_factory=dict)
     proxies: dict[str, TcpProxy] = field(default_factory=dict)
     _journal: PgJournal | None = None
@@ -237,6 +241,8 @@ class Cluster:
 
     def start(self, name: str, **env: str) -> Replica:
         """A replica through a TCP proxy of its own in front of PostgreSQL."""
+        if name in self.proxies:  # a restart: the old process's path goes
+            self.proxies.pop(name).close()
         parts = urlsplit(self.journal_url)
         proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
         url = self.journal_url.replace(f":{parts.port}/", f":{proxy.port}/")
@@ -252,6 +258,8 @@ class Cluster:
                 port,
                 self.ttl_s,
                 self.interval_s,
+                records=f"records-{name}.sqlite3",
+                defaults=self.defaults,
             )
         )
         replica = Replica(name, fleet, port, self.directory / f"{name}.log", env)

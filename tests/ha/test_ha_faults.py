@@ -143,8 +143,9 @@ def test_sigkill_after_a_replacement_leaves_one_mined_attempt(cluster: Cluster) 
     # that only the test mines. Every replica carries the crash point: the holder dies at it.
     move_price(w3, vault.manifest, "WETH", MOVED_PRICE_USD)
     w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+    cluster.defaults = "replace_after_blocks = 2\n"
     for name in ("a", "b", "c"):
-        cluster.start(name, KEEPER_TEST_CRASH_AT="after_replace", KEEPER_REPLACE_AFTER_BLOCKS="2")
+        cluster.start(name, KEEPER_TEST_CRASH_AT="after_replace")
 
     def sent() -> bool:
         return any(a.state is AttemptState.BROADCAST for i in cluster.intents() for a in i.attempts)
