@@ -49,6 +49,8 @@ NOT_SETTINGS = frozenset(
     {
         CONFIG_FILE_ENV,
         "KEEPER_TEST_CRASH_AT",
+        "KEEPER_TEST_STOP_AT",  # the zombie hook beside it (keeper/execution/crashpoints.py)
+        "KEEPER_TEST_JOURNAL",  # the test suite's store switch (tests/faults), never the keeper's
         "KEEPER_FORK_MANIFEST",
         "KEEPER_ANVIL_BIN",
         "KEEPER_FORGE_BIN",

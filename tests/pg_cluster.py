@@ -34,7 +34,8 @@ def pg_bin() -> Path:
 
 
 class PgCluster:
-    def __init__(self) -> None:
+    def __init__(self, fsync: bool = False) -> None:
+        self.fsync = fsync
         self.bin = pg_bin()
         self.dir = Path(tempfile.mkdtemp(prefix="keeper-pg-"))
         self.data = self.dir / "data"
@@ -67,7 +68,7 @@ class PgCluster:
             raise RuntimeError(f"initdb failed: {done.stderr.strip()}")
         for _ in range(5):  # a free port can be taken between the probe and the bind: try another
             self.port = free_port()
-            options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+            options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync={'on' if self.fsync else 'off'} -c max_connections=200"
             done = self._run(
                 str(self.bin / "pg_ctl"),
                 "-D",

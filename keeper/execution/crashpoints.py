@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 
 ENV = "KEEPER_TEST_CRASH_AT"
@@ -54,4 +55,6 @@ def reached(point: str) -> None:
         _stopped_at.add(point)
         sys.stderr.write(f'{{"event": "test_stop", "point": "{point}", "level": "warning"}}\n')
         sys.stderr.flush()
-        os.kill(os.getpid(), signal.SIGSTOP)
+        # At this thread, not the process: a process-directed SIGSTOP is taken by whichever
+        # thread the kernel picks, and this one could run on into the next write first.
+        signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)

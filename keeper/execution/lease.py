@@ -1,4 +1,6 @@
-"""Single writer: a lease row per nonce scope in the journal, renewed every tick.
+"""Single writer: a lease row per nonce scope in the journal, renewed every tick, with an epoch
+that grows on every takeover; every journal write is fenced by the writer's (owner, epoch)
+(docs/postgresql.md: the semantics on both stores).
 
 Two keeper processes on the same key and journal must never both send: a process without
 the lease keeps observing (reads, plans, metrics) and says so (`lease_held_elsewhere`), and

@@ -57,8 +57,11 @@ from keeper.execution.pg_url import JournalUrlError, check_url, redact, scrub
 Cursor = psycopg.Cursor[dict[str, Any]]
 
 _SELECT_UNFINISHED = "SELECT * FROM intents WHERE scope = %s AND state NOT IN ('confirmed', 'expired', 'failed') ORDER BY created_at, id"
+# Locked first, read second: a statement that waited for the lock would otherwise judge
+# expiry by the clock of before its wait (the projection is computed before the lock).
+_LOCK_LEASE = "SELECT 1 FROM leases WHERE scope = %s FOR UPDATE"
 _LEASE_ROW = """SELECT owner, epoch, extract(epoch FROM expires_at)::float8 AS expires,
-                expires_at > clock_timestamp() AS live FROM leases WHERE scope = %s FOR UPDATE"""
+                expires_at > clock_timestamp() AS live FROM leases WHERE scope = %s"""
 
 
 def _receipt_to_json(r: Receipt | None) -> str | None:
@@ -88,7 +91,14 @@ class PgJournal:
     """JournalStore on PostgreSQL; safe to share between threads (each call takes a pooled
     connection for one transaction)."""
 
-    def __init__(self, url: str, pool_size: int = 4, connect_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 4,
+        connect_timeout_s: float = 10.0,
+        idle_in_transaction_s: float = 5.0,
+        lock_wait_s: float = 30.0,
+    ) -> None:
         self.where = f"KEEPER_JOURNAL_URL={redact(url)}"
         try:
             self._url = check_url(url)
@@ -104,12 +114,15 @@ class PgJournal:
                 f"{self.where}: cannot connect ({scrub(str(exc), url)}); check the host, port, "
                 "credentials and that the database exists"
             ) from None
+        self._idle_in_transaction_ms = max(1, round(idle_in_transaction_s * 1000))
+        self._lock_wait_ms = max(1, round(lock_wait_s * 1000))
         self._pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
             url,
             min_size=1,
             max_size=max(1, pool_size),
             kwargs={"row_factory": dict_row, "connect_timeout": timeout},
             check=ConnectionPool.check_connection,  # a cut connection is replaced, not handed out
+            configure=self._session_limits,
             timeout=connect_timeout_s,
             open=False,
             name="keeper-journal",
@@ -127,6 +140,15 @@ class PgJournal:
             raise
 
     # ------------------------------------------------------------------ plumbing
+
+    def _session_limits(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
+        """A process frozen inside a transaction (SIGSTOP, a VM pause) would hold its lease row
+        lock, and with it every successor, for as long as it stays frozen: the server ends such
+        a session after `idle_in_transaction_s` (our transactions take milliseconds), releasing
+        the lock. A lock wait is bounded too, so a tick fails instead of hanging."""
+        conn.execute(f"SET idle_in_transaction_session_timeout = {self._idle_in_transaction_ms}".encode())
+        conn.execute(f"SET lock_timeout = {self._lock_wait_ms}".encode())
+        conn.commit()
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[Cursor]:
@@ -185,6 +207,7 @@ class PgJournal:
     def _check_lease(cur: Cursor, scope: str, owner: str, epoch: int | None) -> None:
         """Lock the scope's lease row and check it is `owner`'s (at `epoch`), unexpired by the
         server's clock. The row lock holds off a takeover until this transaction ends."""
+        cur.execute(_LOCK_LEASE, (scope,))
         cur.execute(_LEASE_ROW, (scope,))
         row = cur.fetchone()
         if (
@@ -478,6 +501,7 @@ class PgJournal:
             fresh = cur.fetchone()
             if fresh is not None:
                 return Lease(owner, float(fresh["expires"]), int(fresh["epoch"]))
+            cur.execute(_LOCK_LEASE, (scope,))
             cur.execute(_LEASE_ROW, (scope,))
             row = cur.fetchone()
             if row is None:  # pragma: no cover - leases are never deleted

@@ -37,9 +37,9 @@ def _events(d: Daemon, name: str) -> list[dict[str, object]]:
 
 
 def _stopped(pid: int) -> bool:
-    """The kernel's view: state T (stopped by a signal)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat.rsplit(")", 1)[1].split()[0] == "T"
+    """The kernel's view: every thread in state T (stopped by a signal)."""
+    tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    return all((t / "stat").read_text().rsplit(")", 1)[1].split()[0] == "T" for t in tasks)
 
 
 def _wait(condition: Callable[[], bool], what: str) -> None:

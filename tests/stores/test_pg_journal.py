@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import psycopg
 import pytest
@@ -93,3 +94,25 @@ def test_a_database_migrated_by_a_newer_keeper_is_refused(pg_url: str) -> None:
         )
     with pytest.raises(JournalError, match=f"schema version {LATEST + 1}, this keeper knows up to {LATEST}"):
         PgJournal(pg_url)
+
+
+def test_a_holder_frozen_inside_a_transaction_does_not_block_the_takeover(pg_url: str) -> None:
+    """A frozen after locking its lease row: the server ends its idle transaction, and B takes
+    the expired lease over (epoch + 1) instead of waiting on the lock for as long as A sleeps."""
+    a = PgJournal(pg_url, idle_in_transaction_s=1.0)
+    b = PgJournal(pg_url)
+    try:
+        a.acquire_lease("scope", "a", 0.5, 0, lambda _: False)
+        conn = a._pool.getconn()
+        conn.execute("SELECT * FROM leases WHERE scope = 'scope' FOR UPDATE")  # and then A freezes
+        started = time.monotonic()
+        taken = b.acquire_lease("scope", "b", 60, 0, lambda _: False)
+        waited = time.monotonic() - started
+        with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):  # the server ended A's session
+            conn.execute("SELECT 1")
+        a._pool.putconn(conn)
+        assert (taken.owner, taken.epoch) == ("b", 2)
+        assert waited < 30, "bounded by the idle-in-transaction timeout, not by A's sleep"
+    finally:
+        a.close()
+        b.close()
