@@ -86,12 +86,12 @@ def _pct(values: list[float], q: float) -> float:
 
 def _deploy(chains: int, vaults: int, directory: Path) -> tuple[list[Any], dict[str, dict[str, Manifest]]]:
     nodes = [start_anvil(extra_args=["--chain-id", str(31337 + i)]) for i in range(chains)]
-    manifests: dict[str, dict[str, Manifest]] = {}
+    # Chain i is "a", "b", ... with chain id 31337 + i, in this order whatever finishes first.
+    manifests: dict[str, dict[str, Manifest]] = {chr(ord("a") + i): {} for i in range(chains)}
 
     def deploy(i: int) -> None:
         w3 = connect(nodes[i].url, timeout_s=60)
         name = chr(ord("a") + i)
-        manifests[name] = {}
         for j in range(vaults):
             manifest = deploy_world(w3, nodes[i].url)
             manifests[name][f"{name}-{j:02d}"] = manifest

@@ -32,7 +32,7 @@ from keeper.execution.sqlite_store import SqliteJournal
 from keeper.fleet import Fleet, load_fleet
 from keeper.fleet_runtime import FleetRuntime, build_fleet_runtime, chain_job
 from keeper.log import configure_logging, get_logger
-from keeper.manifest import ManifestError, load_manifest
+from keeper.manifest import ManifestError
 from keeper.metrics import HealthState, KeeperMetrics, MetricsServer
 from keeper.model import LossBudget, PriceResult, ValidPrice
 from keeper.oracle import validate_snapshot
@@ -250,23 +250,42 @@ def _journal_checks(rt: Runtime, keeper_role: bool) -> list[tuple[bool, str]]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Weights and drift of each vault of the fleet (or the one `--vault` names)."""
+    """Weights and drift of each vault of the fleet (or the one `--vault` names). In a fleet a
+    vault whose read fails is reported as such and the others are shown (exit 1)."""
     fr = _fleet_runtime(args.vault)
-    reads: dict[str, ChainState] = {}
+    reads: dict[str, ChainState | str] = {}
     try:
         for rt in fr.runtimes:
-            reads[rt.name] = rt.keeper.reader.read()
+            if len(fr.runtimes) == 1:
+                reads[rt.name] = rt.keeper.reader.read()
+                continue
+            try:
+                reads[rt.name] = rt.keeper.reader.read()
+            except (SnapshotError, RpcError) as exc:
+                reads[rt.name] = redact_text(str(exc))
     finally:
         fr.close()
-    if len(reads) == 1:
-        return _print_status(args, fr.runtimes[0], reads[fr.runtimes[0].name])
+    if len(fr.runtimes) == 1:
+        (rt,) = fr.runtimes
+        read = reads[rt.name]
+        assert not isinstance(read, str)
+        return _print_status(args, rt, read)
     if args.json:
-        print(json.dumps({rt.name: _status_of(rt, reads[rt.name]) for rt in fr.runtimes}, indent=2))
-        return 0
-    for rt in fr.runtimes:
-        print(f"== vault {rt.name} (chain {rt.chain})")
-        _print_status(args, rt, reads[rt.name])
-    return 0
+        out = {
+            rt.name: {"error": read} if isinstance(read, str) else _status_of(rt, read)
+            for rt in fr.runtimes
+            for read in [reads[rt.name]]
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        for rt in fr.runtimes:
+            read = reads[rt.name]
+            print(f"== vault {rt.name} (chain {rt.chain})")
+            if isinstance(read, str):
+                print(f"ERROR {read}")
+            else:
+                _print_status(args, rt, read)
+    return EXIT_CHECK_FAILED if any(isinstance(r, str) for r in reads.values()) else 0
 
 
 def _status_of(rt: Runtime, chain: ChainState) -> dict[str, Any]:
@@ -428,10 +447,14 @@ def cmd_journal(args: argparse.Namespace) -> int:
         if args.vault is None:
             intents = store.recent(None, args.limit)
         else:
-            # One journal per process: a vault's intents are those sent to its contract on its chain.
-            vault = fleet.vault(args.vault)
-            target = load_manifest(vault.settings.manifest).vault.lower()
-            intents = [i for i in store.recent(None, 100_000) if i.target.lower() == target][: args.limit]
+            # One journal per process: a vault's intents are those sent to its contract on its
+            # chain (the scope starts with the chain id; one address may be a vault on two chains).
+            address, chain_id = fleet.identity(args.vault)
+            intents = [
+                i
+                for i in store.recent(None, 100_000)
+                if i.target.lower() == address.lower() and i.scope.startswith(f"{chain_id}/")
+            ][: args.limit]
     finally:
         store.close()
     chunks = _chunks_by_intent(settings)

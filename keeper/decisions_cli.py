@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from keeper.fleet import load_fleet
-from keeper.manifest import load_manifest
 from keeper.records import RecordStore
 from keeper.replay import replay
 from keeper.settings import ConfigError
@@ -47,10 +46,8 @@ def cmd_decisions(args: argparse.Namespace) -> int:
     since = parse_since(args.since, time.time()) if args.since else None
     store = _store()
     try:
-        vault = None
-        if args.vault is not None:
-            # One journal per process: decisions are recorded by vault contract address.
-            vault = load_manifest(load_fleet().vault(args.vault).settings.manifest).vault
+        # One journal per process: decisions are recorded by vault (address, and chain in a fleet).
+        vault = None if args.vault is None else load_fleet().record_key(args.vault)
         rows = store.decisions(since=since, reason=args.reason, limit=args.limit, vault=vault)
     finally:
         store.close()

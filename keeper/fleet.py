@@ -31,6 +31,7 @@ from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from keeper import safejson
+from keeper.chain_keyed import chain_key
 from keeper.manifest import ManifestError, load_manifest
 from keeper.settings import (
     CONFIG_FILE_ENV,
@@ -132,6 +133,17 @@ class Fleet:
             self,
             vaults=tuple(replace(v, settings=v.settings.model_copy(update=values)) for v in self.vaults),
         )
+
+    def identity(self, name: str) -> tuple[str, int]:
+        """A vault's contract address and chain id (from its manifest; no node contacted)."""
+        settings = self.vault(name).settings
+        manifest = load_manifest(settings.manifest)
+        return manifest.vault, settings.chain_id or manifest.chain_id
+
+    def record_key(self, name: str) -> str:
+        """How the journal keys this vault's decisions and memory (keeper/chain_keyed.py)."""
+        address, chain_id = self.identity(name)
+        return address if self.source == "environment" else chain_key(address, chain_id)
 
     def chains(self) -> dict[str, list[FleetVault]]:
         """Vaults by chain, in file order: the order a chain's worker ticks them."""

@@ -161,6 +161,7 @@ def build_fleet_runtime(fleet: Fleet, metrics: KeeperMetrics | None = None) -> F
             owner_id,
             vault_metrics(metrics, vault.chain, vault.name),
             own_breaker=fleet.source != "environment",
+            chain_keyed=fleet.source != "environment",
         )
         rt.shared_store = True
         if account is not None:

@@ -12,6 +12,7 @@ from keeper import __version__
 from keeper.chain.health import HealthRules
 from keeper.chain.rpc import EndpointPool, RpcError
 from keeper.chain.snapshot import SnapshotReader, asset_configs
+from keeper.chain_keyed import ChainKeyedCampaigns, ChainKeyedRecords
 from keeper.chunking import AssetCap, ChunkCaps
 from keeper.costs import CostBudget
 from keeper.execution.breaker import BreakerRules
@@ -138,11 +139,14 @@ def build_vault(
     owner_id: str,
     metrics: KeeperMetrics,
     own_breaker: bool = False,
+    chain_keyed: bool = False,
 ) -> Runtime:
     """Everything one vault's tick needs, on its chain's shared pool and the process's journal.
     Vaults sharing a key share its nonce scope, and so its lease: owner_id is the process's.
     own_breaker: the circuit breaker counts this vault's failures only (a fleet file's vaults);
-    the environment's single vault keeps the breaker its journal already has, keyed by scope."""
+    the environment's single vault keeps the breaker its journal already has, keyed by scope.
+    chain_keyed: policy memory, decisions and campaigns keyed by address and chain id
+    (keeper/chain_keyed.py; a fleet file's vaults), else by address as a single keeper's are."""
     caps = chunk_caps(settings, manifest)
     chain_id = chain.chain_id
     pool, w3 = chain.pool, chain.w3
@@ -225,15 +229,19 @@ def build_vault(
     if account is not None or settings.journal_path.exists():
         # Policy memory and decision records live beside the journal; without a key and
         # without a journal (a first dry look) there is nothing to read and nothing is written.
-        records = RecordStore(
-            settings.journal_path,
-            Retention(settings.decisions_keep_rows, settings.decisions_keep_days * 86_400),
+        retention = Retention(settings.decisions_keep_rows, settings.decisions_keep_days * 86_400)
+        records = (
+            ChainKeyedRecords(settings.journal_path, chain_id, retention)
+            if chain_keyed
+            else RecordStore(settings.journal_path, retention)
         )
     chunking = None
     if caps.enabled:
         # Campaigns live beside the journal; a keyless dry look keeps them in memory only.
         journaled = account is not None or settings.journal_path.exists()
-        chunking = Chunking(caps, CampaignStore(settings.journal_path if journaled else ":memory:"))
+        where = settings.journal_path if journaled else ":memory:"
+        campaigns = ChainKeyedCampaigns(where, chain_id) if chain_keyed else CampaignStore(where)
+        chunking = Chunking(caps, campaigns)
     keeper = Keeper(
         w3,
         manifest,

@@ -32,6 +32,8 @@ from deploy.any_market import move_price
 from deploy.chain import connect, contract_at
 from deploy.world import deploy_world, write_manifest
 from keeper.execution.sqlite_store import SqliteJournal
+from keeper.fleet import FleetFile
+from keeper.fleet_runtime import build_fleet_runtime
 from keeper.manifest import Manifest
 
 pytestmark = pytest.mark.integration
@@ -242,3 +244,81 @@ def test_every_tick_line_names_its_chain_and_vault(run: Run) -> None:
         assert line.get("vault") in names and line.get("chain") in ("alpha", "beta"), json.dumps(line)
     # Vault names belong to their chain.
     assert all(line["vault"].startswith(line["chain"]) for line in ticks)
+
+
+def _cli(fleet: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEPER_")}
+    env["KEEPER_FLEET"] = str(fleet)
+    return subprocess.run(
+        [sys.executable, "-m", "keeper", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_status_journal_decisions_and_once_cover_the_fleet_or_one_vault(
+    run: Run, worlds: tuple[list[World], Path]
+) -> None:
+    chains, directory = worlds
+    fleet = directory / "fleet.toml"
+    manifests = {name: m for w in chains for name, m in w.manifests.items()}
+    # The same deployer nonces on both chains: alpha-i and beta-i are one address on two chains,
+    # which the journal's views must still tell apart.
+    assert manifests["alpha-1"].vault == manifests["beta-1"].vault
+
+    status = _cli(fleet, "status", "--json")
+    assert status.returncode == 1, status.stderr  # the dead vault cannot be read
+    doc = json.loads(status.stdout)
+    assert set(doc) == {*manifests, "alpha-dead"}
+    assert "getAssets() failed" in doc["alpha-dead"]["error"]
+    for name, manifest in manifests.items():
+        assert doc[name]["vault"] == manifest.vault
+
+    one = _cli(fleet, "status", "--vault", "beta-1", "--json")
+    assert one.returncode == 0, one.stderr
+    assert json.loads(one.stdout)["vault"] == manifests["beta-1"].vault
+
+    journal = _cli(fleet, "journal", "--vault", "alpha-1", "--json")
+    assert journal.returncode == 0, journal.stderr
+    (intent,) = json.loads(journal.stdout)
+    w3 = chains[0].w3
+    assert w3.eth.get_transaction(intent["attempts"][0]["hash"])["to"] == manifests["alpha-1"].vault
+
+    decisions = _cli(fleet, "decisions", "--vault", "beta-2", "--json", "--limit", "1000")
+    assert decisions.returncode == 0, decisions.stderr
+    rows = json.loads(decisions.stdout)
+    assert len(rows) >= MIN_TICKS_AFTER + 1
+    assert {row["report"]["chain_id"] for row in rows} == {31338}
+
+    ambiguous = _cli(fleet, "once", "--dry-run")
+    assert ambiguous.returncode == 2
+    assert "--vault NAME" in ambiguous.stderr and "alpha-dead, alpha-0" in ambiguous.stderr, ambiguous.stderr
+    assert ambiguous.stderr.count("\n") == 1
+
+    once = _cli(fleet, "once", "--vault", "alpha-2", "--dry-run", "--json")
+    assert once.returncode == 0, once.stderr
+    report = json.loads(once.stdout)
+    assert report["chain_id"] == 31337 and report["reason"] == "policy_within_bands", report
+
+
+def test_one_pool_per_chain_one_journal_and_one_lane_per_chain_and_key(
+    run: Run, worlds: tuple[list[World], Path]
+) -> None:
+    _, directory = worlds
+    fr = build_fleet_runtime(FleetFile(directory / "fleet.toml", {}).load())
+    try:
+        alpha, beta = fr.chains["alpha"], fr.chains["beta"]
+        assert len(alpha) == VAULTS_PER_CHAIN + 1 and len(beta) == VAULTS_PER_CHAIN
+        for rts in (alpha, beta):
+            assert all(rt.pool is rts[0].pool and rt.lane is rts[0].lane for rt in rts)
+        assert alpha[0].pool is not beta[0].pool and alpha[0].lane is not beta[0].lane
+        assert len(fr.lanes) == 2  # (alpha, key) and (beta, key)
+        assert fr.store is not None and all(rt.store is fr.store for rt in fr.runtimes)
+        owners = {rt.keeper.txm.owner_id for rt in fr.runtimes if rt.keeper.txm is not None}
+        assert len(owners) == 1  # one lease holder per process, whatever the vault
+    finally:
+        fr.close()
