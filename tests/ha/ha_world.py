@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 from eth_account import Account
 from eth_utils import keccak
 from web3 import Web3
@@ -272,7 +273,12 @@ class Cluster:
         return {s: lease for s, lease in self.journal.leases() if _is_fleet_scope(s, self.vaults)}
 
     def db_now(self) -> float:
-        return self.journal.replica_heartbeat("ha-observer", 0.0).now
+        """The server's clock, which lease expiry is judged by (read without a heartbeat: the
+        observer must not count as a replica)."""
+        with psycopg.connect(self.journal_url, autocommit=True) as conn:
+            row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+        assert row is not None
+        return float(row[0])
 
     def holders(self) -> dict[str, str]:
         """vault name -> replica name holding its lease now (live leases only)."""

@@ -69,7 +69,9 @@ def _takeover(cluster: Cluster, vault: HaVault, victim: Replica, since: float) -
         return holder is not None and holder != victim.name
 
     wait_until(taken, f"another replica to take {vault.name} over from {victim.name}", WAIT_S, poll_s=0.05)
-    return time.monotonic() - since
+    took = time.monotonic() - since
+    print(f"takeover of {vault.name} from {victim.name}: {took:.2f} s (bound {TAKEOVER_BOUND_S:g} s)")
+    return took
 
 
 def _settled(cluster: Cluster, vault: HaVault, from_block: int) -> None:
