@@ -55,3 +55,6 @@ def cluster(ha_chain: HaChain, pg_url: str, tmp_path: Path) -> Iterator[Cluster]
         w3 = ha_chain.w3
         w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
         w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+        # evm_revert keeps Anvil's next base fee (a test's spike): back to the head's own.
+        head_fee = int(w3.eth.get_block("latest")["baseFeePerGas"])
+        w3.provider.make_request("anvil_setNextBlockBaseFeePerGas", [hex(head_fee)])  # type: ignore[arg-type]
