@@ -201,14 +201,15 @@ def test_a_holder_frozen_past_the_ttl_wakes_a_zombie_whose_writes_are_refused(cl
     assert stopped(zombie.pid), "a stayed frozen through the takeover"
 
     zombie.signal(signal.SIGCONT)
-    # Its frozen step resumes and re-checks the lease before sending: held by another replica
-    # (lease_lost), or, should its own rounds have rejoined and claimed the vault back in the
-    # meantime, held at a newer epoch than the step began under (lease_lapsed_mid_step).
-    wait_until(
-        lambda: bool(zombie.events("lease_lost") or zombie.events("lease_lapsed_mid_step")),
-        "the zombie's resumed step to be refused",
-        WAIT_S,
-    )
+
+    # Its frozen step resumes at its next journal write, fenced by the epoch it signed under:
+    # refused by the store (the tick ends `lease_held_elsewhere`), or by its own re-check
+    # (lease_lost; lease_lapsed_mid_step when its rounds have meanwhile claimed the vault back).
+    def refused() -> bool:
+        ticks = [t for t in zombie.events("tick") if t.get("reason") == "lease_held_elsewhere"]
+        return bool(ticks or zombie.events("lease_lost") or zombie.events("lease_lapsed_mid_step"))
+
+    wait_until(refused, "the zombie's resumed step to be refused", WAIT_S)
     wait_until(lambda: zombie.scrape() != {}, "the zombie's metrics to answer", WAIT_S)
     assert zombie.sends() == 0, "the zombie sent nothing"
     (final,) = cluster.intents()
