@@ -11,7 +11,7 @@ FORGE = $(firstword $(wildcard node_modules/@foundry-rs/forge-*/bin/forge))
 CONTRACTS_STAMP := contracts/out/.keeper-built
 CONTRACT_SOURCES := $(shell find contracts/src contracts/test -name '*.sol' 2>/dev/null) contracts/foundry.toml
 
-.PHONY: all install build demo test test-contracts test-python test-container lint typecheck clean ops-tools
+.PHONY: all install build demo test test-contracts test-python test-container lint typecheck clean ops-tools pg-tools
 
 all: build
 

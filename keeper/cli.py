@@ -481,6 +481,8 @@ def cmd_journal(args: argparse.Namespace) -> int:
 
 def _chunks_by_intent(settings: Settings) -> dict[str, dict[str, int]]:
     """Which intents are chunks of a large rebalance (keeper/execution/campaigns.py)."""
+    if settings.journal_url is not None and not settings.journal_path.exists():
+        return {}  # campaigns live in the local file, which this host never wrote
     store = CampaignStore(settings.journal_path)
     try:
         return {chunk.intent_key: {"campaign": c.id, "n": chunk.n} for c in store.all() for chunk in c.chunks}

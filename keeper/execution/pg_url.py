@@ -46,7 +46,9 @@ def check_url(url: str) -> str:
     """The URL unchanged when libpq can parse it and it names a database; else JournalUrlError."""
     where = f"KEEPER_JOURNAL_URL={redact(url)}"
     if not url.startswith(SCHEMES):
-        raise JournalUrlError(f"{where}: must start with postgresql:// (postgresql://user:pass@host:5432/db)")
+        raise JournalUrlError(
+            f"{where}: must be a postgresql:// URL (user, password, host, port and database name in it)"
+        )
     try:
         params = conninfo_to_dict(url)
     except psycopg.Error as exc:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
 from pg_cluster import PgCluster
 
-from keeper.execution.journal import JournalError
+from keeper.execution.journal import Intent, IntentState, JournalError
 from keeper.execution.pg_migrations import LATEST, MIGRATIONS
 from keeper.execution.pg_store import PgJournal
 from keeper.execution.pg_url import redact
@@ -27,7 +32,7 @@ def test_the_url_is_redacted_in_both_forms() -> None:
 @pytest.mark.parametrize(
     ("url", "says"),
     [
-        (f"mysql://keeper:{SECRET}@db/k", "must start with postgresql://"),
+        (f"mysql://keeper:{SECRET}@db/k", "must be a postgresql:// URL"),
         (f"postgresql://keeper:{SECRET}@db:5432/", "names no database"),
         (f"postgresql://keeper:{SECRET}@db:notaport/k", "not a valid PostgreSQL URL"),
     ],
@@ -116,3 +121,41 @@ def test_a_holder_frozen_inside_a_transaction_does_not_block_the_takeover(pg_url
     finally:
         a.close()
         b.close()
+
+
+def test_keeper_journal_reads_the_postgresql_journal_and_refuses_an_unreachable_one(
+    pg_url: str, tmp_path: Path
+) -> None:
+    store = PgJournal(pg_url)
+    store.acquire_lease("scope", "me", 60, 0, lambda _: False)
+    store.create_intent(
+        Intent("rb-pg", "scope", "0xk", "0xv", 7, b"", 1, 1, IntentState.PLANNED, 0, 0), "me", 1.0
+    )
+    store.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEPER_")}
+    env["KEEPER_JOURNAL_PATH"] = str(tmp_path / "absent.sqlite3")
+
+    listed = subprocess.run(
+        [sys.executable, "-m", "keeper", "journal", "--json"],
+        env={**env, "KEEPER_JOURNAL_URL": pg_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert [(i["key"], i["nonce"]) for i in json.loads(listed.stdout)] == [("rb-pg", 7)]
+    assert not (tmp_path / "absent.sqlite3").exists(), "no local file made for a PostgreSQL journal"
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "keeper", "journal"],
+        env={**env, "KEEPER_JOURNAL_URL": f"postgresql://keeper:{SECRET}@127.0.0.1:1/k"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2
+    out = refused.stdout + refused.stderr
+    assert len(out.strip().splitlines()) == 1 and "cannot connect" in out, out
+    assert SECRET not in out and "Traceback" not in out
