@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
+import structlog
+
 from keeper import __version__, decisions_cli
 from keeper.admin import cli as vault_cli
 from keeper.chain.rpc import RpcError
@@ -161,7 +163,8 @@ def cmd_once(args: argparse.Namespace) -> int:
     overrides: dict[str, object] = {"dry_run": True} if args.dry_run else {}
     _, rt = _runtime(overrides, args.vault, "once")
     try:
-        report = rt.keeper.tick()
+        with structlog.contextvars.bound_contextvars(chain=rt.chain, vault=rt.name):
+            report = rt.keeper.tick()
     finally:
         rt.close()
     if args.json:

@@ -14,6 +14,8 @@ from test_http_rpc_only import _manifest as manifest_dict
 
 from keeper import cli
 from keeper.fleet import Fleet, fleet_of_one, load_fleet
+from keeper.fleet_runtime import FleetHealthState
+from keeper.metrics import HealthState
 from keeper.settings import ConfigError, Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -247,3 +249,16 @@ def test_the_compose_fleet_runs_the_example_file_as_written() -> None:
         for path in (vault.settings.keystore_file, vault.settings.keystore_password_file):
             assert path is None or str(path) in secrets, path
     assert set(keeper["secrets"]) == set(compose["secrets"])
+
+
+def test_fleet_health_is_the_worst_vault_named() -> None:
+    now = [1000.0]
+    a, b = HealthState(60, clock=lambda: now[0]), HealthState(60, clock=lambda: now[0])
+    health = FleetHealthState({"a": a, "b": b})
+    assert health.verdict() == ("ok", "2 vaults ok")
+    b.set_degraded("rebalance_stalled")
+    assert health.verdict() == ("degraded", "vault b: rebalance_stalled")
+    now[0] += 61  # neither has completed a tick within its window
+    a.mark_success()
+    word, detail = health.verdict()
+    assert word == "unhealthy" and detail.startswith("vault b: no successful tick yet"), detail
