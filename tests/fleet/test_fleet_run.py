@@ -278,6 +278,15 @@ def test_status_journal_decisions_and_once_cover_the_fleet_or_one_vault(
     for name, manifest in manifests.items():
         assert doc[name]["vault"] == manifest.vault
 
+    check = _cli(fleet, "check", "--json")
+    assert check.returncode == 1, check.stderr  # the dead vault FAILs; the others are checked too
+    checked = json.loads(check.stdout)
+    assert set(checked["vaults"]) == {*manifests, "alpha-dead"} and not checked["ok"]
+    dead = checked["vaults"]["alpha-dead"]
+    assert not dead["ok"] and any("getAssets() failed" in c["message"] for c in dead["checks"])
+    for name in manifests:
+        assert any(c["name"] == "chain_id" and c["status"] == "ok" for c in checked["vaults"][name]["checks"])
+
     one = _cli(fleet, "status", "--vault", "beta-1", "--json")
     assert one.returncode == 0, one.stderr
     assert json.loads(one.stdout)["vault"] == manifests["beta-1"].vault

@@ -225,6 +225,8 @@ def test_once_needs_a_known_vault_name_when_the_fleet_has_several(
         monkeypatch.delenv(name)
     path = fleet_file(tmp_path, CHAIN + VAULT + VAULT.replace("eth-core", "eth-two"))
     monkeypatch.setenv("KEEPER_FLEET", str(path))
+    # In-process: structlog must not be pointed at this test's captured stderr (closed after it).
+    monkeypatch.setattr(cli, "configure_logging", lambda *_a, **_k: None)
 
     assert cli.main(command) == 2
 
