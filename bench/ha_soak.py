@@ -216,13 +216,20 @@ def main() -> int:
         "vaults_left_drifted": drifted,
         "second_rebalances": result.second_rebalances,
         "nonce_gaps": result.nonce_gaps,
-        "lease_lost_lines": zombie_sends_refused,
+        "lease_lost_lines": zombie_sends_refused,  # a resumed or late step refused its send
         "takeovers": len(takeovers),
         "takeover_timeouts": soak.takeover_timeouts,
         "takeover_p50_s": round(_percentile(takeovers, 0.5), 3),
         "takeover_p95_s": round(_percentile(takeovers, 0.95), 3),
         "takeover_after_stop_p50_s": round(_percentile(stop_takeovers, 0.5), 3),
         "takeover_after_stop_p95_s": round(_percentile(stop_takeovers, 0.95), 3),
+        **{
+            f"takeover_after_{kind}_p50_p95_s": [
+                round(_percentile(soak.takeovers[kind], 0.5), 3),
+                round(_percentile(soak.takeovers[kind], 0.95), 3),
+            ]
+            for kind in ("kill", "restart")
+        },
         "wall_s": round(time.monotonic() - started, 1),
     }
     if args.json:
