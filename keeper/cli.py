@@ -42,6 +42,7 @@ from keeper.portfolio import PortfolioState, portfolio_state
 from keeper.preflight import line
 from keeper.preflight_reads import run_checks
 from keeper.redact import redact_text
+from keeper.replica_runtime import start_share
 from keeper.runtime import Runtime
 from keeper.settings import ConfigError, Settings
 from keeper.signing import SignerError
@@ -136,12 +137,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     def stopping() -> bool:
         return daemon is not None and daemon.stopping
 
-    jobs = {chain: chain_job(rts, stopping) for chain, rts in fr.chains.items()}
+    # KEEPER_SHARE_FLEET: this process ticks only the vaults whose leases it holds.
+    share = (
+        start_share(fr.runtimes, fr.store, settings.effective_lease_ttl_s, fr.metrics)
+        if settings.share_fleet
+        else None
+    )
+    may_tick = None if share is None else share.holds
+    jobs = {chain: chain_job(rts, stopping, may_tick) for chain, rts in fr.chains.items()}
     daemon = Daemon(jobs, settings.interval_s, on_stop=fr.request_stop)
     try:
         daemon.run()
     finally:
         try:
+            if share is not None:
+                share.stop()
             fr.close()  # hands the leases over: a successor need not wait for them to expire
         finally:
             if server is not None:

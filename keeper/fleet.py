@@ -51,6 +51,7 @@ PROCESS_FIELDS = frozenset(
     {
         "journal_path",
         "journal_url",
+        "share_fleet",
         "metrics_host",
         "metrics_port",
         "log_format",

@@ -172,12 +172,17 @@ def _chain_ids(fleet: Fleet, manifests: dict[str, Manifest]) -> dict[str, int]:
     return out
 
 
-def tick_vault(rt: Runtime, state: VaultRead | None = None) -> None:
+def tick_vault(
+    rt: Runtime, state: VaultRead | None = None, may_tick: Callable[[Runtime], bool] | None = None
+) -> None:
     """One vault's tick on its chain's worker: every line it logs carries chain and vault, and a
-    tick that raises is logged with its name while the chain's other vaults go on."""
+    tick that raises is logged with its name while the chain's other vaults go on. `may_tick`
+    (replicas sharing the fleet: keeper/replica_runtime.py) is asked under the lane lock."""
     with structlog.contextvars.bound_contextvars(chain=rt.chain, vault=rt.name):
         try:
             with rt.lane:
+                if may_tick is not None and not may_tick(rt):
+                    return  # another replica holds its lease
                 rt.keeper.tick(state=state)
         except Exception:
             log.exception("vault_tick_crashed")
@@ -205,10 +210,12 @@ def chain_read(runtimes: list[Runtime]) -> Callable[[], dict[str, VaultRead | No
     return read
 
 
-def chain_job(runtimes: list[Runtime], stopping: Callable[[], bool]) -> Callable[[], None]:
+def chain_job(
+    runtimes: list[Runtime], stopping: Callable[[], bool], may_tick: Callable[[Runtime], bool] | None = None
+) -> Callable[[], None]:
     """A chain's job for the daemon: one read for all its vaults (chain_read), then its vaults'
     ticks on their parts in file order, never overlapping (the daemon runs each chain's job on
-    one worker thread)."""
+    one worker thread). `may_tick`: replicas sharing the fleet tick only the vaults they hold."""
     read = chain_read(runtimes)
 
     def run() -> None:
@@ -216,6 +223,6 @@ def chain_job(runtimes: list[Runtime], stopping: Callable[[], bool]) -> Callable
         for rt in runtimes:
             if stopping():
                 return  # shutdown: the vaults not yet ticked wait for the next process
-            tick_vault(rt, states[rt.name])
+            tick_vault(rt, states[rt.name], may_tick)
 
     return run

@@ -156,6 +156,13 @@ class _Families:
             "keeper_private_fallbacks",
             "Intents re-sent to the public endpoints after KEEPER_PRIVATE_FALLBACK_BLOCKS.",
         )
+        # Replicas sharing a fleet (keeper/replica_runtime.py): 1 where this replica holds the
+        # vault's lease and ticks it, 0 where another replica does.
+        self.vault_lease_held = gauge(
+            "keeper_vault_lease_held",
+            "1 when this replica holds the vault's lease (KEEPER_SHARE_FLEET), else 0.",
+            "replica",
+        )
 
 
 def _scope(chain: str, vault: str, what: str) -> None:
@@ -245,6 +252,7 @@ class VaultMetrics:
         self.rebalance_stalled = one(f.rebalance_stalled)
         self.tx_sends = per(f.tx_sends)
         self.private_drops = one(f.private_drops)
+        self.vault_lease_held = per(f.vault_lease_held)
         self.private_fallbacks = one(f.private_fallbacks)
 
     def sample(self, name: str, **labels: str) -> float | None:

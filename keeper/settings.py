@@ -463,6 +463,12 @@ class Settings(BaseSettings):
         "set: intents, leases, breaker and adoption live there (shared by replicas on several hosts) "
         "instead of JOURNAL_PATH. See docs/postgresql.md.",
     )
+    share_fleet: bool = Field(
+        default=False,
+        description="Divide the fleet's keyed vaults with the other keeper processes on the same "
+        "journal by leases (a fair share each; a dead replica's vaults are taken over within "
+        "LEASE_TTL_S plus one tick). Off: this process ticks every vault. See docs/operations.md.",
+    )
 
     # --- observability ---
     metrics_host: str = Field(default="127.0.0.1", description="Bind address of /metrics and /healthz.")

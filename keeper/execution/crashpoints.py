@@ -9,6 +9,7 @@ one rebalance. Points, in the order a send passes them:
     after_sign     the signed bytes are in the journal, not yet sent
     after_send     a node accepted the bytes, the journal does not know yet
     after_receipt  the receipt was seen, the journal does not know yet
+    after_replace  a replacement was signed and broadcast, the first attempt marked replaced
 
 KEEPER_TEST_STOP_AT=<point> makes the process SIGSTOP itself there instead, once: a process
 frozen mid-send (a VM pause, a stop-the-world stall) that another replica takes over from; on
@@ -29,6 +30,9 @@ from collections.abc import Callable
 ENV = "KEEPER_TEST_CRASH_AT"
 STOP_ENV = "KEEPER_TEST_STOP_AT"
 POINTS = ("before_sign", "after_sign", "after_send", "after_receipt")
+# Reached only when a stuck transaction is replaced (tests/ha stage one); not in POINTS, which
+# the fault suite and bench/soak.py expect every send to pass.
+REPLACE_POINT = "after_replace"
 
 _handler: Callable[[str], None] | None = None
 _stopped_at: set[str] = set()

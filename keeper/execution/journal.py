@@ -214,6 +214,20 @@ class Lease:
     epoch: int = 0
 
 
+# A replica's heartbeat row is deleted once it is this old (it stopped counting long before).
+FORGET_REPLICA_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaRows:
+    """What a replica reads each round to divide a fleet (keeper/replicas.py): the store's
+    clock, every replica's last heartbeat and every lease, all from one transaction."""
+
+    now: float  # the store's clock (PostgreSQL: the server's), seconds since the epoch
+    heartbeats: dict[str, float]  # replica (lease owner id) -> last heartbeat, store time
+    leases: dict[str, Lease]
+
+
 @dataclass(frozen=True, slots=True)
 class Fence:
     """The writer's claim, checked by the store in the same transaction as every write of an
@@ -321,6 +335,16 @@ class JournalStore(Protocol):
     def leases(self) -> list[tuple[str, Lease]]:
         """Every scope's lease as (scope, lease), expired ones included: for operators and for
         replicas dividing a fleet."""
+        ...
+
+    def replica_heartbeat(self, owner: str, now: float) -> ReplicaRows:
+        """Stamp `owner`'s heartbeat with the store's time and read the rows a replica divides
+        the fleet by (replicas gone for an hour are forgotten). A store with a clock of its own
+        (PostgreSQL) ignores `now`."""
+        ...
+
+    def replica_leave(self, owner: str) -> None:
+        """A clean shutdown: `owner` no longer counts as a live replica."""
         ...
 
     def load_breaker(self, scope: str) -> dict[str, Any] | None: ...

@@ -192,7 +192,20 @@ class TxManager:
             and self._monotonic() - self._lease_renewed_at < self.config.lease_ttl_s / 4
         ):
             return True
-        return self.holds_lease(self.hold_lease())
+        return self._still_mine()
+
+    def _still_mine(self) -> bool:
+        """Re-check the lease mid-tick. Ours at another epoch means it lapsed and was taken
+        afresh while this step was in flight (a pause past the TTL; replicas sharing a fleet
+        hand a vault back and forth): another process may have acted on the intent meanwhile,
+        so this step's view of it is stale. Refused; the next tick re-reads the journal."""
+        before = self._held
+        if not self.holds_lease(self.hold_lease()):
+            return False
+        if before is not None and self._held is not None and before.epoch != self._held.epoch:
+            log.warning("lease_lapsed_mid_step", scope=self.scope, was=before.epoch, now=self._held.epoch)
+            return False
+        return True
 
     def _fence(self) -> Fence:
         """The claim every journal write carries; the store refuses it once another took over."""
@@ -206,7 +219,7 @@ class TxManager:
         waking, asks the store, and learns that another process took over before it acts."""
         if self._held is not None and self._monotonic() < self._lease_deadline:
             return
-        if not self.holds_lease(self.hold_lease()):
+        if not self._still_mine():
             log.warning("lease_lost", scope=self.scope, detail="another process holds the lease now")
             raise LeaseLostError(f"{self.owner_id} lost the lease of {self.scope}: not signing or sending")
 
@@ -502,7 +515,9 @@ class TxManager:
                     max_fee=fees.max_fee_wei,
                     tip=fees.max_priority_fee_wei,
                 )
-                return self._broadcast(intent, attempt, obs.head_block)
+                intent = self._broadcast(intent, attempt, obs.head_block)
+                crashpoints.reached(crashpoints.REPLACE_POINT)
+                return intent
             case Cancel(fees=fees, reason=reason):
                 attempt = self._sign(intent, AttemptKind.CANCEL, fees)
                 intent = self.store.add_attempt(intent.key, attempt, now, fence=self._fence())

@@ -127,6 +127,13 @@ CREATE TABLE campaign_chunks (
 );
 """,
     ),
+    (
+        3,
+        "replicas: a heartbeat row per keeper process sharing a fleet",
+        """
+CREATE TABLE replicas (owner TEXT PRIMARY KEY, seen_at TIMESTAMPTZ NOT NULL);
+""",
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]

@@ -31,6 +31,7 @@ from keeper.execution.adoption import Adoption
 from keeper.execution.journal import (
     DROPPED_BY_RELAY,
     FINAL_STATES,
+    FORGET_REPLICA_S,
     MINED_AFTER_DROP,
     NEVER_SIGNED,
     REJECTED_BY_NODE,
@@ -45,6 +46,7 @@ from keeper.execution.journal import (
     Lease,
     LeaseLostError,
     Receipt,
+    ReplicaRows,
     Spend,
     expected_from_json,
     expected_to_json,
@@ -542,6 +544,38 @@ class PgJournal:
             return [
                 (r["scope"], Lease(r["owner"], float(r["expires"]), int(r["epoch"]))) for r in cur.fetchall()
             ]
+
+    # ------------------------------------------------------------------ replicas
+
+    def replica_heartbeat(self, owner: str, now: float) -> ReplicaRows:
+        """`now` is ignored: heartbeats and the answer's `now` are the server's clock."""
+        del now
+        with self._tx() as cur:
+            cur.execute(
+                """INSERT INTO replicas (owner, seen_at) VALUES (%s, clock_timestamp())
+                   ON CONFLICT (owner) DO UPDATE SET seen_at = excluded.seen_at""",
+                (owner,),
+            )
+            cur.execute(
+                "DELETE FROM replicas WHERE seen_at < clock_timestamp() - make_interval(secs => %s)",
+                (FORGET_REPLICA_S,),
+            )
+            cur.execute("SELECT extract(epoch FROM clock_timestamp())::float8 AS now")
+            row = cur.fetchone()
+            assert row is not None
+            cur.execute("SELECT owner, extract(epoch FROM seen_at)::float8 AS seen FROM replicas")
+            beats = {r["owner"]: float(r["seen"]) for r in cur.fetchall()}
+            cur.execute(
+                "SELECT scope, owner, epoch, extract(epoch FROM expires_at)::float8 AS expires FROM leases"
+            )
+            leases = {
+                r["scope"]: Lease(r["owner"], float(r["expires"]), int(r["epoch"])) for r in cur.fetchall()
+            }
+        return ReplicaRows(float(row["now"]), beats, leases)
+
+    def replica_leave(self, owner: str) -> None:
+        with self._tx() as cur:
+            cur.execute("DELETE FROM replicas WHERE owner = %s", (owner,))
 
     # ------------------------------------------------------------------ breaker
 

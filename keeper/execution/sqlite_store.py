@@ -23,6 +23,7 @@ from keeper.execution.adoption import Adoption
 from keeper.execution.journal import (
     DROPPED_BY_RELAY,
     FINAL_STATES,
+    FORGET_REPLICA_S,
     MINED_AFTER_DROP,
     NEVER_SIGNED,
     REJECTED_BY_NODE,
@@ -37,6 +38,7 @@ from keeper.execution.journal import (
     Lease,
     LeaseLostError,
     Receipt,
+    ReplicaRows,
     Spend,
     expected_from_json,
     expected_to_json,
@@ -107,6 +109,7 @@ CREATE TABLE IF NOT EXISTS attempts (
 CREATE INDEX IF NOT EXISTS attempts_hash ON attempts (tx_hash);
 CREATE TABLE IF NOT EXISTS leases (scope TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS breakers (scope TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS replicas (owner TEXT PRIMARY KEY, seen_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS adoptions (
     scope TEXT PRIMARY KEY, nonce INTEGER NOT NULL, block INTEGER NOT NULL,
     adopted_at REAL NOT NULL, adopted_by TEXT NOT NULL
@@ -521,6 +524,28 @@ class SqliteJournal:
                 "SELECT scope, owner, expires_at, epoch FROM leases ORDER BY scope"
             ).fetchall()
         return [(r["scope"], Lease(r["owner"], float(r["expires_at"]), int(r["epoch"]))) for r in rows]
+
+    # ------------------------------------------------------------------ replicas
+
+    def replica_heartbeat(self, owner: str, now: float) -> ReplicaRows:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO replicas (owner, seen_at) VALUES (?, ?) "
+                "ON CONFLICT (owner) DO UPDATE SET seen_at = excluded.seen_at",
+                (owner, now),
+            )
+            db.execute("DELETE FROM replicas WHERE seen_at < ?", (now - FORGET_REPLICA_S,))
+            beats = db.execute("SELECT owner, seen_at FROM replicas").fetchall()
+            leases = db.execute("SELECT scope, owner, expires_at, epoch FROM leases").fetchall()
+        return ReplicaRows(
+            now,
+            {r["owner"]: float(r["seen_at"]) for r in beats},
+            {r["scope"]: Lease(r["owner"], float(r["expires_at"]), int(r["epoch"])) for r in leases},
+        )
+
+    def replica_leave(self, owner: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM replicas WHERE owner = ?", (owner,))
 
     # ------------------------------------------------------------------ breaker
 
