@@ -74,7 +74,9 @@ def gas_would_exceed(
     if caps.gas_eth is not None:
         after = Decimal(spend.gas_wei + worst_wei) / WEI_PER_ETH
         if after > caps.gas_eth:
-            return f"gas today{whose} would reach {after:.6f} ETH, over the daily budget of {caps.gas_eth} ETH"
+            return (
+                f"gas today{whose} would reach {after:.6f} ETH, over the daily budget of {caps.gas_eth} ETH"
+            )
     if caps.gas_usd is not None and native_usd is not None:
         after_usd = spend.gas_usd + Decimal(worst_wei) / WEI_PER_ETH * native_usd
         if after_usd > caps.gas_usd:

@@ -198,7 +198,9 @@ def test_spend_is_summed_over_intents_final_since_a_time(store: JournalStore) ->
 
 def test_spend_filtered_to_one_vault_counts_only_its_intents_in_any_case(store: JournalStore) -> None:
     store.create_intent(planned("rb-1"), ME, 100)  # sent to 0xvault
-    store.set_state("rb-1", IntentState.CONFIRMED, 100, "rebalanced", spend=Spend(BIG_WEI, Decimal(2), Decimal(1)))
+    store.set_state(
+        "rb-1", IntentState.CONFIRMED, 100, "rebalanced", spend=Spend(BIG_WEI, Decimal(2), Decimal(1))
+    )
     store.create_intent(replace(planned("rb-2", 4), target="0xOtherVault"), ME, 110)
     store.set_state("rb-2", IntentState.FAILED, 110, "onchain_revert", spend=Spend(5, Decimal(3), Decimal(0)))
     store.acquire_lease("31337/0xgenesis/0xelse", ME, 600, time.time(), _never_dead)

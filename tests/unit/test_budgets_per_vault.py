@@ -5,6 +5,7 @@ the key's caps. A real SQLite journal; the rule is the SendGuards the tick uses.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -29,11 +30,11 @@ KEY = BudgetCaps(gas_usd=Decimal(15))  # the hot key's cap: all its vaults toget
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> JournalStore:
+def store(tmp_path: Path) -> Iterator[JournalStore]:
     s = SqliteJournal(tmp_path / "journal.sqlite3")
     for scope in (HOT, COLD):
         s.acquire_lease(scope, OWNER, 600, time.time(), lambda _: False)
-    yield s  # type: ignore[misc]
+    yield s
     s.close()
 
 
@@ -45,10 +46,14 @@ def spent(store: JournalStore, scope: str, vault: str, usd: int, key: str) -> No
         OWNER,
         NOW,
     )
-    store.set_state(key, IntentState.CONFIRMED, NOW, "rebalanced", spend=Spend(10**15, Decimal(usd), Decimal(0)))
+    store.set_state(
+        key, IntentState.CONFIRMED, NOW, "rebalanced", spend=Spend(10**15, Decimal(usd), Decimal(0))
+    )
 
 
-def guards(store: JournalStore, scope: str, vault: str, name: str, key_caps: BudgetCaps | None = KEY) -> SendGuards:
+def guards(
+    store: JournalStore, scope: str, vault: str, name: str, key_caps: BudgetCaps | None = KEY
+) -> SendGuards:
     metrics = KeeperMetrics(CollectorRegistry()).bind("local", name)
     return SendGuards(
         store,
