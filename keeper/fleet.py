@@ -32,6 +32,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from keeper import safejson
 from keeper.chain_keyed import chain_key
+from keeper.execution.budgets import BudgetCaps
 from keeper.manifest import ManifestError, load_manifest
 from keeper.settings import (
     CONFIG_FILE_ENV,
@@ -88,6 +89,10 @@ CHAIN_FIELDS = frozenset(
 SIGNER_TABLE_FIELDS = frozenset(
     {"signer", "signer_timeout_s", *(name for names in SIGNER_FIELDS.values() for name in names)}
 )
+# Daily budgets: in a vault's layers they cap that vault's own spend; in a [signers.*] table they
+# cap the sum over every vault signing with that key on one chain, and do not reach the vaults'
+# own caps (a key's cap is not each vault's).
+BUDGET_FIELDS = ("daily_gas_budget_eth", "daily_gas_budget_usd", "daily_slippage_budget_usd")
 # Not settings of a fleet file at all: they select the configuration itself.
 NOT_IN_FILE = frozenset({"fleet", "vault_name"})
 # In a [signers.*] table: the name of an environment variable holding the raw key.
@@ -105,6 +110,9 @@ class FleetVault:
     chain: str  # the [chains.*] name (the `chain` label); an unnamed chain: its chain id
     signer: str | None  # the [signers.*] name; None: read-only
     settings: Settings
+    # Daily budgets of its key on its chain (all vaults signing with it there, together); None:
+    # the vault's own caps bound its key too (the environment's one vault on one key).
+    key_caps: BudgetCaps | None = None
 
 
 @dataclass(frozen=True)
@@ -358,7 +366,21 @@ class FleetFile:
                 f"or {KEY_ENV} naming an environment variable that holds it",
             )
         self._check_only(
-            where, {k: v for k, v in table.items() if k != KEY_ENV}, SIGNER_TABLE_FIELDS, "signer"
+            where,
+            {k: v for k, v in table.items() if k != KEY_ENV},
+            SIGNER_TABLE_FIELDS | frozenset(BUDGET_FIELDS),
+            "signer",
+        )
+        self._key_caps(name, table)  # refused here, before any vault is built
+
+    def _key_caps(self, name: str, table: dict[str, Any]) -> BudgetCaps:
+        """A [signers.NAME] table's budgets, validated as the settings they are named after."""
+        values = {k: table[k] for k in BUDGET_FIELDS if k in table}
+        checked = self._settings(f"[signers.{name}]", values) if values else None
+        if checked is None:
+            return BudgetCaps()
+        return BudgetCaps(
+            checked.daily_gas_budget_eth, checked.daily_gas_budget_usd, checked.daily_slippage_budget_usd
         )
 
     # ------------------------------------------------------------------ one vault
@@ -381,6 +403,7 @@ class FleetFile:
         )
         signer_ref = raw.get("signer")
         signer: dict[str, Any] = {}
+        key_caps = BudgetCaps()
         if signer_ref is not None:
             if not isinstance(signer_ref, str) or signer_ref not in signers:
                 raise self.fail(
@@ -388,6 +411,7 @@ class FleetFile:
                     f"signer: no [signers.{signer_ref}] table; the file has {sorted(signers) or 'none'}",
                 )
             signer = self._signer_settings(signer_ref, signers[signer_ref])
+            key_caps = self._key_caps(signer_ref, signers[signer_ref])
         layers = {**base, **self._resolve(own)}
         chain_ref = raw.get("chain")
         if chain_ref is None:
@@ -399,10 +423,11 @@ class FleetFile:
         chain = chains.get(chain_ref, {})
         merged = {**base, **chain, **signer, **self._resolve(own)}
         settings = self._settings(where, merged)
-        return FleetVault(name, chain_ref, signer_ref, settings)
+        return FleetVault(name, chain_ref, signer_ref, settings, key_caps)
 
     def _signer_settings(self, name: str, table: dict[str, Any]) -> dict[str, Any]:
-        out = self._resolve({k: v for k, v in table.items() if k != KEY_ENV})
+        # The key's budgets stay the key's (_key_caps): not a layer of its vaults' own caps.
+        out = self._resolve({k: v for k, v in table.items() if k != KEY_ENV and k not in BUDGET_FIELDS})
         var = table.get(KEY_ENV)
         if var is not None:
             if not isinstance(var, str) or not var:

@@ -136,6 +136,7 @@ def build_fleet_runtime(fleet: Fleet, metrics: KeeperMetrics | None = None) -> F
             metrics.bind(vault.chain, vault.name),
             own_breaker=fleet.source != "environment",
             chain_keyed=fleet.source != "environment",
+            key_caps=vault.key_caps,
         )
         rt.shared_store = True
         if account is not None:

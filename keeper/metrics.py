@@ -128,7 +128,9 @@ class _Families:
             "1 while sending waits for `keeper journal adopt` (the journal cannot account for the key).",
         )
         self.budget_used_ratio = gauge(
-            "keeper_budget_used_ratio", "Share of today's budget used, by budget (gas, slippage).", "budget"
+            "keeper_budget_used_ratio",
+            "Share of today's budget used, by budget (gas, slippage): the larger of the vault's own and its key's.",
+            "budget",
         )
         # No silent stall (keeper/stall.py): due ticks in a row that ended without a rebalance.
         self.rebalance_stalled_ticks = gauge(

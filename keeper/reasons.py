@@ -105,7 +105,11 @@ def lease_held_elsewhere(owner: Any) -> Stop:
 
 
 def budget_used(which: str) -> Stop:
-    return skipped(f"budget_{which}", f"today's {which} budget is used up: not sending")
+    # 'key_gas'/'key_slippage': the budget of the key, shared by every vault signing with it.
+    whose = " of this key (all its vaults)" if which.startswith("key_") else ""
+    return skipped(
+        f"budget_{which}", f"today's {which.removeprefix('key_')} budget{whose} is used up: not sending"
+    )
 
 
 def breaker_open(why: str, open_until: float) -> Stop:

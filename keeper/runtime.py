@@ -140,13 +140,16 @@ def build_vault(
     vault_metrics: VaultMetrics,
     own_breaker: bool = False,
     chain_keyed: bool = False,
+    key_caps: BudgetCaps | None = None,
 ) -> Runtime:
     """Everything one vault's tick needs, on its chain's shared pool and the process's journal.
     Vaults sharing a key share its nonce scope, and so its lease: owner_id is the process's.
     own_breaker: the circuit breaker counts this vault's failures only (a fleet file's vaults);
     the environment's single vault keeps the breaker its journal already has, keyed by scope.
     chain_keyed: policy memory, decisions and campaigns keyed by address and chain id
-    (keeper/chain_keyed.py; a fleet file's vaults), else by address as a single keeper's are."""
+    (keeper/chain_keyed.py; a fleet file's vaults), else by address as a single keeper's are.
+    key_caps: daily budgets of every vault on this key and chain together (a [signers.NAME]
+    table's); None: the vault's own caps bound its key too (one vault, one key)."""
     caps = chunk_caps(settings, manifest)
     chain_id = chain.chain_id
     pool, w3 = chain.pool, chain.w3
@@ -224,6 +227,8 @@ def build_vault(
             ),
             vault_metrics,
             breaker_key=f"{scope}/vault/{name}" if own_breaker else None,
+            vault=manifest.vault,
+            key_caps=key_caps,
         )
     records: RecordStore | None = None
     # Policy memory, decision records and campaigns live beside the journal: in its PostgreSQL

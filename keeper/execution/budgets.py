@@ -6,6 +6,10 @@ planned with. Slippage is the oracle-implied output of each step minus what the 
 received, from the vault's Swapped events in the receipt, valued at the oracle price. A
 budget is a UTC day. Reaching a cap opens the breaker; a rebalance whose worst-case gas would
 cross the gas cap is not sent.
+
+Two sets of caps apply to a vault: its own (its intents' spend) and its key's (the spend of every
+vault signing with that key on that chain, the nonce scope). The environment's single vault has
+one set for both (one vault, one key).
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ class BudgetCaps:
     gas_eth: Decimal | None = None
     gas_usd: Decimal | None = None
     slippage_usd: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpendToday:
+    vault: Spend  # this vault's own intents
+    key: Spend  # every intent of the nonce scope: all vaults on this key and chain
 
 
 def day_start(now: float) -> float:
@@ -58,18 +68,46 @@ def breached(spend: Spend, caps: BudgetCaps) -> str | None:
 
 
 def gas_would_exceed(
-    spend: Spend, caps: BudgetCaps, worst_wei: int, native_usd: Decimal | None
+    spend: Spend, caps: BudgetCaps, worst_wei: int, native_usd: Decimal | None, whose: str = ""
 ) -> str | None:
     """Why sending a transaction that may cost `worst_wei` would break the gas budget, or None."""
     if caps.gas_eth is not None:
         after = Decimal(spend.gas_wei + worst_wei) / WEI_PER_ETH
         if after > caps.gas_eth:
-            return f"gas today would reach {after:.6f} ETH, over the daily budget of {caps.gas_eth} ETH"
+            return (
+                f"gas today{whose} would reach {after:.6f} ETH, over the daily budget of {caps.gas_eth} ETH"
+            )
     if caps.gas_usd is not None and native_usd is not None:
         after_usd = spend.gas_usd + Decimal(worst_wei) / WEI_PER_ETH * native_usd
         if after_usd > caps.gas_usd:
-            return f"gas today would reach {after_usd:.2f} USD, over the daily budget of {caps.gas_usd} USD"
+            return f"gas today{whose} would reach {after_usd:.2f} USD, over the daily budget of {caps.gas_usd} USD"
     return None
+
+
+def used_ratios_both(spent: SpendToday, own: BudgetCaps, key: BudgetCaps) -> dict[str, float]:
+    """Per budget, the larger share used of the vault's cap and its key's: how near it is to stopping."""
+    mine, keys = used_ratios(spent.vault, own), used_ratios(spent.key, key)
+    return {name: max(mine[name], keys[name]) for name in mine}
+
+
+def breached_either(spent: SpendToday, own: BudgetCaps, key: BudgetCaps) -> str | None:
+    """The first budget used up: the vault's own ('gas', 'slippage') before its key's
+    ('key_gas', 'key_slippage'), or None. A vault over its own cap stops alone; a key over its
+    cap stops every vault signing with it."""
+    name = breached(spent.vault, own)
+    if name is not None:
+        return name
+    name = breached(spent.key, key)
+    return None if name is None else f"key_{name}"
+
+
+def gas_would_exceed_either(
+    spent: SpendToday, own: BudgetCaps, key: BudgetCaps, worst_wei: int, native_usd: Decimal | None
+) -> str | None:
+    """Why a send that may cost `worst_wei` would break the vault's or its key's gas budget."""
+    return gas_would_exceed(spent.vault, own, worst_wei, native_usd) or gas_would_exceed(
+        spent.key, key, worst_wei, native_usd, whose=" on this key (all its vaults)"
+    )
 
 
 def gas_usd(paid_wei: int, native_usd: Decimal | None) -> Decimal:

@@ -12,8 +12,8 @@ from decimal import Decimal
 
 from keeper.execution import breaker, budgets
 from keeper.execution.breaker import BreakerRules, BreakerState
-from keeper.execution.budgets import BudgetCaps
-from keeper.execution.journal import JournalStore, Spend
+from keeper.execution.budgets import BudgetCaps, SpendToday
+from keeper.execution.journal import JournalStore
 from keeper.log import get_logger
 from keeper.metrics import VaultMetrics
 
@@ -30,6 +30,8 @@ class SendGuards:
         metrics: VaultMetrics,
         clock: Callable[[], float] = time.time,
         breaker_key: str | None = None,
+        vault: str | None = None,
+        key_caps: BudgetCaps | None = None,
     ) -> None:
         self.store = store
         self.scope = scope
@@ -37,7 +39,13 @@ class SendGuards:
         # each have their own, so a vault on a dead contract cannot stop its neighbours.
         self.breaker_key = breaker_key or scope
         self.rules = rules
+        # Budgets: `caps` bound this vault's own spend (its intents: those sent to `vault`),
+        # `key_caps` the scope's (every vault on this key and chain). None: one vault, one key,
+        # so the same caps bound both (the environment configuration).
         self.caps = caps
+        self.vault = vault
+        self.key_caps = caps if key_caps is None else key_caps
+        self.one_key = key_caps is None
         self.metrics = metrics
         self._clock = clock
 
@@ -73,19 +81,31 @@ class SendGuards:
 
     # ------------------------------------------------------------------ budgets
 
-    def spend_today(self) -> Spend:
-        spend = self.store.spend_since(self.scope, budgets.day_start(self._clock()))
-        for name, ratio in budgets.used_ratios(spend, self.caps).items():
+    def spend_today(self) -> SpendToday:
+        since = budgets.day_start(self._clock())
+        key = self.store.spend_since(self.scope, since)
+        mine = key if self.vault is None else self.store.spend_since(self.scope, since, vault=self.vault)
+        spent = SpendToday(vault=mine, key=key)
+        for name, ratio in budgets.used_ratios_both(spent, self.caps, self.key_caps).items():
             self.metrics.budget_used_ratio.labels(budget=name).set(ratio)
-        return spend
+        return spent
 
     def check_budgets(self) -> str | None:
-        """Trip the breaker when a daily budget is used up; returns the breached budget."""
+        """Trip this vault's breaker when its own or its key's daily budget is used up; returns
+        the breached budget ('gas', 'slippage', 'key_gas', 'key_slippage')."""
         spent = self.spend_today()
-        name = budgets.breached(spent, self.caps)
+        if self.one_key:
+            # One vault, one key: the scope's spend (a superset of the vault's) against the
+            # same caps, and the reasons a single keeper has always given.
+            name = budgets.breached(spent.key, self.caps)
+        else:
+            name = budgets.breached_either(spent, self.caps, self.key_caps)
         if name is not None:
             self.trip(f"budget_{name}")
         return name
 
     def gas_problem(self, worst_wei: int, native_usd: Decimal | None) -> str | None:
-        return budgets.gas_would_exceed(self.spend_today(), self.caps, worst_wei, native_usd)
+        spent = self.spend_today()
+        if self.one_key:
+            return budgets.gas_would_exceed(spent.key, self.caps, worst_wei, native_usd)
+        return budgets.gas_would_exceed_either(spent, self.caps, self.key_caps, worst_wei, native_usd)

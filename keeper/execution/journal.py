@@ -317,7 +317,10 @@ class JournalStore(Protocol):
         except those that expired with their nonce unused (never signed, refused everywhere)."""
         ...
 
-    def spend_since(self, scope: str, since: float) -> Spend: ...
+    def spend_since(self, scope: str, since: float, vault: str | None = None) -> Spend:
+        """Gas and slippage of the scope's intents final since `since`; with `vault`, only the
+        intents sent to that vault contract (any address case)."""
+        ...
 
     def acquire_lease(
         self, scope: str, owner: str, ttl_s: float, now: float, is_dead: Callable[[str], bool]

@@ -431,12 +431,13 @@ class PgJournal:
             row = cur.fetchone()
         return None if row is None or row["n"] is None else int(row["n"])
 
-    def spend_since(self, scope: str, since: float) -> Spend:
+    def spend_since(self, scope: str, since: float, vault: str | None = None) -> Spend:
         with self._tx() as cur:
             cur.execute(
                 """SELECT COALESCE(SUM(gas_paid_wei), 0) AS wei, COALESCE(SUM(gas_paid_usd), 0) AS usd,
-                   COALESCE(SUM(slippage_usd), 0) AS slip FROM intents WHERE scope = %s AND finalized_at >= %s""",
-                (scope, since),
+                   COALESCE(SUM(slippage_usd), 0) AS slip FROM intents WHERE scope = %s AND finalized_at >= %s
+                   AND (%s::text IS NULL OR lower(target) = lower(%s::text))""",
+                (scope, since, vault, vault),
             )
             row = cur.fetchone()
         if row is None:  # pragma: no cover - an aggregate always answers one row

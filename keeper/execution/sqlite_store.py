@@ -427,11 +427,12 @@ class SqliteJournal:
             ).fetchone()
             return None if row[0] is None else int(row[0])
 
-    def spend_since(self, scope: str, since: float) -> Spend:
+    def spend_since(self, scope: str, since: float, vault: str | None = None) -> Spend:
         with self._lock:
             rows = self._db.execute(
-                "SELECT gas_paid_wei, gas_paid_usd, slippage_usd FROM intents WHERE scope = ? AND finalized_at >= ?",
-                (scope, since),
+                """SELECT gas_paid_wei, gas_paid_usd, slippage_usd FROM intents WHERE scope = ?
+                   AND finalized_at >= ? AND (? IS NULL OR lower(target) = lower(?))""",
+                (scope, since, vault, vault),
             ).fetchall()
         return Spend(
             gas_wei=sum(int(r["gas_paid_wei"]) for r in rows),

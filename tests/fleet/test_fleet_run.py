@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from deploy.anvil import anvil
 from deploy.any_market import move_price
 from deploy.chain import connect, contract_at
 from deploy.world import deploy_world, write_manifest
+from keeper.execution.budgets import BudgetCaps
 from keeper.execution.sqlite_store import SqliteJournal
 from keeper.fleet import FleetFile
 from keeper.fleet_runtime import build_fleet_runtime
@@ -102,6 +104,7 @@ breaker_max_failures = 1
 {chains}
 [signers.key]
 private_key_file = "keeper.key"
+daily_gas_budget_eth = 1000  # the key's cap on all its vaults of a chain: far off, never reached
 
 {chr(10).join(vaults)}
 """
@@ -382,5 +385,10 @@ def test_one_pool_per_chain_one_journal_and_one_lane_per_chain_and_key(
         assert fr.store is not None and all(rt.store is fr.store for rt in fr.runtimes)
         owners = {rt.keeper.txm.owner_id for rt in fr.runtimes if rt.keeper.txm is not None}
         assert len(owners) == 1  # one lease holder per process, whatever the vault
+        # Budgets: each vault's own spend is its contract's intents; the key's cap is the signer's.
+        for rt in fr.runtimes:
+            guards = rt.keeper.guards
+            assert guards is not None and guards.vault == rt.keeper.manifest.vault
+            assert guards.caps == BudgetCaps() and guards.key_caps == BudgetCaps(gas_eth=Decimal(1000))
     finally:
         fr.close()

@@ -196,6 +196,23 @@ def test_spend_is_summed_over_intents_final_since_a_time(store: JournalStore) ->
     assert store.spend_since(SCOPE, 300) == Spend()
 
 
+def test_spend_filtered_to_one_vault_counts_only_its_intents_in_any_case(store: JournalStore) -> None:
+    store.create_intent(planned("rb-1"), ME, 100)  # sent to 0xvault
+    store.set_state(
+        "rb-1", IntentState.CONFIRMED, 100, "rebalanced", spend=Spend(BIG_WEI, Decimal(2), Decimal(1))
+    )
+    store.create_intent(replace(planned("rb-2", 4), target="0xOtherVault"), ME, 110)
+    store.set_state("rb-2", IntentState.FAILED, 110, "onchain_revert", spend=Spend(5, Decimal(3), Decimal(0)))
+    store.acquire_lease("31337/0xgenesis/0xelse", ME, 600, time.time(), _never_dead)
+    store.create_intent(planned("rb-3", 4, scope="31337/0xgenesis/0xelse"), ME, 120)  # another key
+    store.set_state("rb-3", IntentState.CONFIRMED, 120, "rebalanced", spend=Spend(9, Decimal(9), Decimal(9)))
+    assert store.spend_since(SCOPE, 0, vault="0xVAULT") == Spend(BIG_WEI, Decimal(2), Decimal(1))
+    assert store.spend_since(SCOPE, 0, vault="0xothervault") == Spend(5, Decimal(3), Decimal(0))
+    assert store.spend_since(SCOPE, 0) == Spend(BIG_WEI + 5, Decimal(5), Decimal(1))  # the key: both
+    assert store.spend_since(SCOPE, 105, vault="0xvault") == Spend()
+    assert store.spend_since(SCOPE, 0, vault="0xnobody") == Spend()
+
+
 def test_a_noted_spent_nonce_and_a_dropped_intent_reopened(store: JournalStore) -> None:
     store.create_intent(planned("rb-1", nonce=3), ME, 1.0)
     store.add_attempt("rb-1", signed(nonce=3), 1.0)

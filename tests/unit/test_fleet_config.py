@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import yaml
 from test_http_rpc_only import _manifest as manifest_dict
 
 from keeper import cli
+from keeper.execution.budgets import BudgetCaps
 from keeper.fleet import Fleet, fleet_of_one, load_fleet
 from keeper.settings import ConfigError, Settings
 
@@ -119,6 +121,46 @@ def test_a_key_from_an_environment_variable_named_by_the_signer(tmp_path: Path) 
     assert key is not None and key.get_secret_value() == KEY
 
 
+def test_a_signers_budgets_cap_its_key_and_not_its_vaults_own_spend(tmp_path: Path) -> None:
+    fleet = load(
+        tmp_path,
+        CHAIN
+        + """
+        [defaults]
+        daily_gas_budget_usd = 5
+        [signers.hot]
+        private_key_env = "HOT_KEY"
+        daily_gas_budget_eth = 0.5
+        daily_gas_budget_usd = 40
+        daily_slippage_budget_usd = "12.5"
+        [signers.cold]
+        private_key_env = "HOT_KEY"
+        [[vaults]]
+        name = "a"
+        chain = "local"
+        signer = "hot"
+        daily_slippage_budget_usd = 3
+        [[vaults]]
+        name = "b"
+        chain = "local"
+        signer = "cold"
+        [[vaults]]
+        name = "ro"
+        chain = "local"
+        """,
+        HOT_KEY=KEY,
+    )
+    a, b, ro = fleet.vaults
+    assert a.key_caps == BudgetCaps(Decimal("0.5"), Decimal(40), Decimal("12.5"))
+    # The key's caps do not become the vault's: its own come from [defaults] and its table.
+    assert a.settings.daily_gas_budget_eth is None
+    assert a.settings.daily_gas_budget_usd == Decimal(5)
+    assert a.settings.daily_slippage_budget_usd == Decimal(3)
+    assert b.key_caps == ro.key_caps == BudgetCaps()  # a key without budgets: uncapped as a key
+    # The environment's single vault: one vault, one key; its caps bound both (key_caps None).
+    assert fleet_of_one(Settings(chain_id=10, daily_gas_budget_eth=Decimal(1))).vaults[0].key_caps is None
+
+
 def test_the_example_fleet_file_is_valid() -> None:
     fleet = load_fleet({"KEEPER_FLEET": str(REPO / "deploy/fleet.example.toml")})
     assert len(fleet.vaults) >= 3
@@ -157,6 +199,10 @@ REFUSALS = [
     pytest.param(CHAIN + "[signers.hot]\nsigner = 'kms'\n" + VAULT + "signer = 'hot'\n",
                  'vaults[0] "eth-core": signer=kms needs kms_key_id', id="incomplete-signer"),
     pytest.param(CHAIN + "[signers.hot]\nmax_cost_bps = 1\n" + VAULT, "[signers.hot]: max_cost_bps: not a signer setting", id="vault-in-signer"),
+    pytest.param(CHAIN + "[signers.hot]\ndaily_gas_budget_eth = -1\n" + VAULT,
+                 "[signers.hot]: daily_gas_budget_eth: Input should be greater than 0", id="key-budget-invalid"),
+    pytest.param(CHAIN + "daily_slippage_budget_usd = 5\n" + VAULT,
+                 "[chains.local]: daily_slippage_budget_usd: not a chain setting", id="budget-in-chain"),
     pytest.param(CHAIN + "[keeper]\ninterval_s = 0\n" + VAULT, "[keeper]: interval_s", id="process-invalid"),
     pytest.param(CHAIN + VAULT + "policy = { kind = 'sometimes' }\n", 'vaults[0] "eth-core": policy', id="bad-policy"),
     pytest.param("this is [not toml", "not valid TOML", id="not-toml"),
