@@ -510,7 +510,8 @@ class Settings(BaseSettings):
     fleet: Path | None = Field(
         default=None,
         description="Fleet file (TOML: [keeper], [defaults], [chains.*], [signers.*], [[vaults]]); set, it is "
-        "the whole configuration and other KEEPER_* settings in the environment are refused. "
+        "the whole configuration: only process settings (journal, metrics listener, logs, interval) may "
+        "also come from the environment, any other KEEPER_* setting there is refused. "
         "See docs/fleet.md.",
     )
     vault_name: str = Field(
