@@ -44,12 +44,7 @@ class HealthState:
         down fails /healthz but stays alive; only a wedged loop fails this."""
         with self._lock:
             last = self._last_attempt
-        now = self._clock()
-        if last is None:
-            age = now - self._started
-            return age <= self.max_age_s, f"no tick ended yet ({age:.0f}s since start)"
-        age = now - last
-        return age <= self.max_age_s, f"last tick ended {age:.0f}s ago (limit {self.max_age_s:.0f}s)"
+        return self._fresh(last, never="no tick ended yet", last_was="last tick ended")
 
     def set_degraded(self, reason: str | None) -> None:
         """Ticks complete but the keeper fails its purpose (e.g. a stalled rebalance); None clears."""
@@ -68,13 +63,16 @@ class HealthState:
     def status(self) -> tuple[bool, str]:
         with self._lock:
             last = self._last_success
+        return self._fresh(last, never="no successful tick yet", last_was="last successful tick")
+
+    def _fresh(self, last: float | None, never: str, last_was: str) -> tuple[bool, str]:
+        """Whether `last` is within max_age_s; a fresh process gets one window for its first."""
         now = self._clock()
         if last is None:
-            # A fresh process gets one window to complete its first tick.
             age = now - self._started
-            return age <= self.max_age_s, f"no successful tick yet ({age:.0f}s since start)"
+            return age <= self.max_age_s, f"{never} ({age:.0f}s since start)"
         age = now - last
-        return age <= self.max_age_s, f"last successful tick {age:.0f}s ago (limit {self.max_age_s:.0f}s)"
+        return age <= self.max_age_s, f"{last_was} {age:.0f}s ago (limit {self.max_age_s:.0f}s)"
 
 
 @dataclass(frozen=True)
