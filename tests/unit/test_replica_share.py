@@ -27,14 +27,17 @@ class Clock:
         return self.t
 
 
-def _vaults() -> list[Runtime]:
-    """Stand-ins with what ReplicaShare reads of a vault: its scope, lane, chain and name."""
+def _vaults(metrics: KeeperMetrics | None = None) -> list[Runtime]:
+    """Stand-ins with what ReplicaShare reads of a vault: its scope, lane, chain, name and its
+    bound metrics (where the lease-held gauge is written)."""
+    registry = metrics or KeeperMetrics()
     return [
         cast(
             "Runtime",
             SimpleNamespace(
                 name=f"v{i}",
                 chain="anvil",
+                metrics=registry.bind("anvil", f"v{i}"),
                 lane=threading.Lock(),
                 keeper=SimpleNamespace(txm=SimpleNamespace(scope=s)),
             ),
@@ -56,8 +59,8 @@ def _held(share: ReplicaShare, vaults: list[Runtime]) -> list[str]:
 def test_two_replicas_divide_the_units_and_a_unit_mid_tick_is_not_released(tmp_path: Path) -> None:
     store = SqliteJournal(tmp_path / "j.sqlite3")
     clock = Clock()
-    va, vb = _vaults(), _vaults()  # each process has its own runtimes of the same vaults
     ma, mb = KeeperMetrics(), KeeperMetrics()
+    va, vb = _vaults(ma), _vaults(mb)  # each process has its own runtimes of the same vaults
     a, b = _share(store, "host:1:a", va, clock, ma), _share(store, "host:2:b", vb, clock, mb)
 
     a.round()  # alone: everything is its share
