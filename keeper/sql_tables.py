@@ -1,10 +1,10 @@
 """A tiny SQL dialect seam for the tables kept beside the journal (policy memory, decision
 records, chunked campaigns): one store implementation each, over SQLite or PostgreSQL.
 
-The stores write portable SQL with `?` placeholders (rewritten to `%s` for psycopg) and read
-rows as dicts. What differs stays here: connections and locking (one SQLite connection behind
-a lock, BEGIN IMMEDIATE; a PostgreSQL journal's pooled transactions) and where the schema
-comes from (SQLite: the store's CREATE ... IF NOT EXISTS at open; PostgreSQL: the journal's
+The stores write portable SQL with `?` placeholders and read rows as dicts (keeper/sql_tx.py,
+as the journal's own SQL does). What differs stays here: connections and locking (one SQLite
+connection behind a lock, BEGIN IMMEDIATE; a PostgreSQL journal's pooled transactions) and
+where the schema comes from (SQLite: the store's CREATE ... IF NOT EXISTS at open; PostgreSQL: the journal's
 versioned migrations, keeper/execution/pg_migrations.py, applied when the journal opens).
 """
 
@@ -13,23 +13,18 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from keeper.execution.pg_store import PgJournal
-from keeper.sqlite_tx import immediate_transaction
+from keeper.sql_tx import PgTx, Row, SqliteTx, Tx, immediate_transaction
 
 if TYPE_CHECKING:
     from keeper.settings import Settings
 
-Row = dict[str, Any]
-
-
-class Tx(Protocol):
-    def run(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
-        """Execute one statement; its rows (none for a write without RETURNING)."""
-        ...
+# Row and Tx are the stores' names for them too (keeper/records.py, keeper/execution/campaigns.py).
+__all__ = ["PgTables", "Row", "SqliteTables", "Tables", "Tx", "open_tables"]
 
 
 class Tables(Protocol):
@@ -44,18 +39,6 @@ class Tables(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-class _SqliteTx:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def run(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
-        cur = self._db.execute(sql, tuple(args))
-        if cur.description is None:
-            return []
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 class SqliteTables:
@@ -74,10 +57,8 @@ class SqliteTables:
                 if statement.strip():
                     tx.run(statement)
 
-    @contextlib.contextmanager
-    def tx(self) -> Iterator[Tx]:
-        with immediate_transaction(self._db, self._lock) as db:
-            yield _SqliteTx(db)
+    def tx(self) -> contextlib.AbstractContextManager[Tx]:
+        return immediate_transaction(self._db, self._lock)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
@@ -85,23 +66,13 @@ class SqliteTables:
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                yield _SqliteTx(self._db)
+                yield SqliteTx(self._db)
             finally:
                 self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-class _PgTx:
-    def __init__(self, cur: Any) -> None:
-        self._cur = cur
-
-    def run(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
-        # The stores' SQL has no literal '?' (nor '%'): a plain rewrite is exact.
-        self._cur.execute(sql.replace("?", "%s"), tuple(args))
-        return list(self._cur.fetchall()) if self._cur.description is not None else []
 
 
 class PgTables:
@@ -116,7 +87,7 @@ class PgTables:
     @contextlib.contextmanager
     def tx(self) -> Iterator[Tx]:
         with self._journal.transaction() as cur:
-            yield _PgTx(cur)
+            yield PgTx(cur)
 
     def read(self) -> contextlib.AbstractContextManager[Tx]:
         return self.tx()
