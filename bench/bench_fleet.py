@@ -137,6 +137,8 @@ class Driver:
     """bench/fleet_driver.py in a child process: the fleet runtime alone, as `keeper run` has it."""
 
     def __init__(self, fleet_file: Path, rounds: int, phases: int) -> None:
+        self.log = fleet_file.parent / "fleet.log"  # its log lines (errors: chain a's hung reads)
+        self._log_file = self.log.open("w")
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -149,15 +151,18 @@ class Driver:
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=self._log_file,
             text=True,
         )
         self.built = self._line()["built"]
+        self._line()  # its warm-up round is over: the proxies' counts from here are the phases'
 
     def _line(self) -> dict[str, Any]:
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line:
-            raise RuntimeError(f"the fleet driver exited (code {self.process.wait()})")
+            tail = "\n".join(self.log.read_text().splitlines()[-20:])
+            raise RuntimeError(f"the fleet driver exited (code {self.process.wait()}):\n{tail}")
         parsed: dict[str, Any] = json.loads(line)
         return parsed
 
@@ -188,6 +193,7 @@ class Driver:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        self._log_file.close()
 
 
 def _print(title: str, phase: Phase) -> None:

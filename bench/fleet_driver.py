@@ -4,8 +4,8 @@
 
 Builds the runtime from the fleet file (keeper/fleet.py, keeper/fleet_runtime.py build_fleet_runtime,
 as `keeper run` does, without its metrics listener and scheduler), runs one uncounted warm-up
-round (a process's first read probes every endpoint and encodes each chain's calls once), then
-for each phase waits for a line on stdin, runs `--rounds` rounds and prints one JSON line. A
+round (a process's first read probes every endpoint and encodes each chain's calls once), says
+so, then for each phase waits for a line on stdin, runs `--rounds` rounds and prints one JSON line. A
 round is what `keeper run`'s chain job does (fleet_runtime.chain_job): each chain on a thread of
 its own, one read of the chain's vaults, then each vault's tick (`tick_vault`) on its part.
 
@@ -27,12 +27,14 @@ import pstats
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from keeper.chain.chain_read import VaultRead  # noqa: E402
 from keeper.fleet import FleetFile  # noqa: E402
 from keeper.fleet_runtime import FleetRuntime, build_fleet_runtime, chain_read, tick_vault  # noqa: E402
 from keeper.log import configure_logging  # noqa: E402
@@ -49,12 +51,17 @@ def memory_mib() -> dict[str, float]:
     return out
 
 
-def run_rounds(fr: FleetRuntime, rounds: int, profiles: list[cProfile.Profile] | None) -> dict[str, Any]:
+def run_rounds(
+    fr: FleetRuntime,
+    reads: dict[str, Callable[[], dict[str, VaultRead | None]]],
+    rounds: int,
+    profiles: list[cProfile.Profile] | None,
+) -> dict[str, Any]:
     chains: dict[str, dict[str, list[Any]]] = {}
 
     def worker(chain: str, runtimes: list[Runtime]) -> None:
         out = chains[chain]
-        read = chain_read(runtimes)
+        read = reads[chain]
         profile = cProfile.Profile() if profiles is not None else None
         if profile is not None:
             profile.enable()
@@ -104,11 +111,15 @@ def main() -> int:
     built = {"built_s": time.monotonic() - started, "vaults": len(fr.runtimes), **memory_mib()}
     print(json.dumps({"built": built}), flush=True)
     profiles: list[cProfile.Profile] | None = [] if args.profile else None
+    # Each chain's read built once for the process, as `keeper run`'s chain jobs are.
+    reads = {chain: chain_read(rts) for chain, rts in fr.chains.items()}
     try:
-        run_rounds(fr, 1, None)  # warm-up, not counted
+        run_rounds(fr, reads, 1, None)  # warm-up, not counted
+        print(json.dumps({"ready": True}), flush=True)
         for phase in range(args.phases):
             sys.stdin.readline()  # the bench's "go": its faults and price moves are in place
-            print(json.dumps({"phase": phase, "chains": run_rounds(fr, args.rounds, profiles)}), flush=True)
+            chains = run_rounds(fr, reads, args.rounds, profiles)
+            print(json.dumps({"phase": phase, "chains": chains}), flush=True)
         gc.collect()
         print(json.dumps({"memory": memory_mib()}), flush=True)
     finally:
