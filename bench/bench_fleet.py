@@ -5,30 +5,35 @@ then one chain's node hung, and what that does to the others.
 
 Each chain is its own Anvil (chain ids 31337, 31338, ...) with `--vaults` worlds deployed on it
 (each vault its own tokens, feeds and pools; one keeper key per chain, shared by its vaults),
-reached through a counting loopback proxy (tests/faults/proxy.py). The fleet runtime is built
-in-process from a generated fleet file (keeper/fleet.py, keeper/fleet_runtime.py) and each
-chain's vaults are ticked in order on a thread of that chain, as `keeper run` does.
+reached through a counting loopback proxy (tests/faults/proxy.py). This process deploys and
+holds the proxies; the fleet runtime runs in a child process of its own (bench/fleet_driver.py),
+built from the generated fleet file as `keeper run` builds it, each chain's vaults ticked in
+order on a thread of that chain as `keeper run`'s chain job does. So the memory reported is
+that of a process running only the fleet, as `keeper run` would (less its metrics listener and
+scheduler), with nothing of the deployment in it.
 
-Phase 1 (baseline): `--rounds` rounds on every chain at once, no drift (idle ticks).
-Phase 2 (hang): chain A's proxy holds every request past the RPC timeout; the price moves on
-`--drifted` vaults of chain B; the same rounds run on every chain, A's worker stuck in its reads.
+One uncounted warm-up round first (a process's first read probes every endpoint and encodes
+each chain's calls once). Phase 1 (baseline): `--rounds` rounds on every chain at once, no
+drift (idle ticks). Phase 2 (hang): chain A's proxy holds every request past the RPC timeout;
+the price moves on `--drifted` vaults of chain B; the same rounds run on every chain, A's
+worker stuck in its reads.
 
-Prints per chain: HTTP requests per vault tick and per round, tick latency p50/p99 (ms), and for
-phase 2 B's p99 against its baseline (idle ticks only, and all ticks) and B's rebalances; then
-the process's peak RSS. Asserts nothing.
+Prints per chain: HTTP requests per round, chain tick (the read plus its vaults' ticks) and
+vault tick latency p50/p99 (ms), and for phase 2 B's p99 against its baseline (idle ticks only,
+and all ticks) and B's rebalances; then the fleet process's resident set after both phases
+(VmRSS) and its peak (VmHWM). Asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
-import resource
+import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,11 +51,8 @@ from deploy.anvil import start_anvil  # noqa: E402
 from deploy.any_market import move_price  # noqa: E402
 from deploy.chain import connect, contract_at  # noqa: E402
 from deploy.world import deploy_world, write_manifest  # noqa: E402
-from keeper.fleet import FleetFile  # noqa: E402
-from keeper.fleet_runtime import FleetRuntime, build_fleet_runtime, chain_read  # noqa: E402
 from keeper.log import configure_logging  # noqa: E402
 from keeper.manifest import Manifest  # noqa: E402
-from keeper.runtime import Runtime  # noqa: E402
 
 RPC_TIMEOUT_S = 2.0  # the hung chain's reads give up after this; its ticks then fail
 
@@ -77,14 +79,7 @@ class Phase:
     requests: dict[str, int] = field(default_factory=dict)
     ticks: dict[str, int] = field(default_factory=dict)
     rounds: dict[str, int] = field(default_factory=dict)
-
-
-def _rss_mib() -> float:
-    """The process's resident set now (VmRSS), not its peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    rebalanced: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -138,44 +133,67 @@ def _fleet_file(
     return path
 
 
-def _run(
-    fr: FleetRuntime, proxies: dict[str, CountingProxy], rounds: int, stop_early: Callable[[str], bool]
-) -> Phase:
-    phase = Phase()
-    before = {c: p.requests for c, p in proxies.items()}
+class Driver:
+    """bench/fleet_driver.py in a child process: the fleet runtime alone, as `keeper run` has it."""
 
-    def worker(chain: str, runtimes: list[Runtime]) -> None:
-        # As `keeper run`'s chain job: one read for the chain, then each vault on its part.
-        lat, idle = phase.latencies_ms.setdefault(chain, []), phase.idle_ms.setdefault(chain, [])
-        round_ms = phase.round_ms.setdefault(chain, [])
-        read = chain_read(runtimes)
-        done = 0
-        for _ in range(rounds):
-            if stop_early(chain):
-                break
-            round_started = time.perf_counter()
-            states = read()
-            for rt in runtimes:
-                started = time.perf_counter()
-                with rt.lane:
-                    report = rt.keeper.tick(state=states[rt.name])
-                ms = (time.perf_counter() - started) * 1000
-                lat.append(ms)
-                if report.result == "skipped" and report.reason == "policy_within_bands":
-                    idle.append(ms)
-            round_ms.append((time.perf_counter() - round_started) * 1000)
-            done += 1
-        phase.rounds[chain] = done
+    def __init__(self, fleet_file: Path, rounds: int, phases: int) -> None:
+        self.log = fleet_file.parent / "fleet.log"  # its log lines (errors: chain a's hung reads)
+        self._log_file = self.log.open("w")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "bench" / "fleet_driver.py"),
+                str(fleet_file),
+                "--rounds",
+                str(rounds),
+                "--phases",
+                str(phases),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log_file,
+            text=True,
+        )
+        self.built = self._line()["built"]
+        self._line()  # its warm-up round is over: the proxies' counts from here are the phases'
 
-    threads = [threading.Thread(target=worker, args=(c, rts), name=c) for c, rts in fr.chains.items()]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for chain, proxy in proxies.items():
-        phase.requests[chain] = proxy.requests - before[chain]
-        phase.ticks[chain] = len(phase.latencies_ms.get(chain, []))
-    return phase
+    def _line(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            tail = "\n".join(self.log.read_text().splitlines()[-20:])
+            raise RuntimeError(f"the fleet driver exited (code {self.process.wait()}):\n{tail}")
+        parsed: dict[str, Any] = json.loads(line)
+        return parsed
+
+    def phase(self, proxies: dict[str, CountingProxy]) -> Phase:
+        """Start the driver's next phase and wait for it; requests counted at the proxies."""
+        assert self.process.stdin is not None
+        before = {c: p.requests for c, p in proxies.items()}
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+        chains = self._line()["chains"]
+        phase = Phase()
+        for chain, out in chains.items():
+            phase.latencies_ms[chain] = out["tick_ms"]
+            phase.idle_ms[chain] = [ms for ms, idle in zip(out["tick_ms"], out["idle"], strict=True) if idle]
+            phase.round_ms[chain] = out["round_ms"]
+            phase.rounds[chain] = len(out["round_ms"])
+            phase.ticks[chain] = len(out["tick_ms"])
+            phase.rebalanced[chain] = out["rebalanced"]
+            phase.requests[chain] = proxies[chain].requests - before[chain]
+        return phase
+
+    def memory(self) -> dict[str, float]:
+        memory: dict[str, float] = self._line()["memory"]
+        self.process.wait(timeout=120)
+        return memory
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log_file.close()
 
 
 def _print(title: str, phase: Phase) -> None:
@@ -217,17 +235,14 @@ def main() -> int:
             chain: CountingProxy(nodes[i].url, hold_s=RPC_TIMEOUT_S * 5).start()
             for i, chain in enumerate(manifests)
         }
+        driver: Driver | None = None
         try:
-            fleet = FleetFile(_fleet_file(directory, proxies, manifests), {}).load()
-            gc.collect()
-            rss_before = _rss_mib()
-            built = time.monotonic()
-            fr = build_fleet_runtime(fleet)
-            print(f"fleet runtime built in {time.monotonic() - built:.1f} s")
-            # One round first, not counted: a process's first read probes every endpoint and
-            # encodes each chain's calls (remembered after), which no later tick repeats.
-            _run(fr, proxies, 1, lambda _: False)
-            baseline = _run(fr, proxies, args.rounds, lambda _: False)
+            driver = Driver(_fleet_file(directory, proxies, manifests), args.rounds, phases=2)
+            print(
+                f"fleet runtime of {driver.built['vaults']} vaults built in {driver.built['built_s']:.1f} s "
+                f"in its own process (VmRSS {driver.built['VmRSS']:.0f} MiB before its first tick)"
+            )
+            baseline = driver.phase(proxies)
             _print(f"phase 1, baseline: {args.rounds} rounds, idle", baseline)
 
             a, b = list(manifests)[:2]
@@ -237,7 +252,7 @@ def main() -> int:
             for _, manifest in drifted:
                 move_price(w3_b, manifest, "WETH", 4200)
             proxies[a].inject("timeout")  # chain A's node now holds every request
-            hung = _run(fr, proxies, args.rounds, lambda _: False)
+            hung = driver.phase(proxies)
             proxies[a].clear()
             _print(
                 f"phase 2, chain {a} hung (reads time out after {RPC_TIMEOUT_S:g} s), {args.drifted} vaults of {b} drifted",
@@ -259,22 +274,20 @@ def main() -> int:
                 f"chain {b}: idle vault-tick p99 {hung_idle:.1f} ms hung vs {base_idle:.1f} ms baseline "
                 f"({(hung_idle / base_idle - 1) * 100:+.1f}%); all-tick p99 {_pct(hung.latencies_ms[b], 0.99):.1f} ms "
                 f"vs {_pct(baseline.latencies_ms[b], 0.99):.1f} ms; rebalances of the {args.drifted} drifted "
-                f"vaults: {rebalanced}"
+                f"vaults: {rebalanced} on chain ({len(hung.rebalanced[b])} ticks reported one)"
             )
             print(
                 f"chain {a} while hung: {hung.ticks[a]} ticks in {hung.rounds.get(a, 0)} rounds, "
                 f"median {statistics.median(hung.latencies_ms[a]):.0f} ms each"
             )
-            gc.collect()
-            rss_after = _rss_mib()
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            memory = driver.memory()
             print(
-                f"RSS {rss_before:.0f} MiB before the fleet runtime (this process also holds the 60 worlds' "
-                f"deployment), {rss_after:.0f} MiB after both phases: {rss_after - rss_before:.0f} MiB for the "
-                f"runtime of {sum(len(v) for v in manifests.values())} vaults and their ticks; peak {peak:.0f} MiB"
+                f"fleet process ({driver.built['vaults']} vaults, nothing of the deployment): VmRSS "
+                f"{memory['VmRSS']:.0f} MiB after both phases, peak (VmHWM) {memory['VmHWM']:.0f} MiB"
             )
-            fr.close()
         finally:
+            if driver is not None:
+                driver.stop()
             for proxy in proxies.values():
                 proxy.stop()
             for node in nodes:

@@ -27,6 +27,7 @@ from keeper.fleet import Fleet, FleetVault
 from keeper.log import get_logger
 from keeper.manifest import Manifest, ManifestError, load_manifest
 from keeper.metrics import FleetHealth, KeeperMetrics
+from keeper.report import TickReport
 from keeper.runtime import ChainLink, Runtime, build_vault, check_vault_settings, open_pool, read_genesis
 from keeper.settings import ConfigError
 from keeper.signing import Signer, SignerError, signer_from_settings
@@ -175,18 +176,20 @@ def _chain_ids(fleet: Fleet, manifests: dict[str, Manifest]) -> dict[str, int]:
 
 def tick_vault(
     rt: Runtime, state: VaultRead | None = None, may_tick: Callable[[Runtime], bool] | None = None
-) -> None:
+) -> TickReport | None:
     """One vault's tick on its chain's worker: every line it logs carries chain and vault, and a
     tick that raises is logged with its name while the chain's other vaults go on. `may_tick`
-    (replicas sharing the fleet: keeper/replica_runtime.py) is asked under the lane lock."""
+    (replicas sharing the fleet: keeper/replica_runtime.py) is asked under the lane lock.
+    Returns the tick's report (None: not ticked here, or it raised)."""
     with structlog.contextvars.bound_contextvars(chain=rt.chain, vault=rt.name):
         try:
             with rt.lane:
                 if may_tick is not None and not may_tick(rt):
-                    return  # another replica holds its lease
-                rt.keeper.tick(state=state)
+                    return None  # another replica holds its lease
+                return rt.keeper.tick(state=state)
         except Exception:
             log.exception("vault_tick_crashed")
+            return None
 
 
 def chain_read(runtimes: list[Runtime]) -> Callable[[], dict[str, VaultRead | None]]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -97,11 +98,71 @@ class PgTables:
             self._journal.close()
 
 
+class _SharedSqlite:
+    """One SqliteTables used by several stores; closed when the last of them closes."""
+
+    def __init__(self, tables: SqliteTables) -> None:
+        self.tables = tables
+        self.users = 0
+
+
+class SharedSqliteTables:
+    """A store's handle on the connection every store of one kind (schema and synchronous
+    level) shares beside one process's SQLite journal: a fleet of N vaults keeps one connection
+    and one page cache for its decision records, not N. Each write is still its own
+    transaction with the store's own synchronous level; closing the handle releases it."""
+
+    def __init__(self, shared: _SharedSqlite, forget: Callable[[], object]) -> None:
+        self._shared = shared
+        self._forget = forget
+        self._closed = False
+        self.where = shared.tables.where
+        shared.users += 1
+
+    def tx(self) -> contextlib.AbstractContextManager[Tx]:
+        return self._shared.tables.tx()
+
+    def read(self) -> contextlib.AbstractContextManager[Tx]:
+        return self._shared.tables.read()
+
+    def close(self) -> None:
+        with _SHARED_LOCK:
+            if self._closed:
+                return
+            self._closed = True
+            self._shared.users -= 1
+            if self._shared.users == 0:
+                self._forget()
+                self._shared.tables.close()
+
+
+# The stores' shared connections, by the journal they sit beside (gone with it), then by file,
+# schema and synchronous level.
+_SHARED: weakref.WeakKeyDictionary[object, dict[tuple[str, str, str], _SharedSqlite]] = (
+    weakref.WeakKeyDictionary()
+)
+_SHARED_LOCK = threading.Lock()
+
+
+def _beside_sqlite_journal(journal: object, path: Path, schema: str, synchronous: str) -> Tables:
+    key = (str(path), schema, synchronous)
+    with _SHARED_LOCK:
+        by_key = _SHARED.setdefault(journal, {})
+        shared = by_key.get(key)
+        if shared is None:
+            shared = by_key[key] = _SharedSqlite(SqliteTables(path, schema, synchronous))
+        return SharedSqliteTables(shared, lambda: by_key.pop(key, None))
+
+
 def open_tables(settings: Settings, schema: str, synchronous: str, journal: object | None = None) -> Tables:
     """PostgreSQL when KEEPER_JOURNAL_URL is set (sharing `journal` when it is the PostgreSQL
-    journal this process already opened), else the SQLite file at KEEPER_JOURNAL_PATH."""
+    journal this process already opened), else the SQLite file at KEEPER_JOURNAL_PATH: with
+    `journal` (this process's journal on that file), on the connection its other stores of the
+    same kind share (SharedSqliteTables), else on a connection of its own."""
     if isinstance(journal, PgJournal):
         return PgTables(journal, owns_journal=False)
     if settings.journal_url is not None:
         return PgTables(PgJournal(settings.journal_url.get_secret_value()), owns_journal=True)
+    if journal is not None:
+        return _beside_sqlite_journal(journal, settings.journal_path, schema, synchronous)
     return SqliteTables(settings.journal_path, schema, synchronous)

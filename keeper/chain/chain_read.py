@@ -32,7 +32,7 @@ from web3 import Web3
 from keeper.chain.abi import Multicall3
 from keeper.chain.answers import MalformedAnswerError
 from keeper.chain.health import Probe
-from keeper.chain.multicall import Call, CallResult, aggregate
+from keeper.chain.multicall import AnswerMemo, Call, CallResult, aggregate
 from keeper.chain.rpc import EndpointPool, RpcError, connect_pool
 from keeper.chain.snapshot import ChainState, SnapshotReader
 from keeper.log import get_logger
@@ -92,6 +92,7 @@ class ChainReader:
         self._multicall = readers[0].multicall3
         self._reads = 0
         self._check_next = True  # the first read checks every endpoint
+        self._answers: AnswerMemo = {}  # the last answers, not decoded again when repeated
 
     # ------------------------------------------------------------------ the read
 
@@ -129,7 +130,7 @@ class ChainReader:
     def _attempt(self, calls: list[Call]) -> ChainRead | None:
         """One eth_call, its answerer judged; None: that endpoint was refused, ask the next."""
         try:
-            results = aggregate(self._w3, self._multicall, calls)
+            results = aggregate(self._w3, self._multicall, calls, memo=self._answers)
             probe, base_fee = _probe(results)
         except MalformedAnswerError as exc:
             self._check_next = True
