@@ -4,8 +4,9 @@ figures, asserts nothing.
 On a local world: a single-vault keeper (with a key, as operators run it) ticks idle a few
 times; the JSON-RPC requests each tick sends are counted by its endpoint pool (one count per
 HTTP request; the batched health probe is one). Then, when keeper.chain_tick exists, N vaults
-on the same chain are ticked by `tick_chain` (one ChainReader): requests per chain tick and
-its wall time. Runs on older code too (the single-vault rows), which is how "before" is taken.
+on the same chain are ticked by the daemon's chain job (keeper.fleet_runtime.chain_job: one
+read for all): requests per chain tick and its wall time. Runs on older code too (the
+single-vault rows), which is how "before" is taken.
 
 Run: .venv/bin/python bench/bench_chain_read.py [vaults]
 """
@@ -68,24 +69,25 @@ def one_by_one(manifests: list[Manifest], tmp: Path) -> None:
 
 def chain_of(manifests: list[Manifest], tmp: Path) -> None:
     try:
-        from keeper.chain.chain_read import ChainReader  # noqa: PLC0415 - absent in older code
-        from keeper.chain_tick import tick_chain  # noqa: PLC0415 - absent in older code
+        from keeper.chain_tick import read_states  # noqa: F401, PLC0415 - absent in older code
+        from keeper.fleet_runtime import chain_job  # noqa: PLC0415 - absent in older code
     except ImportError:
         print("  (no keeper.chain_tick in this code: one tick per vault, each reading for itself)")
         return
     runtimes = [_build(m, tmp / f"vault{i}", None) for i, m in enumerate(manifests)]
-    keepers = [rt.keeper for rt in runtimes]
-    reader = ChainReader(runtimes[0].pool, [k.reader for k in keepers])
+    for i, rt in enumerate(runtimes):
+        rt.name = f"vault{i}"  # the chain job keys each vault's part by its name
+    tick = chain_job(runtimes, stopping=lambda: False)
     counts = request_counts(runtimes[0].w3)
     seconds: list[float] = []
     for n in range(1, TICKS + 1):
         counts.clear()
         started = time.perf_counter()
-        reports = tick_chain(reader, keepers)
+        reports = tick()
         seconds.append(time.perf_counter() - started)
-        reasons = Counter(getattr(r, "reason", type(r).__name__) for r in reports)
+        reasons = Counter(getattr(r, "reason", "crashed") for r in reports.values())
         print(
-            f"  {len(keepers)} vaults, chain tick {n}: {sum(counts.values())} requests {dict(counts)} {dict(reasons)}"
+            f"  {len(runtimes)} vaults, chain tick {n}: {sum(counts.values())} requests {dict(counts)} {dict(reasons)}"
         )
     later = seconds[1:]
     print(
