@@ -5,7 +5,9 @@ On a local world: a single-vault keeper (with a key, as operators run it) ticks 
 times; the JSON-RPC requests each tick sends are counted by its endpoint pool (one count per
 HTTP request; the batched health probe is one). Then, when keeper.chain_tick exists, N vaults
 on the same chain are ticked by the daemon's chain job (keeper.fleet_runtime.chain_job: one
-read for all): requests per chain tick and its wall time. Runs on older code too (the
+read for all): requests per chain tick and its wall time, idle, then with every vault drifted
+(quote calls: one per trading vault before keeper.chain_tick.quotes_ahead, one per chain tick
+within the budget after). Runs on older code too (the
 single-vault rows), which is how "before" is taken.
 
 Run: .venv/bin/python bench/bench_chain_read.py [vaults]
@@ -20,8 +22,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from web3 import Web3
+
 from deploy.accounts import KEEPER
 from deploy.anvil import anvil
+from deploy.any_market import move_price
 from deploy.chain import connect
 from deploy.world import timed_deploy, write_manifest
 from keeper.chain.rpc import request_counts
@@ -83,7 +88,7 @@ def chain_of(manifests: list[Manifest], tmp: Path) -> None:
     for n in range(1, TICKS + 1):
         counts.clear()
         started = time.perf_counter()
-        reports = tick()
+        reports = tick() or {}  # older code's job returned nothing
         seconds.append(time.perf_counter() - started)
         reasons = Counter(getattr(r, "reason", "crashed") for r in reports.values())
         print(
@@ -92,6 +97,39 @@ def chain_of(manifests: list[Manifest], tmp: Path) -> None:
     later = seconds[1:]
     print(
         f"  chain tick wall time after the first: p50 {statistics.median(later) * 1000:.1f} ms, max {max(later) * 1000:.1f} ms"
+    )
+
+
+def drifted_chain(manifests: list[Manifest], tmp: Path, w3: Web3) -> None:
+    """The same chain job with every vault drifted (WETH moved): read-only vaults decide and
+    quote every round (they cannot send), so each round shows the quote calls a trading round
+    makes, counted over every vault's pool."""
+    from keeper.fleet_runtime import chain_job  # noqa: PLC0415 - absent in older code
+
+    for manifest in manifests:
+        move_price(w3, manifest, "WETH", 4200)
+    runtimes = [_build(m, tmp / f"drifted{i}", None) for i, m in enumerate(manifests)]
+    for i, rt in enumerate(runtimes):
+        rt.name = f"vault{i}"
+    tick = chain_job(runtimes, stopping=lambda: False)
+    all_counts = [request_counts(rt.w3) for rt in runtimes]
+    seconds: list[float] = []
+    for n in range(1, TICKS + 1):
+        for counts in all_counts:
+            counts.clear()
+        started = time.perf_counter()
+        reports = tick() or {}
+        seconds.append(time.perf_counter() - started)
+        total: Counter[str] = Counter()
+        for counts in all_counts:
+            total.update(counts)
+        reasons = Counter(getattr(r, "reason", "crashed") for r in reports.values())
+        print(
+            f"  {len(runtimes)} drifted vaults, chain tick {n}: {sum(total.values())} requests {dict(total)} {dict(reasons)}"
+        )
+    later = seconds[1:]
+    print(
+        f"  drifted chain tick wall time after the first: p50 {statistics.median(later) * 1000:.1f} ms, max {max(later) * 1000:.1f} ms"
     )
 
 
@@ -108,6 +146,8 @@ def main() -> None:
         single_vault(first, Path(tmp))
         one_by_one(manifests, Path(tmp))
         chain_of(manifests, Path(tmp))
+        print("drifted vaults (no key: each decides and quotes every round)")
+        drifted_chain(manifests, Path(tmp), w3)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ from deploy.chain import connect, contract_at
 from deploy.spec import AssetSpec, WorldSpec
 from deploy.world import deploy_world, write_manifest
 from keeper.chain.abi import Multicall3
+from keeper.chain.quote_batch import QuoteAsk, prefetch_quotes
+from keeper.chain.snapshot import SnapshotReader, asset_configs
 from keeper.manifest import Manifest
 from keeper.quote_call import MAX_QUOTES_PER_CALL
 
@@ -264,3 +266,44 @@ def test_first_quotes_over_the_budget_are_split_into_the_fewest_calls(big: Run) 
     for name in SOUND:
         assert _rebalanced(big.w3, big.manifests[name], big.start_block) == 1, name
     assert big.exit_code == 0
+
+
+def _eth_calls(proxy: FaultProxy) -> int:
+    """eth_calls through the proxy (a plain Web3 also asks eth_chainId around them)."""
+    return sum(1 for request in proxy.http_requests() if "eth_call" in request)
+
+
+def test_a_tick_asks_live_only_the_quotes_not_fetched_ahead(small: Run) -> None:
+    """The prefetched quoter on the same chain: known quotes cost nothing, the others go out in
+    one call of their own (a re-plan's), and the answers are the chain's either way."""
+    manifest = small.manifests["q-0"]
+    weth, usdc = manifest.asset("WETH").token, manifest.asset("USDC").token
+    first = ((weth, usdc, 10**18), (usdc, weth, 3000 * 10**6))
+    later = ((weth, usdc, 10**17),)
+    with FaultProxy(manifest.rpc_url) as proxy:
+        w3 = connect(proxy.url, timeout_s=30)
+        reader = SnapshotReader(w3, manifest, asset_configs(manifest), manifest.keeper)
+        snap = reader.read().snapshot
+        alone = reader.quote(snap, first + later)
+        since = _eth_calls(proxy)
+
+        book = prefetch_quotes(w3, [QuoteAsk(reader, snap, first)])
+        assert book.calls == 1 and _eth_calls(proxy) == since + 1
+        quoter = book.quoter(reader)
+        assert quoter(snap, first) == alone[: len(reader.quote_calls(snap, first))]
+        assert _eth_calls(proxy) == since + 1  # all known: no call
+        assert quoter(snap, first + later) == alone
+        assert _eth_calls(proxy) == since + 2  # one call, for the unknown ones only
+        (body,) = [b for b in proxy.http_bodies() if b[0]["method"] == "eth_call"][-1]
+        tx = body["params"][0]
+        (calls,) = decode(["(address,bool,bytes)[]"], bytes.fromhex(str(tx.get("data") or tx["input"])[10:]))
+        assert len(calls) == len(reader.quote_calls(snap, later))
+    assert all(q.amount_out is not None for q in alone)
+
+    broken = small.manifests[BROKEN]
+    reader = SnapshotReader(small.w3, broken, asset_configs(broken), broken.keeper)
+    snap = reader.read().snapshot
+    asked = ((broken.asset("WETH").token, broken.asset("USDC").token, 10**18),)
+    book = prefetch_quotes(small.w3, [QuoteAsk(reader, snap, asked)])
+    quotes = book.quoter(reader)(snap, asked)
+    assert quotes and all(q.amount_out is None for q in quotes)  # a revert, garbage: failed, not raised
