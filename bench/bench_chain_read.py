@@ -10,7 +10,9 @@ read for all): requests per chain tick and its wall time, idle, then with every 
 within the budget after). Runs on older code too (the
 single-vault rows), which is how "before" is taken.
 
-Run: .venv/bin/python bench/bench_chain_read.py [vaults]
+Run: .venv/bin/python bench/bench_chain_read.py [vaults] [two-asset]
+("two-asset": WETH/USDC worlds, whose vaults ask 48 quoter calls each instead of 176, so
+several fit one quote call's budget of 240)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 from web3 import Web3
@@ -28,6 +31,7 @@ from deploy.accounts import KEEPER
 from deploy.anvil import anvil
 from deploy.any_market import move_price
 from deploy.chain import connect
+from deploy.spec import AssetSpec, WorldSpec
 from deploy.world import timed_deploy, write_manifest
 from keeper.chain.rpc import request_counts
 from keeper.log import configure_logging
@@ -36,6 +40,13 @@ from keeper.runtime import Runtime, build_runtime
 from keeper.settings import load_settings
 
 TICKS = 6
+TWO_ASSETS = WorldSpec(
+    assets=(
+        AssetSpec("WETH", "Wrapped Ether", 18, Decimal(3000), 8, 3600, 5000, 3000, is_weth=True),
+        AssetSpec("USDC", "USD Coin", 6, Decimal(1), 8, 86400, 5000, None),
+    ),
+    cross_pools=(),
+)
 
 
 def _build(manifest: Manifest, directory: Path, key: str | None) -> Runtime:
@@ -135,11 +146,12 @@ def drifted_chain(manifests: list[Manifest], tmp: Path, w3: Web3) -> None:
 
 def main() -> None:
     vaults = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    spec = TWO_ASSETS if sys.argv[2:] == ["two-asset"] else None
     configure_logging("auto", "error")
     with tempfile.TemporaryDirectory() as tmp, anvil() as node:
         w3 = connect(node.url, timeout_s=60)
-        first, _ = timed_deploy(w3, node.url)
-        more = [timed_deploy(w3, node.url)[0] for _ in range(vaults - 1)]
+        first, _ = timed_deploy(w3, node.url, spec)
+        more = [timed_deploy(w3, node.url, spec)[0] for _ in range(vaults - 1)]
         # One chain, one Multicall3 for every vault's reads (it is stateless).
         manifests = [first] + [m.model_copy(update={"multicall3": first.multicall3}) for m in more]
         print("idle ticks on a local Anvil, requests counted by the endpoint pool")
