@@ -1,23 +1,30 @@
-"""A chain's tick in a fleet: read every vault of the chain once, then tick each vault on it.
+"""A chain's tick in a fleet: read every vault of the chain once, fetch the quotes their
+decisions will ask in one go, then tick each vault on its part (keeper/fleet_runtime.py
+`chain_job`, on the chain's worker thread).
 
 The read is one eth_call for the chain (keeper/chain/chain_read.py); each Keeper then ticks on
-its part of it (`Keeper.tick(state=...)`), in order, on the caller's thread. A read that fails
-for the whole chain reaches every vault's tick as its state, so each records the failure as
-its own (metrics, health, the stall count) exactly as a tick that read for itself would. A
-vault whose tick raises does not stop the others: its exception is returned in its place.
+its part of it (`Keeper.tick(state=...)`). A read that fails for the whole chain reaches every
+vault's tick as its state, so each records the failure as its own (metrics, health, the stall
+count) exactly as a tick that read for itself would.
+
+Quotes: each vault's decision is run first on its state with a quoter that only notes what it
+asks (`Keeper.first_quotes`: pure, nothing is sent), and every vault's first quotes go out
+together (keeper/chain/quote_batch.py: one eth_call unless they exceed the quote budget). Each
+tick then answers its decision's quotes from those, so a chain tick in which several vaults
+trade makes one quote call, not one per vault.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+
+import structlog
 
 from keeper.chain.chain_read import ChainReader, VaultRead
-from keeper.log import get_logger
-from keeper.report import TickReport
+from keeper.chain.quote_batch import NO_QUOTES, PrefetchedQuotes, QuoteAsk, prefetch_quotes
+from keeper.runtime import Runtime
 from keeper.tick import Keeper
-
-log = get_logger("keeper.chain_tick")
 
 
 def read_states(
@@ -34,18 +41,23 @@ def read_states(
         return [exc] * len(keepers)
 
 
-def tick_chain(
-    reader: ChainReader,
-    keepers: Sequence[Keeper],
-    send: bool = True,
-    read_timeout_s: float | None = None,
-) -> list[TickReport | Exception]:
-    """Read once, then each keeper's tick on its state; one result per keeper, in order."""
-    results: list[TickReport | Exception] = []
-    for keeper, state in zip(keepers, read_states(reader, keepers, read_timeout_s), strict=True):
-        try:
-            results.append(keeper.tick(send=send, state=state))
-        except Exception as exc:  # a tick records its own failures; this is a fault past that
-            log.error("vault_tick_crashed", vault=keeper.manifest.vault, error=f"{type(exc).__name__}: {exc}")
-            results.append(exc)
-    return results
+def quotes_ahead(
+    runtimes: Sequence[Runtime],
+    states: Mapping[str, VaultRead | None],
+    may_tick: Callable[[Runtime], bool] | None = None,
+) -> PrefetchedQuotes:
+    """The first quotes of every vault of the chain that will trade on its state this tick,
+    fetched together. A vault this process may not tick (`may_tick`, asked under its lane lock
+    as its tick asks it) is left out; so is a chain of one vault (its tick asks the same alone)."""
+    if len(runtimes) < 2:
+        return NO_QUOTES
+    asks: list[QuoteAsk] = []
+    with structlog.contextvars.bound_contextvars(chain=runtimes[0].chain):
+        for rt in runtimes:
+            with rt.lane, structlog.contextvars.bound_contextvars(vault=rt.name):
+                if may_tick is not None and not may_tick(rt):
+                    continue
+                ask = rt.keeper.first_quotes(states.get(rt.name))
+            if ask is not None:
+                asks.append(ask)
+        return prefetch_quotes(runtimes[0].w3, asks) if asks else NO_QUOTES

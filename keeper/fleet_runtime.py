@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import structlog
 
 from keeper.chain.chain_read import ChainReader, VaultRead
+from keeper.chain.quote_batch import PrefetchedQuotes
 from keeper.chain.rpc import connect_pool
-from keeper.chain_tick import read_states
+from keeper.chain_tick import quotes_ahead, read_states
 from keeper.execution.journal import JournalStore
 from keeper.execution.journal_open import open_journal
 from keeper.execution.lease import new_owner_id
@@ -175,18 +176,22 @@ def _chain_ids(fleet: Fleet, manifests: dict[str, Manifest]) -> dict[str, int]:
 
 
 def tick_vault(
-    rt: Runtime, state: VaultRead | None = None, may_tick: Callable[[Runtime], bool] | None = None
+    rt: Runtime,
+    state: VaultRead | None = None,
+    may_tick: Callable[[Runtime], bool] | None = None,
+    quotes: PrefetchedQuotes | None = None,
 ) -> TickReport | None:
     """One vault's tick on its chain's worker: every line it logs carries chain and vault, and a
     tick that raises is logged with its name while the chain's other vaults go on. `may_tick`
     (replicas sharing the fleet: keeper/replica_runtime.py) is asked under the lane lock.
-    Returns the tick's report (None: not ticked here, or it raised)."""
+    `quotes`: the chain tick's prefetched quotes (keeper/chain_tick.py). Returns the tick's
+    report (None: not ticked here, or it raised)."""
     with structlog.contextvars.bound_contextvars(chain=rt.chain, vault=rt.name):
         try:
             with rt.lane:
                 if may_tick is not None and not may_tick(rt):
                     return None  # another replica holds its lease
-                return rt.keeper.tick(state=state)
+                return rt.keeper.tick(state=state, quotes=quotes)
         except Exception:
             log.exception("vault_tick_crashed")
             return None
@@ -216,17 +221,22 @@ def chain_read(runtimes: list[Runtime]) -> Callable[[], dict[str, VaultRead | No
 
 def chain_job(
     runtimes: list[Runtime], stopping: Callable[[], bool], may_tick: Callable[[Runtime], bool] | None = None
-) -> Callable[[], None]:
-    """A chain's job for the daemon: one read for all its vaults (chain_read), then its vaults'
-    ticks on their parts in file order, never overlapping (the daemon runs each chain's job on
-    one worker thread). `may_tick`: replicas sharing the fleet tick only the vaults they hold."""
+) -> Callable[[], dict[str, TickReport | None]]:
+    """A chain's job for the daemon: one read for all its vaults (chain_read), one quote call
+    for those that will trade (keeper/chain_tick.py `quotes_ahead`), then its vaults' ticks on
+    their parts in file order, never overlapping (the daemon runs each chain's job on one
+    worker thread). `may_tick`: replicas sharing the fleet tick only the vaults they hold.
+    Returns each vault's report (None: not ticked)."""
     read = chain_read(runtimes)
 
-    def run() -> None:
+    def run() -> dict[str, TickReport | None]:
         states = read()
+        quotes = quotes_ahead(runtimes, states, may_tick)
+        reports: dict[str, TickReport | None] = {}
         for rt in runtimes:
             if stopping():
-                return  # shutdown: the vaults not yet ticked wait for the next process
-            tick_vault(rt, states[rt.name], may_tick)
+                break  # shutdown: the vaults not yet ticked wait for the next process
+            reports[rt.name] = tick_vault(rt, states[rt.name], may_tick, quotes)
+        return reports
 
     return run

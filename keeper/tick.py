@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -34,10 +34,20 @@ from keeper.campaign import Chunked, decide_chunked
 from keeper.chain.answers import MalformedAnswerError
 from keeper.chain.chain_read import ChainReader, EndpointsUnhealthyError, VaultRead
 from keeper.chain.pool_balances import pool_depths_usd18
+from keeper.chain.quote_batch import PrefetchedQuotes, QuoteAsk
 from keeper.chain.rpc import EndpointPool, RpcMalformedError, RpcUnavailableError
 from keeper.chain.snapshot import ChainState, ManifestMismatchError, SnapshotReader
 from keeper.costs import CostBudget, GasModel, calibrated_gas_model
-from keeper.decision import Decision, DecisionParams, Observation, decide, observe, plan_trade
+from keeper.decision import (
+    Decision,
+    DecisionParams,
+    Observation,
+    Quoter,
+    QuoteRequest,
+    decide,
+    observe,
+    plan_trade,
+)
 from keeper.execution import sender
 from keeper.execution.campaign_tracker import Chunking, in_flight, link_unlinked
 from keeper.execution.campaigns import COMPLETED, Campaign
@@ -56,7 +66,7 @@ from keeper.execution.sender import SentTx, SimulationRevertError, TxOutcome
 from keeper.log import clear_tick_context, get_logger
 from keeper.manifest import Manifest
 from keeper.metrics import HealthState, VaultMetrics
-from keeper.model import GWEI
+from keeper.model import GWEI, Quote, Snapshot
 from keeper.oracle import OracleRules
 from keeper.planner import PlannerParams
 from keeper.policy import Policy
@@ -192,6 +202,18 @@ def send_refusal(reason: str) -> tuple[str, str]:
     return "skipped", "send_rejected"
 
 
+class _Asked(Exception):  # noqa: N818 - not an error: the decision's first quote request
+    def __init__(self, snapshot: Snapshot, requests: tuple[QuoteRequest, ...]) -> None:
+        super().__init__("quotes asked")
+        self.snapshot = snapshot
+        self.requests = requests
+
+
+def _ask_only(snapshot: Snapshot, requests: Sequence[QuoteRequest]) -> tuple[Quote, ...]:
+    """A quoter that answers nothing: it stops the decision at its first quote request."""
+    raise _Asked(snapshot, tuple(requests))
+
+
 class Keeper:
     """The tick and the state carried between ticks (policy memory, counters)."""
 
@@ -243,6 +265,7 @@ class Keeper:
         self._tick_ids = itertools.count(1)
         self._params: DecisionParams = config.decision  # this tick's, with any sim-revert drops
         self._memory_before: Any = None
+        self._quoter: Quoter = reader.quote  # this tick's: the chain, or its chain's prefetched quotes
         self.stall = StallTracker(config.stall_ticks)
         # Alone on its chain, the keeper reads its endpoint's probe with its snapshot (one
         # request a tick); in a fleet, the chain's worker reads for all and passes `state`.
@@ -276,10 +299,14 @@ class Keeper:
             self.records.save_memory(self.manifest.vault, self._policy_key, memory_to_plain(memory))
 
     # ----------------------------------------------------------------------------------
-    def tick(self, send: bool = True, state: VaultRead | None = None) -> TickReport:
+    def tick(
+        self, send: bool = True, state: VaultRead | None = None, quotes: PrefetchedQuotes | None = None
+    ) -> TickReport:
         """One tick. `state`: this vault's part of a read its chain's worker made this tick
         (keeper.chain_tick), or why that read failed; the tick then makes no probe and no read
-        of its own (unless it settled an intent first: then it reads again, after it)."""
+        of its own (unless it settled an intent first: then it reads again, after it).
+        `quotes`: the quotes its chain's worker fetched for the chain's vaults this tick
+        (keeper/chain/quote_batch.py); the decision asks the chain only for the others."""
         tick_id = next(self._tick_ids)
         budget = TickBudget(self.config.tick_timeout_s)
         clear_tick_context()
@@ -288,6 +315,7 @@ class Keeper:
         self._inputs = None
         self._chunked, self._campaign, self._chunk_inputs = None, None, None
         self._params = self.config.decision
+        self._quoter = self.reader.quote if quotes is None else quotes.quoter(self.reader)
         self.stall.start_tick()
         if self.pool is not None:
             # No read attempt starts past the tick's timeout: a slow or dripping node cannot
@@ -375,6 +403,30 @@ class Keeper:
             report.observe_portfolio(seen.portfolio)
         return seen
 
+    def first_quotes(self, state: VaultRead | None) -> QuoteAsk | None:
+        """What this vault's decision would quote first on `state`, worked out without asking
+        anyone: a fleet's chain worker fetches every vault's first quotes in one eth_call
+        (keeper/chain_tick.py). The decision is pure, so its tick asks the same on the same
+        state and memory. None: it would ask none (no trade, a stop, a failed read, an intent
+        in flight), or cannot tell before its tick (chunking reads the campaign journal and
+        pool depths first): its tick then quotes for itself, as alone."""
+        if not isinstance(state, ChainState) or state.snapshot.chain_id != self.manifest.chain_id:
+            return None
+        if self.chunking is not None and self.chunking.caps.enabled:
+            return None
+        seen = observe(state.snapshot, self.config.rules)
+        if seen.stop is not None:
+            return None
+        try:
+            decide(seen, self.policy, self.policy_memory, self.config.decision, _ask_only)
+        except _Asked as asked:
+            if self.txm is not None and self.txm.store.unfinished(self.txm.scope):
+                return None  # one intent at a time: its tick will not plan
+            return QuoteAsk(self.reader, asked.snapshot, asked.requests)
+        except Exception as exc:  # its tick meets this too, and reports it as its own
+            log.debug("first_quotes_failed", error=f"{type(exc).__name__}: {exc}")
+        return None
+
     def _decide(self, seen: Observation, report: TickReport) -> Decision:
         """The decision core (keeper/decision.py), with the chain as its quoter."""
         params = self._params
@@ -383,7 +435,7 @@ class Keeper:
         if self.chunking is not None and self.chunking.caps.enabled:
             decision = self._decide_chunked(seen, params, memory_before, report)
         else:
-            decision = decide(seen, self.policy, memory_before, params, self.reader.quote)
+            decision = decide(seen, self.policy, memory_before, params, self._quoter)
         self._inputs = inputs_of(decision, params, self.policy_config, memory_before)
         if self._chunk_inputs is not None:
             self._inputs["chunking"] = self._chunk_inputs  # `keeper replay` re-derives the chunk
@@ -414,7 +466,7 @@ class Keeper:
         depth = None
         if caps.needs_depth and seen.stop is None:
             depth = pool_depths_usd18(self.w3, self.manifest.multicall3, seen.snapshot, dict(seen.valid))
-        chunked = decide_chunked(seen, self.policy, memory, params, self.reader.quote, caps, flight, depth)
+        chunked = decide_chunked(seen, self.policy, memory, params, self._quoter, caps, flight, depth)
         self._chunk_inputs = chunking_inputs(caps, flight, depth)
         if chunked.end is not None and campaign is not None:
             if self._writer:
@@ -544,7 +596,7 @@ class Keeper:
         assert decision.policy is not None
         log.warning("simulation_replan", asset=fix.symbol, action=str(fix.action), why=fix.why)
         self._params = sim_revert.adjusted(self._params, fix)
-        again = plan_trade(decision.observation, decision.policy, self._params, self.reader.quote)
+        again = plan_trade(decision.observation, decision.policy, self._params, self._quoter)
         self._inputs = inputs_of(again, self._params, self.policy_config, self._memory_before)
         if self._chunk_inputs is not None:
             self._inputs["chunking"] = self._chunk_inputs

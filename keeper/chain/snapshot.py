@@ -12,7 +12,7 @@ followed by rebuilding the call list and reading once more, on that tick only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -278,11 +278,38 @@ class SnapshotReader:
                 "manifest for this vault"
             )
 
-    def quote(self, snapshot: Snapshot, legs: Iterable[tuple[str, str, int]]) -> tuple[Quote, ...]:
+    def quote(
+        self,
+        snapshot: Snapshot,
+        legs: Iterable[tuple[str, str, int]],
+        known: Mapping[QuoteKey, int | None] | None = None,
+    ) -> tuple[Quote, ...]:
         """Quote each (token_in, token_out, amount_in) on every venue the vault pinned for that
         pair, and on nothing else, at the snapshot's block; a failed quote comes back with
-        amount_out None. A pinned V3 venue on a router other than the manifest's is left
-        unquoted (the manifest's quoter belongs to its factory)."""
+        amount_out None. `known`: answers fetched ahead for this block (a fleet's chain tick
+        asks for all its vaults at once, keeper/chain/quote_batch.py); only the others are
+        asked, in one eth_call, and none when every quote is known."""
+        calls = self.quote_calls(snapshot, legs)
+        known = known or {}
+        keys = [quote_key(snapshot.block_number, q, call) for q, call in calls]
+        missing = [(q, call) for (q, call), key in zip(calls, keys, strict=True) if key not in known]
+        fetched: dict[QuoteKey, int | None] = {}
+        if missing:
+            results = aggregate(self._w3, self._m.multicall3, [c for _, c in missing], snapshot.block_number)
+            fetched = {
+                quote_key(snapshot.block_number, q, call): quoted_out(q, r)
+                for (q, call), r in zip(missing, results, strict=True)
+            }
+        return tuple(
+            replace(q, amount_out=known[key] if key in known else fetched[key])
+            for (q, _), key in zip(calls, keys, strict=True)
+        )
+
+    def quote_calls(
+        self, snapshot: Snapshot, legs: Iterable[tuple[str, str, int]]
+    ) -> list[tuple[Quote, Call]]:
+        """Each quote `quote` asks (amount_out None) with its call. A pinned V3 venue on a router
+        other than the manifest's is left unquoted (the manifest's quoter belongs to its factory)."""
         uni = self._m.uniswap
         plan: list[tuple[Quote, Call]] = []
         for token_in, token_out, amount_in in legs:
@@ -301,15 +328,22 @@ class SnapshotReader:
                 else:
                     continue
                 plan.append((q, call))
-        if not plan:
-            return ()
-        results = aggregate(self._w3, self._m.multicall3, [c for _, c in plan], snapshot.block_number)
-        return tuple(
-            replace(q, amount_out=_quoted_out(q, r)) for (q, _), r in zip(plan, results, strict=True)
-        )
+        return plan
 
 
-def _quoted_out(q: Quote, r: CallResult) -> int | None:
+# A quote's answer is a fact of the chain at one block: the same quote asked of the same
+# contract (a V3 quoter, or a V2 router) at that block, by whichever vault, answers the same.
+QuoteKey = tuple[
+    int, str, Quote
+]  # (block, the contract called in lower case, the quote with amount_out None)
+
+
+def quote_key(block: int, q: Quote, call: Call) -> QuoteKey:
+    return (block, call.target.lower(), q)
+
+
+def quoted_out(q: Quote, r: CallResult) -> int | None:
+    """A quote's amount out from its call's answer; None when the call failed or answered zero."""
     if not r.ok:
         return None
     out = r.values[0][-1] if q.venue is Venue.V2 else r.values[0]

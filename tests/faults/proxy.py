@@ -69,6 +69,8 @@ class ProxyState:
     methods_seen: list[str] = field(default_factory=list)
     # One entry per HTTP request (a batch is one request): the methods it carried.
     requests: list[tuple[str, ...]] = field(default_factory=list)
+    # The same requests as sent: each one's JSON-RPC calls (a single call is a list of one).
+    bodies: list[list[dict[str, Any]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -159,6 +161,11 @@ class FaultProxy:
         with self.state.lock:
             return list(self.state.requests)
 
+    def http_bodies(self) -> list[list[dict[str, Any]]]:
+        """Every HTTP request so far, oldest first, as the JSON-RPC calls it carried."""
+        with self.state.lock:
+            return list(self.state.bodies)
+
     # ------------------------------------------------------------------ forwarding
 
     def _forward_raw(self, body: bytes) -> bytes:
@@ -191,6 +198,7 @@ class FaultProxy:
         with self.state.lock:
             self.state.methods_seen.extend(str(c.get("method")) for c in calls)
             self.state.requests.append(tuple(str(c.get("method")) for c in calls))
+            self.state.bodies.append(calls)
         answers: list[dict[str, Any]] = []
         for call in calls:
             method = str(call.get("method"))

@@ -26,10 +26,9 @@ from keeper.chain.chain_read import ChainReader, EndpointsUnhealthyError
 from keeper.chain.health import HealthRules
 from keeper.chain.rpc import EndpointPool, connect_pool
 from keeper.chain.snapshot import ChainState, SnapshotError, SnapshotReader, asset_configs
-from keeper.chain_tick import tick_chain
 from keeper.execution.journal import IntentState
+from keeper.fleet_runtime import chain_job, chain_read
 from keeper.manifest import Manifest
-from keeper.report import TickReport
 from keeper.runtime import Runtime, build_runtime
 from keeper.settings import load_settings
 
@@ -139,7 +138,9 @@ def _runtime(manifest: Manifest, directory: Path, rpc_url: str) -> Runtime:
     write_manifest(manifest, path)
     # No key: a read-only keeper (no journal), so every request of its tick is a read.
     settings = load_settings(manifest=path, rpc_urls=[rpc_url], metrics_port=0, journal_path=directory / "j")
-    return build_runtime(settings)
+    rt = build_runtime(settings)
+    rt.name = directory.name  # the chain's worker keys each vault's part by its name
+    return rt
 
 
 def test_a_vault_that_cannot_be_read_fails_alone_and_the_chain_still_reads_once(
@@ -147,24 +148,23 @@ def test_a_vault_that_cannot_be_read_fails_alone_and_the_chain_still_reads_once(
 ) -> None:
     runtimes = [_runtime(m, tmp_path / f"vault{i}", proxy.url) for i, m in enumerate(three_vaults)]
     try:
-        keepers = [rt.keeper for rt in runtimes]
-        chain = ChainReader(runtimes[0].pool, [k.reader for k in keepers])
-        first = tick_chain(chain, keepers)
-        assert [r.reason for r in first if isinstance(r, TickReport)] == ["policy_within_bands"] * 3, first
+        tick = chain_job(runtimes, stopping=lambda: False)  # the daemon's job for the chain
+        first = tick()
+        assert [r.reason for r in first.values() if r is not None] == ["policy_within_bands"] * 3, first
 
         broken = three_vaults[1].vault
         plain_chain.rpc("anvil_setCode", [broken, "0x"])  # the middle vault's address has no code now
         since = len(proxy.http_requests())
-        reports = tick_chain(chain, keepers)
+        reports = tick()
 
         assert _new_requests(proxy, since) == [SNAPSHOT]  # still one request for the three
-        assert all(isinstance(r, TickReport) for r in reports), reports
-        good, bad, also_good = (r for r in reports if isinstance(r, TickReport))
+        good, bad, also_good = (reports[rt.name] for rt in runtimes)
+        assert good is not None and bad is not None and also_good is not None, reports
         assert good.reason == also_good.reason == "policy_within_bands"
         assert good.block_number == also_good.block_number == plain_chain.w3.eth.block_number
         assert (bad.result, bad.reason) == ("error", "tick_error")
         assert f"vault {broken}.getAssets() failed" in bad.message, bad.message
-        state = chain.state_of(chain.read(), keepers[1].reader)
+        state = chain_read(runtimes)()[runtimes[1].name]
         assert isinstance(state, SnapshotError)
     finally:
         for rt in runtimes:
