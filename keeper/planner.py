@@ -43,7 +43,6 @@ the plan would not touch, means the vault cannot value itself and would revert: 
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -84,7 +83,16 @@ from keeper.routes import (
     within,
 )
 from keeper.routing import Hop, Path, candidate_paths, choose_path, net_usd18, single
-from keeper.vault_rules import RuleAsset, RuleLimits, Violation, replay_corners, vault_min_out, zero_floor
+from keeper.vault_rules import (
+    RuleAsset,
+    RuleLimits,
+    Violation,
+    Worst,
+    replay_corners,
+    vault_min_out,
+    worst_corner,
+    zero_floor,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +256,7 @@ def _fit_to_rules(ctx: _Context, intents: Sequence[_Intent], skipped: list[Skipp
         legs, dust, notes = _materialise(ctx, intents, scale)
         worst = _worst_case(ctx, legs)
         # Shrinking until every leg is dust is no fix: that case is refused below.
-        if isinstance(worst, _Worst) and (legs or scale == 1):
+        if isinstance(worst, Worst) and (legs or scale == 1):
             if scale != 1:
                 notes.append(f"legs scaled to {scale} of full size to pass the vault's rules")
             return Plan(
@@ -1061,16 +1069,10 @@ def _expected_out(leg: PlannedLeg) -> int:
 # --- checking -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Worst:
-    drift_bps: int
-    value_usd18: int
-    loss_fraction: int
-
-
-def _worst_case(ctx: _Context, legs: Sequence[PlannedLeg]) -> _Worst | Violation:
+def _worst_case(ctx: _Context, legs: Sequence[PlannedLeg]) -> Worst | Violation:
     """The vault's rules at every corner of the execution box: the first violation, or the
-    worst drift, value and loss over all corners."""
+    worst drift, value and loss over all corners (keeper/vault_rules.py's `worst_corner`
+    answers that without replaying every corner)."""
     rule_assets = [
         RuleAsset(a.symbol, a.token, a.decimals, a.price, a.balance, a.target_bps) for a in ctx.assets
     ]
@@ -1079,15 +1081,19 @@ def _worst_case(ctx: _Context, legs: Sequence[PlannedLeg]) -> _Worst | Violation
     upside = [_leg_upside(leg, ctx.params) for leg in legs]
     n = len(steps)
     if n <= ctx.params.max_vertex_legs:
-        corners: list[tuple[bool, ...]] = list(itertools.product((False, True), repeat=n))
-    else:  # too many corners to enumerate: the two uniform extremes
-        corners = [(False,) * n, (True,) * n]
+        return worst_corner(rule_assets, steps, ctx.rule_limits, upside_bps=upside, symbols_of=symbols_of)
+    # too many corners to enumerate: the two uniform extremes
     executions = replay_corners(
-        rule_assets, steps, corners, ctx.rule_limits, upside_bps=upside, symbols_of=symbols_of
+        rule_assets,
+        steps,
+        [(False,) * n, (True,) * n],
+        ctx.rule_limits,
+        upside_bps=upside,
+        symbols_of=symbols_of,
     )
     if isinstance(executions, Violation):
         return executions  # the first corner, in this order, the vault would revert
-    return _Worst(
+    return Worst(
         drift_bps=max(e.drift_after_bps for e in executions),
         value_usd18=min(e.value_after_usd18 for e in executions),
         loss_fraction=max(e.loss_fraction for e in executions),

@@ -20,6 +20,7 @@ the replay takes the stricter reading, so a batch it accepts passes either way.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -178,6 +179,135 @@ def replay_corners(
             return verdict
         out.append(verdict)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Worst:
+    """The least favourable figures over every corner of an execution box."""
+
+    drift_bps: int  # the highest drift after (floored, as driftBps() shows it)
+    value_usd18: int  # the lowest value after
+    loss_fraction: int  # the largest loss fraction
+
+
+def worst_corner(
+    assets: Sequence[RuleAsset],
+    steps: Sequence[Step],
+    limits: RuleLimits,
+    *,
+    upside_bps: Sequence[int],
+    symbols_of: Mapping[str, str],
+) -> Worst | Violation:
+    """What `replay_corners` over all 2**n corners of the box answers (in the order
+    `itertools.product((False, True), repeat=n)` lists them), without replaying them all:
+    its first violation, else the worst drift, value and loss over the corners.
+
+    Why the answer is the same. Every step's output is non-decreasing in its input (the floor
+    is a ceiling of a fraction linear in the input, the best fill a floor of one) and its best
+    fill is at least its low fill; a fixed step spends a constant, a KEEP step the balance above
+    its keep. By induction over the steps, every balance after a prefix of steps, every input
+    and the gross traded are non-decreasing in each fill (the product order on corners). So the
+    all-low corner has the least of every final balance and the all-high corner the most, and:
+    - a step's revert (nothing to spend, more than held, a zero floor) is worst at all-low:
+      a fixed step's balance, a KEEP step's spend and each floor only grow with the fills;
+    - ValueLoss, LossBudgetExceeded (the value after grows with each balance) are worst at
+      all-low, and their figures (lowest value, largest loss) are the all-low corner's;
+    - ExcessTurnover is worst at all-high: the gross G grows and the net outflow N shrinks;
+    - NotTowardTarget: each asset's value lies between its all-low and all-high values.
+    If either extreme corner breaks any rule, the corners are enumerated (`replay_corners`), so
+    the violation named is the enumeration's. Drift is not monotone in the fills: it is searched
+    depth-first in the enumeration's order, and a subtree (a prefix of fills fixed) is skipped
+    only when interval bounds prove that none of its corners breaks DriftIncreased or exceeds
+    the highest drift found so far. Its corners' final values lie in [v_lo_i, v_hi_i] (the
+    prefix then all-low / all-high), their total T in [T_lo, T_hi], so each
+    |v_i * 10000 - t_i * T| <= max(|v_hi_i * 10000 - t_i * T_lo|, |v_lo_i * 10000 - t_i * T_hi|)
+    and the sum D_hi of these bounds every corner's d_after: drift <= D_hi // T_lo, and
+    d_after * total_before <= D_hi * total_before <= d_before * T_lo <= d_before * total_after
+    passes the rule. A corner reached is judged exactly, and every corner before it in the
+    enumeration's order passed, so a drift violation found is the enumeration's first.
+    """
+    by_symbol = {a.symbol: a for a in assets}
+    hops = [
+        (by_symbol[symbols_of[step.token_in.lower()]], by_symbol[symbols_of[step.token_out.lower()]])
+        for step in steps
+    ]
+    n = len(steps)
+    if len(upside_bps) != n:
+        raise ValueError("worst_corner: one upside per step")
+    rules = BatchRules(assets, limits)
+    start: _State = ({a.symbol: a.balance for a in assets}, (), 0)
+
+    def run(state: _State, k: int, high: bool) -> _State | Violation:
+        for j in range(k, n):
+            src, dst = hops[j]
+            after = _execute(j, steps[j], src, dst, high, upside_bps[j], state, limits)
+            if isinstance(after, Violation):
+                return after
+            state = after
+        return state
+
+    def enumerate_all() -> Worst | Violation:
+        corners = list(itertools.product((False, True), repeat=n))
+        executions = replay_corners(
+            assets, steps, corners, limits, upside_bps=upside_bps, symbols_of=symbols_of
+        )
+        if isinstance(executions, Violation):
+            return executions
+        return Worst(
+            max(e.drift_after_bps for e in executions),
+            min(e.value_after_usd18 for e in executions),
+            max(e.loss_fraction for e in executions),
+        )
+
+    low = run(start, 0, False)
+    if isinstance(low, Violation):
+        return low  # the all-low corner is the first enumerated, and a step's revert is its verdict
+    high = run(start, 0, True)
+    if isinstance(high, Violation):
+        return enumerate_all()
+    judged_low = rules.judge(dict(low[0]), low[2], low[1])
+    judged_high = rules.judge(dict(high[0]), high[2], high[1])
+    if isinstance(judged_low, Violation) or isinstance(judged_high, Violation):
+        return enumerate_all()
+    best = max(judged_low.drift_after_bps, judged_high.drift_after_bps)
+    targets, total_b, d_before = rules.targets, rules.total_b, rules.d_before
+    rule_assets = rules.assets
+
+    def values(state: _State) -> list[int]:
+        bal = state[0]
+        return [value_usd18(bal[a.symbol], a.decimals, a.price) for a in rule_assets]
+
+    def search(state: _State, k: int) -> Violation | None:
+        nonlocal best
+        if k == n:
+            verdict = rules.judge(dict(state[0]), state[2], state[1])
+            if isinstance(verdict, Violation):
+                return verdict
+            best = max(best, verdict.drift_after_bps)
+            return None
+        lo_state, hi_state = run(state, k, False), run(state, k, True)
+        assert not isinstance(lo_state, Violation) and not isinstance(hi_state, Violation)
+        v_lo, v_hi = values(lo_state), values(hi_state)
+        t_lo, t_hi = sum(v_lo), sum(v_hi)
+        if t_lo > 0:
+            d_hi = sum(
+                max(abs(vh * BPS - t * t_lo), abs(vl * BPS - t * t_hi))
+                for vl, vh, t in zip(v_lo, v_hi, targets, strict=True)
+            )
+            if d_hi * total_b <= d_before * t_lo and d_hi // t_lo <= best:
+                return None  # no corner below breaks the drift rule or beats the worst drift
+        src, dst = hops[k]
+        for fill in (False, True):
+            child = _execute(k, steps[k], src, dst, fill, upside_bps[k], state, limits)
+            assert not isinstance(child, Violation)  # the all-low corner ran every step
+            if (found := search(child, k + 1)) is not None:
+                return found
+        return None
+
+    found = search(start, 0)
+    if found is not None:
+        return found
+    return Worst(best, judged_low.value_after_usd18, judged_low.loss_fraction)
 
 
 def _execute(
