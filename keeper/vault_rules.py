@@ -277,7 +277,9 @@ def worst_corner(
         bal = state[0]
         return [value_usd18(bal[a.symbol], a.decimals, a.price) for a in rule_assets]
 
-    def search(state: _State, k: int) -> Violation | None:
+    def search(state: _State, k: int, v_lo: list[int], v_hi: list[int]) -> Violation | None:
+        """The corners below `state` (steps before k done): v_lo and v_hi are the final values
+        of its all-low and all-high continuations (a child shares one of them with its parent)."""
         nonlocal best
         if k == n:
             verdict = rules.judge(dict(state[0]), state[2], state[1])
@@ -285,9 +287,6 @@ def worst_corner(
                 return verdict
             best = max(best, verdict.drift_after_bps)
             return None
-        lo_state, hi_state = run(state, k, False), run(state, k, True)
-        assert not isinstance(lo_state, Violation) and not isinstance(hi_state, Violation)
-        v_lo, v_hi = values(lo_state), values(hi_state)
         t_lo, t_hi = sum(v_lo), sum(v_hi)
         if t_lo > 0:
             d_hi = sum(
@@ -300,11 +299,14 @@ def worst_corner(
         for fill in (False, True):
             child = _execute(k, steps[k], src, dst, fill, upside_bps[k], state, limits)
             assert not isinstance(child, Violation)  # the all-low corner ran every step
-            if (found := search(child, k + 1)) is not None:
+            other = run(child, k + 1, not fill)
+            assert not isinstance(other, Violation)
+            lo, hi = (v_lo, values(other)) if not fill else (values(other), v_hi)
+            if (found := search(child, k + 1, lo, hi)) is not None:
                 return found
         return None
 
-    found = search(start, 0)
+    found = search(start, 0, values(low), values(high))
     if found is not None:
         return found
     return Worst(best, judged_low.value_after_usd18, judged_low.loss_fraction)
