@@ -41,12 +41,50 @@ def skip(src: PlanAsset, dst: PlanAsset, value: int, reason: SkipReason, message
     return SkippedLeg(src.symbol, dst.symbol, value, reason, f"{src.symbol}->{dst.symbol}: {message}")
 
 
+class _PinIndex:
+    """The pinned venues looked up by lower-case token pair (either order), and the keys
+    `PinnedVenue.matches` compares, so the planner's many questions are dictionary lookups."""
+
+    __slots__ = ("between", "keys")
+
+    def __init__(self, pinned: Sequence[PinnedVenue]) -> None:
+        self.between: dict[tuple[str, str], list[PinnedVenue]] = {}
+        self.keys: set[tuple[Venue, str, int, str, str]] = set()
+        for p in pinned:
+            t0, t1 = p.token0.lower(), p.token1.lower()
+            if t0 == t1:
+                continue  # connects nothing (PinnedVenue.connects wants two tokens)
+            router = p.router.lower()
+            for a, b in ((t0, t1), (t1, t0)):
+                self.between.setdefault((a, b), []).append(p)
+                self.keys.add((p.venue, router, p.fee, a, b))
+
+
+# The last tuple of pinned venues indexed: a daemon tick or a backtest passes the same tuple
+# to every question of a plan (and a backtest to every plan). Only a tuple is cached (it
+# cannot change under the cache; PinnedVenue is frozen); kept alive so its id is not reused.
+_last_index: list[tuple[tuple[PinnedVenue, ...], _PinIndex]] = []  # at most one entry
+
+
+def _index(pinned: Sequence[PinnedVenue]) -> _PinIndex:
+    if _last_index and _last_index[0][0] is pinned:
+        return _last_index[0][1]
+    index = _PinIndex(pinned)
+    if isinstance(pinned, tuple):
+        _last_index[:] = [(pinned, index)]
+    return index
+
+
 def pinned_between(pinned: Sequence[PinnedVenue], a: PlanAsset, b: PlanAsset) -> list[PinnedVenue]:
-    return [p for p in pinned if p.connects(a.token, b.token)]
+    """The pinned venues connecting a and b, in the vault's order (`PinnedVenue.connects`)."""
+    return list(_index(pinned).between.get((a.token.lower(), b.token.lower()), ()))
 
 
 def is_pinned_quote(pinned: Sequence[PinnedVenue], q: Quote) -> bool:
-    return any(p.matches(q.venue, q.router, q.token_in, q.token_out, q.fee) for p in pinned)
+    """A pinned venue `matches` the quote's venue, router, fee and pair."""
+    fee = 0 if q.venue is Venue.V2 else q.fee
+    key = (q.venue, q.router.lower(), fee, q.token_in.lower(), q.token_out.lower())
+    return key in _index(pinned).keys
 
 
 def best_quote(
