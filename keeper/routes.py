@@ -125,6 +125,9 @@ def pair_quotes(
 ) -> Iterator[Quote]:
     """The answered quotes of src -> dst on a pinned venue (a failed or empty probe is none)."""
     t_in, t_out = src.token.lower(), dst.token.lower()
+    if isinstance(quotes, tuple) and isinstance(pinned, tuple):
+        yield from _quotes_by_pair(quotes, pinned).get((t_in, t_out), ())
+        return
     for q in quotes:
         if (
             q.token_in.lower() == t_in
@@ -134,6 +137,28 @@ def pair_quotes(
             and is_pinned_quote(pinned, q)
         ):
             yield q
+
+
+# pair_quotes' answers for the last few (quotes, pinned) tuples, by lower-case token pair in
+# the quotes' order: a plan asks it of the same quotes once per pair and path considered.
+# Tuples only (they cannot change under the cache); kept alive so their ids are not reused.
+_PairQuotes = dict[tuple[str, str], list[Quote]]
+_quote_index: dict[tuple[int, int], tuple[tuple[Quote, ...], tuple[PinnedVenue, ...], _PairQuotes]] = {}
+
+
+def _quotes_by_pair(quotes: tuple[Quote, ...], pinned: tuple[PinnedVenue, ...]) -> _PairQuotes:
+    key = (id(quotes), id(pinned))
+    held = _quote_index.get(key)
+    if held is not None and held[0] is quotes and held[1] is pinned:
+        return held[2]
+    by_pair: _PairQuotes = {}
+    for q in quotes:
+        if q.amount_out is not None and q.amount_in > 0 and is_pinned_quote(pinned, q):
+            by_pair.setdefault((q.token_in.lower(), q.token_out.lower()), []).append(q)
+    if len(_quote_index) >= 4:
+        _quote_index.clear()
+    _quote_index[key] = (quotes, pinned, by_pair)
+    return by_pair
 
 
 def venue_key(q: Quote) -> tuple[Venue, str, int]:
