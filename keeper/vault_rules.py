@@ -219,9 +219,13 @@ def worst_corner(
     depth-first in the enumeration's order, and a subtree (a prefix of fills fixed) is skipped
     only when interval bounds prove that none of its corners breaks DriftIncreased or exceeds
     the highest drift found so far. Its corners' final values lie in [v_lo_i, v_hi_i] (the
-    prefix then all-low / all-high), their total T in [T_lo, T_hi], so each
-    |v_i * 10000 - t_i * T| <= max(|v_hi_i * 10000 - t_i * T_lo|, |v_lo_i * 10000 - t_i * T_hi|)
-    and the sum D_hi of these bounds every corner's d_after: drift <= D_hi // T_lo, and
+    prefix then all-low / all-high), their total T in [T_lo, T_hi]. Each term
+    v_i * 10000 - t_i * T = v_i * (10000 - t_i) - t_i * (T - v_i) grows with v_i and falls
+    with every other value (0 <= t_i <= 10000), so its absolute value is at most
+    max(|v_hi_i * (10000 - t_i) - t_i * (T_lo - v_lo_i)|, |v_lo_i * (10000 - t_i) - t_i * (T_hi - v_hi_i)|)
+    (a target outside 0..10000: max(|v_hi_i * 10000 - t_i * T_lo|, |v_lo_i * 10000 - t_i * T_hi|),
+    which holds for any sign), and the sum D_hi of these bounds every corner's d_after:
+    drift <= D_hi // T_lo, and
     d_after * total_before <= D_hi * total_before <= d_before * T_lo <= d_before * total_after
     passes the rule. A corner reached is judged exactly, and every corner before it in the
     enumeration's order passed, so a drift violation found is the enumeration's first.
@@ -289,10 +293,12 @@ def worst_corner(
             return None
         t_lo, t_hi = sum(v_lo), sum(v_hi)
         if t_lo > 0:
-            d_hi = sum(
-                max(abs(vh * BPS - t * t_lo), abs(vl * BPS - t * t_hi))
-                for vl, vh, t in zip(v_lo, v_hi, targets, strict=True)
-            )
+            d_hi = 0
+            for vl, vh, t in zip(v_lo, v_hi, targets, strict=True):
+                if 0 <= t <= BPS:
+                    d_hi += max(abs(vh * (BPS - t) - t * (t_lo - vl)), abs(vl * (BPS - t) - t * (t_hi - vh)))
+                else:
+                    d_hi += max(abs(vh * BPS - t * t_lo), abs(vl * BPS - t * t_hi))
             if d_hi * total_b <= d_before * t_lo and d_hi // t_lo <= best:
                 return None  # no corner below breaks the drift rule or beats the worst drift
         src, dst = hops[k]
