@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from keeper.model import PinnedVenue, Quote, Venue
+from keeper.model import PinnedVenue, Quote, ValidPrice, Venue
 from keeper.portfolio import implied_amount_out, value_usd18
 from keeper.routes import (
     PlanAsset,
@@ -180,10 +180,43 @@ class _Curve:
         return route_of(min(self.probes, key=lambda q: abs(q.amount_in - amount_in)))
 
 
+# _curves' answers for the last (quotes, pinned) tuples: a plan asks for the same pair's curves
+# once per path and size it considers. Keyed by everything the answer depends on; tuples only
+# (they cannot change under the cache), kept alive so their ids are not reused.
+_CurveKey = tuple[str, str, int, ValidPrice, int, ValidPrice, int]
+_curve_cache: list[tuple[tuple[Quote, ...], tuple[PinnedVenue, ...], dict[_CurveKey, list[_Curve]]]] = []
+
+
 def _curves(
     quotes: Iterable[Quote], pinned: Sequence[PinnedVenue], src: PlanAsset, dst: PlanAsset, max_dev_bps: int
 ) -> list[_Curve]:
-    """Per pinned venue of the pair, its quotes that lie within the band around the oracle."""
+    """Per pinned venue of the pair, its quotes that lie within the band around the oracle
+    (a list the caller must not change: it may be shared with the next caller)."""
+    if not (isinstance(quotes, tuple) and isinstance(pinned, tuple)):
+        return _pair_curves(quotes, pinned, src, dst, max_dev_bps)
+    if not _curve_cache or _curve_cache[0][0] is not quotes or _curve_cache[0][1] is not pinned:
+        _curve_cache[:] = [(quotes, pinned, {})]
+    held = _curve_cache[0][2]
+    key = (
+        src.token.lower(),
+        dst.token.lower(),
+        src.decimals,
+        src.price,
+        dst.decimals,
+        dst.price,
+        max_dev_bps,
+    )
+    curves = held.get(key)
+    if curves is None:
+        if len(held) >= 1024:  # the same quotes at many prices (an empty tuple is one object)
+            held.clear()
+        curves = held[key] = _pair_curves(quotes, pinned, src, dst, max_dev_bps)
+    return curves
+
+
+def _pair_curves(
+    quotes: Iterable[Quote], pinned: Sequence[PinnedVenue], src: PlanAsset, dst: PlanAsset, max_dev_bps: int
+) -> list[_Curve]:
     held: dict[tuple[Venue, str, int], list[Quote]] = {}
     for q in pair_quotes(quotes, pinned, src, dst):
         assert q.amount_out is not None  # pair_quotes yields answered quotes only
