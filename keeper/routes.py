@@ -80,6 +80,11 @@ def pinned_between(pinned: Sequence[PinnedVenue], a: PlanAsset, b: PlanAsset) ->
     return list(_index(pinned).between.get((a.token.lower(), b.token.lower()), ()))
 
 
+def pinned_count(pinned: Sequence[PinnedVenue], token_a: Address, token_b: Address) -> int:
+    """How many pinned venues connect the two tokens (`PinnedVenue.connects`)."""
+    return len(_index(pinned).between.get((token_a.lower(), token_b.lower()), ()))
+
+
 def is_pinned_quote(pinned: Sequence[PinnedVenue], q: Quote) -> bool:
     """A pinned venue `matches` the quote's venue, router, fee and pair."""
     fee = 0 if q.venue is Venue.V2 else q.fee

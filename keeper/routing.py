@@ -29,6 +29,7 @@ from keeper.routes import (
     Route,
     pair_quotes,
     pinned_between,
+    pinned_count,
     route_of,
     scaled_out,
     venue_key,
@@ -130,7 +131,7 @@ def _pair_requests(
 
 def quotes_asked(requests: Sequence[QuoteRequest], pinned: Sequence[PinnedVenue]) -> int:
     """How many quoter calls the requests make (each is quoted on every pinned venue of its pair)."""
-    return sum(sum(1 for p in pinned if p.connects(t_in, t_out)) for t_in, t_out, _ in requests)
+    return sum(pinned_count(pinned, t_in, t_out) for t_in, t_out, _ in requests)
 
 
 def intermediates(
