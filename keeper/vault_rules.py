@@ -24,7 +24,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from keeper.model import BPS, LOSS_ONE, RefusalCode, Step, ValidPrice
+from keeper.model import BPS, LOSS_ONE, USD18, RefusalCode, Step, ValidPrice
 from keeper.portfolio import implied_amount_out, value_usd18, vault_drift_bps
 
 
@@ -239,16 +239,56 @@ def worst_corner(
     if len(upside_bps) != n:
         raise ValueError("worst_corner: one upside per step")
     rules = BatchRules(assets, limits)
-    start: _State = ({a.symbol: a.balance for a in assets}, (), 0)
+    position = {a.symbol: i for i, a in enumerate(assets)}
+    # Each step as plain integers (the arithmetic of `_execute`, its constants taken once):
+    # (src, dst, keep, amount_in, min_out, floor num/den per unit in, implied num/den, upside,
+    # the source's value per unit num/den).
+    table = []
+    for step, (src, dst), up in zip(steps, hops, upside_bps, strict=True):
+        scale_in, scale_out = (
+            10 ** (src.decimals + src.price.decimals),
+            10 ** (dst.decimals + dst.price.decimals),
+        )
+        table.append(
+            (
+                position[src.symbol],
+                position[dst.symbol],
+                step.keep,
+                step.amount_in,
+                step.min_amount_out,
+                src.price.answer * scale_out * (BPS - limits.max_slippage_bps),
+                dst.price.answer * scale_in * BPS,
+                src.price.answer * scale_out,
+                dst.price.answer * scale_in,
+                BPS + up,
+                src.price.answer * USD18,
+                scale_in,
+            )
+        )
+    unit_value = [(a.price.answer * USD18, 10 ** (a.decimals + a.price.decimals)) for a in assets]
 
-    def run(state: _State, k: int, high: bool) -> _State | Violation:
+    def run(bal: list[int], gross: int, k: int, high: bool) -> tuple[list[int], int] | None:
+        """Steps k.. at all-low or all-high fills from (bal, gross), as `_execute` does them;
+        None where a step would revert."""
+        bal = list(bal)
         for j in range(k, n):
-            src, dst = hops[j]
-            after = _execute(j, steps[j], src, dst, high, upside_bps[j], state, limits)
-            if isinstance(after, Violation):
-                return after
-            state = after
-        return state
+            i_in, i_out, keep, amount_in, min_out, f_num, f_den, i_num, i_den, up_bps, v_num, v_den = table[j]
+            spend = bal[i_in] - keep if keep is not None else amount_in
+            if spend <= 0 or spend > bal[i_in] or spend * f_num < f_den:
+                return None
+            out = max(-(-(spend * f_num) // f_den), min_out)
+            if high:
+                out = max(out, spend * i_num // i_den * up_bps // BPS)
+            bal[i_in] -= spend
+            bal[i_out] += out
+            gross += spend * v_num // v_den + 1
+        return bal, gross
+
+    def values(bal: list[int]) -> list[int]:
+        return [b * num // den for b, (num, den) in zip(bal, unit_value, strict=True)]
+
+    def judge_at(bal: list[int], gross: int) -> Execution | Violation:
+        return rules.judge({a.symbol: b for a, b in zip(assets, bal, strict=True)}, gross, ())
 
     def enumerate_all() -> Worst | Violation:
         corners = list(itertools.product((False, True), repeat=n))
@@ -263,30 +303,24 @@ def worst_corner(
             max(e.loss_fraction for e in executions),
         )
 
-    low = run(start, 0, False)
-    if isinstance(low, Violation):
-        return low  # the all-low corner is the first enumerated, and a step's revert is its verdict
-    high = run(start, 0, True)
-    if isinstance(high, Violation):
+    balances = [a.balance for a in assets]
+    low = run(balances, 0, 0, False)
+    high = run(balances, 0, 0, True)
+    if low is None or high is None:
+        # A step reverts at an extreme corner: the enumeration names the first corner's revert.
         return enumerate_all()
-    judged_low = rules.judge(dict(low[0]), low[2], low[1])
-    judged_high = rules.judge(dict(high[0]), high[2], high[1])
+    judged_low, judged_high = judge_at(*low), judge_at(*high)
     if isinstance(judged_low, Violation) or isinstance(judged_high, Violation):
         return enumerate_all()
     best = max(judged_low.drift_after_bps, judged_high.drift_after_bps)
     targets, total_b, d_before = rules.targets, rules.total_b, rules.d_before
-    rule_assets = rules.assets
 
-    def values(state: _State) -> list[int]:
-        bal = state[0]
-        return [value_usd18(bal[a.symbol], a.decimals, a.price) for a in rule_assets]
-
-    def search(state: _State, k: int, v_lo: list[int], v_hi: list[int]) -> Violation | None:
-        """The corners below `state` (steps before k done): v_lo and v_hi are the final values
-        of its all-low and all-high continuations (a child shares one of them with its parent)."""
+    def search(bal: list[int], gross: int, k: int, v_lo: list[int], v_hi: list[int]) -> Violation | None:
+        """The corners below (bal, gross) (steps before k done): v_lo and v_hi are the final
+        values of its all-low and all-high continuations (a child shares one with its parent)."""
         nonlocal best
         if k == n:
-            verdict = rules.judge(dict(state[0]), state[2], state[1])
+            verdict = judge_at(bal, gross)
             if isinstance(verdict, Violation):
                 return verdict
             best = max(best, verdict.drift_after_bps)
@@ -301,18 +335,28 @@ def worst_corner(
                     d_hi += max(abs(vh * BPS - t * t_lo), abs(vl * BPS - t * t_hi))
             if d_hi * total_b <= d_before * t_lo and d_hi // t_lo <= best:
                 return None  # no corner below breaks the drift rule or beats the worst drift
-        src, dst = hops[k]
         for fill in (False, True):
-            child = _execute(k, steps[k], src, dst, fill, upside_bps[k], state, limits)
-            assert not isinstance(child, Violation)  # the all-low corner ran every step
-            other = run(child, k + 1, not fill)
-            assert not isinstance(other, Violation)
-            lo, hi = (v_lo, values(other)) if not fill else (values(other), v_hi)
-            if (found := search(child, k + 1, lo, hi)) is not None:
+            child = one_step(bal, gross, k, fill)
+            other = run(*child, k + 1, not fill)
+            assert other is not None  # the all-low corner ran every step: none reverts
+            lo, hi = (v_lo, values(other[0])) if not fill else (values(other[0]), v_hi)
+            if (found := search(*child, k + 1, lo, hi)) is not None:
                 return found
         return None
 
-    found = search(start, 0, values(low), values(high))
+    def one_step(bal: list[int], gross: int, k: int, high: bool) -> tuple[list[int], int]:
+        """Step k alone, as `run` does it (no step reverts below the root: not checked)."""
+        i_in, i_out, keep, amount_in, min_out, f_num, f_den, i_num, i_den, up_bps, v_num, v_den = table[k]
+        spend = bal[i_in] - keep if keep is not None else amount_in
+        out = max(-(-(spend * f_num) // f_den), min_out)
+        if high:
+            out = max(out, spend * i_num // i_den * up_bps // BPS)
+        after = list(bal)
+        after[i_in] -= spend
+        after[i_out] += out
+        return after, gross + spend * v_num // v_den + 1
+
+    found = search(balances, 0, 0, values(low[0]), values(high[0]))
     if found is not None:
         return found
     return Worst(best, judged_low.value_after_usd18, judged_low.loss_fraction)
