@@ -82,7 +82,7 @@ from keeper.routes import (
     skip,
     within,
 )
-from keeper.routing import Hop, Path, candidate_paths, choose_path, net_usd18, single
+from keeper.routing import Hop, Path, candidate_paths, net_usd18, quoted_direct, single
 from keeper.vault_rules import (
     RuleAsset,
     RuleLimits,
@@ -476,9 +476,7 @@ def _net_off_hub(
             whole = min(diffs[s.symbol], -diffs[b.symbol])
             if whole < max(dust_usd18, 1):
                 continue
-            if _hub_quoted(s, hub, whole, quotes, pinned, params) and _hub_quoted(
-                hub, b, whole, quotes, pinned, params
-            ):
+            if _hub_quoted(s, hub, quotes, pinned, params) and _hub_quoted(hub, b, quotes, pinned, params):
                 continue  # both trade with the hub: the hub legs are the plan, as before
             value = whole * min(shrink.get(s.symbol, BPS), shrink.get(b.symbol, BPS)) // BPS
             if value < max(dust_usd18, 1):
@@ -503,15 +501,13 @@ def _net_off_hub(
 def _hub_quoted(
     src: PlanAsset,
     dst: PlanAsset,
-    value: int,
     quotes: Sequence[Quote],
     pinned: Sequence[PinnedVenue],
     params: PlannerParams,
 ) -> bool:
-    """A pinned venue of the pair quotes within the band at this size."""
-    amount_in = tokens_for_usd18(value, src.decimals, src.price)
-    dev = params.max_quote_deviation_bps
-    return choose_path(src, dst, amount_in, [], quotes, pinned, dev, params.step_gas_usd18) is not None
+    """A pinned venue of the pair has a quote within the band (then a direct path exists at
+    any size: routing.quoted_direct)."""
+    return quoted_direct(src, dst, quotes, pinned, params.max_quote_deviation_bps)
 
 
 def _fits_whole(

@@ -142,8 +142,8 @@ def intermediates(
         m
         for m in assets
         if m.symbol not in (src.symbol, dst.symbol)
-        and pinned_between(pinned, src, m)
-        and pinned_between(pinned, m, dst)
+        and pinned_count(pinned, src.token, m.token)
+        and pinned_count(pinned, m.token, dst.token)
     ]
 
 
@@ -337,6 +337,16 @@ def candidate_paths(
         if path is not None:
             found.append(path)
     return found
+
+
+def quoted_direct(
+    src: PlanAsset, dst: PlanAsset, quotes: Sequence[Quote], pinned: Sequence[PinnedVenue], max_dev_bps: int
+) -> bool:
+    """Whether `choose_path` with no intermediate assets finds a path, at any size: a direct
+    path exists exactly when a pinned venue of the pair has an in-band quote (one venue is a
+    single path; with two or more, the split's table always fills its last row), so this asks
+    only for the pair's curves, not for the best split."""
+    return bool(_curves(quotes, pinned, src, dst, max_dev_bps))
 
 
 def net_usd18(path: Path, dst: PlanAsset, step_gas_usd18: int) -> int:
