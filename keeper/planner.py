@@ -77,7 +77,7 @@ from keeper.routes import (
     best_quote,
     direct_route,
     hub_route,
-    is_pinned_quote,
+    pinned_probes,
     scaled_out,
     skip,
     within,
@@ -667,16 +667,8 @@ def _quoted_at(
     scaled down (the output per unit only falls with size, so this errs low; a failed or
     off-band probe there counts against it), else from its largest probe scaled up (no
     evidence against the larger size: scaled linearly, as fit.py does). None: not quoted."""
-    t_in, t_out, key = src.token.lower(), dst.token.lower(), (route.venue, route.router.lower(), route.fee)
-    probes = [
-        q
-        for q in quotes
-        if q.token_in.lower() == t_in
-        and q.token_out.lower() == t_out
-        and q.amount_in > 0
-        and (q.venue, q.router.lower(), q.fee) == key
-        and is_pinned_quote(pinned, q)
-    ]
+    key = (route.venue, route.router.lower(), route.fee)
+    probes = [q for q in pinned_probes(quotes, pinned, src, dst) if (q.venue, q.router.lower(), q.fee) == key]
     above = min((q for q in probes if q.amount_in >= amount_in), key=lambda q: q.amount_in, default=None)
     if above is not None:
         return scaled_out(above, amount_in) if above.amount_out else 0

@@ -129,40 +129,46 @@ def pair_quotes(
     quotes: Iterable[Quote], pinned: Sequence[PinnedVenue], src: PlanAsset, dst: PlanAsset
 ) -> Iterator[Quote]:
     """The answered quotes of src -> dst on a pinned venue (a failed or empty probe is none)."""
+    yield from (q for q in pinned_probes(quotes, pinned, src, dst) if q.amount_out is not None)
+
+
+def pinned_probes(
+    quotes: Iterable[Quote], pinned: Sequence[PinnedVenue], src: PlanAsset, dst: PlanAsset
+) -> Sequence[Quote]:
+    """The probes of src -> dst on a pinned venue with a positive input, answered or failed,
+    in the quotes' order."""
     t_in, t_out = src.token.lower(), dst.token.lower()
     if isinstance(quotes, tuple) and isinstance(pinned, tuple):
-        yield from _quotes_by_pair(quotes, pinned).get((t_in, t_out), ())
-        return
-    for q in quotes:
-        if (
-            q.token_in.lower() == t_in
-            and q.token_out.lower() == t_out
-            and q.amount_out is not None
-            and q.amount_in > 0
-            and is_pinned_quote(pinned, q)
-        ):
-            yield q
+        return _probes_by_pair(quotes, pinned).get((t_in, t_out), ())
+    return [
+        q
+        for q in quotes
+        if q.token_in.lower() == t_in
+        and q.token_out.lower() == t_out
+        and q.amount_in > 0
+        and is_pinned_quote(pinned, q)
+    ]
 
 
-# pair_quotes' answers for the last few (quotes, pinned) tuples, by lower-case token pair in
-# the quotes' order: a plan asks it of the same quotes once per pair and path considered.
-# Tuples only (they cannot change under the cache); kept alive so their ids are not reused.
-_PairQuotes = dict[tuple[str, str], list[Quote]]
-_quote_index: dict[tuple[int, int], tuple[tuple[Quote, ...], tuple[PinnedVenue, ...], _PairQuotes]] = {}
+# pinned_probes' answers for the last few (quotes, pinned) tuples, by lower-case token pair:
+# a plan asks for the same quotes once per pair, path and size it considers. Tuples only
+# (they cannot change under the cache); kept alive so their ids are not reused.
+_PairProbes = dict[tuple[str, str], list[Quote]]
+_probe_index: dict[tuple[int, int], tuple[tuple[Quote, ...], tuple[PinnedVenue, ...], _PairProbes]] = {}
 
 
-def _quotes_by_pair(quotes: tuple[Quote, ...], pinned: tuple[PinnedVenue, ...]) -> _PairQuotes:
+def _probes_by_pair(quotes: tuple[Quote, ...], pinned: tuple[PinnedVenue, ...]) -> _PairProbes:
     key = (id(quotes), id(pinned))
-    held = _quote_index.get(key)
+    held = _probe_index.get(key)
     if held is not None and held[0] is quotes and held[1] is pinned:
         return held[2]
-    by_pair: _PairQuotes = {}
+    by_pair: _PairProbes = {}
     for q in quotes:
-        if q.amount_out is not None and q.amount_in > 0 and is_pinned_quote(pinned, q):
+        if q.amount_in > 0 and is_pinned_quote(pinned, q):
             by_pair.setdefault((q.token_in.lower(), q.token_out.lower()), []).append(q)
-    if len(_quote_index) >= 4:
-        _quote_index.clear()
-    _quote_index[key] = (quotes, pinned, by_pair)
+    if len(_probe_index) >= 4:
+        _probe_index.clear()
+    _probe_index[key] = (quotes, pinned, by_pair)
     return by_pair
 
 
