@@ -319,13 +319,20 @@ def worst_corner(
         """The corners below (bal, gross) (steps before k done): v_lo and v_hi are the final
         values of its all-low and all-high continuations (a child shares one with its parent)."""
         nonlocal best
-        if k == n:
+        t_lo, t_hi = sum(v_lo), sum(v_hi)
+        if k == n and t_lo > 0:
+            # A corner (v_lo is its values): every rule but drift holds at every corner, so
+            # when its drift rule holds, judge would pass it with drift d_after // total_after.
+            d_after = sum(abs(v * BPS - t * t_lo) for v, t in zip(v_lo, targets, strict=True))
+            if d_after * total_b <= d_before * t_lo:
+                best = max(best, d_after // t_lo)
+                return None
+        if k == n:  # judged in full: the Violation judge names, with its message
             verdict = judge_at(bal, gross)
             if isinstance(verdict, Violation):
                 return verdict
             best = max(best, verdict.drift_after_bps)
             return None
-        t_lo, t_hi = sum(v_lo), sum(v_hi)
         if t_lo > 0:
             d_hi = 0
             for vl, vh, t in zip(v_lo, v_hi, targets, strict=True):
