@@ -86,7 +86,9 @@ def check_stepwise(
         )
 
 
-def speed(setup: BacktestSetup, days: float, stepwise: bool = False) -> list[tuple[str, Any]]:
+def speed(
+    setup: BacktestSetup, days: float, stepwise: bool = False, only: set[str] | None = None
+) -> list[tuple[str, Any]]:
     t0 = time.perf_counter()
     path = generate(scenario("calm"), days, 300, seed=7)
     gen_s = time.perf_counter() - t0
@@ -109,6 +111,13 @@ def speed(setup: BacktestSetup, days: float, stepwise: bool = False) -> list[tup
         ("adaptive 200 widen", {"kind": "adaptive", "base_band_bps": 200}),
         ("cost_aware 300", {"kind": "cost_aware", "risk_aversion": 300, **cost_aware_params(setup)}),
     ]
+    if only is not None:
+        unknown = only - {label for label, _ in configs}
+        if unknown:
+            known = ", ".join(repr(label) for label, _ in configs)
+            print(f"error: unknown --policy {', '.join(sorted(unknown))}; one of {known}", file=sys.stderr)
+            raise SystemExit(2)
+        configs = [(label, cfg) for label, cfg in configs if label in only]
     out = []
     for label, cfg in configs:
         result = run_backtest(setup, prepared, build_policy(cfg), label=label, progress=ProgressBar(label))
@@ -237,6 +246,12 @@ def main() -> int:
     )
     parser.add_argument("--skip-frontier", action="store_true")
     parser.add_argument(
+        "--policy",
+        action="append",
+        metavar="LABEL",
+        help='time only this policy of the speed run (its label, e.g. "calendar 1d"); repeatable',
+    )
+    parser.add_argument(
         "--families",
         help="comma-separated policy families of the frontier sweep (the headline needs threshold,cost_aware)",
     )
@@ -246,7 +261,8 @@ def main() -> int:
     cal = load_calibration()
     print(f"gas calibration: base {cal.base_units} + {cal.per_swap_units} per swap ({cal.source})")
     if not args.skip_speed:
-        results = speed(setup, args.days, args.check_stepwise)
+        only = set(args.policy) if args.policy else None
+        results = speed(setup, args.days, args.check_stepwise, only)
         if args.check:
             check_against(args.check, results)
     if not args.skip_frontier:

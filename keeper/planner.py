@@ -43,7 +43,6 @@ the plan would not touch, means the vault cannot value itself and would revert: 
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -78,13 +77,22 @@ from keeper.routes import (
     best_quote,
     direct_route,
     hub_route,
-    is_pinned_quote,
+    pinned_probes,
     scaled_out,
     skip,
     within,
 )
-from keeper.routing import Hop, Path, candidate_paths, choose_path, net_usd18, single
-from keeper.vault_rules import RuleAsset, RuleLimits, Violation, replay_corners, vault_min_out, zero_floor
+from keeper.routing import Hop, Path, candidate_paths, net_usd18, quoted_direct, single
+from keeper.vault_rules import (
+    RuleAsset,
+    RuleLimits,
+    Violation,
+    Worst,
+    replay_corners,
+    vault_min_out,
+    worst_corner,
+    zero_floor,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +256,7 @@ def _fit_to_rules(ctx: _Context, intents: Sequence[_Intent], skipped: list[Skipp
         legs, dust, notes = _materialise(ctx, intents, scale)
         worst = _worst_case(ctx, legs)
         # Shrinking until every leg is dust is no fix: that case is refused below.
-        if isinstance(worst, _Worst) and (legs or scale == 1):
+        if isinstance(worst, Worst) and (legs or scale == 1):
             if scale != 1:
                 notes.append(f"legs scaled to {scale} of full size to pass the vault's rules")
             return Plan(
@@ -468,9 +476,7 @@ def _net_off_hub(
             whole = min(diffs[s.symbol], -diffs[b.symbol])
             if whole < max(dust_usd18, 1):
                 continue
-            if _hub_quoted(s, hub, whole, quotes, pinned, params) and _hub_quoted(
-                hub, b, whole, quotes, pinned, params
-            ):
+            if _hub_quoted(s, hub, quotes, pinned, params) and _hub_quoted(hub, b, quotes, pinned, params):
                 continue  # both trade with the hub: the hub legs are the plan, as before
             value = whole * min(shrink.get(s.symbol, BPS), shrink.get(b.symbol, BPS)) // BPS
             if value < max(dust_usd18, 1):
@@ -495,15 +501,13 @@ def _net_off_hub(
 def _hub_quoted(
     src: PlanAsset,
     dst: PlanAsset,
-    value: int,
     quotes: Sequence[Quote],
     pinned: Sequence[PinnedVenue],
     params: PlannerParams,
 ) -> bool:
-    """A pinned venue of the pair quotes within the band at this size."""
-    amount_in = tokens_for_usd18(value, src.decimals, src.price)
-    dev = params.max_quote_deviation_bps
-    return choose_path(src, dst, amount_in, [], quotes, pinned, dev, params.step_gas_usd18) is not None
+    """A pinned venue of the pair has a quote within the band (then a direct path exists at
+    any size: routing.quoted_direct)."""
+    return quoted_direct(src, dst, quotes, pinned, params.max_quote_deviation_bps)
 
 
 def _fits_whole(
@@ -663,16 +667,8 @@ def _quoted_at(
     scaled down (the output per unit only falls with size, so this errs low; a failed or
     off-band probe there counts against it), else from its largest probe scaled up (no
     evidence against the larger size: scaled linearly, as fit.py does). None: not quoted."""
-    t_in, t_out, key = src.token.lower(), dst.token.lower(), (route.venue, route.router.lower(), route.fee)
-    probes = [
-        q
-        for q in quotes
-        if q.token_in.lower() == t_in
-        and q.token_out.lower() == t_out
-        and q.amount_in > 0
-        and (q.venue, q.router.lower(), q.fee) == key
-        and is_pinned_quote(pinned, q)
-    ]
+    key = (route.venue, route.router.lower(), route.fee)
+    probes = [q for q in pinned_probes(quotes, pinned, src, dst) if (q.venue, q.router.lower(), q.fee) == key]
     above = min((q for q in probes if q.amount_in >= amount_in), key=lambda q: q.amount_in, default=None)
     if above is not None:
         return scaled_out(above, amount_in) if above.amount_out else 0
@@ -1061,16 +1057,10 @@ def _expected_out(leg: PlannedLeg) -> int:
 # --- checking -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Worst:
-    drift_bps: int
-    value_usd18: int
-    loss_fraction: int
-
-
-def _worst_case(ctx: _Context, legs: Sequence[PlannedLeg]) -> _Worst | Violation:
+def _worst_case(ctx: _Context, legs: Sequence[PlannedLeg]) -> Worst | Violation:
     """The vault's rules at every corner of the execution box: the first violation, or the
-    worst drift, value and loss over all corners."""
+    worst drift, value and loss over all corners (keeper/vault_rules.py's `worst_corner`
+    answers that without replaying every corner)."""
     rule_assets = [
         RuleAsset(a.symbol, a.token, a.decimals, a.price, a.balance, a.target_bps) for a in ctx.assets
     ]
@@ -1079,15 +1069,19 @@ def _worst_case(ctx: _Context, legs: Sequence[PlannedLeg]) -> _Worst | Violation
     upside = [_leg_upside(leg, ctx.params) for leg in legs]
     n = len(steps)
     if n <= ctx.params.max_vertex_legs:
-        corners: list[tuple[bool, ...]] = list(itertools.product((False, True), repeat=n))
-    else:  # too many corners to enumerate: the two uniform extremes
-        corners = [(False,) * n, (True,) * n]
+        return worst_corner(rule_assets, steps, ctx.rule_limits, upside_bps=upside, symbols_of=symbols_of)
+    # too many corners to enumerate: the two uniform extremes
     executions = replay_corners(
-        rule_assets, steps, corners, ctx.rule_limits, upside_bps=upside, symbols_of=symbols_of
+        rule_assets,
+        steps,
+        [(False,) * n, (True,) * n],
+        ctx.rule_limits,
+        upside_bps=upside,
+        symbols_of=symbols_of,
     )
     if isinstance(executions, Violation):
         return executions  # the first corner, in this order, the vault would revert
-    return _Worst(
+    return Worst(
         drift_bps=max(e.drift_after_bps for e in executions),
         value_usd18=min(e.value_after_usd18 for e in executions),
         loss_fraction=max(e.loss_fraction for e in executions),

@@ -41,12 +41,55 @@ def skip(src: PlanAsset, dst: PlanAsset, value: int, reason: SkipReason, message
     return SkippedLeg(src.symbol, dst.symbol, value, reason, f"{src.symbol}->{dst.symbol}: {message}")
 
 
+class _PinIndex:
+    """The pinned venues looked up by lower-case token pair (either order), and the keys
+    `PinnedVenue.matches` compares, so the planner's many questions are dictionary lookups."""
+
+    __slots__ = ("between", "keys")
+
+    def __init__(self, pinned: Sequence[PinnedVenue]) -> None:
+        self.between: dict[tuple[str, str], list[PinnedVenue]] = {}
+        self.keys: set[tuple[Venue, str, int, str, str]] = set()
+        for p in pinned:
+            t0, t1 = p.token0.lower(), p.token1.lower()
+            if t0 == t1:
+                continue  # connects nothing (PinnedVenue.connects wants two tokens)
+            router = p.router.lower()
+            for a, b in ((t0, t1), (t1, t0)):
+                self.between.setdefault((a, b), []).append(p)
+                self.keys.add((p.venue, router, p.fee, a, b))
+
+
+# The last tuple of pinned venues indexed: a daemon tick or a backtest passes the same tuple
+# to every question of a plan (and a backtest to every plan). Only a tuple is cached (it
+# cannot change under the cache; PinnedVenue is frozen); kept alive so its id is not reused.
+_last_index: list[tuple[tuple[PinnedVenue, ...], _PinIndex]] = []  # at most one entry
+
+
+def _index(pinned: Sequence[PinnedVenue]) -> _PinIndex:
+    if _last_index and _last_index[0][0] is pinned:
+        return _last_index[0][1]
+    index = _PinIndex(pinned)
+    if isinstance(pinned, tuple):
+        _last_index[:] = [(pinned, index)]
+    return index
+
+
 def pinned_between(pinned: Sequence[PinnedVenue], a: PlanAsset, b: PlanAsset) -> list[PinnedVenue]:
-    return [p for p in pinned if p.connects(a.token, b.token)]
+    """The pinned venues connecting a and b, in the vault's order (`PinnedVenue.connects`)."""
+    return list(_index(pinned).between.get((a.token.lower(), b.token.lower()), ()))
+
+
+def pinned_count(pinned: Sequence[PinnedVenue], token_a: Address, token_b: Address) -> int:
+    """How many pinned venues connect the two tokens (`PinnedVenue.connects`)."""
+    return len(_index(pinned).between.get((token_a.lower(), token_b.lower()), ()))
 
 
 def is_pinned_quote(pinned: Sequence[PinnedVenue], q: Quote) -> bool:
-    return any(p.matches(q.venue, q.router, q.token_in, q.token_out, q.fee) for p in pinned)
+    """A pinned venue `matches` the quote's venue, router, fee and pair."""
+    fee = 0 if q.venue is Venue.V2 else q.fee
+    key = (q.venue, q.router.lower(), fee, q.token_in.lower(), q.token_out.lower())
+    return key in _index(pinned).keys
 
 
 def best_quote(
@@ -86,16 +129,47 @@ def pair_quotes(
     quotes: Iterable[Quote], pinned: Sequence[PinnedVenue], src: PlanAsset, dst: PlanAsset
 ) -> Iterator[Quote]:
     """The answered quotes of src -> dst on a pinned venue (a failed or empty probe is none)."""
+    yield from (q for q in pinned_probes(quotes, pinned, src, dst) if q.amount_out is not None)
+
+
+def pinned_probes(
+    quotes: Iterable[Quote], pinned: Sequence[PinnedVenue], src: PlanAsset, dst: PlanAsset
+) -> Sequence[Quote]:
+    """The probes of src -> dst on a pinned venue with a positive input, answered or failed,
+    in the quotes' order."""
     t_in, t_out = src.token.lower(), dst.token.lower()
+    if isinstance(quotes, tuple) and isinstance(pinned, tuple):
+        return _probes_by_pair(quotes, pinned).get((t_in, t_out), ())
+    return [
+        q
+        for q in quotes
+        if q.token_in.lower() == t_in
+        and q.token_out.lower() == t_out
+        and q.amount_in > 0
+        and is_pinned_quote(pinned, q)
+    ]
+
+
+# pinned_probes' answers for the last few (quotes, pinned) tuples, by lower-case token pair:
+# a plan asks for the same quotes once per pair, path and size it considers. Tuples only
+# (they cannot change under the cache); kept alive so their ids are not reused.
+_PairProbes = dict[tuple[str, str], list[Quote]]
+_probe_index: dict[tuple[int, int], tuple[tuple[Quote, ...], tuple[PinnedVenue, ...], _PairProbes]] = {}
+
+
+def _probes_by_pair(quotes: tuple[Quote, ...], pinned: tuple[PinnedVenue, ...]) -> _PairProbes:
+    key = (id(quotes), id(pinned))
+    held = _probe_index.get(key)
+    if held is not None and held[0] is quotes and held[1] is pinned:
+        return held[2]
+    by_pair: _PairProbes = {}
     for q in quotes:
-        if (
-            q.token_in.lower() == t_in
-            and q.token_out.lower() == t_out
-            and q.amount_out is not None
-            and q.amount_in > 0
-            and is_pinned_quote(pinned, q)
-        ):
-            yield q
+        if q.amount_in > 0 and is_pinned_quote(pinned, q):
+            by_pair.setdefault((q.token_in.lower(), q.token_out.lower()), []).append(q)
+    if len(_probe_index) >= 4:
+        _probe_index.clear()
+    _probe_index[key] = (quotes, pinned, by_pair)
+    return by_pair
 
 
 def venue_key(q: Quote) -> tuple[Venue, str, int]:

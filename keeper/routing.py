@@ -22,13 +22,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from keeper.model import PinnedVenue, Quote, Venue
+from keeper.model import PinnedVenue, Quote, ValidPrice, Venue
 from keeper.portfolio import implied_amount_out, value_usd18
 from keeper.routes import (
     PlanAsset,
     Route,
     pair_quotes,
     pinned_between,
+    pinned_count,
     route_of,
     scaled_out,
     venue_key,
@@ -130,7 +131,7 @@ def _pair_requests(
 
 def quotes_asked(requests: Sequence[QuoteRequest], pinned: Sequence[PinnedVenue]) -> int:
     """How many quoter calls the requests make (each is quoted on every pinned venue of its pair)."""
-    return sum(sum(1 for p in pinned if p.connects(t_in, t_out)) for t_in, t_out, _ in requests)
+    return sum(pinned_count(pinned, t_in, t_out) for t_in, t_out, _ in requests)
 
 
 def intermediates(
@@ -141,8 +142,8 @@ def intermediates(
         m
         for m in assets
         if m.symbol not in (src.symbol, dst.symbol)
-        and pinned_between(pinned, src, m)
-        and pinned_between(pinned, m, dst)
+        and pinned_count(pinned, src.token, m.token)
+        and pinned_count(pinned, m.token, dst.token)
     ]
 
 
@@ -180,10 +181,43 @@ class _Curve:
         return route_of(min(self.probes, key=lambda q: abs(q.amount_in - amount_in)))
 
 
+# _curves' answers for the last (quotes, pinned) tuples: a plan asks for the same pair's curves
+# once per path and size it considers. Keyed by everything the answer depends on; tuples only
+# (they cannot change under the cache), kept alive so their ids are not reused.
+_CurveKey = tuple[str, str, int, ValidPrice, int, ValidPrice, int]
+_curve_cache: list[tuple[tuple[Quote, ...], tuple[PinnedVenue, ...], dict[_CurveKey, list[_Curve]]]] = []
+
+
 def _curves(
     quotes: Iterable[Quote], pinned: Sequence[PinnedVenue], src: PlanAsset, dst: PlanAsset, max_dev_bps: int
 ) -> list[_Curve]:
-    """Per pinned venue of the pair, its quotes that lie within the band around the oracle."""
+    """Per pinned venue of the pair, its quotes that lie within the band around the oracle
+    (a list the caller must not change: it may be shared with the next caller)."""
+    if not (isinstance(quotes, tuple) and isinstance(pinned, tuple)):
+        return _pair_curves(quotes, pinned, src, dst, max_dev_bps)
+    if not _curve_cache or _curve_cache[0][0] is not quotes or _curve_cache[0][1] is not pinned:
+        _curve_cache[:] = [(quotes, pinned, {})]
+    held = _curve_cache[0][2]
+    key = (
+        src.token.lower(),
+        dst.token.lower(),
+        src.decimals,
+        src.price,
+        dst.decimals,
+        dst.price,
+        max_dev_bps,
+    )
+    curves = held.get(key)
+    if curves is None:
+        if len(held) >= 1024:  # the same quotes at many prices (an empty tuple is one object)
+            held.clear()
+        curves = held[key] = _pair_curves(quotes, pinned, src, dst, max_dev_bps)
+    return curves
+
+
+def _pair_curves(
+    quotes: Iterable[Quote], pinned: Sequence[PinnedVenue], src: PlanAsset, dst: PlanAsset, max_dev_bps: int
+) -> list[_Curve]:
     held: dict[tuple[Venue, str, int], list[Quote]] = {}
     for q in pair_quotes(quotes, pinned, src, dst):
         assert q.amount_out is not None  # pair_quotes yields answered quotes only
@@ -303,6 +337,16 @@ def candidate_paths(
         if path is not None:
             found.append(path)
     return found
+
+
+def quoted_direct(
+    src: PlanAsset, dst: PlanAsset, quotes: Sequence[Quote], pinned: Sequence[PinnedVenue], max_dev_bps: int
+) -> bool:
+    """Whether `choose_path` with no intermediate assets finds a path, at any size: a direct
+    path exists exactly when a pinned venue of the pair has an in-band quote (one venue is a
+    single path; with two or more, the split's table always fills its last row), so this asks
+    only for the pair's curves, not for the best split."""
+    return bool(_curves(quotes, pinned, src, dst, max_dev_bps))
 
 
 def net_usd18(path: Path, dst: PlanAsset, step_gas_usd18: int) -> int:

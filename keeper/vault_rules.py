@@ -20,10 +20,11 @@ the replay takes the stricter reading, so a batch it accepts passes either way.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from keeper.model import BPS, LOSS_ONE, RefusalCode, Step, ValidPrice
+from keeper.model import BPS, LOSS_ONE, USD18, RefusalCode, Step, ValidPrice
 from keeper.portfolio import implied_amount_out, value_usd18, vault_drift_bps
 
 
@@ -178,6 +179,194 @@ def replay_corners(
             return verdict
         out.append(verdict)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Worst:
+    """The least favourable figures over every corner of an execution box."""
+
+    drift_bps: int  # the highest drift after (floored, as driftBps() shows it)
+    value_usd18: int  # the lowest value after
+    loss_fraction: int  # the largest loss fraction
+
+
+def worst_corner(
+    assets: Sequence[RuleAsset],
+    steps: Sequence[Step],
+    limits: RuleLimits,
+    *,
+    upside_bps: Sequence[int],
+    symbols_of: Mapping[str, str],
+) -> Worst | Violation:
+    """What `replay_corners` over all 2**n corners of the box answers (in the order
+    `itertools.product((False, True), repeat=n)` lists them), without replaying them all:
+    its first violation, else the worst drift, value and loss over the corners.
+
+    Why the answer is the same. Every step's output is non-decreasing in its input (the floor
+    is a ceiling of a fraction linear in the input, the best fill a floor of one) and its best
+    fill is at least its low fill; a fixed step spends a constant, a KEEP step the balance above
+    its keep. By induction over the steps, every balance after a prefix of steps, every input
+    and the gross traded are non-decreasing in each fill (the product order on corners). So the
+    all-low corner has the least of every final balance and the all-high corner the most, and:
+    - a step's revert (nothing to spend, more than held, a zero floor) is worst at all-low:
+      a fixed step's balance, a KEEP step's spend and each floor only grow with the fills;
+    - ValueLoss, LossBudgetExceeded (the value after grows with each balance) are worst at
+      all-low, and their figures (lowest value, largest loss) are the all-low corner's;
+    - ExcessTurnover is worst at all-high: the gross G grows and the net outflow N shrinks;
+    - NotTowardTarget: each asset's value lies between its all-low and all-high values.
+    If either extreme corner breaks any rule, the corners are enumerated (`replay_corners`), so
+    the violation named is the enumeration's. Drift is not monotone in the fills: it is searched
+    depth-first in the enumeration's order, and a subtree (a prefix of fills fixed) is skipped
+    only when interval bounds prove that none of its corners breaks DriftIncreased or exceeds
+    the highest drift found so far. Its corners' final values lie in [v_lo_i, v_hi_i] (the
+    prefix then all-low / all-high), their total T in [T_lo, T_hi]. Each term
+    v_i * 10000 - t_i * T = v_i * (10000 - t_i) - t_i * (T - v_i) grows with v_i and falls
+    with every other value (0 <= t_i <= 10000), so its absolute value is at most
+    max(|v_hi_i * (10000 - t_i) - t_i * (T_lo - v_lo_i)|, |v_lo_i * (10000 - t_i) - t_i * (T_hi - v_hi_i)|)
+    (a target outside 0..10000: max(|v_hi_i * 10000 - t_i * T_lo|, |v_lo_i * 10000 - t_i * T_hi|),
+    which holds for any sign), and the sum D_hi of these bounds every corner's d_after:
+    drift <= D_hi // T_lo, and
+    d_after * total_before <= D_hi * total_before <= d_before * T_lo <= d_before * total_after
+    passes the rule. A corner reached is judged exactly, and every corner before it in the
+    enumeration's order passed, so a drift violation found is the enumeration's first.
+    """
+    by_symbol = {a.symbol: a for a in assets}
+    hops = [
+        (by_symbol[symbols_of[step.token_in.lower()]], by_symbol[symbols_of[step.token_out.lower()]])
+        for step in steps
+    ]
+    n = len(steps)
+    if len(upside_bps) != n:
+        raise ValueError("worst_corner: one upside per step")
+    rules = BatchRules(assets, limits)
+    position = {a.symbol: i for i, a in enumerate(assets)}
+    # Each step as plain integers (the arithmetic of `_execute`, its constants taken once):
+    # (src, dst, keep, amount_in, min_out, floor num/den per unit in, implied num/den, upside,
+    # the source's value per unit num/den).
+    table = []
+    for step, (src, dst), up in zip(steps, hops, upside_bps, strict=True):
+        scale_in, scale_out = (
+            10 ** (src.decimals + src.price.decimals),
+            10 ** (dst.decimals + dst.price.decimals),
+        )
+        table.append(
+            (
+                position[src.symbol],
+                position[dst.symbol],
+                step.keep,
+                step.amount_in,
+                step.min_amount_out,
+                src.price.answer * scale_out * (BPS - limits.max_slippage_bps),
+                dst.price.answer * scale_in * BPS,
+                src.price.answer * scale_out,
+                dst.price.answer * scale_in,
+                BPS + up,
+                src.price.answer * USD18,
+                scale_in,
+            )
+        )
+    unit_value = [(a.price.answer * USD18, 10 ** (a.decimals + a.price.decimals)) for a in assets]
+
+    def run(bal: list[int], gross: int, k: int, high: bool) -> tuple[list[int], int] | None:
+        """Steps k.. at all-low or all-high fills from (bal, gross), as `_execute` does them;
+        None where a step would revert."""
+        bal = list(bal)
+        for j in range(k, n):
+            i_in, i_out, keep, amount_in, min_out, f_num, f_den, i_num, i_den, up_bps, v_num, v_den = table[j]
+            spend = bal[i_in] - keep if keep is not None else amount_in
+            if spend <= 0 or spend > bal[i_in] or spend * f_num < f_den:
+                return None
+            out = max(-(-(spend * f_num) // f_den), min_out)
+            if high:
+                out = max(out, spend * i_num // i_den * up_bps // BPS)
+            bal[i_in] -= spend
+            bal[i_out] += out
+            gross += spend * v_num // v_den + 1
+        return bal, gross
+
+    def values(bal: list[int]) -> list[int]:
+        return [b * num // den for b, (num, den) in zip(bal, unit_value, strict=True)]
+
+    def judge_at(bal: list[int], gross: int) -> Execution | Violation:
+        return rules.judge({a.symbol: b for a, b in zip(assets, bal, strict=True)}, gross, ())
+
+    def enumerate_all() -> Worst | Violation:
+        corners = list(itertools.product((False, True), repeat=n))
+        executions = replay_corners(
+            assets, steps, corners, limits, upside_bps=upside_bps, symbols_of=symbols_of
+        )
+        if isinstance(executions, Violation):
+            return executions
+        return Worst(
+            max(e.drift_after_bps for e in executions),
+            min(e.value_after_usd18 for e in executions),
+            max(e.loss_fraction for e in executions),
+        )
+
+    balances = [a.balance for a in assets]
+    low = run(balances, 0, 0, False)
+    high = run(balances, 0, 0, True)
+    if low is None or high is None:
+        # A step reverts at an extreme corner: the enumeration names the first corner's revert.
+        return enumerate_all()
+    judged_low, judged_high = judge_at(*low), judge_at(*high)
+    if isinstance(judged_low, Violation) or isinstance(judged_high, Violation):
+        return enumerate_all()
+    best = max(judged_low.drift_after_bps, judged_high.drift_after_bps)
+    targets, total_b, d_before = rules.targets, rules.total_b, rules.d_before
+
+    def search(bal: list[int], gross: int, k: int, v_lo: list[int], v_hi: list[int]) -> Violation | None:
+        """The corners below (bal, gross) (steps before k done): v_lo and v_hi are the final
+        values of its all-low and all-high continuations (a child shares one with its parent)."""
+        nonlocal best
+        t_lo, t_hi = sum(v_lo), sum(v_hi)
+        if k == n and t_lo > 0:
+            # A corner (v_lo is its values): every rule but drift holds at every corner, so
+            # when its drift rule holds, judge would pass it with drift d_after // total_after.
+            d_after = sum(abs(v * BPS - t * t_lo) for v, t in zip(v_lo, targets, strict=True))
+            if d_after * total_b <= d_before * t_lo:
+                best = max(best, d_after // t_lo)
+                return None
+        if k == n:  # judged in full: the Violation judge names, with its message
+            verdict = judge_at(bal, gross)
+            if isinstance(verdict, Violation):
+                return verdict
+            best = max(best, verdict.drift_after_bps)
+            return None
+        if t_lo > 0:
+            d_hi = 0
+            for vl, vh, t in zip(v_lo, v_hi, targets, strict=True):
+                if 0 <= t <= BPS:
+                    d_hi += max(abs(vh * (BPS - t) - t * (t_lo - vl)), abs(vl * (BPS - t) - t * (t_hi - vh)))
+                else:
+                    d_hi += max(abs(vh * BPS - t * t_lo), abs(vl * BPS - t * t_hi))
+            if d_hi * total_b <= d_before * t_lo and d_hi // t_lo <= best:
+                return None  # no corner below breaks the drift rule or beats the worst drift
+        for fill in (False, True):
+            child = one_step(bal, gross, k, fill)
+            other = run(*child, k + 1, not fill)
+            assert other is not None  # the all-low corner ran every step: none reverts
+            lo, hi = (v_lo, values(other[0])) if not fill else (values(other[0]), v_hi)
+            if (found := search(*child, k + 1, lo, hi)) is not None:
+                return found
+        return None
+
+    def one_step(bal: list[int], gross: int, k: int, high: bool) -> tuple[list[int], int]:
+        """Step k alone, as `run` does it (no step reverts below the root: not checked)."""
+        i_in, i_out, keep, amount_in, min_out, f_num, f_den, i_num, i_den, up_bps, v_num, v_den = table[k]
+        spend = bal[i_in] - keep if keep is not None else amount_in
+        out = max(-(-(spend * f_num) // f_den), min_out)
+        if high:
+            out = max(out, spend * i_num // i_den * up_bps // BPS)
+        after = list(bal)
+        after[i_in] -= spend
+        after[i_out] += out
+        return after, gross + spend * v_num // v_den + 1
+
+    found = search(balances, 0, 0, values(low[0]), values(high[0]))
+    if found is not None:
+        return found
+    return Worst(best, judged_low.value_after_usd18, judged_low.loss_fraction)
 
 
 def _execute(
