@@ -86,7 +86,9 @@ def check_stepwise(
         )
 
 
-def speed(setup: BacktestSetup, days: float, stepwise: bool = False) -> list[tuple[str, Any]]:
+def speed(
+    setup: BacktestSetup, days: float, stepwise: bool = False, only: str | None = None
+) -> list[tuple[str, Any]]:
     t0 = time.perf_counter()
     path = generate(scenario("calm"), days, 300, seed=7)
     gen_s = time.perf_counter() - t0
@@ -109,6 +111,8 @@ def speed(setup: BacktestSetup, days: float, stepwise: bool = False) -> list[tup
         ("adaptive 200 widen", {"kind": "adaptive", "base_band_bps": 200}),
         ("cost_aware 300", {"kind": "cost_aware", "risk_aversion": 300, **cost_aware_params(setup)}),
     ]
+    if only is not None:
+        configs = [(label, cfg) for label, cfg in configs if label.startswith(only)]
     out = []
     for label, cfg in configs:
         result = run_backtest(setup, prepared, build_policy(cfg), label=label, progress=ProgressBar(label))
@@ -236,6 +240,7 @@ def main() -> int:
         help="also run each policy with every step decided exactly and compare the decisions",
     )
     parser.add_argument("--skip-frontier", action="store_true")
+    parser.add_argument("--policy", help="time only the speed run's policies whose label starts with this")
     parser.add_argument(
         "--families",
         help="comma-separated policy families of the frontier sweep (the headline needs threshold,cost_aware)",
@@ -246,7 +251,7 @@ def main() -> int:
     cal = load_calibration()
     print(f"gas calibration: base {cal.base_units} + {cal.per_swap_units} per swap ({cal.source})")
     if not args.skip_speed:
-        results = speed(setup, args.days, args.check_stepwise)
+        results = speed(setup, args.days, args.check_stepwise, args.policy)
         if args.check:
             check_against(args.check, results)
     if not args.skip_frontier:

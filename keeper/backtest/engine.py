@@ -34,6 +34,7 @@ from keeper.backtest.market import (
     usd,
 )
 from keeper.backtest.paths import BASE_FEE_COLUMN, NATIVE_COLUMN, PathError, PricePath
+from keeper.backtest.vol_screen import adaptive_screen
 from keeper.costs import CostBudget, CostView
 from keeper.decision import DecisionParams, costs_at, observe, plan_trade, route_fees_ppm, uses_costs
 from keeper.model import (
@@ -52,7 +53,7 @@ from keeper.model import (
 )
 from keeper.oracle import OracleRules
 from keeper.planner import PlannerParams
-from keeper.policy import Policy, PolicyContext, PolicyDecision
+from keeper.policy import AdaptivePolicy, Policy, PolicyContext, PolicyDecision
 from keeper.portfolio import (
     PortfolioState,
     implied_amount_out,
@@ -641,6 +642,8 @@ def quiet_screen(policy: Policy[Any]) -> Screen | None:
     """The policy's backtest screen as (count, code, memory after): `quiet_run` for a policy
     whose memory moves on every "no" (adaptive), `quiet_steps` for one whose memory a "no"
     leaves as it is; None for a policy without a screen (every step is decided exactly)."""
+    if isinstance(policy, AdaptivePolicy):
+        return adaptive_screen(policy)
     run = getattr(policy, "quiet_run", None)
     if callable(run):
         screen: Screen = run

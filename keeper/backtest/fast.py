@@ -8,9 +8,10 @@ weights (and the clock) which of the next steps are certain "no"s implements
 `quiet_steps(view) -> (count, code)` (keeper/policy/*.py), asking this module's `QuietView`
 questions in plain terms (the first step where some asset is within `eps` of its band, the
 first step at or after a time); a policy whose memory moves on every "no" (adaptive, hybrid's
-band check) implements `quiet_run(view) -> (count, code, memory after)` instead, and may walk
-the steps in the engine's integers (`QuietView.exact_steps`). Floats only screen: a step within `EDGE_BPS` of a band edge is
-handed to the exact decision (the policy's own `decide`, integers), so the decisions are the
+band check) implements `quiet_run(view) -> (count, code, memory after)` instead (the adaptive
+policy's is keeper/backtest/vol_screen.py, which folds its estimate over blocks of steps with
+the daemon's weights, `QuietView.exact_weights`). Floats only screen: a step within `EDGE_BPS`
+of a band edge is handed to the exact decision (the policy's own `decide`, integers), so the decisions are the
 exact engine's, step for step (tests/backtest/test_fast_engine.py holds that against a recorded
 fixture of the engine before this path existed).
 
@@ -20,7 +21,7 @@ vectorised; they are floats either way and agree with the step-by-step sums to r
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +29,6 @@ import numpy.typing as npt
 
 from keeper.costs import CostView
 from keeper.model import BPS, USD18
-from keeper.policy.base import QuietStep
 
 FloatArray = npt.NDArray[np.float64]
 # A float weight is within ~1e-12 bps of the exact one; anything this close to a band edge is
@@ -94,8 +94,11 @@ class QuietView:
         self.dev_bps = np.abs(self.weights * BPS - targets_bps)
         self.stamps = arrays.stamps[start:stop]
         self._near: dict[tuple[tuple[float, ...], float | None], npt.NDArray[np.intp]] = {}
+        self.prices = arrays.prices[start:stop]
+        self.memo: dict[str, object] = {}  # a screen's own notes on this view (between its calls)
         self._exact = exact
-        self._dev_upper: list[list[float]] | None = None
+        self._scaled: npt.NDArray[np.object_] | None = None
+        self._scales: npt.NDArray[np.object_] | None = None
 
     def __len__(self) -> int:
         return self.stop - self.start - self.offset
@@ -127,24 +130,22 @@ class QuietView:
     def now_s(self) -> int:
         return int(self.stamps[self.offset])
 
-    def exact_steps(self) -> Iterator[QuietStep]:
-        """The steps from the current one on, in the engine's integers (prices as `float()` of
-        the oracle's Decimal: answer / 10**decimals, both correctly rounded)."""
+    def exact_weights(self, rows: slice) -> tuple[npt.NDArray[np.bool_], FloatArray]:
+        """For the view's `rows`: whether the vault holds value, and each asset's weight as the
+        daemon computes it, `value / total` on the exact USD18 values (Python integers and their
+        correctly rounded division; zeros where the vault is empty)."""
         ex = self._exact
         if ex is None:
             raise ValueError("this view was built without the path's integers (ExactRows)")
-        if self._dev_upper is None:
-            self._dev_upper = (self.dev_bps + EDGE_BPS).tolist()
-        balances, value_scales, price_scales = ex.balances, ex.value_scales, ex.price_scales
-        for i in range(self.offset, self.stop - self.start):
-            k = self.start + i
-            row = ex.answers[k]
-            yield QuietStep(
-                ex.stamps[k],
-                tuple(a / s for a, s in zip(row, price_scales, strict=True)),
-                tuple(b * a * USD18 // s for b, a, s in zip(balances, row, value_scales, strict=True)),
-                self._dev_upper[i],
-            )
+        if self._scaled is None:
+            self._scaled = np.asarray([b * USD18 for b in ex.balances], dtype=object)
+            self._scales = np.asarray(ex.value_scales, dtype=object)
+        answers = np.asarray(ex.answers[self.start + rows.start : self.start + rows.stop], dtype=object)
+        values = self._scaled * answers // self._scales  # balance * answer * USD18 // scale
+        totals = values.sum(axis=1)
+        nonempty = (totals > 0).astype(np.bool_)
+        safe = np.where(nonempty, totals, 1)
+        return nonempty, (values / safe[:, None]).astype(np.float64)
 
 
 @dataclass
