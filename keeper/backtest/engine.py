@@ -23,7 +23,16 @@ from typing import Any
 import numpy as np
 
 from keeper import reasons
-from keeper.backtest.fast import CHUNK, ExactRows, FloatArray, PathArrays, QuietStats, QuietView, path_arrays
+from keeper.backtest.fast import (
+    CHUNK,
+    FIRST_CHUNK,
+    ExactRows,
+    FloatArray,
+    PathArrays,
+    QuietStats,
+    QuietView,
+    path_arrays,
+)
 from keeper.backtest.market import (
     FEE_DENOMINATOR,
     V2_FEE,
@@ -459,22 +468,30 @@ class _Run:
             self.params, self.base_fee_wei(k), native_usd, self.route_fees, self.setup.quote_symbol
         )
 
-    def cost_floor(self, start: int, stop: int) -> CostView | None:
-        """The cost model at the cheapest gas of steps [start, stop) (for the fast path's screens)."""
+    def cost_bounds(self, start: int, stop: int) -> tuple[CostView, CostView] | None:
+        """The cost model at the cheapest and at the dearest gas of steps [start, stop) (lowest
+        and highest base fee and native price; for the fast path's screens)."""
         i = self.native_index
         if not self.uses_costs or i is None:
             return None
         series = self.prepared.base_fee_gwei
-        gwei = min(series[start:stop]) if series is not None else self.setup.gas.base_fee_gwei
-        native = min(self.prepared.answers[k][i] for k in range(start, stop))
-        p = self.params
-        return costs_at(
-            p,
-            self.setup.gas.base_fee_wei(gwei),
-            scaled_decimal(native, self.feed_decimals[i]),
-            self.route_fees,
-            self.setup.quote_symbol,
-        )
+        if series is not None:
+            fees = series[start:stop]
+            gwei_lo, gwei_hi = min(fees), max(fees)
+        else:
+            gwei_lo = gwei_hi = self.setup.gas.base_fee_gwei
+        natives = [self.prepared.answers[k][i] for k in range(start, stop)]
+
+        def at(gwei: float, native: int) -> CostView:
+            return costs_at(
+                self.params,
+                self.setup.gas.base_fee_wei(gwei),
+                scaled_decimal(native, self.feed_decimals[i]),
+                self.route_fees,
+                self.setup.quote_symbol,
+            )
+
+        return at(gwei_lo, min(natives)), at(gwei_hi, max(natives))
 
     def snapshot(self, k: int) -> Snapshot:
         ts = self.prepared.path.timestamps[k]
@@ -701,14 +718,17 @@ def run_backtest(
     while k < n:
         if screen is not None:
             if view is None or k >= view.stop:
-                stop = min(n, k + CHUNK)
+                # Short views after a rebalance (the next may come soon: a calendar's day), longer
+                # while the balances hold: weights are computed for few steps that go unused.
+                chunk = FIRST_CHUNK if view is None else min(2 * (view.stop - view.start), CHUNK)
+                stop = min(n, k + chunk)
                 view = QuietView(
                     prepared.arrays,
                     k,
                     stop,
                     run.token_units(),
                     run.assets,
-                    run.cost_floor(k, stop),
+                    run.cost_bounds(k, stop),
                     run.exact_rows(),
                 )
             view.offset = k - view.start

@@ -34,7 +34,8 @@ FloatArray = npt.NDArray[np.float64]
 # A float weight is within ~1e-12 bps of the exact one; anything this close to a band edge is
 # decided exactly.
 EDGE_BPS = 1e-6
-CHUNK = 4096
+CHUNK = 4096  # the most steps a view covers
+FIRST_CHUNK = 256  # a view's steps after a rebalance (each next view at the same balances: twice)
 
 
 @dataclass(frozen=True)
@@ -80,16 +81,17 @@ class QuietView:
         stop: int,
         token_units: FloatArray,
         assets: Sequence[tuple[str, int]],
-        cost_floor: CostView | None = None,
+        cost_bounds: tuple[CostView, CostView] | None = None,
         exact: ExactRows | None = None,
     ) -> None:
         self.start, self.stop, self.offset = start, stop, 0
         self.assets = assets
-        self._cost_floor = cost_floor
+        self._cost_bounds = cost_bounds
         targets_bps = np.asarray([t for _, t in assets], dtype=np.float64)
         values = arrays.prices[start:stop] * token_units
         totals = values.sum(axis=1)
         self._value_max = float(totals.max())
+        self._value_min = float(totals.min())
         self.weights = values / totals[:, None]
         self.dev_bps = np.abs(self.weights * BPS - targets_bps)
         self.stamps = arrays.stamps[start:stop]
@@ -106,8 +108,14 @@ class QuietView:
     def value_usd_max(self) -> float:
         return self._value_max
 
+    def value_usd_min(self) -> float:
+        return self._value_min
+
     def cost_floor(self) -> CostView | None:
-        return self._cost_floor
+        return None if self._cost_bounds is None else self._cost_bounds[0]
+
+    def cost_ceiling(self) -> CostView | None:
+        return None if self._cost_bounds is None else self._cost_bounds[1]
 
     def first_near_band(self, bands_bps: Sequence[float], total_drift_bps: float | None = None) -> int:
         """Steps before the first where some asset's |weight - target| may exceed its band (or
