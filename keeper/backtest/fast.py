@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from keeper.backtest.weights import ValueWeights
 from keeper.costs import CostView
-from keeper.model import BPS, USD18
+from keeper.model import BPS
 
 FloatArray = npt.NDArray[np.float64]
 # A float weight is within ~1e-12 bps of the exact one; anything this close to a band edge is
@@ -57,17 +58,27 @@ class PathArrays:
     prices: FloatArray  # (steps, assets)
     returns: FloatArray  # (steps, assets): simple return from the step before (row 0: zeros)
     stamps: npt.NDArray[np.int64]
+    answers: npt.NDArray[np.int64] | None = None  # the feed answers, when all are below 2**62
 
 
 def path_arrays(
     answers: Sequence[Sequence[int]], feed_decimals: Sequence[int], stamps: Sequence[int]
 ) -> PathArrays:
-    prices = np.asarray(answers, dtype=np.float64) / np.power(
-        10.0, np.asarray(feed_decimals, dtype=np.float64)
+    # answer / 10**decimals correctly rounded, as float() of the oracle's Decimal (both exact
+    # doubles below 2**53 and 10**22: one IEEE division).
+    prices = np.asarray(answers, dtype=np.float64) / np.asarray(
+        [float(10**d) for d in feed_decimals], dtype=np.float64
     )
     returns = np.zeros_like(prices)
     returns[1:] = prices[1:] / prices[:-1] - 1.0
-    return PathArrays(prices, returns, np.asarray(stamps, dtype=np.int64))
+    ints = np.asarray(answers, dtype=object)
+    small = ints.size > 0 and ints.min() >= 0 and ints.max() < 2**62
+    return PathArrays(
+        prices,
+        returns,
+        np.asarray(stamps, dtype=np.int64),
+        ints.astype(np.int64) if small else None,
+    )
 
 
 class QuietView:
@@ -97,10 +108,10 @@ class QuietView:
         self.stamps = arrays.stamps[start:stop]
         self._near: dict[tuple[tuple[float, ...], float | None], npt.NDArray[np.intp]] = {}
         self.prices = arrays.prices[start:stop]
+        self._answers = arrays.answers
         self.memo: dict[str, object] = {}  # a screen's own notes on this view (between its calls)
         self._exact = exact
-        self._scaled: npt.NDArray[np.object_] | None = None
-        self._scales: npt.NDArray[np.object_] | None = None
+        self._weights: ValueWeights | None = None
 
     def __len__(self) -> int:
         return self.stop - self.start - self.offset
@@ -145,15 +156,11 @@ class QuietView:
         ex = self._exact
         if ex is None:
             raise ValueError("this view was built without the path's integers (ExactRows)")
-        if self._scaled is None:
-            self._scaled = np.asarray([b * USD18 for b in ex.balances], dtype=object)
-            self._scales = np.asarray(ex.value_scales, dtype=object)
-        answers = np.asarray(ex.answers[self.start + rows.start : self.start + rows.stop], dtype=object)
-        values = self._scaled * answers // self._scales  # balance * answer * USD18 // scale
-        totals = values.sum(axis=1)
-        nonempty = (totals > 0).astype(np.bool_)
-        safe = np.where(nonempty, totals, 1)
-        return nonempty, (values / safe[:, None]).astype(np.float64)
+        if self._weights is None:
+            self._weights = ValueWeights(ex.balances, ex.value_scales)
+        path_rows = slice(self.start + rows.start, self.start + rows.stop)
+        ints = None if self._answers is None else self._answers[path_rows]
+        return self._weights.of(ex.answers[path_rows], ints)
 
 
 @dataclass

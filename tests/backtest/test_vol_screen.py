@@ -13,6 +13,8 @@ from keeper.backtest.engine import BacktestSetup, PreparedPath, prepare, run_bac
 from keeper.backtest.generate import generate, scenario
 from keeper.backtest.paths import from_rows
 from keeper.backtest.vol_screen import fold_block
+from keeper.backtest.weights import ValueWeights
+from keeper.model import scaled_decimal
 from keeper.policy import VolMemory, build_policy
 from keeper.policy.adaptive import fold_prices
 
@@ -112,3 +114,41 @@ def test_a_history_with_an_irregular_clock_is_decided_as_step_by_step() -> None:
     fast = run_backtest(setup, gappy, build_policy(config))
     every_step = run_backtest(setup, gappy, build_policy(config), trace=True)
     assert _decisions(fast) == _decisions(every_step)
+
+
+@pytest.mark.parametrize(
+    "balances",
+    [
+        (10**21, 3 * 10**8, 5 * 10**22, 10**11),  # ~$1M spread over the four
+        (10**21, 0, 5 * 10**22, 10**11),  # an asset not held
+        (7, 3 * 10**8, 1, 10**11),  # dust beside real holdings
+        (0, 0, 0, 0),  # an empty vault
+    ],
+)
+def test_weights_in_bulk_are_the_daemons_value_over_total(balances: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(11)
+    scales = (10 ** (18 + 8), 10 ** (8 + 8), 10 ** (18 + 8), 10 ** (6 + 8))
+    answers = [
+        tuple(int(x) for x in row)
+        for row in rng.integers(
+            [10**11, 10**12, 10**8, 9 * 10**7], [10**12, 10**13, 10**10, 10**8], (4000, 4)
+        )
+    ]
+    bulk = ValueWeights(balances, scales)
+    nonempty, weights = bulk.of(answers, np.asarray(answers, dtype=np.int64))
+    for k, row in enumerate(answers):
+        values = [b * a * 10**18 // s for b, a, s in zip(balances, row, scales, strict=True)]
+        total = sum(values)
+        assert nonempty[k] == (total > 0)
+        if total > 0:
+            assert weights[k].tolist() == [v / total for v in values]  # the same floats, bit for bit
+
+
+def test_path_prices_are_the_floats_of_the_oracle_decimals(
+    bench_path: tuple[BacktestSetup, PreparedPath],
+) -> None:
+    setup, prepared = bench_path
+    for k in range(0, prepared.path.steps, 97):
+        for i, a in enumerate(setup.assets):
+            answer = prepared.answers[k][i]
+            assert prepared.arrays.prices[k][i] == float(scaled_decimal(answer, a.feed_decimals))
