@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from keeper import reasons
+from keeper.backtest.cost_screen import cost_aware_screen
 from keeper.backtest.fast import (
     CHUNK,
     FIRST_CHUNK,
@@ -62,7 +63,7 @@ from keeper.model import (
 )
 from keeper.oracle import OracleRules
 from keeper.planner import PlannerParams
-from keeper.policy import AdaptivePolicy, Policy, PolicyContext, PolicyDecision
+from keeper.policy import AdaptivePolicy, CostAwarePolicy, Policy, PolicyContext, PolicyDecision
 from keeper.portfolio import (
     PortfolioState,
     implied_amount_out,
@@ -468,6 +469,13 @@ class _Run:
             self.params, self.base_fee_wei(k), native_usd, self.route_fees, self.setup.quote_symbol
         )
 
+    def wei_per_gas(self, start: int, stop: int) -> FloatArray | None:
+        """Steps [start, stop)'s base fee plus tip in wei, as floats (for the fast path's screens)."""
+        series = self.prepared.base_fee_gwei
+        if series is None or not self.uses_costs:
+            return None
+        return np.asarray(series[start:stop], dtype=np.float64) * 1e9 + self.setup.gas.priority_fee_wei
+
     def cost_bounds(self, start: int, stop: int) -> tuple[CostView, CostView] | None:
         """The cost model at the cheapest and at the dearest gas of steps [start, stop) (lowest
         and highest base fee and native price; for the fast path's screens)."""
@@ -661,6 +669,8 @@ def quiet_screen(policy: Policy[Any]) -> Screen | None:
     leaves as it is; None for a policy without a screen (every step is decided exactly)."""
     if isinstance(policy, AdaptivePolicy):
         return adaptive_screen(policy)
+    if isinstance(policy, CostAwarePolicy):
+        return cost_aware_screen(policy)
     run = getattr(policy, "quiet_run", None)
     if callable(run):
         screen: Screen = run
@@ -730,6 +740,8 @@ def run_backtest(
                     run.assets,
                     run.cost_bounds(k, stop),
                     run.exact_rows(),
+                    run.native_index,
+                    run.wei_per_gas(k, stop),
                 )
             view.offset = k - view.start
             count, code, memory = screen(view, run.memory, run.last_rebalance_s)

@@ -94,6 +94,8 @@ class QuietView:
         assets: Sequence[tuple[str, int]],
         cost_bounds: tuple[CostView, CostView] | None = None,
         exact: ExactRows | None = None,
+        native_index: int | None = None,
+        wei_per_gas: FloatArray | None = None,
     ) -> None:
         self.start, self.stop, self.offset = start, stop, 0
         self.assets = assets
@@ -101,12 +103,16 @@ class QuietView:
         targets_bps = np.asarray([t for _, t in assets], dtype=np.float64)
         values = arrays.prices[start:stop] * token_units
         totals = values.sum(axis=1)
+        self.totals = totals
+        self._native = None if native_index is None else arrays.prices[start:stop, native_index]
+        self._wei = wei_per_gas
         self._value_max = float(totals.max())
         self._value_min = float(totals.min())
         self.weights = values / totals[:, None]
         self.dev_bps = np.abs(self.weights * BPS - targets_bps)
         self.stamps = arrays.stamps[start:stop]
         self._near: dict[tuple[tuple[float, ...], float | None], npt.NDArray[np.intp]] = {}
+        self._near_rows: dict[str, npt.NDArray[np.intp]] = {}
         self.prices = arrays.prices[start:stop]
         self._answers = arrays.answers
         self.memo: dict[str, object] = {}  # a screen's own notes on this view (between its calls)
@@ -121,6 +127,14 @@ class QuietView:
 
     def value_usd_min(self) -> float:
         return self._value_min
+
+    def native_prices(self) -> FloatArray | None:
+        """The gas token's USD price at each of the view's steps (when it is a vault asset)."""
+        return self._native
+
+    def wei_per_gas(self) -> FloatArray | None:
+        """Each step's base fee plus tip in wei (floats: within a wei), when the path has them."""
+        return self._wei
 
     def cost_floor(self) -> CostView | None:
         return None if self._cost_bounds is None else self._cost_bounds[0]
@@ -139,6 +153,16 @@ class QuietView:
                 # The vault's drift is floored to whole bps: screen a whole bps early.
                 near |= self.dev_bps.sum(axis=1) > total_drift_bps - 1.0 - EDGE_BPS
             hits = self._near[key] = np.flatnonzero(near)
+        i = int(np.searchsorted(hits, self.offset))
+        return int(hits[i]) - self.offset if i < hits.size else len(self)
+
+    def first_near_rows(self, bands_bps: FloatArray, key: str) -> int:
+        """`first_near_band` with a band per step and asset (`bands_bps`: one row per view step,
+        the same for every call under `key`)."""
+        hits = self._near_rows.get(key)
+        if hits is None:
+            near = (self.dev_bps > bands_bps - EDGE_BPS).any(axis=1)
+            hits = self._near_rows[key] = np.flatnonzero(near)
         i = int(np.searchsorted(hits, self.offset))
         return int(hits[i]) - self.offset if i < hits.size else len(self)
 

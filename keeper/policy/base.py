@@ -124,21 +124,8 @@ class QuietSteps(Protocol):
         """The vault's largest value over these steps (USD, float: screens only)."""
         ...
 
-    def value_usd_min(self) -> float:
-        """The vault's smallest value over these steps (USD, float: screens only)."""
-        ...
-
     def cost_floor(self) -> CostView | None:
         """The cost model at these steps' cheapest gas (lowest base fee, lowest native price)."""
-        ...
-
-    def cost_ceiling(self) -> CostView | None:
-        """The cost model at these steps' dearest gas (highest base fee, highest native price)."""
-        ...
-
-    @property
-    def memo(self) -> dict[str, object]:
-        """A screen's own notes on these steps, kept between its calls (a cache)."""
         ...
 
     def first_near_band(self, bands_bps: Sequence[float], total_drift_bps: float | None = None) -> int: ...

@@ -42,7 +42,6 @@ from keeper.policy.base import (
     DecisionCode,
     PolicyContext,
     PolicyDecision,
-    QuietSteps,
     decision,
     empty_vault,
     honour_cooldown,
@@ -224,57 +223,6 @@ class CostAwarePolicy:
                 f"budget ({costs.budget.max_cost_bps} bps, ${costs.budget.max_cost_usd}): trading to target"
             )
         return None, note
-
-    def quiet_steps(self, view: QuietSteps, memory: None, last_rebalance_s: int) -> tuple[int, str]:
-        """Backtest screen: steps before any asset nears the narrowest band it can have in them."""
-        floors = view.memo.get("cost_aware_floors")
-        if floors is None:
-            floors = view.memo["cost_aware_floors"] = self._band_floors(view)
-        if not isinstance(floors, list):
-            return 0, DecisionCode.WITHIN_BANDS
-        return view.first_near_band(floors), DecisionCode.WITHIN_BANDS
-
-    def _band_floors(self, view: QuietSteps) -> list[float] | bool:
-        """Each asset's band (bps) at most what `regions` gives at any of the view's steps; False
-        without a cost model.
-
-        The no-trade band B widens as costs rise: with the fixed cost k (gas per unit of value)
-        and with the cost per unit traded c; the trade size u = B - r grows with k and shrinks
-        with c. `regions` prices impact by iterating c = fee + u(k, c) * value / depth from
-        c = fee: its last c is at least fee + u(k_lo, c2_hi) * value_lo / depth, where c2_hi =
-        fee + u(k_hi, fee) * value_hi / depth bounds the c before it from above. The k's come from
-        the view's cheapest and dearest gas and its largest and smallest value (a hair beyond
-        what the float screen saw), the band one hundredth of a bps below the solved one.
-        """
-        lo_costs, hi_costs = view.cost_floor(), view.cost_ceiling()
-        if lo_costs is None or hi_costs is None:
-            return False
-        n = max(1, len(view.assets))
-        units = lo_costs.gas_model.base_units / n + lo_costs.gas_model.per_swap_units
-        value_hi = view.value_usd_max() * (1 + 1e-9)
-        value_lo = view.value_usd_min() * (1 - 1e-9)
-        k_lo = units * lo_costs.wei_per_gas * 1e-18 * float(lo_costs.native_usd) / value_hi
-        k_hi = units * hi_costs.wei_per_gas * 1e-18 * float(hi_costs.native_usd) / value_lo
-        floors = []
-        fees = lo_costs.fee_ppm
-        for symbol, target in view.assets:
-            w = target / BPS
-            if w <= 0:
-                floors.append(self.min_band_bps)
-                continue
-            fee = fees.get(symbol, min(fees.values(), default=3000)) / 1e6
-            a = self.risk_aversion / (6.0 * w * w)
-            c = fee
-            depth = self.depth_usd_by_asset.get(symbol, self.default_depth_usd)
-            if depth:
-                outer_f, inner_f = _solve_q(_q(k_hi), _q(fee), a)
-                c_hi = (fee + (outer_f - inner_f) * value_hi / depth) * (1 + 1e-9)
-                outer_f, inner_f = _solve_q(_q(k_lo), _q(c_hi), a)
-                c = max(fee, (fee + (outer_f - inner_f) * value_lo / depth) * (1 - 1e-9))
-            outer_f, _ = _solve_q(_q(k_lo), _q(c), a)
-            outer = min(max(outer_f * BPS, self.min_band_bps), self.max_band_bps)
-            floors.append(max(1, round(outer * 100) - 1) / 100)
-        return floors
 
     def bands_bps(self, ctx: PolicyContext[None]) -> dict[str, float]:
         return {
