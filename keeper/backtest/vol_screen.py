@@ -30,8 +30,8 @@ from keeper.policy.base import DecisionCode
 
 # First block of a quiet run; blocks double while the run lasts, up to MAX_BLOCK (a run that
 # ends, at a rebalance, wastes the rest of its last block's fold).
-FIRST_BLOCK = 64
-MAX_BLOCK = 256
+FIRST_BLOCK = 128
+MAX_BLOCK = 512
 # The screen's bands sit this far (relative) below the float estimate of the exact band: far
 # more than the few ulps numpy's power may differ from the C library's.
 BAND_MARGIN = 1e-9
