@@ -721,6 +721,7 @@ def run_backtest(
     # tracing (the trace wants every step's outcome) or for a policy without a screen.
     screen = None if trace else quiet_screen(policy)
     quiet = QuietStats()
+    quiet_reasons: dict[str, str] = {}  # a screen's code -> the reason the engine counts
     planning_s = 0.0  # inside the decision core's plan and the simulation, on "yes" steps
     targets_arr = np.asarray(targets_f, dtype=np.float64)
     view: QuietView | None = None
@@ -748,7 +749,10 @@ def run_backtest(
             if count > 0:
                 run.memory = memory
                 quiet.add(view, count, prepared.arrays, targets_arr)
-                run.reasons[reasons.policy_said_no(code, "").reason] += count
+                said = quiet_reasons.get(code)
+                if said is None:
+                    said = quiet_reasons[code] = reasons.policy_said_no(code, "").reason
+                run.reasons[said] += count
                 if progress is not None:
                     progress(k + count, n)
                 k += count
