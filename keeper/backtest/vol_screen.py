@@ -81,7 +81,7 @@ def fold_block(
         return FoldedBlock(1, np.asarray([first.var_per_s]), [first.samples], lambda _: first)
     p = prices[:n]
     ratios = (p[1:] / p[:-1]).ravel().tolist()
-    r = np.asarray(list(map(math.log, ratios)), dtype=np.float64).reshape(n - 1, p.shape[1])
+    r = np.fromiter(map(math.log, ratios), dtype=np.float64, count=len(ratios)).reshape(n - 1, p.shape[1])
     if weights is not None:
         w = weights[1:n]
         market = np.zeros(n - 1, dtype=np.float64)
@@ -102,15 +102,15 @@ def fold_block(
     else:
         head = list(first.var_per_s)
         start = 0
-    cols = []
     steady = len(set(keep[start:])) <= 1  # one step length: one (1 - alpha) for the block
     for j, v0 in enumerate(head):
         if steady and keep[start:]:
-            out = list(accumulate(fresh[j][start:], partial(_steady_step, keep[start]), initial=v0))
+            col = accumulate(fresh[j][start:], partial(_steady_step, keep[start]), initial=v0)
         else:
-            out = list(accumulate(zip(keep[start:], fresh[j][start:], strict=True), _ewma_step, initial=v0))
-        cols.append(out if start == 1 else out[1:])
-    var[1:] = np.asarray(cols, dtype=np.float64).T
+            col = accumulate(zip(keep[start:], fresh[j][start:], strict=True), _ewma_step, initial=v0)
+        if start == 0:
+            next(col)  # the block's first memory, already in var[0]
+        var[1:, j] = np.fromiter(col, dtype=np.float64, count=n - 1)
     samples = [first.samples + k for k in range(n)]
 
     def memory_after(k: int) -> VolMemory:
