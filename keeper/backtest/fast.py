@@ -21,6 +21,7 @@ vectorised; they are floats either way and agree with the step-by-step sums to r
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -111,8 +112,9 @@ class QuietView:
         self.weights = values / totals[:, None]
         self.dev_bps = np.abs(self.weights * BPS - targets_bps)
         self.stamps = arrays.stamps[start:stop]
-        self._near: dict[tuple[tuple[float, ...], float | None], npt.NDArray[np.intp]] = {}
-        self._near_rows: dict[str, npt.NDArray[np.intp]] = {}
+        self._near: dict[tuple[tuple[float, ...], float | None], list[int]] = {}
+        self._near_rows: dict[str, list[int]] = {}
+        self._stamps: list[int] | None = None
         self.prices = arrays.prices[start:stop]
         self._answers = arrays.answers
         self.memo: dict[str, object] = {}  # a screen's own notes on this view (between its calls)
@@ -152,9 +154,8 @@ class QuietView:
             if total_drift_bps is not None:
                 # The vault's drift is floored to whole bps: screen a whole bps early.
                 near |= self.dev_bps.sum(axis=1) > total_drift_bps - 1.0 - EDGE_BPS
-            hits = self._near[key] = np.flatnonzero(near)
-        i = int(np.searchsorted(hits, self.offset))
-        return int(hits[i]) - self.offset if i < hits.size else len(self)
+            hits = self._near[key] = np.flatnonzero(near).tolist()
+        return self._before_next(hits)
 
     def first_near_rows(self, bands_bps: FloatArray, key: str) -> int:
         """`first_near_band` with a band per step and asset (`bands_bps`: one row per view step,
@@ -162,16 +163,25 @@ class QuietView:
         hits = self._near_rows.get(key)
         if hits is None:
             near = (self.dev_bps > bands_bps - EDGE_BPS).any(axis=1)
-            hits = self._near_rows[key] = np.flatnonzero(near)
-        i = int(np.searchsorted(hits, self.offset))
-        return int(hits[i]) - self.offset if i < hits.size else len(self)
+            hits = self._near_rows[key] = np.flatnonzero(near).tolist()
+        return self._before_next(hits)
+
+    def _before_next(self, hits: list[int]) -> int:
+        """Steps from the current one to the first of `hits` at or after it (len(self): none).
+        (Python lists and bisect: a hybrid policy asks twice an hour of the path.)"""
+        i = bisect_left(hits, self.offset)
+        return hits[i] - self.offset if i < len(hits) else len(self)
 
     def first_at_or_after(self, time_s: float) -> int:
         """Steps before the first whose timestamp is at or after `time_s`."""
-        return max(0, int(np.searchsorted(self.stamps, time_s, side="left")) - self.offset)
+        if self._stamps is None:
+            self._stamps = self.stamps.tolist()
+        return max(0, bisect_left(self._stamps, time_s) - self.offset)
 
     def now_s(self) -> int:
-        return int(self.stamps[self.offset])
+        if self._stamps is None:
+            self._stamps = self.stamps.tolist()
+        return self._stamps[self.offset]
 
     def exact_weights(self, rows: slice) -> tuple[npt.NDArray[np.bool_], FloatArray]:
         """For the view's `rows`: whether the vault holds value, and each asset's weight as the
