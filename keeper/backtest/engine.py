@@ -23,7 +23,17 @@ from typing import Any
 import numpy as np
 
 from keeper import reasons
-from keeper.backtest.fast import CHUNK, ExactRows, FloatArray, PathArrays, QuietStats, QuietView, path_arrays
+from keeper.backtest.cost_screen import cost_aware_screen
+from keeper.backtest.fast import (
+    CHUNK,
+    FIRST_CHUNK,
+    ExactRows,
+    FloatArray,
+    PathArrays,
+    QuietStats,
+    QuietView,
+    path_arrays,
+)
 from keeper.backtest.market import (
     FEE_DENOMINATOR,
     V2_FEE,
@@ -34,6 +44,7 @@ from keeper.backtest.market import (
     usd,
 )
 from keeper.backtest.paths import BASE_FEE_COLUMN, NATIVE_COLUMN, PathError, PricePath
+from keeper.backtest.vol_screen import adaptive_screen
 from keeper.costs import CostBudget, CostView
 from keeper.decision import DecisionParams, costs_at, observe, plan_trade, route_fees_ppm, uses_costs
 from keeper.model import (
@@ -52,7 +63,7 @@ from keeper.model import (
 )
 from keeper.oracle import OracleRules
 from keeper.planner import PlannerParams
-from keeper.policy import Policy, PolicyContext, PolicyDecision
+from keeper.policy import AdaptivePolicy, CostAwarePolicy, Policy, PolicyContext, PolicyDecision
 from keeper.portfolio import (
     PortfolioState,
     implied_amount_out,
@@ -458,22 +469,37 @@ class _Run:
             self.params, self.base_fee_wei(k), native_usd, self.route_fees, self.setup.quote_symbol
         )
 
-    def cost_floor(self, start: int, stop: int) -> CostView | None:
-        """The cost model at the cheapest gas of steps [start, stop) (for the fast path's screens)."""
+    def wei_per_gas(self, start: int, stop: int) -> FloatArray | None:
+        """Steps [start, stop)'s base fee plus tip in wei, as floats (for the fast path's screens)."""
+        series = self.prepared.base_fee_gwei
+        if series is None or not self.uses_costs:
+            return None
+        return np.asarray(series[start:stop], dtype=np.float64) * 1e9 + self.setup.gas.priority_fee_wei
+
+    def cost_bounds(self, start: int, stop: int) -> tuple[CostView, CostView] | None:
+        """The cost model at the cheapest and at the dearest gas of steps [start, stop) (lowest
+        and highest base fee and native price; for the fast path's screens)."""
         i = self.native_index
         if not self.uses_costs or i is None:
             return None
         series = self.prepared.base_fee_gwei
-        gwei = min(series[start:stop]) if series is not None else self.setup.gas.base_fee_gwei
-        native = min(self.prepared.answers[k][i] for k in range(start, stop))
-        p = self.params
-        return costs_at(
-            p,
-            self.setup.gas.base_fee_wei(gwei),
-            scaled_decimal(native, self.feed_decimals[i]),
-            self.route_fees,
-            self.setup.quote_symbol,
-        )
+        if series is not None:
+            fees = series[start:stop]
+            gwei_lo, gwei_hi = min(fees), max(fees)
+        else:
+            gwei_lo = gwei_hi = self.setup.gas.base_fee_gwei
+        natives = [self.prepared.answers[k][i] for k in range(start, stop)]
+
+        def at(gwei: float, native: int) -> CostView:
+            return costs_at(
+                self.params,
+                self.setup.gas.base_fee_wei(gwei),
+                scaled_decimal(native, self.feed_decimals[i]),
+                self.route_fees,
+                self.setup.quote_symbol,
+            )
+
+        return at(gwei_lo, min(natives)), at(gwei_hi, max(natives))
 
     def snapshot(self, k: int) -> Snapshot:
         ts = self.prepared.path.timestamps[k]
@@ -641,6 +667,10 @@ def quiet_screen(policy: Policy[Any]) -> Screen | None:
     """The policy's backtest screen as (count, code, memory after): `quiet_run` for a policy
     whose memory moves on every "no" (adaptive), `quiet_steps` for one whose memory a "no"
     leaves as it is; None for a policy without a screen (every step is decided exactly)."""
+    if isinstance(policy, AdaptivePolicy):
+        return adaptive_screen(policy)
+    if isinstance(policy, CostAwarePolicy):
+        return cost_aware_screen(policy)
     run = getattr(policy, "quiet_run", None)
     if callable(run):
         screen: Screen = run
@@ -691,6 +721,7 @@ def run_backtest(
     # tracing (the trace wants every step's outcome) or for a policy without a screen.
     screen = None if trace else quiet_screen(policy)
     quiet = QuietStats()
+    quiet_reasons: dict[str, str] = {}  # a screen's code -> the reason the engine counts
     planning_s = 0.0  # inside the decision core's plan and the simulation, on "yes" steps
     targets_arr = np.asarray(targets_f, dtype=np.float64)
     view: QuietView | None = None
@@ -698,22 +729,30 @@ def run_backtest(
     while k < n:
         if screen is not None:
             if view is None or k >= view.stop:
-                stop = min(n, k + CHUNK)
+                # Short views after a rebalance (the next may come soon: a calendar's day), longer
+                # while the balances hold: weights are computed for few steps that go unused.
+                chunk = FIRST_CHUNK if view is None else min(2 * (view.stop - view.start), CHUNK)
+                stop = min(n, k + chunk)
                 view = QuietView(
                     prepared.arrays,
                     k,
                     stop,
                     run.token_units(),
                     run.assets,
-                    run.cost_floor(k, stop),
+                    run.cost_bounds(k, stop),
                     run.exact_rows(),
+                    run.native_index,
+                    run.wei_per_gas(k, stop),
                 )
             view.offset = k - view.start
             count, code, memory = screen(view, run.memory, run.last_rebalance_s)
             if count > 0:
                 run.memory = memory
                 quiet.add(view, count, prepared.arrays, targets_arr)
-                run.reasons[reasons.policy_said_no(code, "").reason] += count
+                said = quiet_reasons.get(code)
+                if said is None:
+                    said = quiet_reasons[code] = reasons.policy_said_no(code, "").reason
+                run.reasons[said] += count
                 if progress is not None:
                     progress(k + count, n)
                 k += count

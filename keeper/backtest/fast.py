@@ -8,9 +8,10 @@ weights (and the clock) which of the next steps are certain "no"s implements
 `quiet_steps(view) -> (count, code)` (keeper/policy/*.py), asking this module's `QuietView`
 questions in plain terms (the first step where some asset is within `eps` of its band, the
 first step at or after a time); a policy whose memory moves on every "no" (adaptive, hybrid's
-band check) implements `quiet_run(view) -> (count, code, memory after)` instead, and may walk
-the steps in the engine's integers (`QuietView.exact_steps`). Floats only screen: a step within `EDGE_BPS` of a band edge is
-handed to the exact decision (the policy's own `decide`, integers), so the decisions are the
+band check) implements `quiet_run(view) -> (count, code, memory after)` instead (the adaptive
+policy's is keeper/backtest/vol_screen.py, which folds its estimate over blocks of steps with
+the daemon's weights, `QuietView.exact_weights`). Floats only screen: a step within `EDGE_BPS`
+of a band edge is handed to the exact decision (the policy's own `decide`, integers), so the decisions are the
 exact engine's, step for step (tests/backtest/test_fast_engine.py holds that against a recorded
 fixture of the engine before this path existed).
 
@@ -20,21 +21,23 @@ vectorised; they are floats either way and agree with the step-by-step sums to r
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
+from keeper.backtest.weights import ValueWeights
 from keeper.costs import CostView
-from keeper.model import BPS, USD18
-from keeper.policy.base import QuietStep
+from keeper.model import BPS
 
 FloatArray = npt.NDArray[np.float64]
 # A float weight is within ~1e-12 bps of the exact one; anything this close to a band edge is
 # decided exactly.
 EDGE_BPS = 1e-6
-CHUNK = 4096
+CHUNK = 4096  # the most steps a view covers
+FIRST_CHUNK = 256  # a view's steps after a rebalance (each next view at the same balances: twice)
 
 
 @dataclass(frozen=True)
@@ -56,17 +59,27 @@ class PathArrays:
     prices: FloatArray  # (steps, assets)
     returns: FloatArray  # (steps, assets): simple return from the step before (row 0: zeros)
     stamps: npt.NDArray[np.int64]
+    answers: npt.NDArray[np.int64] | None = None  # the feed answers, when all are below 2**62
 
 
 def path_arrays(
     answers: Sequence[Sequence[int]], feed_decimals: Sequence[int], stamps: Sequence[int]
 ) -> PathArrays:
-    prices = np.asarray(answers, dtype=np.float64) / np.power(
-        10.0, np.asarray(feed_decimals, dtype=np.float64)
+    # answer / 10**decimals correctly rounded, as float() of the oracle's Decimal (both exact
+    # doubles below 2**53 and 10**22: one IEEE division).
+    prices = np.asarray(answers, dtype=np.float64) / np.asarray(
+        [float(10**d) for d in feed_decimals], dtype=np.float64
     )
     returns = np.zeros_like(prices)
     returns[1:] = prices[1:] / prices[:-1] - 1.0
-    return PathArrays(prices, returns, np.asarray(stamps, dtype=np.int64))
+    ints = np.asarray(answers, dtype=object)
+    small = ints.size > 0 and ints.min() >= 0 and ints.max() < 2**62
+    return PathArrays(
+        prices,
+        returns,
+        np.asarray(stamps, dtype=np.int64),
+        ints.astype(np.int64) if small else None,
+    )
 
 
 class QuietView:
@@ -80,22 +93,33 @@ class QuietView:
         stop: int,
         token_units: FloatArray,
         assets: Sequence[tuple[str, int]],
-        cost_floor: CostView | None = None,
+        cost_bounds: tuple[CostView, CostView] | None = None,
         exact: ExactRows | None = None,
+        native_index: int | None = None,
+        wei_per_gas: FloatArray | None = None,
     ) -> None:
         self.start, self.stop, self.offset = start, stop, 0
         self.assets = assets
-        self._cost_floor = cost_floor
+        self._cost_bounds = cost_bounds
         targets_bps = np.asarray([t for _, t in assets], dtype=np.float64)
         values = arrays.prices[start:stop] * token_units
         totals = values.sum(axis=1)
+        self.totals = totals
+        self._native = None if native_index is None else arrays.prices[start:stop, native_index]
+        self._wei = wei_per_gas
         self._value_max = float(totals.max())
+        self._value_min = float(totals.min())
         self.weights = values / totals[:, None]
         self.dev_bps = np.abs(self.weights * BPS - targets_bps)
         self.stamps = arrays.stamps[start:stop]
-        self._near: dict[tuple[tuple[float, ...], float | None], npt.NDArray[np.intp]] = {}
+        self._near: dict[tuple[tuple[float, ...], float | None], list[int]] = {}
+        self._near_rows: dict[str, list[int]] = {}
+        self._stamps: list[int] | None = None
+        self.prices = arrays.prices[start:stop]
+        self._answers = arrays.answers
+        self.memo: dict[str, object] = {}  # a screen's own notes on this view (between its calls)
         self._exact = exact
-        self._dev_upper: list[list[float]] | None = None
+        self._weights: ValueWeights | None = None
 
     def __len__(self) -> int:
         return self.stop - self.start - self.offset
@@ -103,8 +127,22 @@ class QuietView:
     def value_usd_max(self) -> float:
         return self._value_max
 
+    def value_usd_min(self) -> float:
+        return self._value_min
+
+    def native_prices(self) -> FloatArray | None:
+        """The gas token's USD price at each of the view's steps (when it is a vault asset)."""
+        return self._native
+
+    def wei_per_gas(self) -> FloatArray | None:
+        """Each step's base fee plus tip in wei (floats: within a wei), when the path has them."""
+        return self._wei
+
     def cost_floor(self) -> CostView | None:
-        return self._cost_floor
+        return None if self._cost_bounds is None else self._cost_bounds[0]
+
+    def cost_ceiling(self) -> CostView | None:
+        return None if self._cost_bounds is None else self._cost_bounds[1]
 
     def first_near_band(self, bands_bps: Sequence[float], total_drift_bps: float | None = None) -> int:
         """Steps before the first where some asset's |weight - target| may exceed its band (or
@@ -116,35 +154,47 @@ class QuietView:
             if total_drift_bps is not None:
                 # The vault's drift is floored to whole bps: screen a whole bps early.
                 near |= self.dev_bps.sum(axis=1) > total_drift_bps - 1.0 - EDGE_BPS
-            hits = self._near[key] = np.flatnonzero(near)
-        i = int(np.searchsorted(hits, self.offset))
-        return int(hits[i]) - self.offset if i < hits.size else len(self)
+            hits = self._near[key] = np.flatnonzero(near).tolist()
+        return self._before_next(hits)
+
+    def first_near_rows(self, bands_bps: FloatArray, key: str) -> int:
+        """`first_near_band` with a band per step and asset (`bands_bps`: one row per view step,
+        the same for every call under `key`)."""
+        hits = self._near_rows.get(key)
+        if hits is None:
+            near = (self.dev_bps > bands_bps - EDGE_BPS).any(axis=1)
+            hits = self._near_rows[key] = np.flatnonzero(near).tolist()
+        return self._before_next(hits)
+
+    def _before_next(self, hits: list[int]) -> int:
+        """Steps from the current one to the first of `hits` at or after it (len(self): none).
+        (Python lists and bisect: a hybrid policy asks twice an hour of the path.)"""
+        i = bisect_left(hits, self.offset)
+        return hits[i] - self.offset if i < len(hits) else len(self)
 
     def first_at_or_after(self, time_s: float) -> int:
         """Steps before the first whose timestamp is at or after `time_s`."""
-        return max(0, int(np.searchsorted(self.stamps, time_s, side="left")) - self.offset)
+        if self._stamps is None:
+            self._stamps = self.stamps.tolist()
+        return max(0, bisect_left(self._stamps, time_s) - self.offset)
 
     def now_s(self) -> int:
-        return int(self.stamps[self.offset])
+        if self._stamps is None:
+            self._stamps = self.stamps.tolist()
+        return self._stamps[self.offset]
 
-    def exact_steps(self) -> Iterator[QuietStep]:
-        """The steps from the current one on, in the engine's integers (prices as `float()` of
-        the oracle's Decimal: answer / 10**decimals, both correctly rounded)."""
+    def exact_weights(self, rows: slice) -> tuple[npt.NDArray[np.bool_], FloatArray]:
+        """For the view's `rows`: whether the vault holds value, and each asset's weight as the
+        daemon computes it, `value / total` on the exact USD18 values (Python integers and their
+        correctly rounded division; zeros where the vault is empty)."""
         ex = self._exact
         if ex is None:
             raise ValueError("this view was built without the path's integers (ExactRows)")
-        if self._dev_upper is None:
-            self._dev_upper = (self.dev_bps + EDGE_BPS).tolist()
-        balances, value_scales, price_scales = ex.balances, ex.value_scales, ex.price_scales
-        for i in range(self.offset, self.stop - self.start):
-            k = self.start + i
-            row = ex.answers[k]
-            yield QuietStep(
-                ex.stamps[k],
-                tuple(a / s for a, s in zip(row, price_scales, strict=True)),
-                tuple(b * a * USD18 // s for b, a, s in zip(balances, row, value_scales, strict=True)),
-                self._dev_upper[i],
-            )
+        if self._weights is None:
+            self._weights = ValueWeights(ex.balances, ex.value_scales)
+        path_rows = slice(self.start + rows.start, self.start + rows.stop)
+        ints = None if self._answers is None else self._answers[path_rows]
+        return self._weights.of(ex.answers[path_rows], ints)
 
 
 @dataclass

@@ -31,7 +31,6 @@ from keeper.policy.base import (
     DecisionCode,
     PolicyContext,
     PolicyDecision,
-    QuietSteps,
     decision,
     empty_vault,
     honour_cooldown,
@@ -85,8 +84,10 @@ def fold_prices(
     halflife_s: int,
     weights: tuple[float, ...] | None = None,
 ) -> VolMemory:
-    """`update_vol` on prices already in floats (the backtester's screen folds whole runs of
-    steps with it, so its estimate is the daemon's to the last bit)."""
+    """`update_vol` on prices already in floats. The backtester folds whole runs of steps with
+    the same arithmetic (keeper/backtest/vol_screen.py, built on `ewma_alpha` and
+    `market_return` and checked against this function), so its estimate is the daemon's to the
+    last bit."""
     if memory.symbols != symbols or memory.last_s is None or not memory.last_prices:
         return VolMemory(symbols, now_s, prices, tuple(0.0 for _ in symbols), 0)
     dt = now_s - memory.last_s
@@ -94,16 +95,30 @@ def fold_prices(
         return memory
     returns = [math.log(p / q) for p, q in zip(prices, memory.last_prices, strict=True)]
     if weights is not None:
-        market = sum(w * r for w, r in zip(weights, returns, strict=True))
+        market = market_return(weights, returns)
         returns = [r - market for r in returns]
     if memory.samples == 0:
         var = tuple(r * r / dt for r in returns)
     else:
-        alpha = 1.0 - math.exp(-dt * math.log(2) / halflife_s)
+        alpha = ewma_alpha(dt, halflife_s)
         var = tuple(
             (1.0 - alpha) * v + alpha * r * r / dt for v, r in zip(memory.var_per_s, returns, strict=True)
         )
     return VolMemory(symbols, now_s, prices, var, memory.samples + 1)
+
+
+def ewma_alpha(dt: int, halflife_s: int) -> float:
+    """The weight of a new sample `dt` seconds after the last one."""
+    return 1.0 - math.exp(-dt * math.log(2) / halflife_s)
+
+
+def market_return(weights: Sequence[float], returns: Sequence[float]) -> float:
+    """The portfolio's return, sum_j w_j r_j, added up left to right (one fixed order of float
+    additions, which the backtester's vectorised fold repeats column by column)."""
+    market = 0.0
+    for w, r in zip(weights, returns, strict=True):
+        market += w * r
+    return market
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,52 +162,6 @@ class AdaptivePolicy:
         warm = memory.samples >= self.warmup_samples and memory.symbols == symbols
         vols: tuple[float | None, ...] = memory.vol_annual() if warm else tuple(None for _ in symbols)
         return tuple(self.band_of(t, v) for t, v in zip(targets_bps, vols, strict=True))
-
-    def _may_breach(
-        self,
-        dev_bps_upper: Sequence[float],
-        symbols: tuple[str, ...],
-        targets_bps: tuple[int, ...],
-        memory: VolMemory,
-    ) -> bool:
-        """Whether some asset may be beyond its band (`decide` breaches when |dev| * 100 > band in
-        centi-bps; `dev_bps_upper` bounds |dev| from above). A band is never under
-        `min_band_bps`, so only assets off by more than that need their band computed."""
-        floor = self.min_band_bps
-        warm = memory.samples >= self.warmup_samples and memory.symbols == symbols  # as _bands_for
-        for i, d in enumerate(dev_bps_upper):
-            if d <= floor:
-                continue
-            vol = math.sqrt(memory.var_per_s[i] * SECONDS_PER_YEAR) if warm else None
-            if d * 100 > self.band_of(targets_bps[i], vol):
-                return True
-        return False
-
-    def quiet_run(
-        self, view: QuietSteps, memory: VolMemory, last_rebalance_s: int
-    ) -> tuple[int, str, VolMemory]:
-        """Backtest screen: the steps before any asset nears its band are "within_bands", and
-        each of them folds its prices into the estimate as `decide` would (same arithmetic:
-        `fold_prices`), so the memory after them is the exact run's to the last bit."""
-        symbols = tuple(s for s, _ in view.assets)
-        targets = tuple(t for _, t in view.assets)
-        relative = self.vol_basis == "relative"
-        drift_limit = self.total_drift_bps
-        count = 0
-        for step in view.exact_steps():
-            total = sum(step.values_usd18)
-            if total <= 0:
-                break  # an empty vault is decided (and not folded) by `decide`
-            weights = tuple(v / total for v in step.values_usd18) if relative else None
-            folded = fold_prices(memory, symbols, step.now_s, step.prices_usd, self.halflife_s, weights)
-            if self._may_breach(step.dev_bps_upper, symbols, targets, folded):
-                break
-            # The vault's drift is floored to whole bps: screen a whole bps early.
-            if drift_limit is not None and sum(step.dev_bps_upper) > drift_limit - 1:
-                break
-            memory = folded
-            count += 1
-        return count, DecisionCode.WITHIN_BANDS, memory
 
     def _update(self, ctx: PolicyContext[VolMemory]) -> VolMemory:
         pf = ctx.portfolio

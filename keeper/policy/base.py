@@ -8,7 +8,7 @@ same policy object runs in both without hidden state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -105,24 +105,13 @@ class Policy(Protocol[M]):
     def decide(self, ctx: PolicyContext[M]) -> PolicyDecision[M]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class QuietStep:
-    """One step of a backtest's quiet run, for a screen that must fold each step into its
-    memory: the daemon's own inputs (block time, oracle prices as the floats `float(price)`
-    gives, the vault's values in USD18, exact) and an upper bound of each asset's
-    |weight - target| in bps (floats: screens only)."""
-
-    now_s: int
-    prices_usd: tuple[float, ...]
-    values_usd18: tuple[int, ...]
-    dev_bps_upper: Sequence[float]
-
-
 class QuietSteps(Protocol):
     """The next steps of a backtest at fixed balances (keeper/backtest/fast.py), for a policy's
     optional screen `quiet_steps(view, memory, last_rebalance_s) -> (count, code)`: how many of
     them are certainly a "no" with `code` that leaves the memory unchanged. A screen may answer
-    too few (the exact `decide` then runs), never too many."""
+    too few (the exact `decide` then runs), never too many. (A policy whose memory moves on a
+    "no" answers `quiet_run(view, memory, last_rebalance_s) -> (count, code, memory after)`;
+    the adaptive policy's is the backtester's own, keeper/backtest/vol_screen.py.)"""
 
     @property
     def assets(self) -> Sequence[tuple[str, int]]:
@@ -145,11 +134,6 @@ class QuietSteps(Protocol):
 
     def now_s(self) -> int:
         """The current step's block time."""
-        ...
-
-    def exact_steps(self) -> Iterator[QuietStep]:
-        """The steps one by one from the current one on (for a screen with moving memory:
-        `quiet_run(view, memory, last_rebalance_s) -> (count, code, memory after them)`)."""
         ...
 
 

@@ -42,7 +42,6 @@ from keeper.policy.base import (
     DecisionCode,
     PolicyContext,
     PolicyDecision,
-    QuietSteps,
     decision,
     empty_vault,
     honour_cooldown,
@@ -224,34 +223,6 @@ class CostAwarePolicy:
                 f"budget ({costs.budget.max_cost_bps} bps, ${costs.budget.max_cost_usd}): trading to target"
             )
         return None, note
-
-    def quiet_steps(self, view: QuietSteps, memory: None, last_rebalance_s: int) -> tuple[int, str]:
-        """Backtest screen: steps before any asset nears the narrowest band it can have in them.
-
-        The no-trade band only widens as costs rise (more gas per unit of value, higher fees),
-        so the bands solved at the view's cheapest gas, its largest value and the bare venue fee
-        (no impact term) are a floor for every step; steps whose deviations stay inside that
-        floor are "within_bands" whatever the exact band is.
-        """
-        costs = view.cost_floor()
-        if costs is None:
-            return 0, DecisionCode.WITHIN_BANDS
-        n = max(1, len(view.assets))
-        units = costs.gas_model.base_units / n + costs.gas_model.per_swap_units
-        # A hair more value than the most the float screen saw: k stays at or below every step's.
-        k = units * costs.wei_per_gas * 1e-18 * float(costs.native_usd) / (view.value_usd_max() * (1 + 1e-9))
-        floors = []
-        fees = costs.fee_ppm
-        for symbol, target in view.assets:
-            w = target / BPS
-            if w <= 0:
-                floors.append(self.min_band_bps)
-                continue
-            fee = fees.get(symbol, min(fees.values(), default=3000)) / 1e6
-            outer_f, _ = _solve_q(_q(k), _q(fee), self.risk_aversion / (6.0 * w * w))
-            outer = min(max(outer_f * BPS, self.min_band_bps), self.max_band_bps)
-            floors.append(max(1, round(outer * 100)) / 100)
-        return view.first_near_band(floors), DecisionCode.WITHIN_BANDS
 
     def bands_bps(self, ctx: PolicyContext[None]) -> dict[str, float]:
         return {

@@ -80,7 +80,8 @@ class ThresholdPolicy:
 
     def screen_bands(self, assets: Sequence[tuple[str, int]]) -> list[float]:
         """Each asset's band as a float for a backtest screen (inf: no band)."""
-        return [math.inf if (b := _band(self, s, t)) is None else float(b) for s, t in assets]
+        by_asset = self.abs_band_bps_by_asset
+        return [_screen_band(by_asset.get(s, self.abs_band_bps), self.rel_band, t) for s, t in assets]
 
     def evaluate(self, portfolio: PortfolioState) -> tuple[bool, str, str]:
         """(trigger, code, message) of the band test alone; shared with the hybrid policy."""
@@ -114,6 +115,13 @@ def _band_of(abs_band: int | None, rel_band: Decimal | None, target_bps: int) ->
     if rel_band is not None:
         bands.append(Fraction(rel_band) * target_bps)
     return min(bands) if bands else None
+
+
+@lru_cache(maxsize=4096)
+def _screen_band(abs_band: int | None, rel_band: Decimal | None, target_bps: int) -> float:
+    """`_band_of` as a float for the backtest's screens (inf: no band), once per asset."""
+    band = _band_of(abs_band, rel_band, target_bps)
+    return math.inf if band is None else float(band)
 
 
 class BandFields(PolicyConfig):
