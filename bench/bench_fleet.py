@@ -14,13 +14,15 @@ scheduler), with nothing of the deployment in it.
 
 One uncounted warm-up round first (a process's first read probes every endpoint and encodes
 each chain's calls once). Phase 1 (baseline): `--rounds` rounds on every chain at once, no
-drift (idle ticks). Phase 2 (hang): chain A's proxy holds every request past the RPC timeout;
-the price moves on `--drifted` vaults of chain B; the same rounds run on every chain, A's
-worker stuck in its reads.
+drift (idle ticks). Phase 2 (trading baseline): the price moves on `--drifted` vaults of chain B,
+every node healthy: B's rounds now hold rebalancing ticks. Phase 3 (hang): chain A's proxy
+holds every request past the RPC timeout; the price moves on `--drifted` other vaults of chain
+B (the same work as phase 2); the same rounds run on every chain, A's worker stuck in its reads.
+B's p99 in phase 3 is compared with phase 2's (the same workload, A healthy) and with phase 1's.
 
 Prints per chain: HTTP requests per round, chain tick (the read plus its vaults' ticks) and
-vault tick latency p50/p99 (ms), and for phase 2 B's p99 against its baseline (idle ticks only,
-and all ticks) and B's rebalances; then the fleet process's resident set after both phases
+vault tick latency p50/p99 (ms), and for phase 3 B's p99 against its baselines (idle ticks
+only, and all ticks) and B's rebalances; then the fleet process's resident set after all phases
 (VmRSS) and its peak (VmHWM). Asserts nothing.
 """
 
@@ -237,7 +239,7 @@ def main() -> int:
         }
         driver: Driver | None = None
         try:
-            driver = Driver(_fleet_file(directory, proxies, manifests), args.rounds, phases=2)
+            driver = Driver(_fleet_file(directory, proxies, manifests), args.rounds, phases=3)
             print(
                 f"fleet runtime of {driver.built['vaults']} vaults built in {driver.built['built_s']:.1f} s "
                 f"in its own process (VmRSS {driver.built['VmRSS']:.0f} MiB before its first tick)"
@@ -247,7 +249,16 @@ def main() -> int:
 
             a, b = list(manifests)[:2]
             w3_b = connect(nodes[1].url, timeout_s=60)
-            drifted = list(manifests[b].items())[: args.drifted]
+            trading_set = list(manifests[b].items())[: args.drifted]
+            for _, manifest in trading_set:
+                move_price(w3_b, manifest, "WETH", 4200)
+            trading = driver.phase(proxies)
+            _print(
+                f"phase 2, trading baseline: {args.drifted} vaults of {b} drifted, every node healthy",
+                trading,
+            )
+
+            drifted = list(manifests[b].items())[args.drifted : 2 * args.drifted]
             start_block = w3_b.eth.block_number + 1
             for _, manifest in drifted:
                 move_price(w3_b, manifest, "WETH", 4200)
@@ -255,7 +266,8 @@ def main() -> int:
             hung = driver.phase(proxies)
             proxies[a].clear()
             _print(
-                f"phase 2, chain {a} hung (reads time out after {RPC_TIMEOUT_S:g} s), {args.drifted} vaults of {b} drifted",
+                f"phase 3, chain {a} hung (reads time out after {RPC_TIMEOUT_S:g} s), "
+                f"{args.drifted} other vaults of {b} drifted",
                 hung,
             )
             rebalanced = 0
@@ -264,10 +276,16 @@ def main() -> int:
                 rebalanced += len(
                     vault.events.Rebalanced.get_logs(from_block=start_block, to_block=w3_b.eth.block_number)
                 )
+            like_round, hung_trading = _pct(trading.round_ms[b], 0.99), _pct(hung.round_ms[b], 0.99)
+            print(
+                f"\nchain {b}: chain-tick p99 {hung_trading:.1f} ms with {a} hung vs {like_round:.1f} ms with "
+                f"every node healthy and the same work ({args.drifted} rebalancing vaults): "
+                f"{(hung_trading / like_round - 1) * 100:+.1f}%"
+            )
             base_idle, hung_idle = _pct(baseline.idle_ms[b], 0.99), _pct(hung.idle_ms[b], 0.99)
             base_round, hung_round = _pct(baseline.round_ms[b], 0.99), _pct(hung.round_ms[b], 0.99)
             print(
-                f"\nchain {b}: chain-tick p99 {hung_round:.1f} ms with {a} hung vs {base_round:.1f} ms baseline "
+                f"chain {b}: chain-tick p99 {hung_round:.1f} ms with {a} hung vs {base_round:.1f} ms idle baseline "
                 f"({(hung_round / base_round - 1) * 100:+.1f}%; the hung phase includes its rebalancing ticks)"
             )
             print(
@@ -283,7 +301,7 @@ def main() -> int:
             memory = driver.memory()
             print(
                 f"fleet process ({driver.built['vaults']} vaults, nothing of the deployment): VmRSS "
-                f"{memory['VmRSS']:.0f} MiB after both phases, peak (VmHWM) {memory['VmHWM']:.0f} MiB"
+                f"{memory['VmRSS']:.0f} MiB after all phases, peak (VmHWM) {memory['VmHWM']:.0f} MiB"
             )
         finally:
             if driver is not None:
