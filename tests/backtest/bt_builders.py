@@ -60,3 +60,13 @@ def ctx(
     prices: dict[str, Decimal] | None = None,
 ) -> PolicyContext[Any]:
     return PolicyContext(now, last, cooldown, portfolio, memory, prices or {})
+
+
+def decisions(result: Any) -> tuple[Any, ...]:
+    """What two runs must agree on to have decided the same: every reason count, every trade
+    to the token unit (step, legs), and the final balances."""
+    trades = [
+        (r.step, [(leg.symbol_in, leg.symbol_out, leg.amount_in, leg.amount_out) for leg in r.legs])
+        for r in result.records
+    ]
+    return result.reasons, trades, dict(result.final_balances)

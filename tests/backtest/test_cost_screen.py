@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from bt_builders import decisions
 
 from keeper.backtest.config import benchmark_setup, cost_aware_params
 from keeper.backtest.cost_screen import band_floors
@@ -54,14 +55,6 @@ def test_the_floors_are_never_above_the_bands_decide_uses(
     assert closest > 0.99  # and close: few steps are left to `decide`
 
 
-def _decisions(result: Any) -> tuple[Any, ...]:
-    trades = [
-        (r.step, [(leg.symbol_in, leg.symbol_out, leg.amount_in, leg.amount_out) for leg in r.legs])
-        for r in result.records
-    ]
-    return result.reasons, trades, dict(result.final_balances)
-
-
 @pytest.mark.parametrize(
     "extra",
     [
@@ -78,4 +71,4 @@ def test_the_screened_engine_decides_as_the_engine_deciding_every_step(
     fast = run_backtest(setup, prepared, build_policy(config))
     every_step = run_backtest(setup, prepared, build_policy(config), trace=True)
     assert fast.rebalances > 0
-    assert _decisions(fast) == _decisions(every_step)
+    assert decisions(fast) == decisions(every_step)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from bt_builders import decisions
 
 from keeper.backtest.config import benchmark_setup
 from keeper.backtest.engine import BacktestSetup, PreparedPath, prepare, run_backtest
@@ -70,14 +71,6 @@ def test_a_block_ends_before_a_step_that_does_not_move_the_clock() -> None:
     )
 
 
-def _decisions(result: Any) -> tuple[Any, ...]:
-    trades = [
-        (r.step, [(leg.symbol_in, leg.symbol_out, leg.amount_in, leg.amount_out) for leg in r.legs])
-        for r in result.records
-    ]
-    return result.reasons, trades, dict(result.final_balances)
-
-
 @pytest.mark.parametrize(
     "config",
     [
@@ -100,7 +93,7 @@ def test_the_screened_engine_decides_as_the_engine_deciding_every_step(
     fast = run_backtest(setup, prepared, build_policy(config))
     every_step = run_backtest(setup, prepared, build_policy(config), trace=True)  # no screen
     assert fast.rebalances > 0
-    assert _decisions(fast) == _decisions(every_step)
+    assert decisions(fast) == decisions(every_step)
 
 
 def test_a_history_with_an_irregular_clock_is_decided_as_step_by_step() -> None:
@@ -113,7 +106,7 @@ def test_a_history_with_an_irregular_clock_is_decided_as_step_by_step() -> None:
     config = {"kind": "adaptive", "base_band_bps": 120, "warmup_samples": 3}
     fast = run_backtest(setup, gappy, build_policy(config))
     every_step = run_backtest(setup, gappy, build_policy(config), trace=True)
-    assert _decisions(fast) == _decisions(every_step)
+    assert decisions(fast) == decisions(every_step)
 
 
 @pytest.mark.parametrize(
