@@ -664,9 +664,11 @@ Screen = Callable[[QuietView, Any, int], tuple[int, str, Any]]
 
 
 def quiet_screen(policy: Policy[Any]) -> Screen | None:
-    """The policy's backtest screen as (count, code, memory after): `quiet_run` for a policy
-    whose memory moves on every "no" (adaptive), `quiet_steps` for one whose memory a "no"
-    leaves as it is; None for a policy without a screen (every step is decided exactly)."""
+    """The policy's backtest screen as (count, code, memory after): the backtester's own for the
+    adaptive (keeper/backtest/vol_screen.py) and cost-aware (cost_screen.py) policies;
+    `quiet_run` for a policy whose memory moves on a "no" (hybrid's band check), `quiet_steps`
+    for one whose memory a "no" leaves as it is; None for a policy without a screen (every step
+    is decided exactly)."""
     if isinstance(policy, AdaptivePolicy):
         return adaptive_screen(policy)
     if isinstance(policy, CostAwarePolicy):
