@@ -153,13 +153,18 @@ def plan_trade(
     native = seen.valid.get(params.native_symbol) if params.native_symbol else None
     if native is not None and (hopeless := _cost_hopeless(seen, targets, gas, native, params)) is not None:
         return Decision(seen, wanted, stop=reasons.cost_cannot_pass(hopeless))
-    first = plan(snap, seen.prices, targets, params.planner)
+    # The first plan only sizes the quote call, so its worst drift need not be exact; when it is
+    # the answer (not actionable) it has no legs, and the worst drift of no legs is exact anyway.
+    first = plan(snap, seen.prices, targets, replace(params.planner, exact_worst_drift=False))
     the_plan = first
     quotes: tuple[Quote, ...] = ()
     if first.actionable or _has_unpinned_leg(first):
         quotes = quoter(snap, quote_requests(first, snap, seen.valid))
         on_quotes = replace(
-            params.planner, require_quotes=True, step_gas_usd18=_step_gas(gas, native, params)
+            params.planner,
+            require_quotes=True,
+            step_gas_usd18=_step_gas(gas, native, params),
+            exact_worst_drift=True,
         )
         the_plan = plan(replace(snap, quotes=quotes), seen.prices, targets, on_quotes)
     done = Decision(seen, wanted, the_plan, None, quotes)

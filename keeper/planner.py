@@ -115,6 +115,9 @@ class PlannerParams:
     # Routing over quotes (keeper/routing.py): set by the decision for the plan made on quotes.
     step_gas_usd18: int = 0  # what one more swap step costs in gas: a split or a hop must beat it
     require_quotes: bool = False  # a leg no quote covers is skipped, never planned blind
+    # False: the plan only sizes the quote call (the decision's first plan), so its
+    # `worst_drift_bps` may be a lower bound; which legs, sizes and refusals are unchanged.
+    exact_worst_drift: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -1069,7 +1072,14 @@ def _worst_case(ctx: _Context, legs: Sequence[PlannedLeg]) -> Worst | Violation:
     upside = [_leg_upside(leg, ctx.params) for leg in legs]
     n = len(steps)
     if n <= ctx.params.max_vertex_legs:
-        return worst_corner(rule_assets, steps, ctx.rule_limits, upside_bps=upside, symbols_of=symbols_of)
+        return worst_corner(
+            rule_assets,
+            steps,
+            ctx.rule_limits,
+            upside_bps=upside,
+            symbols_of=symbols_of,
+            exact_drift=ctx.params.exact_worst_drift,
+        )
     # too many corners to enumerate: the two uniform extremes
     executions = replay_corners(
         rule_assets,

@@ -197,10 +197,16 @@ def worst_corner(
     *,
     upside_bps: Sequence[int],
     symbols_of: Mapping[str, str],
+    exact_drift: bool = True,
 ) -> Worst | Violation:
     """What `replay_corners` over all 2**n corners of the box answers (in the order
     `itertools.product((False, True), repeat=n)` lists them), without replaying them all:
     its first violation, else the worst drift, value and loss over the corners.
+
+    With `exact_drift` False the answer is the same violation, or a `Worst` whose drift is only
+    a lower bound of the worst (the extreme corners' and those searched): for a caller that
+    asks only whether the box passes, a subtree no corner of which breaks the drift rule is
+    skipped without looking for its highest drift.
 
     Why the answer is the same. Every step's output is non-decreasing in its input (the floor
     is a ceiling of a fraction linear in the input, the best fill a floor of one) and its best
@@ -340,8 +346,8 @@ def worst_corner(
                     d_hi += max(abs(vh * (BPS - t) - t * (t_lo - vl)), abs(vl * (BPS - t) - t * (t_hi - vh)))
                 else:
                     d_hi += max(abs(vh * BPS - t * t_lo), abs(vl * BPS - t * t_hi))
-            if d_hi * total_b <= d_before * t_lo and d_hi // t_lo <= best:
-                return None  # no corner below breaks the drift rule or beats the worst drift
+            if d_hi * total_b <= d_before * t_lo and (not exact_drift or d_hi // t_lo <= best):
+                return None  # no corner below breaks the drift rule (or beats the worst drift)
         for fill in (False, True):
             child = one_step(bal, gross, k, fill)
             other = run(*child, k + 1, not fill)

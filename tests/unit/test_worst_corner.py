@@ -87,3 +87,22 @@ def test_worst_corner_equals_every_corner_replayed(
     fast = worst_corner(assets, steps, limits, upside_bps=upside, symbols_of=symbols_of)
     event("passes" if isinstance(fast, Worst) else f"refused: {fast.code}")
     assert fast == _enumerated(assets, steps, limits, upside)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(box=boxes())
+def test_worst_corner_without_exact_drift_passes_and_refuses_the_same_boxes(
+    box: tuple[list[RuleAsset], list[Step], RuleLimits, list[int]],
+) -> None:
+    """The decision's first plan asks only "does it pass?": the same violation, or a pass whose
+    drift is at most the worst one (its value and loss are still the worst corner's)."""
+    assets, steps, limits, upside = box
+    symbols_of = {a.token.lower(): a.symbol for a in assets}
+    quick = worst_corner(assets, steps, limits, upside_bps=upside, symbols_of=symbols_of, exact_drift=False)
+    want = _enumerated(assets, steps, limits, upside)
+    if isinstance(want, Violation):
+        assert quick == want
+    else:
+        assert isinstance(quick, Worst)
+        assert quick.drift_bps <= want.drift_bps
+        assert (quick.value_usd18, quick.loss_fraction) == (want.value_usd18, want.loss_fraction)
