@@ -37,13 +37,14 @@ LADDER = (
     Fraction(1, 16),
     Fraction(1, 32),
 )
+_LADDER_INTS = tuple((f.numerator, f.denominator) for f in LADDER)
 
 
 def ladder(amount_in: int) -> list[int]:
     """The probe sizes for a leg of `amount_in`, largest first, distinct and positive."""
     sizes: list[int] = []
-    for f in LADDER:
-        size = amount_in * f.numerator // f.denominator
+    for num, den in _LADDER_INTS:
+        size = amount_in * num // den
         if size > 0 and size not in sizes:
             sizes.append(size)
     return sizes

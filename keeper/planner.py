@@ -700,7 +700,7 @@ def _path_upside(value: int, path: Path, params: PlannerParams) -> int:
     """The best fill of the whole path in bps above its oracle-implied output: each hop's best
     piece, compounded over the hops (an unquoted path: the slippage tolerance per hop)."""
     hop_in = tokens_for_usd18(value, path.hops[0].src.decimals, path.hops[0].src.price)
-    factor = Fraction(1)
+    num = den = 1  # the compounded factor, exactly
     for hop in path.hops:
         ups = []
         expected = 0
@@ -714,9 +714,10 @@ def _path_upside(value: int, path: Path, params: PlannerParams) -> int:
             )
             ups.append(_upside(quoted, implied, params))
             expected += quoted if quoted is not None else implied
-        factor *= Fraction(BPS + max(ups), BPS)
+        num *= BPS + max(ups)
+        den *= BPS
         hop_in = expected
-    return -(-(factor.numerator * BPS) // factor.denominator) - BPS
+    return -(-(num * BPS) // den) - BPS
 
 
 def _leg_upside(leg: PlannedLeg, params: PlannerParams) -> int:
@@ -749,6 +750,14 @@ def _cap_steps(intents: list[_Intent], max_steps: int) -> tuple[list[_Intent], l
 
 
 # --- sizing -------------------------------------------------------------------------------
+
+
+def round_half_even(num: int, den: int) -> int:
+    """round(Fraction(num, den)) for den > 0, in integers: to the nearest, ties to even."""
+    q, r = divmod(num, den)
+    if 2 * r > den or (2 * r == den and q % 2):
+        q += 1
+    return q
 
 
 def _times(value: int, scale: Fraction) -> int:
@@ -1022,7 +1031,7 @@ def _step_leg(
         quoted_out = scaled_out(route.quote, amount_in)
         if implied > 0:
             # Exact to 0.01 bps; Decimal division would trap on a wild quote.
-            deviation = Decimal(round(Fraction((quoted_out - implied) * BPS * 100, implied))).scaleb(-2)
+            deviation = Decimal(round_half_even((quoted_out - implied) * BPS * 100, implied)).scaleb(-2)
     floor_in = amount_in if min_in is None else min_in
     step = Step(
         venue=route.venue,

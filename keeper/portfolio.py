@@ -117,6 +117,14 @@ class PortfolioState:
         return vault_drift_bps(self.values_usd18, self.targets_bps)
 
     @property
+    def on_target(self) -> bool:
+        """Every weight exactly its target (`exact_drift_bps == 0`, in integers)."""
+        total = self.total_usd18
+        if self.is_empty:
+            return True
+        return all(v * BPS == t * total for v, t in zip(self.values_usd18, self.targets_bps, strict=True))
+
+    @property
     def exact_drift_bps(self) -> Fraction:
         return sum((abs(d) for d in self.deviations_bps), Fraction(0))
 

@@ -80,6 +80,11 @@ def pinned_between(pinned: Sequence[PinnedVenue], a: PlanAsset, b: PlanAsset) ->
     return list(_index(pinned).between.get((a.token.lower(), b.token.lower()), ()))
 
 
+def pinned_pairs(pinned: Sequence[PinnedVenue]) -> Mapping[tuple[str, str], Sequence[PinnedVenue]]:
+    """The lower-case token pairs (both orders) some pinned venue connects, with those venues."""
+    return _index(pinned).between
+
+
 def pinned_count(pinned: Sequence[PinnedVenue], token_a: Address, token_b: Address) -> int:
     """How many pinned venues connect the two tokens (`PinnedVenue.connects`)."""
     return len(_index(pinned).between.get((token_a.lower(), token_b.lower()), ()))

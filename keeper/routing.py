@@ -30,6 +30,7 @@ from keeper.routes import (
     pair_quotes,
     pinned_between,
     pinned_count,
+    pinned_pairs,
     route_of,
     scaled_out,
     venue_key,
@@ -39,6 +40,7 @@ from keeper.routes import (
 # A pair with two or more pinned venues is quoted at every 1/SPLIT_STEPS of the leg and split in
 # those steps (5%): the bench (bench/bench_routing.py) measures what this leaves against a 1% grid.
 SPLIT_STEPS = 20
+WHOLE = Fraction(1)  # the share of a path's only piece
 
 QuoteRequest = tuple[str, str, int]  # (token_in, token_out, amount_in)
 
@@ -91,7 +93,7 @@ class Path:
 
 
 def single(src: PlanAsset, dst: PlanAsset, route: Route, amount_in: int = 0, out: int = 0) -> Path:
-    return Path((Hop(src, dst, (Piece(route, Fraction(1)),)),), amount_in, out)
+    return Path((Hop(src, dst, (Piece(route, WHOLE),)),), amount_in, out)
 
 
 # --- what to quote ------------------------------------------------------------------------
@@ -138,12 +140,14 @@ def intermediates(
     src: PlanAsset, dst: PlanAsset, assets: Sequence[PlanAsset], pinned: Sequence[PinnedVenue]
 ) -> list[PlanAsset]:
     """Vault assets a two-hop path can pass through: pinned to both ends."""
+    linked = pinned_pairs(pinned)
+    s, d = src.token.lower(), dst.token.lower()
     return [
         m
         for m in assets
         if m.symbol not in (src.symbol, dst.symbol)
-        and pinned_count(pinned, src.token, m.token)
-        and pinned_count(pinned, m.token, dst.token)
+        and (s, (t := m.token.lower())) in linked
+        and (t, d) in linked
     ]
 
 

@@ -22,6 +22,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from math import isqrt
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,7 @@ class Pool:
         # P = raw b per raw a = (ans_a / 10**fd_a) / (ans_b / 10**fd_b) * 10**(dec_b - dec_a)
         num = price_a.answer * 10 ** (price_b.decimals + self.b.decimals)
         den = price_b.answer * 10 ** (price_a.decimals + self.a.decimals)
-        l2 = self.liquidity * self.liquidity
-        return isqrt(l2 * den // num), isqrt(l2 * num // den)
+        return _reserves(self.liquidity, num, den)
 
     def amount_out(self, amount_in: int, a_to_b: bool, price_a: ValidPrice, price_b: ValidPrice) -> int:
         x, y = self.reserves(price_a, price_b)
@@ -90,6 +90,14 @@ class Pool:
             return with_fee * r_out // (r_in * 1000 + with_fee)
         net = amount_in * (FEE_DENOMINATOR - self.spec.fee) // FEE_DENOMINATOR
         return net * r_out // (r_in + net)
+
+
+@lru_cache(maxsize=1024)
+def _reserves(liquidity: int, num: int, den: int) -> tuple[int, int]:
+    """x = L / sqrt(P), y = L * sqrt(P) with P = num / den, floored. Cached: a rebalance quotes
+    and fills each pool many times at one step's prices (two integer square roots each)."""
+    l2 = liquidity * liquidity
+    return isqrt(l2 * den // num), isqrt(l2 * num // den)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +164,7 @@ class Market:
         out: list[Quote] = []
         for token_in, token_out, amount_in in requests:
             for pool, a_to_b in self._by_pair.get((token_in.lower(), token_out.lower()), ()):
-                fill = self._fill(pool, a_to_b, amount_in, prices)
+                amount_out = pool.amount_out(amount_in, a_to_b, prices[pool.a.symbol], prices[pool.b.symbol])
                 fee = 0 if pool.spec.venue is Venue.V2 else pool.spec.fee
                 out.append(
                     Quote(
@@ -166,7 +174,7 @@ class Market:
                         token_in,
                         token_out,
                         amount_in,
-                        fill.amount_out if fill.amount_out > 0 else None,
+                        amount_out if amount_out > 0 else None,
                     )
                 )
         return tuple(out)

@@ -57,7 +57,7 @@ class CalendarPolicy:
                 ctx.memory,
             )
         fired = CalendarMemory(last_fired_s=ctx.now_s)
-        if ctx.portfolio.exact_drift_bps == 0:
+        if ctx.portfolio.on_target:
             # The period is consumed: a portfolio exactly on target needs no transaction.
             return decision(ctx, False, DecisionCode.ON_TARGET, "calendar due but already on target", fired)
         wanted = decision(

@@ -31,7 +31,7 @@ from keeper.model import (
     VaultLimits,
     Venue,
 )
-from keeper.planner import PlannerParams, plan
+from keeper.planner import PlannerParams, plan, round_half_even
 from keeper.portfolio import implied_amount_out, value_usd18, vault_drift_bps
 from keeper.vault_rules import RuleAsset, RuleLimits, Violation, judge, vault_min_out
 
@@ -389,3 +389,11 @@ def test_planning_at_config_targets_with_full_quotes_reaches_them(case: Case) ->
         # The sells keep a basis point to spare for conversion floors (keeper/planner.py), so up
         # to 2 bps of drift (one on each side) can remain.
         assert p.expected_drift_bps <= 2
+
+
+@settings(max_examples=500, deadline=None)
+@given(num=st.integers(-(10**30), 10**30), den=st.integers(1, 10**20), k=st.integers(-(10**6), 10**6))
+def test_round_half_even_is_rounding_the_exact_fraction(num: int, den: int, k: int) -> None:
+    assert round_half_even(num, den) == round(Fraction(num, den))
+    tie = (2 * k + 1) * den, 2 * den  # exactly k + 1/2: to the even neighbour
+    assert round_half_even(*tie) == round(Fraction(*tie))
