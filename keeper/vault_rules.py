@@ -293,9 +293,6 @@ def worst_corner(
     def values(bal: list[int]) -> list[int]:
         return [b * num // den for b, (num, den) in zip(bal, unit_value, strict=True)]
 
-    def judge_at(bal: list[int], gross: int) -> Execution | Violation:
-        return rules.judge({a.symbol: b for a, b in zip(assets, bal, strict=True)}, gross, ())
-
     def enumerate_all() -> Worst | Violation:
         corners = list(itertools.product((False, True), repeat=n))
         executions = replay_corners(
@@ -315,35 +312,40 @@ def worst_corner(
     if low is None or high is None:
         # A step reverts at an extreme corner: the enumeration names the first corner's revert.
         return enumerate_all()
-    judged_low, judged_high = judge_at(*low), judge_at(*high)
+    values_low, values_high = values(low[0]), values(high[0])
+    judged_low = rules.judge_values(values_low, low[1])
+    judged_high = rules.judge_values(values_high, high[1])
     if isinstance(judged_low, Violation) or isinstance(judged_high, Violation):
         return enumerate_all()
-    best = max(judged_low.drift_after_bps, judged_high.drift_after_bps)
-    targets, total_b, d_before = rules.targets, rules.total_b, rules.d_before
+    best = max(judged_low[1], judged_high[1])
+    total_b, d_before = rules.total_b, rules.d_before
+    # Per asset (t, 10000 - t, whether t is in 0..10000), for the drift bound below.
+    terms = [(t, BPS - t, 0 <= t <= BPS) for t in rules.targets]
 
     def search(bal: list[int], gross: int, k: int, v_lo: list[int], v_hi: list[int]) -> Violation | None:
         """The corners below (bal, gross) (steps before k done): v_lo and v_hi are the final
         values of its all-low and all-high continuations (a child shares one with its parent)."""
         nonlocal best
-        t_lo, t_hi = sum(v_lo), sum(v_hi)
-        if k == n and t_lo > 0:
+        t_lo = sum(v_lo)
+        if k == n:
             # A corner (v_lo is its values): every rule but drift holds at every corner, so
             # when its drift rule holds, judge would pass it with drift d_after // total_after.
-            d_after = sum(abs(v * BPS - t * t_lo) for v, t in zip(v_lo, targets, strict=True))
-            if d_after * total_b <= d_before * t_lo:
-                best = max(best, d_after // t_lo)
-                return None
-        if k == n:  # judged in full: the Violation judge names, with its message
-            verdict = judge_at(bal, gross)
+            if t_lo > 0:
+                d_after = sum(abs(v * BPS - t * t_lo) for v, (t, _, _) in zip(v_lo, terms, strict=True))
+                if d_after * total_b <= d_before * t_lo:
+                    best = max(best, d_after // t_lo)
+                    return None
+            verdict = rules.judge_values(v_lo, gross)  # judged in full: the Violation judge names
             if isinstance(verdict, Violation):
                 return verdict
-            best = max(best, verdict.drift_after_bps)
+            best = max(best, verdict[1])
             return None
         if t_lo > 0:
+            t_hi = sum(v_hi)
             d_hi = 0
-            for vl, vh, t in zip(v_lo, v_hi, targets, strict=True):
-                if 0 <= t <= BPS:
-                    d_hi += max(abs(vh * (BPS - t) - t * (t_lo - vl)), abs(vl * (BPS - t) - t * (t_hi - vh)))
+            for vl, vh, (t, rest, in_range) in zip(v_lo, v_hi, terms, strict=True):
+                if in_range:
+                    d_hi += max(abs(vh * rest - t * (t_lo - vl)), abs(vl * rest - t * (t_hi - vh)))
                 else:
                     d_hi += max(abs(vh * BPS - t * t_lo), abs(vl * BPS - t * t_hi))
             if d_hi * total_b <= d_before * t_lo and (not exact_drift or d_hi // t_lo <= best):
@@ -369,10 +371,10 @@ def worst_corner(
         after[i_out] += out
         return after, gross + spend * v_num // v_den + 1
 
-    found = search(balances, 0, 0, values(low[0]), values(high[0]))
+    found = search(balances, 0, 0, values_low, values_high)
     if found is not None:
         return found
-    return Worst(best, judged_low.value_after_usd18, judged_low.loss_fraction)
+    return Worst(best, judged_low[0], judged_low[2])
 
 
 def _execute(
@@ -450,8 +452,17 @@ class BatchRules:
     def judge(
         self, after: dict[str, int], gross_usd18: int, inputs: tuple[int, ...]
     ) -> Execution | Violation:
-        limits, before_v, total_b = self.limits, self.before_v, self.total_b
         after_v = [value_usd18(after[a.symbol], a.decimals, a.price) for a in self.assets]
+        verdict = self.judge_values(after_v, gross_usd18)
+        if isinstance(verdict, Violation):
+            return verdict
+        total_a, drift_after, loss = verdict
+        return Execution(after, inputs, self.total_b, total_a, drift_after, loss)
+
+    def judge_values(self, after_v: Sequence[int], gross_usd18: int) -> Violation | tuple[int, int, int]:
+        """`judge` on the values after (USD18, in the assets' order): its violation, or (value
+        after, drift after in bps floored, loss fraction)."""
+        limits, before_v, total_b = self.limits, self.before_v, self.total_b
         total_a = sum(after_v)
         if total_a * BPS < total_b * (BPS - limits.max_loss_bps):
             return Violation(
@@ -486,4 +497,5 @@ class BatchRules:
                 f"worst-case loss {loss / LOSS_ONE * BPS:.2f} bps > the "
                 f"{limits.budget_remaining / LOSS_ONE * BPS:.2f} bps left in the vault's rolling loss budget",
             )
-        return Execution(after, inputs, total_b, total_a, vault_drift_bps(after_v, targets), loss)
+        # vault_drift_bps(after_v, targets), from the sum already taken
+        return total_a, (d_after // total_a if total_a > 0 else 0), loss
