@@ -472,6 +472,9 @@ def _net_off_hub(
     shrink = dict(params.shrink)
     intents: list[_Intent] = []
     unfit: list[SkippedLeg] = []
+    # Whether each side trades with the hub, asked once per asset (not once per pair).
+    sells_to_hub: dict[str, bool] = {}
+    buys_from_hub: dict[str, bool] = {}
     for s in sellers:
         for b in sorted(buyers, key=lambda b: diffs[b.symbol]):
             if s.symbol in paired or b.symbol in paired or s.symbol in dropped or b.symbol in dropped:
@@ -479,8 +482,13 @@ def _net_off_hub(
             whole = min(diffs[s.symbol], -diffs[b.symbol])
             if whole < max(dust_usd18, 1):
                 continue
-            if _hub_quoted(s, hub, quotes, pinned, params) and _hub_quoted(hub, b, quotes, pinned, params):
-                continue  # both trade with the hub: the hub legs are the plan, as before
+            if s.symbol not in sells_to_hub:
+                sells_to_hub[s.symbol] = _hub_quoted(s, hub, quotes, pinned, params)
+            if sells_to_hub[s.symbol]:
+                if b.symbol not in buys_from_hub:
+                    buys_from_hub[b.symbol] = _hub_quoted(hub, b, quotes, pinned, params)
+                if buys_from_hub[b.symbol]:
+                    continue  # both trade with the hub: the hub legs are the plan, as before
             value = whole * min(shrink.get(s.symbol, BPS), shrink.get(b.symbol, BPS)) // BPS
             if value < max(dust_usd18, 1):
                 continue

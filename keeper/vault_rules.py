@@ -181,6 +181,12 @@ def replay_corners(
     return out
 
 
+# The drift bound maximises |.| of this many sign-mixed terms exactly (2**k linear maximisations).
+MAX_MIXED_TERMS = 3
+# Per asset: its target t in bps, 10000 - t, and whether t is in 0..10000 (the drift bounds).
+_Term = tuple[int, int, bool]
+
+
 @dataclass(frozen=True, slots=True)
 class Worst:
     """The least favourable figures over every corner of an execution box."""
@@ -229,9 +235,11 @@ def worst_corner(
     v_i * 10000 - t_i * T = v_i * (10000 - t_i) - t_i * (T - v_i) grows with v_i and falls
     with every other value (0 <= t_i <= 10000), so its absolute value is at most
     max(|v_hi_i * (10000 - t_i) - t_i * (T_lo - v_lo_i)|, |v_lo_i * (10000 - t_i) - t_i * (T_hi - v_hi_i)|)
-    (a target outside 0..10000: max(|v_hi_i * 10000 - t_i * T_lo|, |v_lo_i * 10000 - t_i * T_hi|),
-    which holds for any sign), and the sum D_hi of these bounds every corner's d_after:
-    drift <= D_hi // T_lo, and
+    (a target outside 0..10000: each of v_i's and the rest's parts at whichever end makes the
+    term largest, and smallest), and the sum D_hi of these bounds every corner's d_after. Where
+    that bound does not settle the subtree, a tighter D_hi is tried: d_after's largest value
+    over the box of values itself (`tight_drift_bound`: d_after is convex in the values, the
+    most over sign choices of linear functions). Either way drift <= D_hi // T_lo, and
     d_after * total_before <= D_hi * total_before <= d_before * T_lo <= d_before * total_after
     passes the rule. A corner reached is judged exactly, and every corner before it in the
     enumeration's order passed, so a drift violation found is the enumeration's first.
@@ -342,14 +350,10 @@ def worst_corner(
             return None
         if t_lo > 0:
             t_hi = sum(v_hi)
-            d_hi = 0
-            for vl, vh, (t, rest, in_range) in zip(v_lo, v_hi, terms, strict=True):
-                if in_range:
-                    d_hi += max(abs(vh * rest - t * (t_lo - vl)), abs(vl * rest - t * (t_hi - vh)))
-                else:
-                    d_hi += max(abs(vh * BPS - t * t_lo), abs(vl * BPS - t * t_hi))
-            if d_hi * total_b <= d_before * t_lo and (not exact_drift or d_hi // t_lo <= best):
-                return None  # no corner below breaks the drift rule (or beats the worst drift)
+            for bound in (drift_bound, tight_drift_bound):
+                d_hi = bound(terms, v_lo, v_hi, t_lo, t_hi)
+                if d_hi * total_b <= d_before * t_lo and (not exact_drift or d_hi // t_lo <= best):
+                    return None  # no corner below breaks the drift rule (or beats the worst drift)
         for fill in (False, True):
             child = one_step(bal, gross, k, fill)
             other = run(*child, k + 1, not fill)
@@ -375,6 +379,73 @@ def worst_corner(
     if found is not None:
         return found
     return Worst(best, judged_low[0], judged_low[2])
+
+
+def _term_range(vl: int, vh: int, t: int, rest: int, t_lo: int, t_hi: int) -> tuple[int, int]:
+    """The least and the most of v * 10000 - t * T = v * (10000 - t) - t * R over the box, with
+    v in [vl, vh] and the other values' sum R in [t_lo - vl, t_hi - vh]: each part at its ends
+    (for t in 0..10000, v at its top and R at its bottom give the most; `worst_corner` inlines
+    that case)."""
+    r_lo, r_hi = t_lo - vl, t_hi - vh
+    v_part = (rest * vl, rest * vh) if rest >= 0 else (rest * vh, rest * vl)
+    r_part = (-t * r_hi, -t * r_lo) if t >= 0 else (-t * r_lo, -t * r_hi)
+    return v_part[0] + r_part[0], v_part[1] + r_part[1]
+
+
+def drift_bound(
+    terms: Sequence[_Term], v_lo: Sequence[int], v_hi: Sequence[int], t_lo: int, t_hi: int
+) -> int:
+    """At least d_after = sum_i |v_i * 10000 - t_i * T| for all values v_lo <= v <= v_hi (T = their
+    sum, t_lo and t_hi the sums of v_lo and v_hi): the sum of each term's own largest |.|.
+    `terms`: per asset (t_i, 10000 - t_i, whether t_i is in 0..10000) (`worst_corner`)."""
+    d_hi = 0
+    for vl, vh, (t, rest, in_range) in zip(v_lo, v_hi, terms, strict=True):
+        if in_range:
+            low, high = vl * rest - t * (t_hi - vh), vh * rest - t * (t_lo - vl)
+        else:
+            low, high = _term_range(vl, vh, t, rest, t_lo, t_hi)
+        d_hi += max(-low, high)
+    return d_hi
+
+
+def tight_drift_bound(
+    terms: Sequence[_Term], v_lo: Sequence[int], v_hi: Sequence[int], t_lo: int, t_hi: int
+) -> int:
+    """`drift_bound`, tighter: the largest d_after over the box of values itself, when few
+    terms change sign in it. d_after is the most, over a sign s_i for each term, of the
+    linear sum_i s_i (v_i * 10000 - t_i * T) = sum_j v_j (10000 s_j - sum_i s_i t_i), whose
+    largest value over the box has each value at the end its coefficient favours; a term
+    whose sign the box fixes takes only that sign (the other is never the larger). Terms
+    past MAX_MIXED_TERMS that change sign keep their own bound."""
+    signs = [0] * len(v_lo)  # 0: a term left to its own bound (`loose`)
+    signed = 0  # sum of s_i * t_i over the terms of fixed sign
+    mixed: list[int] = []
+    loose = 0
+    for i, (vl, vh, (t, rest, in_range)) in enumerate(zip(v_lo, v_hi, terms, strict=True)):
+        if in_range:
+            low, high = vl * rest - t * (t_hi - vh), vh * rest - t * (t_lo - vl)
+        else:
+            low, high = _term_range(vl, vh, t, rest, t_lo, t_hi)
+        if low >= 0 or high <= 0:
+            signs[i] = 1 if low >= 0 else -1
+            signed += signs[i] * t
+        elif len(mixed) < MAX_MIXED_TERMS:
+            mixed.append(i)
+        else:
+            loose += max(-low, high)
+    most = None
+    for pattern in range(1 << len(mixed)):
+        total_signed = signed
+        for bit, i in enumerate(mixed):
+            signs[i] = -1 if pattern >> bit & 1 else 1
+            total_signed += signs[i] * terms[i][0]
+        linear = 0
+        for s, vl, vh in zip(signs, v_lo, v_hi, strict=True):
+            c = BPS * s - total_signed
+            linear += c * vh if c > 0 else c * vl
+        most = linear if most is None or linear > most else most
+    assert most is not None
+    return most + loose
 
 
 def _execute(

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import itertools
+from unittest.mock import patch
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from keeper import vault_rules
 from keeper.model import BPS, KEEP_FLAG, Step, ValidPrice, Venue
 from keeper.portfolio import value_usd18
 from keeper.vault_rules import RuleAsset, RuleLimits, Violation, Worst, replay_corners, worst_corner
@@ -21,7 +23,7 @@ def _price(symbol: str, answer: int, decimals: int) -> ValidPrice:
 
 @st.composite
 def boxes(draw: st.DrawFn) -> tuple[list[RuleAsset], list[Step], RuleLimits, list[int]]:
-    n = draw(st.integers(2, 4))
+    n = draw(st.integers(2, 6))  # up to 6: more terms than the drift bound maximises exactly
     cuts = sorted(draw(st.lists(st.integers(0, BPS), min_size=n - 1, max_size=n - 1)))
     targets = [b - a for a, b in zip([0, *cuts], [*cuts, BPS], strict=True)]
     assets = []
@@ -106,3 +108,45 @@ def test_worst_corner_without_exact_drift_passes_and_refuses_the_same_boxes(
         assert isinstance(quick, Worst)
         assert quick.drift_bps <= want.drift_bps
         assert (quick.value_usd18, quick.loss_fraction) == (want.value_usd18, want.loss_fraction)
+
+
+@st.composite
+def value_boxes(draw: st.DrawFn) -> tuple[list[int], list[int], list[int], list[int]]:
+    """Targets (some outside 0..10000, as a bound must allow), a box of values, a point in it."""
+    n = draw(st.integers(1, 8))
+    targets = [draw(st.integers(-500, BPS + 500)) for _ in range(n)]
+    lo = [draw(st.integers(0, 10**6)) for _ in range(n)]
+    hi = [v + draw(st.integers(0, 10**5)) for v in lo]
+    point = [draw(st.integers(a, b)) for a, b in zip(lo, hi, strict=True)]
+    return targets, lo, hi, point
+
+
+@settings(max_examples=1500, deadline=None)
+@given(box=value_boxes(), exact_terms=st.integers(0, 4))
+def test_drift_bounds_bound_the_drift_at_every_point_of_the_box(
+    box: tuple[list[int], list[int], list[int], list[int]], exact_terms: int
+) -> None:
+    targets, lo, hi, point = box
+    terms = [(t, BPS - t, 0 <= t <= BPS) for t in targets]
+    total = sum(point)
+    d_after = sum(abs(v * BPS - t * total) for v, t in zip(point, targets, strict=True))
+    loose = vault_rules.drift_bound(terms, lo, hi, sum(lo), sum(hi))
+    with patch.object(vault_rules, "MAX_MIXED_TERMS", exact_terms):
+        tight = vault_rules.tight_drift_bound(terms, lo, hi, sum(lo), sum(hi))
+    assert d_after <= tight <= loose
+    if lo == hi:  # a box of one point: every term's sign is fixed, the tight bound is its drift
+        assert tight == d_after
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(box=boxes(), exact_terms=st.integers(0, 1))
+def test_worst_corner_with_the_drift_bound_mostly_per_term(
+    box: tuple[list[RuleAsset], list[Step], RuleLimits, list[int]], exact_terms: int
+) -> None:
+    """The tight drift bound leaves the terms past MAX_MIXED_TERMS to their own bound: still a
+    bound, so still the enumeration's answer (few assets rarely have that many such terms)."""
+    assets, steps, limits, upside = box
+    symbols_of = {a.token.lower(): a.symbol for a in assets}
+    with patch.object(vault_rules, "MAX_MIXED_TERMS", exact_terms):
+        fast = worst_corner(assets, steps, limits, upside_bps=upside, symbols_of=symbols_of)
+    assert fast == _enumerated(assets, steps, limits, upside)
