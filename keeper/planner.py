@@ -77,9 +77,9 @@ from keeper.routes import (
     best_quote,
     direct_route,
     hub_route,
-    pinned_probes,
     scaled_out,
     skip,
+    venue_probes,
     within,
 )
 from keeper.routing import Hop, Path, candidate_paths, net_usd18, quoted_direct, single
@@ -678,8 +678,7 @@ def _quoted_at(
     scaled down (the output per unit only falls with size, so this errs low; a failed or
     off-band probe there counts against it), else from its largest probe scaled up (no
     evidence against the larger size: scaled linearly, as fit.py does). None: not quoted."""
-    key = (route.venue, route.router.lower(), route.fee)
-    probes = [q for q in pinned_probes(quotes, pinned, src, dst) if (q.venue, q.router.lower(), q.fee) == key]
+    probes = venue_probes(quotes, pinned, src, dst, (route.venue, route.router.lower(), route.fee))
     above = min((q for q in probes if q.amount_in >= amount_in), key=lambda q: q.amount_in, default=None)
     if above is not None:
         return scaled_out(above, amount_in) if above.amount_out else 0

@@ -44,6 +44,16 @@ def implied_amount_out(
     return amount_in * price_in.answer * scale_out // (price_out.answer * scale_in)
 
 
+def conversion(
+    decimals_in: int, price_in: ValidPrice, decimals_out: int, price_out: ValidPrice
+) -> tuple[int, int]:
+    """(num, den) with implied_amount_out(x, ...) == x * num // den for every x: the pair's
+    constants taken once, for a caller converting many amounts at the same prices."""
+    scale_in: int = 10 ** (decimals_in + price_in.decimals)
+    scale_out: int = 10 ** (decimals_out + price_out.decimals)
+    return price_in.answer * scale_out, price_out.answer * scale_in
+
+
 def min_amount_out(implied_out: int, slippage_bps: int) -> int:
     """`implied * (10000 - slippage) / 10000`, the vault's `_requiredMinOut` at the keeper's tolerance."""
     return implied_out * (BPS - slippage_bps) // BPS

@@ -10,7 +10,7 @@ owner chose them all), and a leg without a usable quote takes a pinned venue unq
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -132,9 +132,23 @@ def best_quote(
 
 def pair_quotes(
     quotes: Iterable[Quote], pinned: Sequence[PinnedVenue], src: PlanAsset, dst: PlanAsset
-) -> Iterator[Quote]:
+) -> list[Quote]:
     """The answered quotes of src -> dst on a pinned venue (a failed or empty probe is none)."""
-    yield from (q for q in pinned_probes(quotes, pinned, src, dst) if q.amount_out is not None)
+    return [q for q in pinned_probes(quotes, pinned, src, dst) if q.amount_out is not None]
+
+
+def venue_probes(
+    quotes: Iterable[Quote],
+    pinned: Sequence[PinnedVenue],
+    src: PlanAsset,
+    dst: PlanAsset,
+    key: tuple[Venue, str, int],
+) -> Sequence[Quote]:
+    """`pinned_probes` on one venue (`venue_key`), in the quotes' order."""
+    if isinstance(quotes, tuple) and isinstance(pinned, tuple):
+        t_in, t_out = src.token.lower(), dst.token.lower()
+        return _probes_by_venue(quotes, pinned).get((t_in, t_out, key), ())
+    return [q for q in pinned_probes(quotes, pinned, src, dst) if venue_key(q) == key]
 
 
 def pinned_probes(
@@ -175,6 +189,26 @@ def _probes_by_pair(quotes: tuple[Quote, ...], pinned: tuple[PinnedVenue, ...]) 
         _probe_index.clear()
     _probe_index[key] = (quotes, pinned, by_pair)
     return by_pair
+
+
+_VenueProbes = dict[tuple[str, str, tuple[Venue, str, int]], list[Quote]]
+_venue_index: dict[tuple[int, int], tuple[tuple[Quote, ...], tuple[PinnedVenue, ...], _VenueProbes]] = {}
+
+
+def _probes_by_venue(quotes: tuple[Quote, ...], pinned: tuple[PinnedVenue, ...]) -> _VenueProbes:
+    """`_probes_by_pair` split further by venue (cached the same way)."""
+    key = (id(quotes), id(pinned))
+    held = _venue_index.get(key)
+    if held is not None and held[0] is quotes and held[1] is pinned:
+        return held[2]
+    by_venue: _VenueProbes = {}
+    for (t_in, t_out), probes in _probes_by_pair(quotes, pinned).items():
+        for q in probes:
+            by_venue.setdefault((t_in, t_out, venue_key(q)), []).append(q)
+    if len(_venue_index) >= 4:
+        _venue_index.clear()
+    _venue_index[key] = (quotes, pinned, by_venue)
+    return by_venue
 
 
 def venue_key(q: Quote) -> tuple[Venue, str, int]:

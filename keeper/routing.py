@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from keeper.model import PinnedVenue, Quote, ValidPrice, Venue
-from keeper.portfolio import implied_amount_out, value_usd18
+from keeper.portfolio import conversion, implied_amount_out, value_usd18
 from keeper.routes import (
     PlanAsset,
     Route,
@@ -133,7 +133,14 @@ def _pair_requests(
 
 def quotes_asked(requests: Sequence[QuoteRequest], pinned: Sequence[PinnedVenue]) -> int:
     """How many quoter calls the requests make (each is quoted on every pinned venue of its pair)."""
-    return sum(pinned_count(pinned, t_in, t_out) for t_in, t_out, _ in requests)
+    per_pair: dict[tuple[str, str], int] = {}  # a pair is asked at many sizes
+    total = 0
+    for t_in, t_out, _ in requests:
+        count = per_pair.get((t_in, t_out))
+        if count is None:
+            count = per_pair[t_in, t_out] = pinned_count(pinned, t_in, t_out)
+        total += count
+    return total
 
 
 def intermediates(
@@ -223,10 +230,10 @@ def _pair_curves(
     quotes: Iterable[Quote], pinned: Sequence[PinnedVenue], src: PlanAsset, dst: PlanAsset, max_dev_bps: int
 ) -> list[_Curve]:
     held: dict[tuple[Venue, str, int], list[Quote]] = {}
+    num, den = conversion(src.decimals, src.price, dst.decimals, dst.price)
     for q in pair_quotes(quotes, pinned, src, dst):
         assert q.amount_out is not None  # pair_quotes yields answered quotes only
-        implied = implied_amount_out(q.amount_in, src.decimals, src.price, dst.decimals, dst.price)
-        if within(q.amount_out, implied, max_dev_bps):
+        if within(q.amount_out, q.amount_in * num // den, max_dev_bps):  # implied_amount_out
             held.setdefault(venue_key(q), []).append(q)
     return [
         _Curve(k, tuple(v)) for k, v in sorted(held.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2]))

@@ -83,7 +83,11 @@ class Pool:
         return _reserves(self.liquidity, num, den)
 
     def amount_out(self, amount_in: int, a_to_b: bool, price_a: ValidPrice, price_b: ValidPrice) -> int:
-        x, y = self.reserves(price_a, price_b)
+        return self.amount_out_at(amount_in, a_to_b, self.reserves(price_a, price_b))
+
+    def amount_out_at(self, amount_in: int, a_to_b: bool, reserves: tuple[int, int]) -> int:
+        """`amount_out` with the pool's reserves at the step's prices already taken."""
+        x, y = reserves
         r_in, r_out = (x, y) if a_to_b else (y, x)
         if self.spec.venue is Venue.V2:
             with_fee = amount_in * 997
@@ -162,9 +166,13 @@ class Market:
     ) -> tuple[Quote, ...]:
         """What the keeper's quote call returns: one quote per pool of each (token_in, token_out)."""
         out: list[Quote] = []
+        reserves: dict[int, tuple[int, int]] = {}  # by pool, at these prices (asked at many sizes)
         for token_in, token_out, amount_in in requests:
             for pool, a_to_b in self._by_pair.get((token_in.lower(), token_out.lower()), ()):
-                amount_out = pool.amount_out(amount_in, a_to_b, prices[pool.a.symbol], prices[pool.b.symbol])
+                held = reserves.get(id(pool))
+                if held is None:
+                    held = reserves[id(pool)] = pool.reserves(prices[pool.a.symbol], prices[pool.b.symbol])
+                amount_out = pool.amount_out_at(amount_in, a_to_b, held)
                 fee = 0 if pool.spec.venue is Venue.V2 else pool.spec.fee
                 out.append(
                     Quote(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from hypothesis import given
+from hypothesis import strategies as st
 from keeper_builders import config, fresh_round
 
 from keeper.model import AssetState, ValidPrice
 from keeper.portfolio import (
     PortfolioState,
+    conversion,
     implied_amount_out,
     min_amount_out,
     portfolio_state,
@@ -102,3 +105,21 @@ def test_conversions_floor_like_solidity() -> None:
     assert implied_amount_out(1, 6, PRICES["USDC"], 8, PRICES["WBTC"]) == 0
     assert min_amount_out(out, 50) == out * 9950 // 10_000
     assert vault_drift_bps([1, 2], [5000, 5000]) == 3333  # |1e4-15000| + |2e4-15000| = 10000 / 3
+
+
+@given(
+    amount=st.integers(0, 10**30),
+    dec_in=st.integers(0, 18),
+    dec_out=st.integers(0, 18),
+    fdec_in=st.sampled_from([8, 18]),
+    fdec_out=st.sampled_from([8, 18]),
+    answer_in=st.integers(1, 10**24),
+    answer_out=st.integers(1, 10**24),
+)
+def test_conversion_constants_give_implied_amount_out(
+    amount: int, dec_in: int, dec_out: int, fdec_in: int, fdec_out: int, answer_in: int, answer_out: int
+) -> None:
+    price_in = ValidPrice("IN", answer_in, fdec_in, 1_700_000_000, 1)
+    price_out = ValidPrice("OUT", answer_out, fdec_out, 1_700_000_000, 1)
+    num, den = conversion(dec_in, price_in, dec_out, price_out)
+    assert amount * num // den == implied_amount_out(amount, dec_in, price_in, dec_out, price_out)
