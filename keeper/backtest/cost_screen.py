@@ -31,12 +31,21 @@ MARGIN = 1e-7
 # The screen's steps of k: this many of the policy's (0.5% each).
 KQ_GRID = 8
 
+# The screen's steps of c and of the bounds of k it iterates c from (0.5% each): coarser
+# grids bound the same way from the safe side and repeat across views (the solver is cached).
+CQ_GRID = 4
+
 IntArray = np.ndarray
 
 
 def _quantised(x: FloatArray) -> IntArray:
     """`_q` on an array (the caller has moved x by MARGIN the safe way first)."""
     return np.rint(np.log(x) * _QUANT).astype(np.int64)
+
+
+def _down(q: int) -> int:
+    """A quantised cost rounded down onto the screen's coarser grid (up: `-_down(-q)`)."""
+    return q - q % CQ_GRID
 
 
 def _trade(bands: tuple[float, float]) -> float:
@@ -102,16 +111,17 @@ def _floors_of(
     depth: float | None,
 ) -> FloatArray:
     """The band floors (bps) of one asset at each quantised k in `kq_steps`."""
-    cq = _q(fee)
+    cq = _down(_q(fee))
+    kq_min, kq_max = _down(kq_min), -_down(-kq_max)
     if depth:
         # regions: c1 = fee + u(k, fee) V / D, c2 = fee + u(k, c1) V / D, c3 likewise from c2,
         # and B(k, c3): bound each c from the side that keeps the last one low.
         c1 = fee + _trade(_solve_q(kq_min, cq, a)) * v_lo / depth
-        cq1 = max(cq, _q(c1 * (1 - MARGIN)))
+        cq1 = max(cq, _down(_q(c1 * (1 - MARGIN))))
         c2 = fee + _trade(_solve_q(kq_max, cq1, a)) * v_hi / depth
-        cq2 = _q(c2 * (1 + MARGIN))
+        cq2 = -_down(-_q(c2 * (1 + MARGIN)))
         c3 = fee + _trade(_solve_q(kq_min, cq2, a)) * v_lo / depth
-        cq = max(cq, _q(c3 * (1 - MARGIN)))
+        cq = max(cq, _down(_q(c3 * (1 - MARGIN))))
     outer_f = np.asarray([_solve_q(k, cq, a)[0] for k in kq_steps.tolist()], dtype=np.float64)
     outer = np.clip(outer_f * BPS, policy.min_band_bps, policy.max_band_bps)
     # The band rounds outer * 100 to an integer (at least 1): floor it a hundredth lower.

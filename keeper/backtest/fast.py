@@ -37,6 +37,7 @@ FloatArray = npt.NDArray[np.float64]
 # decided exactly.
 EDGE_BPS = 1e-6
 CHUNK = 4096  # the most steps a view covers
+WEIGHT_SLAB = 256  # rows of a view whose exact weights are computed together
 FIRST_CHUNK = 256  # a view's steps after a rebalance (each next view at the same balances: twice)
 
 
@@ -120,6 +121,7 @@ class QuietView:
         self.memo: dict[str, object] = {}  # a screen's own notes on this view (between its calls)
         self._exact = exact
         self._weights: ValueWeights | None = None
+        self._slabs: dict[int, tuple[npt.NDArray[np.bool_], FloatArray]] = {}
 
     def __len__(self) -> int:
         return self.stop - self.start - self.offset
@@ -192,9 +194,26 @@ class QuietView:
             raise ValueError("this view was built without the path's integers (ExactRows)")
         if self._weights is None:
             self._weights = ValueWeights(ex.balances, ex.value_scales)
-        path_rows = slice(self.start + rows.start, self.start + rows.stop)
-        ints = None if self._answers is None else self._answers[path_rows]
-        return self._weights.of(ex.answers[path_rows], ints)
+        if rows.stop <= rows.start:
+            return np.zeros(0, dtype=np.bool_), np.zeros((0, len(self.assets)), dtype=np.float64)
+        # In slabs of the view's rows, each computed once: a screen asks for short blocks, and
+        # numpy's per-call cost would dominate them.
+        first, last = rows.start // WEIGHT_SLAB, (rows.stop - 1) // WEIGHT_SLAB
+        parts = [self._weight_slab(i) for i in range(first, last + 1)]
+        nonempty = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+        weights = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+        lo = rows.start - first * WEIGHT_SLAB
+        return nonempty[lo : lo + rows.stop - rows.start], weights[lo : lo + rows.stop - rows.start]
+
+    def _weight_slab(self, i: int) -> tuple[npt.NDArray[np.bool_], FloatArray]:
+        slab = self._slabs.get(i)
+        if slab is None:
+            assert self._exact is not None and self._weights is not None
+            lo = self.start + i * WEIGHT_SLAB
+            path_rows = slice(lo, min(lo + WEIGHT_SLAB, self.stop))
+            ints = None if self._answers is None else self._answers[path_rows]
+            slab = self._slabs[i] = self._weights.of(self._exact.answers[path_rows], ints)
+        return slab
 
 
 @dataclass

@@ -18,8 +18,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
-from itertools import accumulate
 
 import numpy as np
 import numpy.typing as npt
@@ -102,15 +100,13 @@ def fold_block(
     else:
         head = list(first.var_per_s)
         start = 0
-    steady = len(set(keep[start:])) <= 1  # one step length: one (1 - alpha) for the block
+    keeps = keep[start:]
+    steady = keeps[0] if len(set(keeps)) == 1 else None  # one step length: one (1 - alpha)
     for j, v0 in enumerate(head):
-        if steady and keep[start:]:
-            col = accumulate(fresh[j][start:], partial(_steady_step, keep[start]), initial=v0)
-        else:
-            col = accumulate(zip(keep[start:], fresh[j][start:], strict=True), _ewma_step, initial=v0)
+        col = _recurrence(v0, steady, keeps, fresh[j][start:])
         if start == 0:
-            next(col)  # the block's first memory, already in var[0]
-        var[1:, j] = np.fromiter(col, dtype=np.float64, count=n - 1)
+            col = col[1:]  # the block's first memory, already in var[0]
+        var[1:, j] = col
     samples = [first.samples + k for k in range(n)]
 
     def memory_after(k: int) -> VolMemory:
@@ -121,12 +117,14 @@ def fold_block(
     return FoldedBlock(n, var, samples, memory_after)
 
 
-def _steady_step(keep: float, v: float, fresh: float) -> float:
-    return keep * v + fresh  # (1 - alpha) * v + alpha * r * r / dt
-
-
-def _ewma_step(v: float, keep_fresh: tuple[float, float]) -> float:
-    return keep_fresh[0] * v + keep_fresh[1]  # (1 - alpha) * v + alpha * r * r / dt
+def _recurrence(v: float, steady: float | None, keeps: list[float], fresh: list[float]) -> list[float]:
+    """[v, then each v = (1 - alpha) * v + alpha * r * r / dt in turn]: `fold_prices`'s update,
+    the same two float operations in the same order (a comprehension: the fastest loop Python has);
+    `steady`: the one (1 - alpha) of every step, when they are all the same."""
+    if steady is not None:
+        keep = steady
+        return [v, *[v := keep * v + f for f in fresh]]
+    return [v, *[v := keep * v + f for keep, f in zip(keeps, fresh, strict=True)]]
 
 
 def check_fold(

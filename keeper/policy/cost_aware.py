@@ -79,11 +79,17 @@ def solve_bands(k: float, c: float, a: float) -> tuple[float, float]:
     lo = min((rhs - math.log(2.0) - ln_c) / 9.0, (rhs - math.log(2.0) - ln_k) / 8.0)
     for _ in range(60):
         mid = 0.5 * (lo + hi)
+        # lo and hi adjacent floats (or one): mid is one of them (it is never outside them),
+        # and whichever way this step goes, every further one repeats it and changes nothing.
+        # Stopping after it is the same answer as the sixtieth halving.
+        settled = not lo < mid < hi
         f = math.log(c * math.exp(9.0 * mid) + k * math.exp(8.0 * mid)) - rhs
         if f > 0:
             hi = mid
         else:
             lo = mid
+        if settled:
+            break
     u = math.exp(0.5 * (lo + hi))
     v = k / (a * u**3)
     return (0.5 * (u + v), max(0.0, 0.5 * (v - u)))
