@@ -137,6 +137,26 @@ def test_weights_in_bulk_are_the_daemons_value_over_total(balances: tuple[int, .
             assert weights[k].tolist() == [v / total for v in values]  # the same floats, bit for bit
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_weights_in_bulk_hold_at_any_magnitude(seed: int) -> None:
+    """Balances from one raw unit to 10**27, any decimals, answers up to 2**62: the certified
+    double-double quotient or, where it is not certain, the integers; never another float."""
+    rng = np.random.default_rng(seed)
+    for _ in range(25):
+        n = int(rng.integers(2, 9))
+        scales = [10 ** int(d) for d in rng.integers(0, 40, n)]
+        balances = [0 if rng.random() < 0.1 else int(10 ** rng.uniform(0, 27)) for _ in range(n)]
+        low = rng.uniform(0, 17, n)
+        answers = [
+            tuple(min(int(10 ** (x + rng.uniform(0, 1.5))), 2**62 - 1) for x in low) for _ in range(200)
+        ]
+        bulk = ValueWeights(balances, scales)
+        nonempty, weights = bulk.of(answers, np.asarray(answers, dtype=np.int64))
+        want_nonempty, want = bulk.exact(answers)
+        assert nonempty.tolist() == want_nonempty.tolist()
+        assert weights.tobytes() == want.tobytes()  # bit for bit, zeros included
+
+
 def test_path_prices_are_the_floats_of_the_oracle_decimals(
     bench_path: tuple[BacktestSetup, PreparedPath],
 ) -> None:
