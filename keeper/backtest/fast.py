@@ -37,8 +37,10 @@ FloatArray = npt.NDArray[np.float64]
 # decided exactly.
 EDGE_BPS = 1e-6
 CHUNK = 4096  # the most steps a view covers
-WEIGHT_SLAB = 256  # rows of a view whose exact weights are computed together
-FIRST_CHUNK = 256  # a view's steps after a rebalance (each next view at the same balances: twice)
+WEIGHT_SLAB = 512  # rows of a view whose exact weights are computed together
+# A view's steps after a rebalance (each next view at the same balances: twice): a little over
+# a day of 5-minute steps, so a daily calendar needs one view a day, not two.
+FIRST_CHUNK = 320
 
 
 @dataclass(frozen=True)
