@@ -44,8 +44,13 @@ def _quantised(x: FloatArray) -> IntArray:
 
 
 def _down(q: int) -> int:
-    """A quantised cost rounded down onto the screen's coarser grid (up: `-_down(-q)`)."""
+    """A quantised cost rounded down onto the screen's coarser grid."""
     return q - q % CQ_GRID
+
+
+def _up(q: int) -> int:
+    """A quantised cost rounded up onto the screen's coarser grid."""
+    return -_down(-q)
 
 
 def _trade(bands: tuple[float, float]) -> float:
@@ -112,14 +117,14 @@ def _floors_of(
 ) -> FloatArray:
     """The band floors (bps) of one asset at each quantised k in `kq_steps`."""
     cq = _down(_q(fee))
-    kq_min, kq_max = _down(kq_min), -_down(-kq_max)
+    kq_min, kq_max = _down(kq_min), _up(kq_max)
     if depth:
         # regions: c1 = fee + u(k, fee) V / D, c2 = fee + u(k, c1) V / D, c3 likewise from c2,
         # and B(k, c3): bound each c from the side that keeps the last one low.
         c1 = fee + _trade(_solve_q(kq_min, cq, a)) * v_lo / depth
         cq1 = max(cq, _down(_q(c1 * (1 - MARGIN))))
         c2 = fee + _trade(_solve_q(kq_max, cq1, a)) * v_hi / depth
-        cq2 = -_down(-_q(c2 * (1 + MARGIN)))
+        cq2 = _up(_q(c2 * (1 + MARGIN)))
         c3 = fee + _trade(_solve_q(kq_min, cq2, a)) * v_lo / depth
         cq = max(cq, _down(_q(c3 * (1 - MARGIN))))
     outer_f = np.asarray([_solve_q(k, cq, a)[0] for k in kq_steps.tolist()], dtype=np.float64)

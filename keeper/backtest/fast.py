@@ -202,8 +202,8 @@ class QuietView:
         # numpy's per-call cost would dominate them.
         first, last = rows.start // WEIGHT_SLAB, (rows.stop - 1) // WEIGHT_SLAB
         parts = [self._weight_slab(i) for i in range(first, last + 1)]
-        nonempty = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
-        weights = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+        nonempty = np.concatenate([p[0] for p in parts])
+        weights = np.concatenate([p[1] for p in parts])
         lo = rows.start - first * WEIGHT_SLAB
         return nonempty[lo : lo + rows.stop - rows.start], weights[lo : lo + rows.stop - rows.start]
 

@@ -35,6 +35,19 @@ def _split(a: FloatArray) -> tuple[FloatArray, FloatArray]:
     return hi, a - hi
 
 
+def _two_prod_err(
+    p: FloatArray, a_hi: FloatArray, a_lo: FloatArray, b_hi: FloatArray, b_lo: FloatArray
+) -> FloatArray:
+    """e with p + e = a * b exactly, for p = fl(a * b) and a, b split by `_split` (Dekker)."""
+    return ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+
+
+def _fast_two_sum(a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """(s, e) with s = fl(a + b) and s + e = a + b exactly, given |a| >= |b| (a renormalisation)."""
+    s = a + b
+    return s, b - (s - a)
+
+
 def _two_sum(a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
     """(s, e) with s = fl(a + b) and s + e = a + b exactly."""
     s = a + b
@@ -94,20 +107,15 @@ class ValueWeights:
         al = (ints - ah.astype(np.int64)).astype(np.float64)  # exact: both below 2**63
         ch, cl = self._ch, self._cl
         vh = ch * ah  # (vh, vl): two-prod of ch and ah (ch split once, in __init__)
-        a_hi, a_lo = _split(ah)
-        vl = ((self._ch_hi * a_hi - vh) + self._ch_hi * a_lo + self._ch_lo * a_hi) + self._ch_lo * a_lo
+        vl = _two_prod_err(vh, self._ch_hi, self._ch_lo, *_split(ah))
         vl += ch * al + (cl * ah + cl * al)
-        s = vh + vl
-        vl -= s - vh  # renormalised (fast two-sum: |vh| >= |vl|)
-        vh = s
+        vh, vl = _fast_two_sum(vh, vl)
         th, tl = vh[:, 0].copy(), vl[:, 0].copy()
         for j in range(1, vh.shape[1]):
             th, e = _two_sum(th, vh[:, j])
             tl += e
             tl += vl[:, j]
-        s = th + tl
-        tl -= s - th
-        th = s
+        th, tl = _fast_two_sum(th, tl)
         n = float(vh.shape[1])
         safe = th > 4 * n + 4  # certainly positive, and the bound below holds
         den_row = np.where(safe, th, 1.0)
@@ -115,8 +123,7 @@ class ValueWeights:
         den = den_row[:, None]
         q1 = vh / den
         p = q1 * den  # (p, pe): two-prod of q1 and the total (the total split once per row)
-        q_hi, q_lo = _split(q1)
-        pe = ((q_hi * d_hi[:, None] - p) + q_hi * d_lo[:, None] + q_lo * d_hi[:, None]) + q_lo * d_lo[:, None]
+        pe = _two_prod_err(p, *_split(q1), d_hi[:, None], d_lo[:, None])
         r = (((vh - p) - pe) + vl) - q1 * tl[:, None]
         q2 = r / den
         qf = q1 + q2
