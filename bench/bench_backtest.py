@@ -13,7 +13,7 @@ its defaults, policies that keep asking (calendar, hybrid) re-plan on every tick
 is cheap enough, exactly as the daemon does, which is slower to simulate.
 
 Run: .venv/bin/python bench/bench_backtest.py [--days 365] [--frontier-days 180] [--workers 2]
-     [--out var/backtest-bench] [--check-stepwise]
+     [--out var/backtest-bench] [--check-stepwise] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -87,7 +87,11 @@ def check_stepwise(
 
 
 def speed(
-    setup: BacktestSetup, days: float, stepwise: bool = False, only: set[str] | None = None
+    setup: BacktestSetup,
+    days: float,
+    stepwise: bool = False,
+    only: set[str] | None = None,
+    repeat: int = 1,
 ) -> list[tuple[str, Any]]:
     t0 = time.perf_counter()
     path = generate(scenario("calm"), days, 300, seed=7)
@@ -118,17 +122,29 @@ def speed(
             print(f"error: unknown --policy {', '.join(sorted(unknown))}; one of {known}", file=sys.stderr)
             raise SystemExit(2)
         configs = [(label, cfg) for label, cfg in configs if label in only]
-    out = []
-    for label, cfg in configs:
-        result = run_backtest(setup, prepared, build_policy(cfg), label=label, progress=ProgressBar(label))
-        out.append((label, result))
+    # Each repeat runs every policy once, in turn, so a slow spell of a shared machine falls on
+    # all of them rather than on one; a policy's figures are its fastest run's (as timeit's).
+    runs: dict[str, list[Any]] = {label: [] for label, _ in configs}
+    for rep in range(repeat):
+        for label, cfg in configs:
+            bar = ProgressBar(label if repeat == 1 else f"{label} ({rep + 1}/{repeat})")
+            runs[label].append(run_backtest(setup, prepared, build_policy(cfg), label=label, progress=bar))
+    out = [(label, runs[label][0]) for label, _ in configs]
     print(f"\nSpeed: {path.steps} steps (one year of 5-minute ticks), 8 assets")
+    spread = f" {'median':>7} {'slowest':>7}" if repeat > 1 else ""
     print(
-        f"{'policy':<22} {'seconds':>8} {'us/step':>8} {'rebalances':>10} {'planning s':>10} {'other s':>8}"
+        f"{'policy':<22} {'seconds':>8}{spread} {'us/step':>8} {'rebalances':>10} "
+        f"{'planning s':>10} {'other s':>8}"
     )
-    for label, r in out:
+    for label, _ in configs:
+        timed = sorted(runs[label], key=lambda r: r.elapsed_s)
+        if any(decisions_of(r) != decisions_of(timed[0]) for r in timed):
+            print(f"{label:<22} DIFFERENT decisions between repeats of the same run", file=sys.stderr)
+        r = timed[0]
+        middle = timed[len(timed) // 2].elapsed_s
+        extra = f" {middle:>7.2f} {timed[-1].elapsed_s:>7.2f}" if repeat > 1 else ""
         print(
-            f"{label:<22} {r.elapsed_s:>8.2f} {r.elapsed_s / r.steps * 1e6:>8.1f} {r.rebalances:>10} "
+            f"{label:<22} {r.elapsed_s:>8.2f}{extra} {r.elapsed_s / r.steps * 1e6:>8.1f} {r.rebalances:>10} "
             f"{r.planning_s:>10.2f} {r.elapsed_s - r.planning_s:>8.2f}"
         )
     print()
@@ -244,6 +260,14 @@ def main() -> int:
         action="store_true",
         help="also run each policy with every step decided exactly and compare the decisions",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the speed part N times, the policies in turn; print each policy's fastest, median "
+        "and slowest run (a shared machine's timings vary by tens of percent)",
+    )
     parser.add_argument("--skip-frontier", action="store_true")
     parser.add_argument(
         "--policy",
@@ -257,12 +281,15 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=Path("var/backtest-bench"))
     args = parser.parse_args()
+    if args.repeat < 1:
+        print(f"error: --repeat must be at least 1, got {args.repeat}", file=sys.stderr)
+        return 2
     setup = benchmark_setup()
     cal = load_calibration()
     print(f"gas calibration: base {cal.base_units} + {cal.per_swap_units} per swap ({cal.source})")
     if not args.skip_speed:
         only = set(args.policy) if args.policy else None
-        results = speed(setup, args.days, args.check_stepwise, only)
+        results = speed(setup, args.days, args.check_stepwise, only, args.repeat)
         if args.check:
             check_against(args.check, results)
     if not args.skip_frontier:
