@@ -2,7 +2,12 @@
 # Everything installs into the repo: node_modules/ (Foundry, solcjs, Uniswap artifacts) and .venv/.
 
 SHELL := /bin/bash
-PYTHON ?= python3
+# The interpreter .venv is made from: the distribution's python3 when it is 3.11 or later and
+# can make a venv (Debian's is an optimised, statically linked build; the pyenv 3.11 on PATH
+# here, a plain shared-library build, ran bench/bench_backtest.py 13-15% slower on the same
+# machine), else the first python3 on PATH.
+# `make PYTHON=...` chooses another; an existing .venv is kept (delete it to remake it).
+PYTHON ?= $(shell /usr/bin/python3 -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo /usr/bin/python3 || echo python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 NODE_STAMP := node_modules/.keeper-installed
