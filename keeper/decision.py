@@ -73,6 +73,10 @@ class DecisionParams:
     priority_fee_wei: int
     max_fee_wei: int  # the fee cap
     base_fee_multiplier: int = 2  # maxFee = base * this + tip, as keeper.execution.fees
+    # False: the plan's `worst_drift_bps` may be only a lower bound of the worst (its legs,
+    # sizes and refusals are the same): for the backtester, which never shows it and would
+    # otherwise search for it on every trade.
+    exact_worst_drift: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +168,7 @@ def plan_trade(
             params.planner,
             require_quotes=True,
             step_gas_usd18=_step_gas(gas, native, params),
-            exact_worst_drift=True,
+            exact_worst_drift=params.exact_worst_drift,
         )
         the_plan = plan(replace(snap, quotes=quotes), seen.prices, targets, on_quotes)
     done = Decision(seen, wanted, the_plan, None, quotes)

@@ -45,11 +45,12 @@ class _PinIndex:
     """The pinned venues looked up by lower-case token pair (either order), and the keys
     `PinnedVenue.matches` compares, so the planner's many questions are dictionary lookups."""
 
-    __slots__ = ("between", "keys")
+    __slots__ = ("between", "keys", "neighbours")
 
     def __init__(self, pinned: Sequence[PinnedVenue]) -> None:
         self.between: dict[tuple[str, str], list[PinnedVenue]] = {}
         self.keys: set[tuple[Venue, str, int, str, str]] = set()
+        self.neighbours: dict[str, set[str]] = {}  # token -> the tokens some venue pins it with
         for p in pinned:
             t0, t1 = p.token0.lower(), p.token1.lower()
             if t0 == t1:
@@ -58,6 +59,7 @@ class _PinIndex:
             for a, b in ((t0, t1), (t1, t0)):
                 self.between.setdefault((a, b), []).append(p)
                 self.keys.add((p.venue, router, p.fee, a, b))
+                self.neighbours.setdefault(a, set()).add(b)
 
 
 # The last tuple of pinned venues indexed: a daemon tick or a backtest passes the same tuple
@@ -80,9 +82,13 @@ def pinned_between(pinned: Sequence[PinnedVenue], a: PlanAsset, b: PlanAsset) ->
     return list(_index(pinned).between.get((a.token.lower(), b.token.lower()), ()))
 
 
-def pinned_pairs(pinned: Sequence[PinnedVenue]) -> Mapping[tuple[str, str], Sequence[PinnedVenue]]:
-    """The lower-case token pairs (both orders) some pinned venue connects, with those venues."""
-    return _index(pinned).between
+def pinned_neighbours(pinned: Sequence[PinnedVenue], token: Address) -> set[str]:
+    """The lower-case tokens some pinned venue connects `token` with (a set the caller must
+    not change)."""
+    return _index(pinned).neighbours.get(token.lower(), _NONE)
+
+
+_NONE: set[str] = set()
 
 
 def pinned_count(pinned: Sequence[PinnedVenue], token_a: Address, token_b: Address) -> int:
@@ -182,9 +188,13 @@ def _probes_by_pair(quotes: tuple[Quote, ...], pinned: tuple[PinnedVenue, ...]) 
     if held is not None and held[0] is quotes and held[1] is pinned:
         return held[2]
     by_pair: _PairProbes = {}
-    for q in quotes:
-        if q.amount_in > 0 and is_pinned_quote(pinned, q):
-            by_pair.setdefault((q.token_in.lower(), q.token_out.lower()), []).append(q)
+    keys = _index(pinned).keys
+    for q in quotes:  # is_pinned_quote, its lower-case tokens kept for the pair's key
+        if q.amount_in > 0:
+            t_in, t_out = q.token_in.lower(), q.token_out.lower()
+            fee = 0 if q.venue is Venue.V2 else q.fee
+            if (q.venue, q.router.lower(), fee, t_in, t_out) in keys:
+                by_pair.setdefault((t_in, t_out), []).append(q)
     if len(_probe_index) >= 4:
         _probe_index.clear()
     _probe_index[key] = (quotes, pinned, by_pair)

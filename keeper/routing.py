@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from keeper.model import PinnedVenue, Quote, ValidPrice, Venue
+from keeper.model import BPS, PinnedVenue, Quote, ValidPrice, Venue
 from keeper.portfolio import conversion, implied_amount_out, value_usd18
 from keeper.routes import (
     PlanAsset,
@@ -30,11 +30,9 @@ from keeper.routes import (
     pair_quotes,
     pinned_between,
     pinned_count,
-    pinned_pairs,
+    pinned_neighbours,
     route_of,
     scaled_out,
-    venue_key,
-    within,
 )
 
 # A pair with two or more pinned venues is quoted at every 1/SPLIT_STEPS of the leg and split in
@@ -147,15 +145,10 @@ def intermediates(
     src: PlanAsset, dst: PlanAsset, assets: Sequence[PlanAsset], pinned: Sequence[PinnedVenue]
 ) -> list[PlanAsset]:
     """Vault assets a two-hop path can pass through: pinned to both ends."""
-    linked = pinned_pairs(pinned)
-    s, d = src.token.lower(), dst.token.lower()
-    return [
-        m
-        for m in assets
-        if m.symbol not in (src.symbol, dst.symbol)
-        and (s, (t := m.token.lower())) in linked
-        and (t, d) in linked
-    ]
+    both = pinned_neighbours(pinned, src.token) & pinned_neighbours(pinned, dst.token)
+    if not both:
+        return []
+    return [m for m in assets if m.symbol not in (src.symbol, dst.symbol) and m.token.lower() in both]
 
 
 # --- choosing -----------------------------------------------------------------------------
@@ -232,9 +225,11 @@ def _pair_curves(
     held: dict[tuple[Venue, str, int], list[Quote]] = {}
     num, den = conversion(src.decimals, src.price, dst.decimals, dst.price)
     for q in pair_quotes(quotes, pinned, src, dst):
-        assert q.amount_out is not None  # pair_quotes yields answered quotes only
-        if within(q.amount_out, q.amount_in * num // den, max_dev_bps):  # implied_amount_out
-            held.setdefault(venue_key(q), []).append(q)
+        out = q.amount_out
+        assert out is not None  # pair_quotes yields answered quotes only
+        implied = q.amount_in * num // den  # implied_amount_out
+        if implied > 0 and abs(out - implied) * BPS <= max_dev_bps * implied:  # within
+            held.setdefault((q.venue, q.router.lower(), q.fee), []).append(q)  # venue_key
     return [
         _Curve(k, tuple(v)) for k, v in sorted(held.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2]))
     ]

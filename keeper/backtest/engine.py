@@ -359,7 +359,9 @@ def policy_bands(policy: Any, ctx: PolicyContext[Any]) -> tuple[float, ...] | No
 class _Run:
     """The mutable state of one backtest run; `step()` is one daemon tick."""
 
-    def __init__(self, setup: BacktestSetup, prepared: PreparedPath, policy: Policy[Any]) -> None:
+    def __init__(
+        self, setup: BacktestSetup, prepared: PreparedPath, policy: Policy[Any], *, trace: bool = False
+    ) -> None:
         self.setup = setup
         self.prepared = prepared
         self.policy = policy
@@ -402,6 +404,9 @@ class _Run:
             priority_fee_wei=gas.priority_fee_wei,
             max_fee_wei=gas.cap_wei,
             base_fee_multiplier=gas.base_fee_multiplier,
+            # A plan's worst drift is shown only in a trace; elsewhere its search is skipped
+            # (the decisions are the same: keeper/vault_rules.worst_corner).
+            exact_worst_drift=trace,
         )
         self.uses_costs = uses_costs(policy) and native_symbol is not None
         self.route_fees = route_fees_ppm(setup.assets, setup.quote_symbol, self.pinned)
@@ -701,7 +706,7 @@ def run_backtest(
     """Run `policy` over `path` (prepare it once with `prepare()` to reuse it across policies)."""
     started = time.perf_counter()
     prepared = path if isinstance(path, PreparedPath) else prepare(setup, path)
-    run = _Run(setup, prepared, policy)
+    run = _Run(setup, prepared, policy, trace=trace)
     p = prepared.path
     n = p.steps
     stamps = p.timestamps

@@ -21,6 +21,7 @@ vectorised; they are floats either way and agree with the step-by-step sums to r
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,9 @@ class PathArrays:
     returns: FloatArray  # (steps, assets): simple return from the step before (row 0: zeros)
     stamps: npt.NDArray[np.int64]
     answers: npt.NDArray[np.int64] | None = None  # the feed answers, when all are below 2**62
+    # (steps, assets): math.log(price / price the step before), row 0 zeros: the adaptive
+    # policy's returns (keeper/backtest/vol_screen.py), taken once per path, not once per run.
+    log_ratios: FloatArray | None = None
 
 
 def path_arrays(
@@ -74,7 +78,13 @@ def path_arrays(
         [float(10**d) for d in feed_decimals], dtype=np.float64
     )
     returns = np.zeros_like(prices)
-    returns[1:] = prices[1:] / prices[:-1] - 1.0
+    ratios = prices[1:] / prices[:-1]  # IEEE division, as `p / q` in Python
+    returns[1:] = ratios - 1.0
+    # math.log itself (np.log may differ from it in the last bit), as fold_prices takes it.
+    log_ratios = np.zeros_like(prices)
+    log_ratios[1:] = np.fromiter(map(math.log, ratios.ravel().tolist()), np.float64, ratios.size).reshape(
+        ratios.shape
+    )
     ints = np.asarray(answers, dtype=object)
     small = ints.size > 0 and ints.min() >= 0 and ints.max() < 2**62
     return PathArrays(
@@ -82,6 +92,7 @@ def path_arrays(
         returns,
         np.asarray(stamps, dtype=np.int64),
         ints.astype(np.int64) if small else None,
+        log_ratios,
     )
 
 
@@ -119,6 +130,7 @@ class QuietView:
         self._near_rows: dict[str, list[int]] = {}
         self._stamps: list[int] | None = None
         self.prices = arrays.prices[start:stop]
+        self.log_ratios = None if arrays.log_ratios is None else arrays.log_ratios[start:stop]
         self._answers = arrays.answers
         self.memo: dict[str, object] = {}  # a screen's own notes on this view (between its calls)
         self._exact = exact

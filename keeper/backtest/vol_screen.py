@@ -56,9 +56,12 @@ def fold_block(
     prices: FloatArray,
     weights: FloatArray | None,
     halflife_s: int,
+    log_ratios: FloatArray | None = None,
 ) -> FoldedBlock:
     """`fold_prices` over the rows of `prices` (each the floats `float(price)` gives) in turn,
-    starting from `memory`; `weights` are each step's portfolio weights (None: absolute basis)."""
+    starting from `memory`; `weights` are each step's portfolio weights (None: absolute basis);
+    `log_ratios`, when given, are the rows' math.log(price / price the row before) (the
+    path's, keeper/backtest/fast.py: taken once per path)."""
     first = fold_prices(
         memory,
         symbols,
@@ -78,8 +81,11 @@ def fold_block(
     if n == 1:
         return FoldedBlock(1, np.asarray([first.var_per_s]), [first.samples], lambda _: first)
     p = prices[:n]
-    ratios = (p[1:] / p[:-1]).ravel().tolist()
-    r = np.fromiter(map(math.log, ratios), dtype=np.float64, count=len(ratios)).reshape(n - 1, p.shape[1])
+    if log_ratios is not None:
+        r = log_ratios[1:n]
+    else:
+        ratios = (p[1:] / p[:-1]).ravel().tolist()
+        r = np.fromiter(map(math.log, ratios), dtype=np.float64, count=len(ratios)).reshape(n - 1, p.shape[1])
     if weights is not None:
         w = weights[1:n]
         market = np.zeros(n - 1, dtype=np.float64)
@@ -210,7 +216,8 @@ def adaptive_screen(
         prices = view.prices[rows]
         nonempty, weights = view.exact_weights(rows)
         basis = weights if relative else None
-        block = fold_block(memory, symbols, stamps, prices, basis, policy.halflife_s)
+        logs = None if view.log_ratios is None else view.log_ratios[rows]
+        block = fold_block(memory, symbols, stamps, prices, basis, policy.halflife_s, logs)
         check_fold(block, symbols, stamps, prices, basis, policy.halflife_s)
         m = block.steps
         warm = np.asarray(block.samples, dtype=np.int64) >= policy.warmup_samples
