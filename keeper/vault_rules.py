@@ -244,42 +244,40 @@ def worst_corner(
     passes the rule. A corner reached is judged exactly, and every corner before it in the
     enumeration's order passed, so a drift violation found is the enumeration's first.
     """
-    by_symbol = {a.symbol: a for a in assets}
-    hops = [
-        (by_symbol[symbols_of[step.token_in.lower()]], by_symbol[symbols_of[step.token_out.lower()]])
-        for step in steps
-    ]
     n = len(steps)
     if len(upside_bps) != n:
         raise ValueError("worst_corner: one upside per step")
     rules = BatchRules(assets, limits)
     position = {a.symbol: i for i, a in enumerate(assets)}
+    answers = [a.price.answer for a in assets]
+    scales = [10 ** (a.decimals + a.price.decimals) for a in assets]  # raw units -> feed units
+    keep_bps = BPS - limits.max_slippage_bps
     # Each step as plain integers (the arithmetic of `_execute`, its constants taken once):
     # (src, dst, keep, amount_in, min_out, floor num/den per unit in, implied num/den, upside,
     # the source's value per unit num/den).
     table = []
-    for step, (src, dst), up in zip(steps, hops, upside_bps, strict=True):
-        scale_in, scale_out = (
-            10 ** (src.decimals + src.price.decimals),
-            10 ** (dst.decimals + dst.price.decimals),
-        )
+    for step, up in zip(steps, upside_bps, strict=True):
+        i_in = position[symbols_of[step.token_in.lower()]]
+        i_out = position[symbols_of[step.token_out.lower()]]
+        implied_num = answers[i_in] * scales[i_out]
+        implied_den = answers[i_out] * scales[i_in]
         table.append(
             (
-                position[src.symbol],
-                position[dst.symbol],
+                i_in,
+                i_out,
                 step.keep,
                 step.amount_in,
                 step.min_amount_out,
-                src.price.answer * scale_out * (BPS - limits.max_slippage_bps),
-                dst.price.answer * scale_in * BPS,
-                src.price.answer * scale_out,
-                dst.price.answer * scale_in,
+                implied_num * keep_bps,
+                implied_den * BPS,
+                implied_num,
+                implied_den,
                 BPS + up,
-                src.price.answer * USD18,
-                scale_in,
+                answers[i_in] * USD18,
+                scales[i_in],
             )
         )
-    unit_value = [(a.price.answer * USD18, 10 ** (a.decimals + a.price.decimals)) for a in assets]
+    unit_value = [(answer * USD18, scale) for answer, scale in zip(answers, scales, strict=True)]
 
     def run(bal: list[int], gross: int, k: int, high: bool) -> tuple[list[int], int] | None:
         """Steps k.. at all-low or all-high fills from (bal, gross), as `_execute` does them;
