@@ -83,17 +83,21 @@ class Pool:
         return _reserves(self.liquidity, num, den)
 
     def amount_out(self, amount_in: int, a_to_b: bool, price_a: ValidPrice, price_b: ValidPrice) -> int:
-        return self.amount_out_at(amount_in, a_to_b, self.reserves(price_a, price_b))
+        x, y = self.reserves(price_a, price_b)
+        return self.out_of(amount_in, x, y) if a_to_b else self.out_of(amount_in, y, x)
 
-    def amount_out_at(self, amount_in: int, a_to_b: bool, reserves: tuple[int, int]) -> int:
-        """`amount_out` with the pool's reserves at the step's prices already taken."""
-        x, y = reserves
-        r_in, r_out = (x, y) if a_to_b else (y, x)
+    def out_of(self, amount_in: int, r_in: int, r_out: int) -> int:
+        """The output of a swap in from reserves r_in (input side) and r_out (output side)."""
         if self.spec.venue is Venue.V2:
             with_fee = amount_in * 997
             return with_fee * r_out // (r_in * 1000 + with_fee)
         net = amount_in * (FEE_DENOMINATOR - self.spec.fee) // FEE_DENOMINATOR
         return net * r_out // (r_in + net)
+
+    @property
+    def quoted_fee(self) -> int:
+        """The fee a quote and a step name: the V3 tier, 0 for V2 (the vault's BadFeeTier rule)."""
+        return 0 if self.spec.venue is Venue.V2 else self.spec.fee
 
 
 @lru_cache(maxsize=1024)
@@ -166,19 +170,24 @@ class Market:
     ) -> tuple[Quote, ...]:
         """What the keeper's quote call returns: one quote per pool of each (token_in, token_out)."""
         out: list[Quote] = []
-        reserves: dict[int, tuple[int, int]] = {}  # by pool, at these prices (asked at many sizes)
+        # Per pair as asked (a pair is asked at many sizes): each of its pools with what a quote
+        # needs at these prices, the reserves in the swap's direction taken once.
+        sides: dict[tuple[str, str], list[tuple[Pool, int, int, int]]] = {}
         for token_in, token_out, amount_in in requests:
-            for pool, a_to_b in self._by_pair.get((token_in.lower(), token_out.lower()), ()):
-                held = reserves.get(id(pool))
-                if held is None:
-                    held = reserves[id(pool)] = pool.reserves(prices[pool.a.symbol], prices[pool.b.symbol])
-                amount_out = pool.amount_out_at(amount_in, a_to_b, held)
-                fee = 0 if pool.spec.venue is Venue.V2 else pool.spec.fee
+            pools = sides.get((token_in, token_out))
+            if pools is None:
+                pools = sides[token_in, token_out] = []
+                for pool, a_to_b in self._by_pair.get((token_in.lower(), token_out.lower()), ()):
+                    x, y = pool.reserves(prices[pool.a.symbol], prices[pool.b.symbol])
+                    r_in, r_out = (x, y) if a_to_b else (y, x)
+                    pools.append((pool, r_in, r_out, pool.quoted_fee))
+            for pool, r_in, r_out, quoted_fee in pools:
+                amount_out = pool.out_of(amount_in, r_in, r_out)
                 out.append(
                     Quote(
                         pool.spec.venue,
                         pool.router,
-                        fee,
+                        quoted_fee,
                         token_in,
                         token_out,
                         amount_in,
@@ -192,7 +201,7 @@ class Market:
         pins = []
         for pool in self._pools:
             t0, t1 = sorted((pool.a.token, pool.b.token), key=lambda t: int(t, 16))
-            fee = 0 if pool.spec.venue is Venue.V2 else pool.spec.fee
+            fee = pool.quoted_fee
             pins.append(PinnedVenue(pool.spec.venue, pool.router, pool.router, t0, t1, fee))
         return tuple(pins)
 
@@ -201,7 +210,7 @@ class Market:
         `amount_in` is what a KEEP step actually spends."""
         spend = step.amount_in if amount_in is None else amount_in
         for pool, a_to_b in self._by_pair.get((step.token_in.lower(), step.token_out.lower()), ()):
-            fee = 0 if pool.spec.venue is Venue.V2 else pool.spec.fee
+            fee = pool.quoted_fee
             if (
                 pool.spec.venue is step.venue
                 and fee == step.fee
