@@ -51,6 +51,7 @@ from keeper.portfolio import PortfolioState, portfolio_state, tokens_for_usd18
 from keeper.quote_call import with_ladders, within_budget
 from keeper.reasons import Stop
 from keeper.routes import PlanAsset
+from keeper.slots_init import slots_init
 
 # Direct seller->buyer pairs quoted per tick; bounded so the quote call stays one eth_call
 # of sane gas however many assets the vault holds.
@@ -79,6 +80,7 @@ class DecisionParams:
     exact_worst_drift: bool = True
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class Observation:
     """The snapshot's prices validated and the vault valued; `stop` when nothing can be decided."""
@@ -90,6 +92,7 @@ class Observation:
     stop: Stop | None
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The verdict: `stop` is None when the plan should be sent (subject to the send gates)."""

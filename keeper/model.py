@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import IntEnum, StrEnum
 
+from keeper.slots_init import slots_init
+
 # A checksummed hex address. Plain str on purpose: the core only compares and forwards them.
 Address = str
 
@@ -53,6 +55,7 @@ class Venue(IntEnum):
     V2 = 1
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class FeedRound:
     """One `latestRoundData()` + `decimals()` read of an AggregatorV3 feed, unvalidated.
@@ -116,6 +119,7 @@ class AssetConfig:
             raise ValueError(f"{self.symbol}: min_price_usd={lo} exceeds max_price_usd={hi}")
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class AssetState:
     """An asset as read at one block: config, the vault's raw balance, its feed round."""
@@ -188,6 +192,7 @@ class LossBudget:
         return Decimal(self.limit) * BPS / LOSS_ONE
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class Quote:
     """A quoter/router read for one venue and pair at a probe size.
@@ -204,6 +209,7 @@ class Quote:
     amount_out: int | None
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class GasInfo:
     base_fee_wei: int
@@ -255,6 +261,7 @@ class Snapshot:
         return {a.symbol: a.config.target_bps for a in self.assets}
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class Step:
     """Mirrors `IRebalancingVault.Step`; `as_abi_tuple()` is what the chain layer encodes."""
@@ -303,6 +310,7 @@ class RejectionReason(StrEnum):
     SEQUENCER_GRACE_PERIOD = "sequencer_grace_period"
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class ValidPrice:
     """A validated feed answer: USD per whole token = answer / 10**decimals, kept exact."""
@@ -370,12 +378,14 @@ class RefusalCode(StrEnum):
     UNFUNDED_STEP = "unfunded_step"
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class Refusal:
     code: RefusalCode
     message: str
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class PlannedLeg:
     """One swap of the plan with the evidence behind it (for logs, alerts, cost gate)."""
@@ -409,6 +419,7 @@ class PlannedLeg:
         return self.step.keep
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class SkippedLeg:
     symbol_in: str
@@ -418,6 +429,7 @@ class SkippedLeg:
     message: str
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class Plan:
     """The netted swap batch, in execution order, plus what the vault's guards will see.

@@ -83,6 +83,7 @@ from keeper.routes import (
     within,
 )
 from keeper.routing import Hop, Path, candidate_paths, net_usd18, quoted_direct, single
+from keeper.slots_init import slots_init
 from keeper.vault_rules import (
     RuleAsset,
     RuleLimits,
@@ -120,6 +121,7 @@ class PlannerParams:
     exact_worst_drift: bool = True
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class _Intent:
     """A leg chosen at full size; amounts are derived per shrink round.
@@ -138,6 +140,7 @@ class _Intent:
     cap_usd18: int  # the most the leg may spend: its size-to-fit limit (keeper/fit.py)
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class _Context:
     assets: tuple[PlanAsset, ...]

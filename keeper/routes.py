@@ -16,8 +16,10 @@ from fractions import Fraction
 
 from keeper.model import BPS, Address, PinnedVenue, Quote, SkippedLeg, SkipReason, ValidPrice, Venue
 from keeper.portfolio import implied_amount_out, tokens_for_usd18
+from keeper.slots_init import slots_init
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class PlanAsset:
     symbol: str
@@ -29,6 +31,7 @@ class PlanAsset:
     target_bps: int  # the vault's configured target (its rules use it)
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class Route:
     venue: Venue

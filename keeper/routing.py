@@ -34,6 +34,7 @@ from keeper.routes import (
     route_of,
     scaled_out,
 )
+from keeper.slots_init import slots_init
 
 # A pair with two or more pinned venues is quoted at every 1/SPLIT_STEPS of the leg and split in
 # those steps (5%): the bench (bench/bench_routing.py) measures what this leaves against a 1% grid.
@@ -43,6 +44,7 @@ WHOLE = Fraction(1)  # the share of a path's only piece
 QuoteRequest = tuple[str, str, int]  # (token_in, token_out, amount_in)
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class Piece:
     """One step of a hop: a venue and the share of the hop's input it takes."""
@@ -51,6 +53,7 @@ class Piece:
     share: Fraction
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class Hop:
     src: PlanAsset
@@ -58,6 +61,7 @@ class Hop:
     pieces: tuple[Piece, ...]
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class Path:
     """A leg's way from its source to its destination: one or two hops, each one or more steps."""
@@ -154,6 +158,7 @@ def intermediates(
 # --- choosing -----------------------------------------------------------------------------
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class _Curve:
     """One pinned venue's quoted output for a pair, as a function of the input (probes scaled)."""

@@ -26,8 +26,10 @@ from dataclasses import dataclass
 
 from keeper.model import BPS, LOSS_ONE, USD18, RefusalCode, Step, ValidPrice
 from keeper.portfolio import implied_amount_out, value_usd18, vault_drift_bps
+from keeper.slots_init import slots_init
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class RuleAsset:
     symbol: str
@@ -38,6 +40,7 @@ class RuleAsset:
     target_bps: int  # the vault's configured target (what its rules use)
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class RuleLimits:
     max_slippage_bps: int  # the vault's, not the keeper's tolerance
@@ -187,6 +190,7 @@ MAX_MIXED_TERMS = 3
 _Term = tuple[int, int, bool]
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class Worst:
     """The least favourable figures over every corner of an execution box."""

@@ -72,6 +72,7 @@ from keeper.portfolio import (
     vault_drift_bps,
 )
 from keeper.settings import keeper_default
+from keeper.slots_init import slots_init
 from keeper.vault_rules import RuleAsset, RuleLimits, Violation, judge, vault_min_out
 
 Progress = Callable[[int, int], None]
@@ -180,6 +181,7 @@ class _LazyPrices(Mapping[str, Decimal]):
         return len(self._index)
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class LegFill:
     symbol_in: str

@@ -29,6 +29,7 @@ from typing import Any
 
 from keeper.costs import GAS_CALIBRATION_FILE, GasModel
 from keeper.model import GWEI, USD18, Address, AssetConfig, PinnedVenue, Quote, Step, ValidPrice, Venue
+from keeper.slots_init import slots_init
 
 FEE_DENOMINATOR = 1_000_000  # fees in hundredths of a bp, as Uniswap V3 tiers
 V2_FEE = 3000  # every Uniswap V2 pair charges 0.3% on the input
@@ -108,6 +109,7 @@ def _reserves(liquidity: int, num: int, den: int) -> tuple[int, int]:
     return isqrt(l2 * den // num), isqrt(l2 * num // den)
 
 
+@slots_init
 @dataclass(frozen=True, slots=True)
 class Fill:
     amount_out: int
