@@ -259,17 +259,30 @@ class QuietStats:
         self._view, self._rows = None, []
         if view is None or not runs:
             return
-        rows = np.concatenate([np.arange(r.start, r.stop, dtype=np.intp) for r in runs])
-        devs = view.weights[rows] - targets
-        self.max_drift = max(self.max_drift, float(np.abs(devs).sum(axis=1).max()))
-        ks = view.start + rows
-        usable = ks < arrays.stamps.shape[0] - 1  # the last step has no next return
-        if not usable.any():
-            return
-        ks, devs = ks[usable], devs[usable]
-        r_next = arrays.returns[ks + 1]
+        if len(runs) == 1:  # one run (a calendar's day): slices, not gathered copies
+            run = runs[0]
+            devs = view.weights[run.start : run.stop] - targets
+            self.max_drift = max(self.max_drift, float(np.abs(devs).sum(axis=1).max()))
+            # The path's last step has no next return.
+            first = view.start + run.start
+            stop = min(view.start + run.stop, arrays.stamps.shape[0] - 1)
+            if stop <= first:
+                return
+            devs = devs[: stop - first]
+            r_next = arrays.returns[first + 1 : stop + 1]
+            dt = (arrays.stamps[first + 1 : stop + 1] - arrays.stamps[first:stop]).astype(np.float64)
+        else:
+            rows = np.concatenate([np.arange(r.start, r.stop, dtype=np.intp) for r in runs])
+            devs = view.weights[rows] - targets
+            self.max_drift = max(self.max_drift, float(np.abs(devs).sum(axis=1).max()))
+            ks = view.start + rows
+            usable = ks < arrays.stamps.shape[0] - 1  # the last step has no next return
+            if not usable.any():
+                return
+            ks, devs = ks[usable], devs[usable]
+            r_next = arrays.returns[ks + 1]
+            dt = (arrays.stamps[ks + 1] - arrays.stamps[ks]).astype(np.float64)
         active = (devs * r_next).sum(axis=1)
         self.sum_active_sq += float((active * active).sum())
-        dt = (arrays.stamps[ks + 1] - arrays.stamps[ks]).astype(np.float64)
         self.sum_dev_sq_time += float((dt * (devs**2).sum(axis=1)).sum())
         self.growth *= float(np.prod(1.0 + r_next @ targets))
