@@ -156,7 +156,7 @@ def venue_probes(
     """`pinned_probes` on one venue (`venue_key`), in the quotes' order."""
     if isinstance(quotes, tuple) and isinstance(pinned, tuple):
         t_in, t_out = src.token.lower(), dst.token.lower()
-        return _probes_by_venue(quotes, pinned).get((t_in, t_out, key), ())
+        return _probes(quotes, pinned).by_venue.get((t_in, t_out, key), ())
     return [q for q in pinned_probes(quotes, pinned, src, dst) if venue_key(q) == key]
 
 
@@ -167,7 +167,7 @@ def pinned_probes(
     in the quotes' order."""
     t_in, t_out = src.token.lower(), dst.token.lower()
     if isinstance(quotes, tuple) and isinstance(pinned, tuple):
-        return _probes_by_pair(quotes, pinned).get((t_in, t_out), ())
+        return _probes(quotes, pinned).by_pair.get((t_in, t_out), ())
     return [
         q
         for q in quotes
@@ -178,50 +178,42 @@ def pinned_probes(
     ]
 
 
-# pinned_probes' answers for the last few (quotes, pinned) tuples, by lower-case token pair:
-# a plan asks for the same quotes once per pair, path and size it considers. Tuples only
-# (they cannot change under the cache); kept alive so their ids are not reused.
+# pinned_probes' answers for the last few (quotes, pinned) tuples, by lower-case token pair and
+# by pair and venue: a plan asks for the same quotes once per pair, path and size it considers.
+# Tuples only (they cannot change under the cache); kept alive so their ids are not reused.
 _PairProbes = dict[tuple[str, str], list[Quote]]
-_probe_index: dict[tuple[int, int], tuple[tuple[Quote, ...], tuple[PinnedVenue, ...], _PairProbes]] = {}
+_VenueProbes = dict[tuple[str, str, tuple[Venue, str, int]], list[Quote]]
 
 
-def _probes_by_pair(quotes: tuple[Quote, ...], pinned: tuple[PinnedVenue, ...]) -> _PairProbes:
+class _ProbeIndex:
+    __slots__ = ("by_pair", "by_venue", "pinned", "quotes")
+
+    def __init__(self, quotes: tuple[Quote, ...], pinned: tuple[PinnedVenue, ...]) -> None:
+        self.quotes, self.pinned = quotes, pinned
+        self.by_pair: _PairProbes = {}
+        self.by_venue: _VenueProbes = {}
+        keys = _index(pinned).keys
+        for q in quotes:  # is_pinned_quote and venue_key, each lower-case string taken once
+            if q.amount_in > 0:
+                t_in, t_out, router = q.token_in.lower(), q.token_out.lower(), q.router.lower()
+                fee = 0 if q.venue is Venue.V2 else q.fee
+                if (q.venue, router, fee, t_in, t_out) in keys:
+                    self.by_pair.setdefault((t_in, t_out), []).append(q)
+                    self.by_venue.setdefault((t_in, t_out, (q.venue, router, q.fee)), []).append(q)
+
+
+_probe_index: dict[tuple[int, int], _ProbeIndex] = {}
+
+
+def _probes(quotes: tuple[Quote, ...], pinned: tuple[PinnedVenue, ...]) -> _ProbeIndex:
     key = (id(quotes), id(pinned))
     held = _probe_index.get(key)
-    if held is not None and held[0] is quotes and held[1] is pinned:
-        return held[2]
-    by_pair: _PairProbes = {}
-    keys = _index(pinned).keys
-    for q in quotes:  # is_pinned_quote, its lower-case tokens kept for the pair's key
-        if q.amount_in > 0:
-            t_in, t_out = q.token_in.lower(), q.token_out.lower()
-            fee = 0 if q.venue is Venue.V2 else q.fee
-            if (q.venue, q.router.lower(), fee, t_in, t_out) in keys:
-                by_pair.setdefault((t_in, t_out), []).append(q)
+    if held is not None and held.quotes is quotes and held.pinned is pinned:
+        return held
     if len(_probe_index) >= 4:
         _probe_index.clear()
-    _probe_index[key] = (quotes, pinned, by_pair)
-    return by_pair
-
-
-_VenueProbes = dict[tuple[str, str, tuple[Venue, str, int]], list[Quote]]
-_venue_index: dict[tuple[int, int], tuple[tuple[Quote, ...], tuple[PinnedVenue, ...], _VenueProbes]] = {}
-
-
-def _probes_by_venue(quotes: tuple[Quote, ...], pinned: tuple[PinnedVenue, ...]) -> _VenueProbes:
-    """`_probes_by_pair` split further by venue (cached the same way)."""
-    key = (id(quotes), id(pinned))
-    held = _venue_index.get(key)
-    if held is not None and held[0] is quotes and held[1] is pinned:
-        return held[2]
-    by_venue: _VenueProbes = {}
-    for (t_in, t_out), probes in _probes_by_pair(quotes, pinned).items():
-        for q in probes:
-            by_venue.setdefault((t_in, t_out, venue_key(q)), []).append(q)
-    if len(_venue_index) >= 4:
-        _venue_index.clear()
-    _venue_index[key] = (quotes, pinned, by_venue)
-    return by_venue
+    index = _probe_index[key] = _ProbeIndex(quotes, pinned)
+    return index
 
 
 def venue_key(q: Quote) -> tuple[Venue, str, int]:
