@@ -80,7 +80,9 @@ def path_arrays(
     returns = np.zeros_like(prices)
     ratios = prices[1:] / prices[:-1]  # IEEE division, as `p / q` in Python
     returns[1:] = ratios - 1.0
-    # math.log itself (np.log may differ from it in the last bit), as fold_prices takes it.
+    # math.log itself (np.log may differ from it in the last bit), as fold_prices takes it. The
+    # answers are positive (prepare() refuses others) and convert to finite floats, so every
+    # ratio is positive and finite (at least 1 / float max).
     log_ratios = np.zeros_like(prices)
     log_ratios[1:] = np.fromiter(map(math.log, ratios.ravel().tolist()), np.float64, ratios.size).reshape(
         ratios.shape

@@ -3,6 +3,7 @@ does, and the engine with it decides exactly as the engine deciding every step."
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ from bt_builders import decisions
 
 from keeper.backtest.config import benchmark_setup
 from keeper.backtest.engine import BacktestSetup, PreparedPath, prepare, run_backtest
+from keeper.backtest.fast import path_arrays
 from keeper.backtest.generate import generate, scenario
 from keeper.backtest.paths import from_rows
 from keeper.backtest.vol_screen import fold_block
@@ -32,6 +34,7 @@ def _weights(prices: np.ndarray) -> np.ndarray:
     return values / values.sum(axis=1)[:, None]
 
 
+@pytest.mark.parametrize("path_logs", [False, True], ids=["own_logs", "path_logs"])
 @pytest.mark.parametrize("relative", [True, False])
 @pytest.mark.parametrize(
     "start",
@@ -40,13 +43,20 @@ def _weights(prices: np.ndarray) -> np.ndarray:
         VolMemory(("A", "B", "C"), 0, (1.0, 1.0, 1.0), (1e-9, 2e-9, 3e-9), 40),  # warm
     ],
 )
-def test_a_folded_block_is_fold_prices_step_by_step(relative: bool, start: VolMemory) -> None:
+def test_a_folded_block_is_fold_prices_step_by_step(
+    relative: bool, start: VolMemory, path_logs: bool
+) -> None:
     rng = np.random.default_rng(5)
     steps = 300
-    prices = np.exp(np.cumsum(rng.normal(0, 0.004, (steps, 3)), axis=0)) * [3000.0, 1.0, 15.0]
+    raw = np.exp(np.cumsum(rng.normal(0, 0.004, (steps, 3)), axis=0)) * [3000.0, 1.0, 15.0]
     stamps = [600 + 300 * k + (300 if k > 150 else 0) for k in range(steps)]  # one gap of a skipped step
+    # As a prepared path has them: feed answers at 8 decimals, and their log ratios taken once.
+    arrays = path_arrays([[round(p * 1e8) for p in row] for row in raw.tolist()], [8, 8, 8], stamps)
+    prices = arrays.prices
     weights = _weights(prices) if relative else None
-    block = fold_block(start, ("A", "B", "C"), stamps, prices, weights, 3 * 86_400)
+    logs = arrays.log_ratios if path_logs else None
+    assert logs is not None or not path_logs
+    block = fold_block(start, ("A", "B", "C"), stamps, prices, weights, 3 * 86_400, logs)
     assert block.steps == steps
     memory = start
     for k in range(steps):
@@ -60,6 +70,16 @@ def test_a_folded_block_is_fold_prices_step_by_step(relative: bool, start: VolMe
         )
         assert block.memories(k) == memory  # to the last bit
         assert block.var[k].tolist() == list(memory.var_per_s)
+
+
+def test_a_prepared_path_takes_its_log_ratios_with_math_log() -> None:
+    arrays = path_arrays([[100, 5], [101, 5], [99, 7]], [2, 0], [0, 300, 600])
+    assert arrays.log_ratios is not None
+    assert arrays.log_ratios.tolist() == [
+        [0.0, 0.0],
+        [math.log(1.01 / 1.0), 0.0],
+        [math.log(0.99 / 1.01), math.log(7.0 / 5.0)],
+    ]
 
 
 def test_a_block_ends_before_a_step_that_does_not_move_the_clock() -> None:
