@@ -9,7 +9,6 @@ quoted shortfall against the oracle; an unquoted leg is charged its whole slippa
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -88,8 +87,14 @@ def gas_cost_usd18(
     gas_units: int, gas: GasInfo, headroom: Decimal, native_price: ValidPrice, native_decimals: int = 18
 ) -> tuple[int, int]:
     """(wei per gas, USD18 cost): ceil(base_fee * headroom) + priority, valued like a token."""
-    wei_per_gas = math.ceil(Fraction(gas.base_fee_wei) * Fraction(headroom)) + gas.priority_fee_wei
+    wei_per_gas = gate_wei_per_gas(gas, headroom)
     return wei_per_gas, value_usd18(gas_units * wei_per_gas, native_decimals, native_price)
+
+
+def gate_wei_per_gas(gas: GasInfo, headroom: Decimal) -> int:
+    """ceil(base_fee * headroom) + priority, exactly (the headroom as its integer ratio)."""
+    num, den = headroom.as_integer_ratio()
+    return -(-gas.base_fee_wei * num // den) + gas.priority_fee_wei
 
 
 def leg_impact_usd18(leg: PlannedLeg) -> int:
@@ -196,5 +201,5 @@ def cost_view(
     min_trade_usd: Decimal,
 ) -> CostView:
     expected = gas.base_fee_wei + gas.priority_fee_wei
-    gate = math.ceil(Fraction(gas.base_fee_wei) * Fraction(budget.base_fee_headroom)) + gas.priority_fee_wei
+    gate = gate_wei_per_gas(gas, budget.base_fee_headroom)
     return CostView(gas_model, expected, gate, native_usd, budget, fee_ppm, hub, min_trade_usd)

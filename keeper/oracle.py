@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from fractions import Fraction
+from decimal import Decimal
 
 from keeper.model import (
     AssetConfig,
@@ -90,15 +90,14 @@ def validate_price(rnd: FeedRound, cfg: AssetConfig, now_s: int, rules: OracleRu
             f"+ margin {rules.staleness_margin_s}s",
         )
     # Exact comparison: answer / 10**decimals against the configured Decimal bounds.
-    price = Fraction(rnd.answer, 10**rnd.decimals)
-    if cfg.min_price_usd is not None and price < Fraction(cfg.min_price_usd):
+    if cfg.min_price_usd is not None and _versus(rnd.answer, rnd.decimals, cfg.min_price_usd) < 0:
         return _reject(
             sym,
             RejectionReason.BELOW_MIN_PRICE,
             f"{sym}: price {_fmt_usd(rnd.answer, rnd.decimals)} USD below configured min "
             f"{cfg.min_price_usd} (capped or broken feed?)",
         )
-    if cfg.max_price_usd is not None and price > Fraction(cfg.max_price_usd):
+    if cfg.max_price_usd is not None and _versus(rnd.answer, rnd.decimals, cfg.max_price_usd) > 0:
         return _reject(
             sym,
             RejectionReason.ABOVE_MAX_PRICE,
@@ -111,6 +110,13 @@ def validate_price(rnd: FeedRound, cfg: AssetConfig, now_s: int, rules: OracleRu
         updated_at=rnd.updated_at,
         round_id=rnd.round_id,
     )
+
+
+def _versus(answer: int, decimals: int, bound: Decimal) -> int:
+    """The sign of answer / 10**decimals - bound, exactly (the bound as its integer ratio)."""
+    num, den = bound.as_integer_ratio()
+    diff: int = answer * den - num * 10**decimals
+    return (diff > 0) - (diff < 0)
 
 
 def validate_sequencer(rnd: FeedRound, now_s: int, grace_period_s: int) -> SequencerUp | PriceRejection:
