@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from decimal import Decimal
+from fractions import Fraction
 
+from hypothesis import given
+from hypothesis import strategies as st
 from keeper_builders import (
     V3_ROUTER,
     four_asset_after_weth_rally,
@@ -13,7 +17,15 @@ from keeper_builders import (
     with_quotes,
 )
 
-from keeper.costs import CostBudget, CostVerdict, GasModel, estimate_costs, gas_cost_usd18, leg_impact_usd18
+from keeper.costs import (
+    CostBudget,
+    CostVerdict,
+    GasModel,
+    estimate_costs,
+    gas_cost_usd18,
+    gate_wei_per_gas,
+    leg_impact_usd18,
+)
 from keeper.model import GasInfo, Plan, ValidPrice
 from keeper.planner import PlannerParams, plan
 from keeper.portfolio import value_usd18
@@ -98,3 +110,15 @@ def test_empty_plan_has_nothing_to_pay_for() -> None:
     empty = replace(rally_plan(), legs=(), turnover_usd18=0)
     est = estimate_costs(empty, GAS, ETH, MODEL, CostBudget(max_cost_usd=Decimal(1), max_cost_bps=1))
     assert est.verdict is CostVerdict.NOTHING_TO_TRADE and est.cost_bps is None
+
+
+@given(
+    base_fee=st.integers(0, 10**15),
+    tip=st.integers(0, 10**12),
+    headroom=st.decimals(min_value=Decimal(0), max_value=Decimal(100), allow_nan=False, places=6),
+)
+def test_gate_price_is_the_exact_ceiling_of_base_fee_times_headroom(
+    base_fee: int, tip: int, headroom: Decimal
+) -> None:
+    wanted = math.ceil(Fraction(base_fee) * Fraction(headroom)) + tip
+    assert gate_wei_per_gas(GasInfo(base_fee, tip), headroom) == wanted
